@@ -1,0 +1,91 @@
+#!/usr/bin/python3
+"""Run every sluice test suite and print one total line: N passed, N failed, N skipped.
+
+Suites: cmocka unit tests (build/selftests/unit), BPF tests (build/selftests/bpf, same
+cmocka-style summary), pytest integration tests (selftests/integration).
+Exit status is non-zero when anything failed or a suite could not run.
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+BUILD = os.environ.get("SLUICE_BUILD", "build")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+totals = {"passed": 0, "failed": 0, "skipped": 0}
+
+
+def count_cmocka(output):
+    """cmocka prints '[  PASSED  ] N test(s).', '[  FAILED  ] N test(s)...', '[  SKIPPED ] N'."""
+    got = {"passed": 0, "failed": 0, "skipped": 0}
+    for key, word in (("passed", "PASSED"), ("failed", "FAILED"), ("skipped", "SKIPPED")):
+        for m in re.finditer(r"^\[\s+%s\s+\] (\d+) test" % word, output, re.M):
+            got[key] += int(m.group(1))
+    return got
+
+
+def run_binaries(pattern, label):
+    bins = sorted(b for b in glob.glob(os.path.join(ROOT, BUILD, pattern))
+                  if os.access(b, os.X_OK) and not b.endswith((".o", ".d")))
+    for b in bins:
+        name = os.path.basename(b)
+        try:
+            p = subprocess.run([b], cwd=ROOT, capture_output=True, text=True, timeout=600)
+            out = p.stdout + p.stderr
+            rc = p.returncode
+        except subprocess.TimeoutExpired as e:
+            out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            rc = -1
+            out += "\nTIMEOUT\n"
+        got = count_cmocka(out)
+        if rc != 0 and got["failed"] == 0:
+            got["failed"] = 1  # crashed or exited badly without reporting
+        if rc != 0 or got["failed"]:
+            sys.stdout.write(out)
+        print("%s %-28s %d passed, %d failed, %d skipped" %
+              (label, name, got["passed"], got["failed"], got["skipped"]), flush=True)
+        for k in totals:
+            totals[k] += got[k]
+
+
+def run_pytest():
+    xml = os.path.join(ROOT, BUILD, "pytest.xml")
+    env = dict(os.environ, SLUICE_BUILD=os.path.join(ROOT, BUILD))
+    args = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
+            "--junitxml", xml, os.path.join(ROOT, "selftests", "integration")]
+    if os.environ.get("SLUICE_PYTEST_ARGS"):
+        args += os.environ["SLUICE_PYTEST_ARGS"].split()
+    p = subprocess.run(args, cwd=ROOT, env=env)
+    if not os.path.exists(xml):
+        totals["failed"] += 1
+        return
+    root = ET.parse(xml).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    for s in suites:
+        tests = int(s.get("tests", 0))
+        failed = int(s.get("failures", 0)) + int(s.get("errors", 0))
+        skipped = int(s.get("skipped", 0))
+        totals["passed"] += tests - failed - skipped
+        totals["failed"] += failed
+        totals["skipped"] += skipped
+    if p.returncode not in (0, 5) and totals["failed"] == 0:
+        totals["failed"] += 1
+
+
+def main():
+    run_binaries("selftests/unit/test_*", "unit")
+    run_binaries("selftests/bpf/test_*", "bpf ")
+    if glob.glob(os.path.join(ROOT, "selftests", "integration", "test_*.py")):
+        run_pytest()
+    line = "%d passed, %d failed" % (totals["passed"], totals["failed"])
+    if totals["skipped"]:
+        line += ", %d skipped" % totals["skipped"]
+    print(line)
+    return 1 if totals["failed"] or totals["passed"] == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+/* Types of the parsed configuration: one immutable snapshot per load.
+ * A snapshot is shared read-only by every worker; its lifetime is its refcount. */
+#ifndef SL_CONFIG_T_H
+#define SL_CONFIG_T_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define SL_CONF_ERR_MAX 512
+
+enum sl_log_level {
+	SL_LOG_DEBUG = 0,
+	SL_LOG_INFO,
+	SL_LOG_WARN,
+	SL_LOG_ERROR,
+	SL_LOG_OFF,
+};
+
+struct sl_conf_header {
+	char *name;
+	char *value;
+};
+
+/* A fixed response served by the proxy itself (health endpoints, demo backends). */
+struct sl_conf_respond {
+	int status;
+	struct sl_conf_header *headers;
+	unsigned int n_headers;
+	char *body;
+	size_t body_len;
+};
+
+struct sl_conf_server {
+	char *address; /* as written: "host:port" or "[v6]:port" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	unsigned int weight; /* 1..1000, default 1 */
+};
+
+struct sl_conf_upstream {
+	char *name;
+	struct sl_conf_server *servers;
+	unsigned int n_servers;
+	unsigned int retries;	    /* extra servers tried after a failed connect, default 1 */
+	unsigned int keepalive;	    /* idle connections kept per worker, default 128 */
+	unsigned int index;	    /* position in sl_conf.upstreams */
+	void *lb;		    /* load-balancer state, owned by lb/ (per worker) */
+};
+
+enum sl_route_action {
+	SL_ROUTE_PROXY = 0,
+	SL_ROUTE_RESPOND,
+};
+
+struct sl_conf_route {
+	char *host;	       /* NULL = any; "example.com" exact; "*.example.com" suffix */
+	int host_wildcard;     /* host began with "*." : host holds ".example.com" */
+	char *path;	       /* prefix, default "/" */
+	size_t path_len;
+	enum sl_route_action action;
+	char *upstream_name;
+	struct sl_conf_upstream *upstream; /* resolved from upstream_name */
+	struct sl_conf_respond respond;
+};
+
+struct sl_conf_listener {
+	char *address; /* as written */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct sl_conf_route *routes;
+	unsigned int n_routes;
+};
+
+struct sl_conf_limits {
+	unsigned int max_header_count; /* default 100, at most 256 */
+	size_t max_header_bytes;       /* default 32 KiB, at most 1 MiB */
+	size_t max_target_length;      /* default 8 KiB */
+	uint64_t max_body_size;	       /* 0 = unlimited (default) */
+};
+
+/* All durations in milliseconds. */
+struct sl_conf_timeouts {
+	unsigned int client_header;	       /* 10s */
+	unsigned int client_keepalive;	       /* 60s */
+	unsigned int client_body;	       /* 60s between body reads */
+	unsigned int upstream_connect;	       /* 3s */
+	unsigned int upstream_response_header; /* 60s */
+	unsigned int upstream_idle;	       /* 60s between response reads */
+};
+
+struct sl_conf_forwarded {
+	int x_forwarded_for;   /* default on */
+	int x_forwarded_proto; /* default on */
+	int x_forwarded_host;  /* default on */
+};
+
+struct sl_conf_log {
+	enum sl_log_level level; /* default info */
+	char *error_log;	 /* path, or NULL = stderr */
+	char *access_log;	 /* path, "stdout", or NULL = off */
+};
+
+struct sl_conf {
+	atomic_int refcnt;
+	char *path;		/* file it came from */
+	int workers;		/* 0 = auto: one per online CPU */
+	unsigned int shutdown_grace; /* ms, default 30s */
+	struct sl_conf_log log;
+	struct sl_conf_limits limits;
+	struct sl_conf_timeouts timeouts;
+	struct sl_conf_forwarded forwarded;
+	struct sl_conf_listener *listeners;
+	unsigned int n_listeners;
+	struct sl_conf_upstream *upstreams;
+	unsigned int n_upstreams;
+};
+
+#endif
