@@ -1,0 +1,255 @@
+#!/usr/bin/python3
+"""sluice vs nginx vs HAProxy as HTTP reverse proxies: the harness behind `make bench`.
+
+Starts one backend nginx (1 worker, `return 200 "hello world\\n"`, plus a stub_status
+server to count the connections proxies open to it), then for each scenario runs the
+three proxies in turn against it (sluice, nginx, HAProxy, sluice, nginx, HAProxy, ...),
+each started afresh for the run, loaded with wrk, and measured: requests/s, p50/p99
+latency, proxy CPU time per request (utime+stime from /proc), proxy RSS, and upstream
+connections opened per 1000 requests. Prints a markdown table per scenario (medians,
+then sluice/nginx and sluice/HAProxy ratios) and writes docs/benchmarks.md.
+
+Scenarios live in scenarios.py (keep-alive and `Connection: close` clients, 1 and 2
+workers); servers.py holds the server configurations. Everything runs on 127.0.0.1
+from a private temp directory; every process started is stopped at the end, also on
+Ctrl-C or an error. A sluiced that is missing or does not start is reported as
+"failed to start" and the others are still measured.
+
+Environment:
+  BENCH_DURATION   seconds of load per run (default 10; 3 with BENCH_QUICK)
+  BENCH_REPEAT     runs per proxy and scenario, interleaved (default 3; 1 with BENCH_QUICK)
+  BENCH_CONNS      wrk client connections (default 50)
+  BENCH_THREADS    wrk threads (default 1)
+  BENCH_WARMUP     seconds of unmeasured load before each run (default 1; 0 = none)
+  BENCH_QUICK=1    smoke test: 3 s, 1 repeat
+  BENCH_SCENARIOS  comma-separated scenario names, prefixes or globs
+                   (e.g. "keepalive", "close-2w"; default: all)
+  BENCH_PROXIES    comma-separated subset of sluice,nginx,haproxy (default: all three)
+  SLUICED          sluiced binary (default build/sluiced)
+  BENCH_OUTPUT     markdown report path (default docs/benchmarks.md; "-" = do not write)
+  BENCH_JSON       also write every run's raw figures to this JSON file
+  BENCH_KEEP_TMP=1 keep the temp directory (configs, logs) and print its path
+  BENCH_NGINX, BENCH_HAPROXY, BENCH_WRK   binaries (default /usr/sbin/nginx,
+                   /usr/sbin/haproxy, /usr/bin/wrk)
+
+Usage: make bench        (or: BENCH_QUICK=1 /usr/bin/python3 tools/bench/bench.py)
+"""
+import datetime
+import http.client
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True  # keep tools/bench free of __pycache__
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from loadgen import WrkError, run_wrk  # noqa: E402
+from procs import StartError, raise_nofile, stop_all  # noqa: E402
+from report import document, machine_info, scenario_section  # noqa: E402
+from scenarios import RunContext, RunError, Settings, select  # noqa: E402
+from servers import PROXIES, Lab, start_backend, start_proxy  # noqa: E402
+
+ENV_SHOWN = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_REPEAT", "BENCH_CONNS", "BENCH_THREADS",
+             "BENCH_WARMUP", "BENCH_SCENARIOS", "BENCH_PROXIES", "SLUICED")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _env_int(name, default, minimum):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("%s=%r is not a whole number" % (name, raw))
+    if value < minimum:
+        raise ValueError("%s must be at least %d" % (name, minimum))
+    return value
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "no", "false", "off")
+
+
+def settings_from_env():
+    quick = _env_flag("BENCH_QUICK")
+    return Settings(duration=_env_int("BENCH_DURATION", 3 if quick else 10, 1),
+                    repeat=_env_int("BENCH_REPEAT", 1 if quick else 3, 1),
+                    conns=_env_int("BENCH_CONNS", 50, 1),
+                    threads=_env_int("BENCH_THREADS", 1, 1),
+                    warmup=_env_int("BENCH_WARMUP", 1, 0),
+                    quick=quick)
+
+
+def proxies_from_env():
+    raw = os.environ.get("BENCH_PROXIES", "").strip()
+    if not raw:
+        return list(PROXIES)
+    want = [p.strip().lower() for p in raw.split(",") if p.strip()]
+    bad = [p for p in want if p not in PROXIES]
+    if bad:
+        raise ValueError("unknown proxy %s in BENCH_PROXIES (have: %s)"
+                         % (", ".join(bad), ", ".join(PROXIES)))
+    return [p for p in PROXIES if p in want]
+
+
+def command_line():
+    env = ["%s=%s" % (k, os.environ[k]) for k in ENV_SHOWN if os.environ.get(k)]
+    cmd = "make bench" if "MAKELEVEL" in os.environ else "/usr/bin/python3 tools/bench/bench.py"
+    return " ".join(env + [cmd])
+
+
+def _summary(m):
+    return "%.0f rps, p99 %.2f ms, %.1f µs/req CPU, %.1f MiB, %.2f upstream conns/1k" % (
+        m["rps"], m["p99_ms"] or 0, m["cpu_us_per_req"], m["rss_mib"], m["upstream_per_1k"])
+
+
+def run_scenario(lab, settings, sc, proxies, backends, start_failures):
+    """All runs of one scenario, proxies interleaved; {"scenario", "runs"}."""
+    runs = {p: [] for p in proxies}
+    while len(backends) < sc.backends:
+        backends.append(start_backend(lab, len(backends)))
+    mine = backends[:sc.backends]
+    for rep in range(1, settings.repeat + 1):
+        for p in proxies:
+            where = "%s %d/%d %s" % (sc.name, rep, settings.repeat, PROXIES[p].label)
+            for b in mine:
+                if not b.child.alive():
+                    raise RuntimeError("backend nginx on port %d died: %s"
+                                       % (b.port, b.child.exit_reason()))
+            # A configuration that failed to start once is not retried.
+            key = (p, sc.workers, sc.backends, repr(sorted(sc.options.items())))
+            if key in start_failures:
+                runs[p].append(dict(start_failures[key]))
+                log("%s: skipped, failed to start before: %s"
+                    % (where, start_failures[key]["error"]))
+                continue
+            tag = "%s-%s-r%d" % (p, sc.name, rep)
+            try:
+                child, port = start_proxy(lab, p, tag, sc.workers, mine, sc.options)
+            except StartError as e:
+                fail = {"ok": False, "start_failed": True, "error": e.reason,
+                        "log_tail": e.log_tail}
+                start_failures[key] = fail
+                runs[p].append(dict(fail))
+                log("%s: failed to start: %s" % (where, e.reason))
+                continue
+            try:
+                ctx = RunContext(lab, settings, sc, p, child, port, mine)
+                metrics = sc.measure(ctx)
+                runs[p].append({"ok": True, "metrics": metrics})
+                log("%s: %s" % (where, _summary(metrics) if "rps" in metrics else "done"))
+            except (RunError, WrkError, OSError, http.client.HTTPException) as e:
+                runs[p].append({"ok": False, "start_failed": False, "error": str(e),
+                                "log_tail": child.log_tail()})
+                log("%s: failed: %s" % (where, e))
+            finally:
+                child.stop()
+    return {"scenario": sc, "runs": runs}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main():
+    try:
+        settings = settings_from_env()
+        scenarios = select(os.environ.get("BENCH_SCENARIOS"))
+        proxies = proxies_from_env()
+    except ValueError as e:
+        log("bench: %s" % e)
+        return 2
+
+    sluiced = os.environ.get("SLUICED") or os.path.join(ROOT, "build", "sluiced")
+    lab = Lab(tmp="", nofile=0,
+              nginx=os.environ.get("BENCH_NGINX", "/usr/sbin/nginx"),
+              haproxy=os.environ.get("BENCH_HAPROXY", "/usr/sbin/haproxy"),
+              wrk=os.environ.get("BENCH_WRK", "/usr/bin/wrk"),
+              sluiced=os.path.abspath(sluiced))
+    for tool in (lab.wrk, lab.nginx):
+        if not os.access(tool, os.X_OK):
+            log("bench: %s not found; run ./tools/install-deps.sh bench" % tool)
+            return 2
+
+    lab.nofile = raise_nofile(65536)
+    lab.tmp = tempfile.mkdtemp(prefix="sluice-bench-")
+    os.chmod(lab.tmp, 0o755)  # nginx workers run as an unprivileged user
+    keep_tmp = _env_flag("BENCH_KEEP_TMP")
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+    results, status = [], 0
+    try:
+        os.chdir(ROOT)
+        info = machine_info(lab, ROOT)
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        log("bench: %s; %d × %s; %d s × %d repeat(s), %d conns; scenarios: %s; temp %s"
+            % (command_line(), info["nproc"], info["cpu"], settings.duration,
+               settings.repeat, settings.conns, ", ".join(s.name for s in scenarios),
+               lab.tmp))
+        try:
+            backends = [start_backend(lab, 0)]
+        except StartError as e:
+            log("bench: the backend nginx did not start: %s\n%s" % (e.reason, e.log_tail))
+            return 1
+        # The first seconds of load on a fresh machine state run slower; burn them
+        # on the backend alone so that the first proxy measured is not penalised.
+        if settings.warmup > 0:
+            run_wrk(lab.wrk, backends[0].port, 2 * settings.warmup, settings.conns,
+                    settings.threads)
+
+        start_failures = {}
+        for sc in scenarios:
+            res = run_scenario(lab, settings, sc, proxies, backends, start_failures)
+            results.append(res)
+            print(scenario_section(res, proxies), flush=True)
+
+        for p in proxies:
+            if p != "sluice" and not any(r["ok"] for res in results for r in res["runs"][p]):
+                log("bench: %s never completed a run" % PROXIES[p].label)
+                status = 1
+
+        doc = document(info, settings, command_line(), date, results, proxies, lab.nofile)
+        out = os.environ.get("BENCH_OUTPUT", os.path.join(ROOT, "docs", "benchmarks.md"))
+        if out != "-":
+            with open(out, "w") as f:
+                f.write(doc)
+            log("bench: wrote %s" % out)
+        if os.environ.get("BENCH_JSON"):
+            raw = {"machine": info, "date": date, "command": command_line(),
+                   "settings": settings.__dict__,
+                   "results": [{"scenario": r["scenario"].name, "runs": r["runs"]}
+                               for r in results]}
+            with open(os.environ["BENCH_JSON"], "w") as f:
+                json.dump(raw, f, indent=1)
+    except (KeyboardInterrupt, Interrupted) as e:
+        log("bench: interrupted (%s); stopping everything" % (str(e) or "SIGINT"))
+        status = 130
+    except (RuntimeError, WrkError, OSError) as e:
+        log("bench: %s" % e)
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
+        stop_all()
+        if keep_tmp:
+            log("bench: configs and logs kept in %s" % lab.tmp)
+        else:
+            shutil.rmtree(lab.tmp, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

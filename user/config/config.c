@@ -1,0 +1,1220 @@
+/* Configuration loader: one YAML file (docs/configuration.md) -> one immutable, refcounted
+ * struct sl_conf snapshot. Every rejection names its node as FILE:LINE:COLUMN (1-based). */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "config/config.h"
+
+/* A configuration is a few KiB; refuse to slurp something absurd by mistake. */
+#define CONF_FILE_MAX (16u << 20)
+
+struct parse {
+	yaml_document_t *doc;
+	const char *name; /* file name for messages */
+	char *err;
+	size_t errlen;
+	struct sl_conf *c;
+	char kbuf[256]; /* scratch for "listeners[0].routes[1].path" in messages */
+};
+
+static int __attribute__((format(printf, 3, 4)))
+fail_at(struct parse *p, yaml_mark_t m, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!p->err || !p->errlen)
+		return -EINVAL;
+	/* libyaml marks are 0-based; editors and compilers count from 1. */
+	n = snprintf(p->err, p->errlen, "%s:%zu:%zu: ", p->name, m.line + 1, m.column + 1);
+	if (n >= 0 && (size_t)n < p->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(p->err + n, p->errlen - n, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+#define fail(p, node, ...) fail_at(p, (node)->start_mark, __VA_ARGS__)
+
+static int oom(struct parse *p)
+{
+	if (p->err && p->errlen)
+		snprintf(p->err, p->errlen, "%s: out of memory", p->name);
+	return -ENOMEM;
+}
+
+static const char *kname(struct parse *p, const char *where, const char *key)
+{
+	snprintf(p->kbuf, sizeof(p->kbuf), "%s%s%s", where, *where ? "." : "", key);
+	return p->kbuf;
+}
+
+static yaml_node_t *node_at(struct parse *p, int id)
+{
+	return yaml_document_get_node(p->doc, id);
+}
+
+static const char *sval(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+/* Next key and value of a mapping; *it starts at 0. */
+static bool next_pair(struct parse *p, const yaml_node_t *map, size_t *it, yaml_node_t **k,
+		      yaml_node_t **v)
+{
+	const yaml_node_pair_t *pair = map->data.mapping.pairs.start + *it;
+
+	if (pair >= map->data.mapping.pairs.top)
+		return false;
+	*k = node_at(p, pair->key);
+	*v = node_at(p, pair->value);
+	(*it)++;
+	return true;
+}
+
+#define KEY_IS(k, s) (!strcmp(sval(k), (s)))
+
+static size_t n_pairs(const yaml_node_t *map)
+{
+	return map->data.mapping.pairs.top - map->data.mapping.pairs.start;
+}
+
+static size_t n_items(const yaml_node_t *seq)
+{
+	return seq->data.sequence.items.top - seq->data.sequence.items.start;
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+	const char *s = sval(n);
+
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+	       !strcmp(s, "NULL");
+}
+
+/* Keys must be strings and unique: libyaml keeps duplicates, and a silent last-one-wins
+ * would hide the typo that produced them. */
+static int want_map(struct parse *p, yaml_node_t *n, const char *what)
+{
+	yaml_node_pair_t *a, *b;
+
+	if (n->type != YAML_MAPPING_NODE)
+		return fail(p, n, "%s must be a mapping", what);
+	for (a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top; a++) {
+		yaml_node_t *k = node_at(p, a->key);
+
+		if (k->type != YAML_SCALAR_NODE)
+			return fail(p, k, "keys of %s must be strings", what);
+		for (b = n->data.mapping.pairs.start; b < a; b++) {
+			yaml_node_t *o = node_at(p, b->key);
+
+			if (o->data.scalar.length == k->data.scalar.length &&
+			    !memcmp(o->data.scalar.value, k->data.scalar.value,
+				    k->data.scalar.length))
+				return fail(p, k, "duplicate key '%s' in %s", sval(k), what);
+		}
+	}
+	return 0;
+}
+
+static int unknown(struct parse *p, yaml_node_t *k, const char *where)
+{
+	if (!*where)
+		return fail(p, k, "unknown top-level key '%s'", sval(k));
+	return fail(p, k, "unknown key '%s' in %s", sval(k), where);
+}
+
+/* Everything but a respond body is used as a C string, so an embedded NUL would truncate it. */
+static int want_str(struct parse *p, yaml_node_t *n, const char *where, const char *key)
+{
+	if (n->type != YAML_SCALAR_NODE || is_null(n))
+		return fail(p, n, "%s must be a string", kname(p, where, key));
+	if (strlen(sval(n)) != n->data.scalar.length)
+		return fail(p, n, "%s contains a NUL byte", kname(p, where, key));
+	return 0;
+}
+
+static int get_str(struct parse *p, yaml_node_t *n, const char *where, const char *key, char **out)
+{
+	int ret = want_str(p, n, where, key);
+
+	if (ret)
+		return ret;
+	free(*out);
+	*out = strdup(sval(n));
+	return *out ? 0 : oom(p);
+}
+
+static int get_uint(struct parse *p, yaml_node_t *n, const char *where, const char *key,
+		    uint64_t min, uint64_t max, uint64_t *out)
+{
+	const char *s;
+	uint64_t v = 0;
+
+	if (n->type != YAML_SCALAR_NODE || is_null(n))
+		goto bad;
+	for (s = sval(n); *s; s++) {
+		if (*s < '0' || *s > '9')
+			goto bad;
+		if (v > (UINT64_MAX - (*s - '0')) / 10)
+			goto range;
+		v = v * 10 + (*s - '0');
+	}
+	if ((size_t)(s - sval(n)) != n->data.scalar.length)
+		goto bad;
+	if (v < min || v > max)
+		goto range;
+	*out = v;
+	return 0;
+range:
+	return fail(p, n, "%s out of range (%llu..%llu)", kname(p, where, key),
+		    (unsigned long long)min, (unsigned long long)max);
+bad:
+	return fail(p, n, "%s must be an integer", kname(p, where, key));
+}
+
+static int get_bool(struct parse *p, yaml_node_t *n, const char *where, const char *key, int *out)
+{
+	static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no",
+									       "off"};
+	size_t i;
+
+	if (n->type == YAML_SCALAR_NODE) {
+		for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+			if (!strcasecmp(sval(n), yes[i])) {
+				*out = 1;
+				return 0;
+			}
+			if (!strcasecmp(sval(n), no[i])) {
+				*out = 0;
+				return 0;
+			}
+		}
+	}
+	return fail(p, n, "%s must be true or false", kname(p, where, key));
+}
+
+static int get_duration(struct parse *p, yaml_node_t *n, const char *where, const char *key,
+			unsigned int min, unsigned int *out)
+{
+	unsigned int v;
+	int ret = want_str(p, n, where, key);
+
+	if (ret)
+		return ret;
+	if (sl_parse_duration(sval(n), &v))
+		return fail(p, n, "%s: invalid duration '%s' (e.g. 250ms, 10s, 2m, 1h)",
+			    kname(p, where, key), sval(n));
+	if (v < min)
+		return fail(p, n, "%s out of range (at least %ums)", kname(p, where, key), min);
+	*out = v;
+	return 0;
+}
+
+static int get_size(struct parse *p, yaml_node_t *n, const char *where, const char *key,
+		    uint64_t min, uint64_t max, const char *range, uint64_t *out)
+{
+	uint64_t v;
+	int ret = want_str(p, n, where, key);
+
+	if (ret)
+		return ret;
+	if (sl_parse_size(sval(n), &v))
+		return fail(p, n, "%s: invalid size '%s' (e.g. 512, 32k, 10m)",
+			    kname(p, where, key), sval(n));
+	if (v < min || v > max)
+		return fail(p, n, "%s out of range (%s)", kname(p, where, key), range);
+	*out = v;
+	return 0;
+}
+
+static int get_addr(struct parse *p, yaml_node_t *n, const char *where, char **text,
+		    struct sockaddr_storage *ss, socklen_t *len)
+{
+	int ret = get_str(p, n, where, "address", text);
+
+	if (ret)
+		return ret;
+	ret = sl_parse_addr(*text, ss, len);
+	if (ret == -ENOENT || ret == -EAGAIN)
+		return fail(p, n, "%s: cannot resolve '%s'", kname(p, where, "address"), *text);
+	if (ret)
+		return fail(p, n, "%s: invalid address '%s' (host:port, :port or [v6]:port)",
+			    kname(p, where, "address"), *text);
+	return 0;
+}
+
+static bool same_sockaddr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+		       !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr));
+	}
+	return false;
+}
+
+static int parse_workers(struct parse *p, yaml_node_t *v)
+{
+	uint64_t n = 0;
+	int ret;
+
+	if (v->type == YAML_SCALAR_NODE && !strcmp(sval(v), "auto")) {
+		p->c->workers = 0;
+		return 0;
+	}
+	if (v->type != YAML_SCALAR_NODE || !v->data.scalar.length ||
+	    strspn(sval(v), "0123456789") != v->data.scalar.length)
+		return fail(p, v, "workers must be 'auto' or a number 1..256");
+	ret = get_uint(p, v, "", "workers", 1, 256, &n);
+	p->c->workers = n;
+	return ret;
+}
+
+static int parse_log(struct parse *p, yaml_node_t *n)
+{
+	static const char *const levels[] = {
+	    [SL_LOG_DEBUG] = "debug",
+	    [SL_LOG_INFO] = "info",
+	    [SL_LOG_WARN] = "warn",
+	    [SL_LOG_ERROR] = "error",
+	};
+	const unsigned int n_levels = sizeof(levels) / sizeof(levels[0]);
+	struct sl_conf_log *lg = &p->c->log;
+	yaml_node_t *k, *v;
+	size_t it;
+	unsigned int i;
+	int ret = want_map(p, n, "log");
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "level")) {
+			ret = want_str(p, v, "log", "level");
+			if (ret)
+				return ret;
+			for (i = 0; i < n_levels && strcmp(sval(v), levels[i]); i++)
+				;
+			if (i == n_levels)
+				return fail(p, v, "log.level must be debug, info, warn or error");
+			lg->level = i;
+		} else if (KEY_IS(k, "error_log")) {
+			ret = want_str(p, v, "log", "error_log");
+			if (!ret && strcmp(sval(v), "stderr"))
+				ret = get_str(p, v, "log", "error_log", &lg->error_log);
+		} else if (KEY_IS(k, "access_log")) {
+			/* "off" is a YAML 1.1 boolean; take it and its spellings as the keyword. */
+			if (v->type == YAML_SCALAR_NODE &&
+			    (!strcasecmp(sval(v), "off") || !strcasecmp(sval(v), "false") ||
+			     !strcasecmp(sval(v), "no")))
+				continue;
+			ret = get_str(p, v, "log", "access_log", &lg->access_log);
+		} else {
+			ret = unknown(p, k, "log");
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_shutdown(struct parse *p, yaml_node_t *n)
+{
+	yaml_node_t *k, *v;
+	size_t it;
+	int ret = want_map(p, n, "shutdown");
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "grace"))
+			ret = get_duration(p, v, "shutdown", "grace", 0, &p->c->shutdown_grace);
+		else
+			ret = unknown(p, k, "shutdown");
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_limits(struct parse *p, yaml_node_t *n)
+{
+	struct sl_conf_limits *lim = &p->c->limits;
+	yaml_node_t *k, *v;
+	size_t it;
+	uint64_t x = 0;
+	int ret = want_map(p, n, "limits");
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "max_header_count")) {
+			ret = get_uint(p, v, "limits", "max_header_count", 1, 256, &x);
+			lim->max_header_count = x;
+		} else if (KEY_IS(k, "max_header_bytes")) {
+			ret = get_size(p, v, "limits", "max_header_bytes", 1024, 1024 * 1024,
+				       "1k..1m", &x);
+			lim->max_header_bytes = x;
+		} else if (KEY_IS(k, "max_target_length")) {
+			ret = get_size(p, v, "limits", "max_target_length", 256, 1024 * 1024,
+				       "256..1m", &x);
+			lim->max_target_length = x;
+		} else if (KEY_IS(k, "max_body_size")) {
+			ret = get_size(p, v, "limits", "max_body_size", 0, UINT64_MAX, "", &x);
+			lim->max_body_size = x;
+		} else {
+			ret = unknown(p, k, "limits");
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_timeouts(struct parse *p, yaml_node_t *n)
+{
+	struct sl_conf_timeouts *t = &p->c->timeouts;
+	const struct {
+		const char *key;
+		unsigned int *ms;
+	} keys[] = {
+	    {"client_header", &t->client_header},
+	    {"client_keepalive", &t->client_keepalive},
+	    {"client_body", &t->client_body},
+	    {"upstream_connect", &t->upstream_connect},
+	    {"upstream_response_header", &t->upstream_response_header},
+	    {"upstream_idle", &t->upstream_idle},
+	};
+	const size_t n_keys = sizeof(keys) / sizeof(keys[0]);
+	yaml_node_t *k, *v;
+	size_t it, i;
+	int ret = want_map(p, n, "timeouts");
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		for (i = 0; i < n_keys && !KEY_IS(k, keys[i].key); i++)
+			;
+		/* A zero timeout would fire before the first byte could arrive. */
+		if (i < n_keys)
+			ret = get_duration(p, v, "timeouts", keys[i].key, 1, keys[i].ms);
+		else
+			ret = unknown(p, k, "timeouts");
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_forwarded(struct parse *p, yaml_node_t *n)
+{
+	struct sl_conf_forwarded *f = &p->c->forwarded;
+	yaml_node_t *k, *v;
+	size_t it;
+	int ret = want_map(p, n, "forwarded");
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "x_forwarded_for"))
+			ret = get_bool(p, v, "forwarded", "x_forwarded_for", &f->x_forwarded_for);
+		else if (KEY_IS(k, "x_forwarded_proto"))
+			ret =
+			    get_bool(p, v, "forwarded", "x_forwarded_proto", &f->x_forwarded_proto);
+		else if (KEY_IS(k, "x_forwarded_host"))
+			ret = get_bool(p, v, "forwarded", "x_forwarded_host", &f->x_forwarded_host);
+		else
+			ret = unknown(p, k, "forwarded");
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_server(struct parse *p, yaml_node_t *n, const char *where,
+			struct sl_conf_server *s)
+{
+	yaml_node_t *k, *v, *addr = NULL;
+	size_t it;
+	uint64_t w = 0;
+	int ret = want_map(p, n, where);
+
+	if (ret)
+		return ret;
+	s->weight = 1;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "address")) {
+			addr = v;
+		} else if (KEY_IS(k, "weight")) {
+			ret = get_uint(p, v, where, "weight", 1, 1000, &w);
+			s->weight = w;
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!addr)
+		return fail(p, n, "%s has no address", where);
+	return get_addr(p, addr, where, &s->address, &s->addr, &s->addrlen);
+}
+
+static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
+			  struct sl_conf_upstream *u)
+{
+	yaml_node_t *k, *v, *servers = NULL;
+	char where[160], swhere[192];
+	uint64_t x = 0;
+	size_t it, i, cnt;
+	int ret;
+
+	snprintf(where, sizeof(where), "upstreams.%s", u->name);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "servers")) {
+			servers = v;
+		} else if (KEY_IS(k, "retries")) {
+			ret = get_uint(p, v, where, "retries", 0, 10, &x);
+			u->retries = x;
+		} else if (KEY_IS(k, "keepalive")) {
+			ret = get_uint(p, v, where, "keepalive", 0, 65535, &x);
+			u->keepalive = x;
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!servers)
+		return fail(p, name, "upstream '%s' has no servers", u->name);
+	if (is_null(servers))
+		return fail(p, servers, "upstream '%s' has no servers", u->name);
+	if (servers->type != YAML_SEQUENCE_NODE)
+		return fail(p, servers, "%s must be a sequence", kname(p, where, "servers"));
+	cnt = n_items(servers);
+	if (!cnt)
+		return fail(p, servers, "upstream '%s' has no servers", u->name);
+	u->servers = calloc(cnt, sizeof(*u->servers));
+	if (!u->servers)
+		return oom(p);
+	u->n_servers = cnt;
+	for (i = 0; i < cnt; i++) {
+		snprintf(swhere, sizeof(swhere), "%s.servers[%zu]", where, i);
+		ret = parse_server(p, node_at(p, servers->data.sequence.items.start[i]), swhere,
+				   &u->servers[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_upstreams(struct parse *p, yaml_node_t *n)
+{
+	struct sl_conf *c = p->c;
+	yaml_node_t *k, *v;
+	size_t it, i = 0, cnt;
+	int ret = want_map(p, n, "upstreams");
+
+	if (ret)
+		return ret;
+	cnt = n_pairs(n);
+	if (!cnt)
+		return 0;
+	c->upstreams = calloc(cnt, sizeof(*c->upstreams));
+	if (!c->upstreams)
+		return oom(p);
+	c->n_upstreams = cnt;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		struct sl_conf_upstream *u = &c->upstreams[i];
+
+		u->index = i++;
+		u->retries = 1;
+		u->keepalive = 128;
+		if (!k->data.scalar.length || strlen(sval(k)) != k->data.scalar.length)
+			return fail(p, k, "invalid upstream name");
+		u->name = strdup(sval(k));
+		if (!u->name)
+			return oom(p);
+		ret = parse_upstream(p, k, v, u);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_host(struct parse *p, yaml_node_t *v, const char *where, struct sl_conf_route *r)
+{
+	const char *s, *q;
+	char *h;
+	int ret = want_str(p, v, where, "host");
+
+	if (ret)
+		return ret;
+	s = sval(v);
+	/* "*.example.com" is kept as ".example.com": a suffix that needs at least one label. */
+	if (!strncmp(s, "*.", 2)) {
+		r->host_wildcard = 1;
+		s++;
+	}
+	if (!s[r->host_wildcard])
+		return fail(p, v, "%s is empty", kname(p, where, "host"));
+	for (q = s; *q; q++) {
+		unsigned char ch = *q;
+
+		/* A port or any of these could never equal a request's host, so the route would be
+		 * dead; say so instead of loading it. */
+		if (ch <= ' ' || ch == 0x7f || strchr("*/@?#\\", ch) || (ch == ':' && s[0] != '['))
+			return fail(p, v, "%s: invalid host '%s'", kname(p, where, "host"),
+				    sval(v));
+	}
+	r->host = strdup(s);
+	if (!r->host)
+		return oom(p);
+	for (h = r->host; *h; h++)
+		if (*h >= 'A' && *h <= 'Z')
+			*h += 'a' - 'A';
+	return 0;
+}
+
+static int parse_path(struct parse *p, yaml_node_t *v, const char *where, struct sl_conf_route *r)
+{
+	const unsigned char *s;
+	int ret = want_str(p, v, where, "path");
+
+	if (ret)
+		return ret;
+	if (sval(v)[0] != '/')
+		return fail(p, v, "%s must start with '/'", kname(p, where, "path"));
+	for (s = v->data.scalar.value; *s; s++)
+		if (*s <= ' ' || *s == 0x7f)
+			return fail(p, v, "%s contains a space or control character",
+				    kname(p, where, "path"));
+	return get_str(p, v, where, "path", &r->path);
+}
+
+static bool is_tchar(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static int parse_headers(struct parse *p, yaml_node_t *n, const char *where,
+			 struct sl_conf_respond *rs)
+{
+	yaml_node_t *k, *v;
+	const unsigned char *s;
+	char hwhere[208];
+	size_t it, i = 0, cnt;
+	int ret;
+
+	snprintf(hwhere, sizeof(hwhere), "%s.headers", where);
+	ret = want_map(p, n, hwhere);
+	if (ret)
+		return ret;
+	cnt = n_pairs(n);
+	if (!cnt)
+		return 0;
+	rs->headers = calloc(cnt, sizeof(*rs->headers));
+	if (!rs->headers)
+		return oom(p);
+	rs->n_headers = cnt;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		struct sl_conf_header *h = &rs->headers[i++];
+
+		if (!k->data.scalar.length)
+			return fail(p, k, "empty header name");
+		for (s = k->data.scalar.value; s < k->data.scalar.value + k->data.scalar.length;
+		     s++)
+			if (!is_tchar(*s))
+				return fail(p, k, "invalid header name '%s'", sval(k));
+		/* sluice frames the body itself; a second framing header would desync clients. */
+		if (!strcasecmp(sval(k), "content-length") ||
+		    !strcasecmp(sval(k), "transfer-encoding"))
+			return fail(p, k, "header '%s' is set by sluice from the body", sval(k));
+		ret = want_str(p, v, hwhere, sval(k));
+		if (ret)
+			return ret;
+		/* CR or LF here would let a config value inject headers or split the response. */
+		for (s = v->data.scalar.value; *s; s++)
+			if ((*s < ' ' && *s != '\t') || *s == 0x7f)
+				return fail(p, v,
+					    "value of header '%s' contains a control character",
+					    sval(k));
+		h->name = strdup(sval(k));
+		h->value = strdup(sval(v));
+		if (!h->name || !h->value)
+			return oom(p);
+	}
+	return 0;
+}
+
+static int parse_respond(struct parse *p, yaml_node_t *n, const char *route_where,
+			 struct sl_conf_respond *rs)
+{
+	yaml_node_t *k, *v;
+	size_t it;
+	char where[192];
+	uint64_t st = 0;
+	int ret;
+
+	snprintf(where, sizeof(where), "%s.respond", route_where);
+	rs->status = 200;
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "status")) {
+			ret = get_uint(p, v, where, "status", 100, 599, &st);
+			rs->status = st;
+		} else if (KEY_IS(k, "headers")) {
+			ret = parse_headers(p, v, where, rs);
+		} else if (KEY_IS(k, "body")) {
+			/* The one string that may hold any bytes: it is sent with its length. */
+			if (v->type != YAML_SCALAR_NODE || is_null(v))
+				return fail(p, v, "%s must be a string", kname(p, where, "body"));
+			rs->body = malloc(v->data.scalar.length + 1);
+			if (!rs->body)
+				return oom(p);
+			memcpy(rs->body, v->data.scalar.value, v->data.scalar.length + 1);
+			rs->body_len = v->data.scalar.length;
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!rs->body && !(rs->body = strdup("")))
+		return oom(p);
+	return 0;
+}
+
+static int parse_route(struct parse *p, yaml_node_t *n, const char *where, struct sl_conf_route *r)
+{
+	struct sl_conf *c = p->c;
+	yaml_node_t *k, *v, *host = NULL, *path = NULL, *up = NULL, *resp = NULL;
+	size_t it;
+	unsigned int i;
+	int ret = want_map(p, n, where);
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "host"))
+			host = v;
+		else if (KEY_IS(k, "path"))
+			path = v;
+		else if (KEY_IS(k, "upstream"))
+			up = v;
+		else if (KEY_IS(k, "respond"))
+			resp = v;
+		else
+			return unknown(p, k, where);
+	}
+	if (!up == !resp)
+		return fail(p, n, "%s needs exactly one of 'upstream' and 'respond'", where);
+	if (host) {
+		ret = parse_host(p, host, where, r);
+		if (ret)
+			return ret;
+	}
+	if (path)
+		ret = parse_path(p, path, where, r);
+	else if (!(r->path = strdup("/")))
+		ret = oom(p);
+	if (ret)
+		return ret;
+	r->path_len = strlen(r->path);
+	if (resp) {
+		r->action = SL_ROUTE_RESPOND;
+		return parse_respond(p, resp, where, &r->respond);
+	}
+	r->action = SL_ROUTE_PROXY;
+	ret = get_str(p, up, where, "upstream", &r->upstream_name);
+	if (ret)
+		return ret;
+	for (i = 0; i < c->n_upstreams; i++)
+		if (!strcmp(c->upstreams[i].name, r->upstream_name))
+			r->upstream = &c->upstreams[i];
+	if (!r->upstream)
+		return fail(p, up, "undefined upstream '%s'", r->upstream_name);
+	return 0;
+}
+
+static int parse_listener(struct parse *p, yaml_node_t *n, unsigned int idx)
+{
+	struct sl_conf_listener *l = &p->c->listeners[idx];
+	yaml_node_t *k, *v, *addr = NULL, *routes = NULL;
+	size_t it;
+	char where[32], rwhere[64];
+	unsigned int i;
+	int ret;
+
+	snprintf(where, sizeof(where), "listeners[%u]", idx);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "address"))
+			addr = v;
+		else if (KEY_IS(k, "routes"))
+			routes = v;
+		else
+			return unknown(p, k, where);
+	}
+	if (!addr)
+		return fail(p, n, "%s has no address", where);
+	ret = get_addr(p, addr, where, &l->address, &l->addr, &l->addrlen);
+	if (ret)
+		return ret;
+	/* Compared resolved, so ":8080" and "0.0.0.0:8080" are caught as the same socket. */
+	for (i = 0; i < idx; i++)
+		if (same_sockaddr(&p->c->listeners[i].addr, &l->addr))
+			return fail(p, addr, "duplicate listener address '%s' (as listeners[%u])",
+				    l->address, i);
+	/* No routes is legal: every request gets 404. */
+	if (!routes)
+		return 0;
+	if (routes->type != YAML_SEQUENCE_NODE)
+		return fail(p, routes, "%s must be a sequence", kname(p, where, "routes"));
+	if (!n_items(routes))
+		return 0;
+	l->routes = calloc(n_items(routes), sizeof(*l->routes));
+	if (!l->routes)
+		return oom(p);
+	l->n_routes = n_items(routes);
+	for (i = 0; i < l->n_routes; i++) {
+		snprintf(rwhere, sizeof(rwhere), "%s.routes[%u]", where, i);
+		ret = parse_route(p, node_at(p, routes->data.sequence.items.start[i]), rwhere,
+				  &l->routes[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_listeners(struct parse *p, yaml_node_t *n)
+{
+	struct sl_conf *c = p->c;
+	unsigned int i;
+	int ret;
+
+	if (is_null(n))
+		return fail(p, n, "no listeners defined");
+	if (n->type != YAML_SEQUENCE_NODE)
+		return fail(p, n, "listeners must be a sequence");
+	if (!n_items(n))
+		return fail(p, n, "no listeners defined");
+	c->listeners = calloc(n_items(n), sizeof(*c->listeners));
+	if (!c->listeners)
+		return oom(p);
+	c->n_listeners = n_items(n);
+	for (i = 0; i < c->n_listeners; i++) {
+		ret = parse_listener(p, node_at(p, n->data.sequence.items.start[i]), i);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_root(struct parse *p)
+{
+	yaml_node_t *root = yaml_document_get_root_node(p->doc), *k, *v, *listeners = NULL;
+	size_t it;
+	yaml_mark_t start = {0};
+	int ret;
+
+	if (!root)
+		return fail_at(p, start, "no listeners defined");
+	ret = want_map(p, root, "the top level");
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, root, &it, &k, &v);) {
+		if (KEY_IS(k, "workers"))
+			ret = parse_workers(p, v);
+		else if (KEY_IS(k, "log"))
+			ret = parse_log(p, v);
+		else if (KEY_IS(k, "shutdown"))
+			ret = parse_shutdown(p, v);
+		else if (KEY_IS(k, "limits"))
+			ret = parse_limits(p, v);
+		else if (KEY_IS(k, "timeouts"))
+			ret = parse_timeouts(p, v);
+		else if (KEY_IS(k, "forwarded"))
+			ret = parse_forwarded(p, v);
+		else if (KEY_IS(k, "upstreams"))
+			ret = parse_upstreams(p, v);
+		else if (KEY_IS(k, "listeners"))
+			listeners = v; /* routes name upstreams, which may come later in the file */
+		else
+			ret = unknown(p, k, "");
+		if (ret)
+			return ret;
+	}
+	if (!listeners)
+		return fail(p, root, "no listeners defined");
+	return parse_listeners(p, listeners);
+}
+
+static void syntax_error(struct parse *p, const yaml_parser_t *ps, const char *text, size_t len)
+{
+	const char *problem = ps->problem ? ps->problem : "syntax error";
+	yaml_mark_t m = ps->problem_mark;
+	size_t i;
+
+	if (ps->error == YAML_MEMORY_ERROR) {
+		oom(p);
+		return;
+	}
+	if (ps->error == YAML_READER_ERROR) {
+		/* Encoding errors carry a byte offset, not a mark. */
+		memset(&m, 0, sizeof(m));
+		for (i = 0; i < ps->problem_offset && i < len; i++) {
+			if (text[i] == '\n') {
+				m.line++;
+				m.column = 0;
+			} else {
+				m.column++;
+			}
+		}
+	}
+	if (ps->context)
+		fail_at(p, m, "%s (%s at %zu:%zu)", problem, ps->context, ps->context_mark.line + 1,
+			ps->context_mark.column + 1);
+	else
+		fail_at(p, m, "%s", problem);
+}
+
+static void conf_free(struct sl_conf *c)
+{
+	unsigned int i, j, h;
+
+	for (i = 0; i < c->n_listeners; i++) {
+		struct sl_conf_listener *l = &c->listeners[i];
+
+		for (j = 0; j < l->n_routes; j++) {
+			struct sl_conf_route *r = &l->routes[j];
+
+			free(r->host);
+			free(r->path);
+			free(r->upstream_name);
+			for (h = 0; h < r->respond.n_headers; h++) {
+				free(r->respond.headers[h].name);
+				free(r->respond.headers[h].value);
+			}
+			free(r->respond.headers);
+			free(r->respond.body);
+		}
+		free(l->routes);
+		free(l->address);
+	}
+	free(c->listeners);
+	for (i = 0; i < c->n_upstreams; i++) {
+		struct sl_conf_upstream *u = &c->upstreams[i];
+
+		for (j = 0; j < u->n_servers; j++)
+			free(u->servers[j].address);
+		free(u->servers);
+		free(u->name);
+		free(u->lb); /* balancer state, allocated by lb/ as one block */
+	}
+	free(c->upstreams);
+	free(c->log.error_log);
+	free(c->log.access_log);
+	free(c->path);
+	free(c);
+}
+
+static void set_defaults(struct sl_conf *c)
+{
+	atomic_init(&c->refcnt, 1);
+	c->workers = 0;
+	c->shutdown_grace = 30000;
+	c->log.level = SL_LOG_INFO;
+	c->limits.max_header_count = 100;
+	c->limits.max_header_bytes = 32 * 1024;
+	c->limits.max_target_length = 8 * 1024;
+	c->limits.max_body_size = 0;
+	c->timeouts.client_header = 10000;
+	c->timeouts.client_keepalive = 60000;
+	c->timeouts.client_body = 60000;
+	c->timeouts.upstream_connect = 3000;
+	c->timeouts.upstream_response_header = 60000;
+	c->timeouts.upstream_idle = 60000;
+	c->forwarded.x_forwarded_for = 1;
+	c->forwarded.x_forwarded_proto = 1;
+	c->forwarded.x_forwarded_host = 1;
+}
+
+struct sl_conf *sl_conf_parse(const char *text, size_t len, const char *name, char *err,
+			      size_t errlen)
+{
+	struct parse p = {.name = name ? name : "<config>", .err = err, .errlen = errlen};
+	yaml_parser_t parser;
+	yaml_document_t doc, extra;
+	int ret = -EINVAL;
+
+	if (err && errlen)
+		err[0] = '\0';
+	p.c = calloc(1, sizeof(*p.c));
+	if (!p.c) {
+		oom(&p);
+		return NULL;
+	}
+	set_defaults(p.c);
+	p.c->path = strdup(p.name);
+	if (!p.c->path || !yaml_parser_initialize(&parser)) {
+		oom(&p);
+		conf_free(p.c);
+		return NULL;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		syntax_error(&p, &parser, text, len);
+		goto out;
+	}
+	p.doc = &doc;
+	ret = parse_root(&p);
+	yaml_document_delete(&doc);
+	if (ret)
+		goto out;
+	/* A second document would be silently ignored; an operator who wrote one meant it. */
+	if (!yaml_parser_load(&parser, &extra)) {
+		syntax_error(&p, &parser, text, len);
+		ret = -EINVAL;
+		goto out;
+	}
+	if (yaml_document_get_root_node(&extra))
+		ret = fail_at(&p, extra.start_mark, "only one YAML document is allowed");
+	yaml_document_delete(&extra);
+out:
+	yaml_parser_delete(&parser);
+	if (ret) {
+		conf_free(p.c);
+		return NULL;
+	}
+	return p.c;
+}
+
+struct sl_conf *sl_conf_load(const char *path, char *err, size_t errlen)
+{
+	struct sl_conf *c = NULL;
+	size_t len = 0, cap = 0;
+	char *buf = NULL, *nb;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		size_t n;
+
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8192;
+			if (cap > CONF_FILE_MAX + 1)
+				cap = CONF_FILE_MAX + 1;
+			nb = len < cap ? realloc(buf, cap) : NULL;
+			if (!nb) {
+				if (err && errlen)
+					snprintf(err, errlen, "%s: %s", path,
+						 len < cap ? "out of memory" : "file too large");
+				goto out;
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n)
+			continue;
+		if (ferror(f)) {
+			if (err && errlen)
+				snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+			goto out;
+		}
+		break;
+	}
+	c = sl_conf_parse(buf ? buf : "", len, path, err, errlen);
+out:
+	free(buf);
+	fclose(f);
+	return c;
+}
+
+void sl_conf_get(struct sl_conf *c)
+{
+	atomic_fetch_add_explicit(&c->refcnt, 1, memory_order_relaxed);
+}
+
+void sl_conf_put(struct sl_conf *c)
+{
+	if (!c)
+		return;
+	/* acq_rel: every holder's reads happen before the free by whoever drops the last one. */
+	if (atomic_fetch_sub_explicit(&c->refcnt, 1, memory_order_acq_rel) == 1)
+		conf_free(c);
+}
+
+/* Decimal digits only: strtoul would take signs, spaces and hex, none of which belong here. */
+static const char *parse_digits(const char *s, uint64_t *v)
+{
+	const char *d = s;
+
+	*v = 0;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (*v > (UINT64_MAX - (*s - '0')) / 10)
+			return NULL;
+		*v = *v * 10 + (*s - '0');
+	}
+	return s == d ? NULL : s;
+}
+
+int sl_parse_duration(const char *s, unsigned int *ms)
+{
+	uint64_t v, mul;
+
+	if (!s || !(s = parse_digits(s, &v)))
+		return -EINVAL;
+	if (!*s || !strcmp(s, "s"))
+		mul = 1000;
+	else if (!strcmp(s, "ms"))
+		mul = 1;
+	else if (!strcmp(s, "m"))
+		mul = 60 * 1000;
+	else if (!strcmp(s, "h"))
+		mul = 3600 * 1000;
+	else
+		return -EINVAL;
+	if (v > UINT32_MAX / mul)
+		return -EINVAL;
+	*ms = v * mul;
+	return 0;
+}
+
+int sl_parse_size(const char *s, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		unsigned int shift;
+	} units[] = {
+	    {"", 0},	{"b", 0},    {"k", 10}, {"kb", 10}, {"kib", 10}, {"m", 20},
+	    {"mb", 20}, {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30},
+	};
+	uint64_t v;
+	size_t i;
+
+	if (!s || !(s = parse_digits(s, &v)))
+		return -EINVAL;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(s, units[i].suffix))
+			continue;
+		if (v > UINT64_MAX >> units[i].shift)
+			return -EINVAL;
+		*out = v << units[i].shift;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int sl_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	const char *port, *end;
+	char host[256];
+	uint64_t pnum;
+	size_t hl;
+	int ret;
+
+	if (!s)
+		return -EINVAL;
+	if (s[0] == '[') {
+		end = strchr(s, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		hl = end - s - 1;
+		if (!hl || hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, hl);
+		port = end + 2;
+		hints.ai_family = AF_INET6;
+		hints.ai_flags = AI_NUMERICHOST;
+	} else {
+		end = strrchr(s, ':');
+		if (!end)
+			return -EINVAL;
+		hl = end - s;
+		/* A bare IPv6 address is ambiguous with its port: brackets are required. */
+		if (hl >= sizeof(host) || memchr(s, ':', hl))
+			return -EINVAL;
+		memcpy(host, s, hl);
+		port = end + 1;
+		hints.ai_family = AF_UNSPEC;
+	}
+	host[hl] = '\0';
+	end = parse_digits(port, &pnum);
+	if (!end || *end || pnum < 1 || pnum > 65535)
+		return -EINVAL;
+
+	memset(ss, 0, sizeof(*ss));
+	if (!hl) {
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		sin->sin_port = htons(pnum);
+		*len = sizeof(*sin);
+		return 0;
+	}
+	/* getaddrinfo takes inet_aton's "127.1"; a dotted number must be a full dotted quad. */
+	if (hints.ai_family == AF_UNSPEC && strspn(host, "0123456789.") == hl) {
+		sin->sin_family = AF_INET;
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -EINVAL;
+		sin->sin_port = htons(pnum);
+		*len = sizeof(*sin);
+		return 0;
+	}
+	ret = getaddrinfo(host, NULL, &hints, &res);
+	if (ret == EAI_AGAIN)
+		return -EAGAIN;
+	if (ret == EAI_MEMORY)
+		return -ENOMEM;
+	if (ret)
+		return hints.ai_flags & AI_NUMERICHOST ? -EINVAL : -ENOENT;
+	if (res->ai_addrlen > sizeof(*ss) ||
+	    (res->ai_family != AF_INET && res->ai_family != AF_INET6)) {
+		freeaddrinfo(res);
+		return -EINVAL;
+	}
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (ss->ss_family == AF_INET)
+		sin->sin_port = htons(pnum);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(pnum);
+	return 0;
+}

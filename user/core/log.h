@@ -1,0 +1,42 @@
+/* Error log (level-gated, key=value lines) and the per-worker buffered access log. */
+#ifndef SL_LOG_H
+#define SL_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include "config/config-t.h"
+
+extern enum sl_log_level sl_log_level_cur;
+
+/* fmt produces the key=value tail; the line gets "ts=... level=..." in front.
+ * Level-gated before any formatting. */
+#define sl_log(level, ...)                                                                         \
+	do {                                                                                       \
+		if ((level) >= sl_log_level_cur)                                                   \
+			sl_log_emit((level), __VA_ARGS__);                                         \
+	} while (0)
+
+void sl_log_emit(enum sl_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Open the error log (NULL = stderr) and set the level. 0 or -errno. */
+int sl_log_open(const char *path, enum sl_log_level level);
+
+/* Access log: one process-wide fd, one buffer per worker (owned by its thread). */
+struct sl_alog {
+	int fd; /* -1 = off */
+	size_t len;
+	char buf[64 * 1024];
+};
+
+/* Open path ("stdout" or a file, appended). Returns fd or -errno. NULL path = off (-1). */
+int sl_alog_open(const char *path);
+/* Reserve room for one line; returns a pointer with at least `room` bytes, flushing first if needed. */
+char *sl_alog_reserve(struct sl_alog *a, size_t room);
+void sl_alog_commit(struct sl_alog *a, size_t n);
+void sl_alog_flush(struct sl_alog *a);
+
+/* Format "YYYY-mm-ddTHH:MM:SS.mmmZ" for a realtime timestamp; returns bytes written (24). */
+size_t sl_fmt_time(char *dst, size_t room, const struct timespec *ts);
+
+#endif

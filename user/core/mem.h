@@ -1,0 +1,33 @@
+/* Per-worker free lists of I/O buffers in a few fixed size classes. Owned by one
+ * thread: no locks. Keeps malloc out of the request path once warm. */
+#ifndef SL_MEM_H
+#define SL_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum sl_mem_class {
+	SL_MEM_SMALL = 0, /* 4 KiB: built heads */
+	SL_MEM_IO,	  /* 16 KiB: socket reads */
+	SL_MEM_BIG,	  /* max_header_bytes + slack: heads that outgrow the others */
+	SL_MEM_NCLASS,
+};
+
+struct sl_mem_free {
+	struct sl_mem_free *next;
+};
+
+struct sl_mem {
+	size_t size[SL_MEM_NCLASS];
+	struct sl_mem_free *free[SL_MEM_NCLASS];
+	unsigned int n_free[SL_MEM_NCLASS];
+	unsigned int max_free; /* kept per class; beyond that buffers go back to malloc */
+};
+
+void sl_mem_init(struct sl_mem *m, size_t big_size, unsigned int max_free);
+void sl_mem_destroy(struct sl_mem *m);
+/* Returns a buffer of class c (size m->size[c]) or NULL. */
+void *sl_mem_get(struct sl_mem *m, enum sl_mem_class c);
+void sl_mem_put(struct sl_mem *m, enum sl_mem_class c, void *p);
+
+#endif

@@ -1,0 +1,500 @@
+/* HTTP/1.1 heads on top of llhttp: collection, framing checks, rewriting. */
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http/http.h"
+
+/* Hop-by-hop headers (RFC 9110 7.6.1) are flagged SL_HDR_HOP by sl_head_analyze():
+ * Connection and the names it lists, Keep-Alive, Proxy-Connection, TE, Trailer,
+ * Transfer-Encoding and Upgrade. The proxy regenerates the ones it needs. */
+
+static struct sl_http_parser *hp_of(llhttp_t *p)
+{
+	return (struct sl_http_parser *)p;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	struct sl_head *h = hp->head;
+	if (!h->target_len)
+		h->target_off = (uint32_t)(at - hp->base);
+	h->target_len += (uint32_t)len;
+	if (h->target_len > h->target_max) {
+		h->err_status = 414;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	struct sl_head *h = hp->head;
+	if (!h->in_value && h->n && h->h[h->n - 1].value_len == 0 &&
+	    h->h[h->n - 1].value_off == UINT32_MAX) {
+		/* continuation of a name split across two reads */
+		h->h[h->n - 1].name_len += (uint16_t)len;
+		return 0;
+	}
+	if (h->n >= h->max) {
+		h->err_status = 431;
+		return -1;
+	}
+	struct sl_hdr *x = &h->h[h->n++];
+	x->name_off = (uint32_t)(at - hp->base);
+	x->name_len = (uint16_t)len;
+	x->value_off = UINT32_MAX; /* "name still open" until on_header_field_complete */
+	x->value_len = 0;
+	x->flags = 0;
+	h->in_value = 0;
+	return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+	struct sl_head *h = hp_of(p)->head;
+	h->h[h->n - 1].value_off = 0;
+	return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	struct sl_head *h = hp->head;
+	struct sl_hdr *x = &h->h[h->n - 1];
+	uint32_t off = (uint32_t)(at - hp->base);
+	if (!h->in_value) {
+		x->value_off = off;
+		x->value_len = 0;
+		h->in_value = 1;
+	} else if (off != x->value_off + x->value_len) {
+		/* llhttp hands an obs-folded line over as a second, detached span */
+		h->err_status = 400;
+		return -1;
+	}
+	x->value_len += (uint32_t)len;
+	return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+	hp_of(p)->head->in_value = 0;
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	struct sl_head *h = hp->head;
+	h->http_major = p->http_major;
+	h->http_minor = p->http_minor;
+	h->status = p->status_code;
+	hp->headers_done = 1;
+	if (hp->skip_body)
+		p->flags |= F_SKIPBODY;
+	return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	hp->body_seen += len;
+	if (hp->dechunk) {
+		if (hp->dechunk_wr != at)
+			memmove(hp->dechunk_wr, at, len);
+		hp->dechunk_wr += len;
+	}
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+	hp_of(p)->message_done = 1;
+	return HPE_PAUSED;
+}
+
+static llhttp_settings_t req_settings, resp_settings;
+
+static void settings_init(llhttp_settings_t *s, int is_request)
+{
+	llhttp_settings_init(s);
+	if (is_request)
+		s->on_url = on_url;
+	s->on_header_field = on_header_field;
+	s->on_header_field_complete = on_header_field_complete;
+	s->on_header_value = on_header_value;
+	s->on_header_value_complete = on_header_value_complete;
+	s->on_headers_complete = on_headers_complete;
+	s->on_body = on_body;
+	s->on_message_complete = on_message_complete;
+}
+
+void sl_http_parser_init(struct sl_http_parser *hp, int is_request, struct sl_head *head)
+{
+	static int ready;
+	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+		/* idempotent: two threads racing here write the same bytes */
+		settings_init(&req_settings, 1);
+		settings_init(&resp_settings, 0);
+		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+	}
+	llhttp_init(&hp->p, is_request ? HTTP_REQUEST : HTTP_RESPONSE,
+		    is_request ? &req_settings : &resp_settings);
+	hp->head = head;
+	sl_http_parser_next(hp);
+}
+
+void sl_http_parser_next(struct sl_http_parser *hp)
+{
+	hp->body_seen = 0;
+	hp->headers_done = 0;
+	hp->message_done = 0;
+	hp->dechunk = 0;
+	hp->skip_body = 0;
+	hp->dechunk_wr = NULL;
+}
+
+void sl_head_reset(struct sl_head *h, unsigned int max_headers, uint32_t target_max)
+{
+	h->method_off = h->method_len = 0;
+	h->target_off = h->target_len = 0;
+	h->path_off = h->path_len = 0;
+	h->authority_off = h->authority_len = 0;
+	h->status = 0;
+	h->in_value = 0;
+	h->too_many = 0;
+	h->n = 0;
+	h->max = max_headers > SL_HDR_MAX ? SL_HDR_MAX : (uint16_t)max_headers;
+	h->target_max = target_max;
+	h->err_status = 0;
+	h->xlen = 0;
+	memset(&h->info, 0, sizeof(h->info));
+}
+
+llhttp_errno_t sl_http_execute(struct sl_http_parser *hp, const char *base, const char *data,
+			       size_t len, size_t *used)
+{
+	hp->base = base;
+	llhttp_errno_t e = llhttp_execute(&hp->p, data, len);
+	if (e == HPE_OK) {
+		*used = len;
+	} else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+		*used = (size_t)(llhttp_get_error_pos(&hp->p) - data);
+		if (e == HPE_PAUSED)
+			llhttp_resume(&hp->p);
+		else
+			llhttp_resume_after_upgrade(&hp->p);
+	} else {
+		*used = 0;
+	}
+	return e;
+}
+
+static int name_is(const char *n, size_t nlen, const char *lit, size_t litlen)
+{
+	return nlen == litlen && !strncasecmp(n, lit, litlen);
+}
+
+/* RFC 9110 tchar */
+static int is_token(const char *s, size_t n)
+{
+	static const char ok[256] = {
+		['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+		['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
+		['~'] = 1,
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+		['7'] = 1, ['8'] = 1, ['9'] = 1,
+		['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+		['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+		['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+		['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+		['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+		['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+		['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+		['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+	};
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!ok[(unsigned char)s[i]])
+			return 0;
+	return 1;
+}
+
+int sl_token_list_has(const char *v, size_t len, const char *tok, size_t tok_len)
+{
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t s = i;
+		while (i < len && v[i] != ',')
+			i++;
+		size_t e = i;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (name_is(v + s, e - s, tok, tok_len))
+			return 1;
+	}
+	return 0;
+}
+
+/* Last comma-separated coding of a Transfer-Encoding value is "chunked"? */
+static int te_ends_chunked(const char *v, size_t len)
+{
+	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	size_t s = len;
+	while (s && v[s - 1] != ',')
+		s--;
+	while (s < len && (v[s] == ' ' || v[s] == '\t'))
+		s++;
+	return name_is(v + s, len - s, "chunked", 7);
+}
+
+int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const char **why)
+{
+	struct sl_head_info *in = &h->info;
+	const char *cl_val = NULL;
+	size_t cl_len = 0;
+	memset(in, 0, sizeof(*in));
+	in->host_idx = in->xff_idx = in->upgrade_idx = in->te_idx = -1;
+
+	for (unsigned int i = 0; i < h->n; i++) {
+		struct sl_hdr *x = &h->h[i];
+		const char *n = base + x->name_off;
+		const char *v = base + x->value_off;
+		size_t nl = x->name_len, vl = x->value_len;
+
+		/* llhttp refuses most control bytes in values; NUL, CR and LF are checked
+		 * again here, and names must be tokens ("Host :" is accepted by llhttp). */
+		if (memchr(v, '\r', vl) || memchr(v, '\n', vl) || memchr(v, '\0', vl)) {
+			*why = "control character in header value";
+			return -EPROTO;
+		}
+		if (!is_token(n, nl)) {
+			*why = "invalid header name";
+			return -EPROTO;
+		}
+		switch (nl) {
+		case 4:
+			if (name_is(n, nl, "host", 4)) {
+				if (in->host_idx >= 0) {
+					*why = "repeated Host";
+					return -EPROTO;
+				}
+				in->host_idx = (int)i;
+			}
+			break;
+		case 6:
+			if (name_is(n, nl, "expect", 6) && sl_token_list_has(v, vl, "100-continue", 12))
+				in->expect_continue = 1;
+			break;
+		case 7:
+			if (name_is(n, nl, "upgrade", 7)) {
+				in->has_upgrade = 1;
+				in->upgrade_idx = (int)i;
+				x->flags |= SL_HDR_HOP;
+			} else if (name_is(n, nl, "trailer", 7)) {
+				x->flags |= SL_HDR_HOP;
+			}
+			break;
+		case 10:
+			if (name_is(n, nl, "connection", 10)) {
+				x->flags |= SL_HDR_HOP;
+				if (sl_token_list_has(v, vl, "close", 5))
+					in->conn_close = 1;
+				if (sl_token_list_has(v, vl, "keep-alive", 10))
+					in->conn_keepalive = 1;
+				if (sl_token_list_has(v, vl, "upgrade", 7))
+					in->conn_upgrade = 1;
+			} else if (name_is(n, nl, "keep-alive", 10)) {
+				x->flags |= SL_HDR_HOP;
+			}
+			break;
+		case 14:
+			if (name_is(n, nl, "content-length", 14)) {
+				if (in->has_cl && (cl_len != vl || memcmp(cl_val, v, vl))) {
+					*why = "differing Content-Length headers";
+					return -EPROTO;
+				}
+				in->has_cl = 1;
+				cl_val = v;
+				cl_len = vl;
+			}
+			break;
+		case 15:
+			if (name_is(n, nl, "x-forwarded-for", 15) && in->xff_idx < 0)
+				in->xff_idx = (int)i;
+			break;
+		case 16:
+			if (name_is(n, nl, "proxy-connection", 16))
+				x->flags |= SL_HDR_HOP;
+			break;
+		case 17:
+			if (name_is(n, nl, "transfer-encoding", 17)) {
+				if (in->has_te) {
+					*why = "repeated Transfer-Encoding";
+					return -EPROTO;
+				}
+				in->has_te = 1;
+				in->te_idx = (int)i;
+				in->chunked = te_ends_chunked(v, vl);
+				x->flags |= SL_HDR_HOP;
+			}
+			break;
+		case 2:
+			if (name_is(n, nl, "te", 2))
+				x->flags |= SL_HDR_HOP;
+			break;
+		}
+	}
+	if (in->has_te && in->has_cl) {
+		*why = "both Content-Length and Transfer-Encoding";
+		return -EPROTO;
+	}
+	if (in->has_te && !in->chunked) {
+		*why = "Transfer-Encoding does not end in chunked";
+		return -EPROTO;
+	}
+	if (in->has_te && h->http_major == 1 && h->http_minor == 0) {
+		*why = "Transfer-Encoding in an HTTP/1.0 message";
+		return -EPROTO;
+	}
+	/* Headers named by Connection are hop-by-hop too. */
+	for (unsigned int i = 0; i < h->n; i++) {
+		struct sl_hdr *x = &h->h[i];
+		if (x->name_len != 10 || !name_is(base + x->name_off, 10, "connection", 10))
+			continue;
+		for (unsigned int j = 0; j < h->n; j++) {
+			struct sl_hdr *y = &h->h[j];
+			if (sl_token_list_has(base + x->value_off, x->value_len,
+					      base + y->name_off, y->name_len))
+				y->flags |= SL_HDR_HOP;
+		}
+	}
+	if (is_request && h->http_major == 1 && h->http_minor >= 1 && in->host_idx < 0) {
+		*why = "missing Host";
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int sl_head_find(const struct sl_head *h, const char *base, const char *name, size_t name_len)
+{
+	for (unsigned int i = 0; i < h->n; i++) {
+		if (h->h[i].flags & SL_HDR_REMOVED)
+			continue;
+		if (name_is(sl_hdr_name(h, base, i), h->h[i].name_len, name, name_len))
+			return (int)i;
+	}
+	return -1;
+}
+
+int sl_head_remove(struct sl_head *h, const char *base, const char *name, size_t name_len)
+{
+	int n = 0;
+	for (unsigned int i = 0; i < h->n; i++) {
+		if (h->h[i].flags & SL_HDR_REMOVED)
+			continue;
+		if (name_is(sl_hdr_name(h, base, i), h->h[i].name_len, name, name_len)) {
+			h->h[i].flags |= SL_HDR_REMOVED;
+			n++;
+		}
+	}
+	return n;
+}
+
+int sl_head_set(struct sl_head *h, const char *base, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+	if (nl == 0 || nl > UINT16_MAX || h->n >= SL_HDR_MAX + SL_HDR_EXTRA ||
+	    h->xlen + nl + vl > SL_XBUF_SIZE)
+		return -ENOSPC;
+	if (strpbrk(value, "\r\n") || strpbrk(name, "\r\n: \t"))
+		return -EINVAL;
+	sl_head_remove(h, base, name, nl);
+	struct sl_hdr *x = &h->h[h->n++];
+	memcpy(h->xbuf + h->xlen, name, nl);
+	x->name_off = h->xlen;
+	x->name_len = (uint16_t)nl;
+	h->xlen += (uint32_t)nl;
+	memcpy(h->xbuf + h->xlen, value, vl);
+	x->value_off = h->xlen;
+	x->value_len = (uint32_t)vl;
+	h->xlen += (uint32_t)vl;
+	x->flags = SL_HDR_XBUF;
+	return 0;
+}
+
+void sl_out_put(struct sl_out *o, const char *s, size_t n)
+{
+	if (!o->ok || o->len + n > o->cap) {
+		o->ok = 0;
+		return;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+void sl_out_uint(struct sl_out *o, uint64_t v)
+{
+	char tmp[24];
+	int i = (int)sizeof(tmp);
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sl_out_put(o, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+void sl_out_headers(struct sl_out *o, const struct sl_head *h, const char *base)
+{
+	for (unsigned int i = 0; i < h->n; i++) {
+		const struct sl_hdr *x = &h->h[i];
+		if (x->flags & (SL_HDR_REMOVED | SL_HDR_HOP))
+			continue;
+		sl_out_put(o, sl_hdr_name(h, base, i), x->name_len);
+		sl_out_put(o, ": ", 2);
+		sl_out_put(o, sl_hdr_value(h, base, i), x->value_len);
+		sl_out_put(o, "\r\n", 2);
+	}
+}
+
+const char *sl_http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 417: return "Expectation Failed";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirect"
+			 : status < 500 ? "Client Error" : "Server Error";
+	}
+}

@@ -1,0 +1,104 @@
+/* sluice public API: a proxy is a table of phase callbacks run by the sluice core.
+ *
+ * The config-driven proxy of sluiced is one implementation of struct sl_proxy_ops;
+ * examples/ hold others. A program hands its table to sl_main(), which runs the whole
+ * daemon (command line, config file, workers, signals) with it.
+ *
+ * Phase return values: 0 go on; SL_DONE the phase answered the request itself (with
+ * sl_respond()); SL_RETRY (fail_to_connect only) try another peer; a negative errno
+ * is an error (the client gets 502, or 503 from upstream_peer with -EAGAIN/-ENOENT).
+ *
+ * Threading: every callback runs on the worker thread that owns the connection; a
+ * session and its ctx are never seen by another thread.
+ */
+#ifndef SLUICE_H
+#define SLUICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define SL_DONE 1
+#define SL_RETRY 2
+
+struct sl_session;
+struct sl_conf_upstream;
+
+/* Where a request goes. Two peers with identical fields share pooled connections. */
+struct sl_peer {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char name[64]; /* "ip:port", for logs */
+};
+
+struct sl_proxy_ops {
+	/* Bytes of per-request context, zeroed before request_filter. */
+	size_t ctx_size;
+	/* Head received. May answer (sl_respond, return SL_DONE) or edit request headers. */
+	int (*request_filter)(struct sl_session *s, void *ctx);
+	/* Required: choose the peer. Called again for each retry. */
+	int (*upstream_peer)(struct sl_session *s, void *ctx, struct sl_peer *peer);
+	/* Last chance to edit the request headers sent upstream. */
+	int (*upstream_request_filter)(struct sl_session *s, void *ctx);
+	/* Response head received: read or edit response headers. */
+	int (*response_filter)(struct sl_session *s, void *ctx);
+	/* Body observers: called with each piece as it streams through; end=1 on the last
+	 * call. They may not change the bytes. A negative return aborts the request. */
+	int (*request_body_filter)(struct sl_session *s, void *ctx, const char *data, size_t len,
+				   int end);
+	int (*response_body_filter)(struct sl_session *s, void *ctx, const char *data,
+				    size_t len, int end);
+	/* Connect to peer failed with err (negative errno). Return SL_RETRY to call
+	 * upstream_peer again, anything else to give up (502). */
+	int (*fail_to_connect)(struct sl_session *s, void *ctx, const struct sl_peer *peer,
+			       int err);
+	/* The core is about to send an error status. Return SL_DONE after sl_respond() to
+	 * send your own page instead. */
+	int (*error_response)(struct sl_session *s, void *ctx, int status);
+	/* Request finished (any outcome), before its access log line is written. */
+	void (*logging)(struct sl_session *s, void *ctx, int status);
+	/* Opaque pointer for the implementation: sl_proxy_data(). */
+	void *data;
+};
+
+/* Run the sluiced daemon with these ops. Returns the process exit status. */
+int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops);
+
+/* The ops table and upstream picking of the config-driven proxy, for reuse. */
+extern const struct sl_proxy_ops sl_conf_proxy_ops;
+
+/* --- request (valid from request_filter until the response head is sent) --- */
+const char *sl_req_method(const struct sl_session *s, size_t *len);
+const char *sl_req_target(const struct sl_session *s, size_t *len); /* as received */
+const char *sl_req_path(const struct sl_session *s, size_t *len);   /* origin-form */
+const char *sl_req_host(const struct sl_session *s, size_t *len);   /* no port; NULL if none */
+/* First header of that name (any case): 0 with val and len set, or -ENOENT. */
+int sl_req_header(const struct sl_session *s, const char *name, const char **val, size_t *len);
+/* Replace every header of that name by one with this value (adds it if absent). */
+int sl_req_header_set(struct sl_session *s, const char *name, const char *value);
+int sl_req_header_remove(struct sl_session *s, const char *name);
+
+/* --- response (valid in response_filter) --- */
+int sl_resp_status(const struct sl_session *s);
+int sl_resp_header(const struct sl_session *s, const char *name, const char **val, size_t *len);
+int sl_resp_header_set(struct sl_session *s, const char *name, const char *value);
+int sl_resp_header_remove(struct sl_session *s, const char *name);
+
+/* Answer the request from the proxy (request_filter or error_response). */
+int sl_respond(struct sl_session *s, int status, const char *content_type, const char *body,
+	       size_t body_len);
+
+/* --- session --- */
+/* Append key=value to this request's access log line. */
+int sl_log_field(struct sl_session *s, const char *key, const char *value);
+unsigned int sl_session_tries(const struct sl_session *s); /* upstream_peer calls so far */
+unsigned int sl_session_worker(const struct sl_session *s);
+const struct sockaddr *sl_session_client(const struct sl_session *s, socklen_t *len);
+void *sl_proxy_data(const struct sl_session *s);
+
+/* --- upstreams of the running configuration --- */
+const struct sl_conf_upstream *sl_upstream_find(const struct sl_session *s, const char *name);
+/* Load-balance over u's servers (skipping those already tried by this request). */
+int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, struct sl_peer *peer);
+
+#endif

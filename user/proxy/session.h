@@ -1,0 +1,127 @@
+/* A client connection and the request it is proxying: the data path of a worker.
+ * A session and everything it points to is owned by one worker thread. */
+#ifndef SL_SESSION_H
+#define SL_SESSION_H
+
+#include <event2/event_struct.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "http/http.h"
+#include "server/worker.h"
+#include "sluice/sluice.h"
+#include "upstream/pool.h"
+
+/* An input buffer read from one side and forwarded to the other:
+ *   [0, rd)      done with (for the request: its head, kept until the request ends)
+ *   [rd, fwd)    parsed and ready to be written to the other side
+ *   [fwd, parse) parsed but not forwarded (chunk framing removed when de-chunking)
+ *   [parse, wr)  received, not parsed yet (for the request: maybe the next one)  */
+struct sl_iob {
+	char *data;
+	uint32_t cap;
+	uint8_t cls; /* enum sl_mem_class */
+	uint32_t rd, fwd, parse, wr;
+};
+
+enum sl_sess_state {
+	SS_IDLE = 0, /* keep-alive, waiting for a request */
+	SS_HEAD,     /* reading a request head */
+	SS_PROXY,    /* request accepted: connecting, sending, receiving */
+	SS_TUNNEL,   /* after 101 Switching Protocols */
+	SS_CLOSING,  /* last bytes of a local response, then close */
+};
+
+enum sl_timer_kind {
+	ST_NONE = 0,
+	ST_KEEPALIVE,
+	ST_HEADER,
+	ST_BODY,
+	ST_CONNECT,
+	ST_RESPONSE,
+	ST_UPIDLE,
+	ST_TUNNEL,
+};
+
+enum sl_body_mode {
+	BM_NONE = 0, /* no body */
+	BM_RAW,	     /* Content-Length or chunked, forwarded byte for byte */
+	BM_DECHUNK,  /* chunked response to an HTTP/1.0 client: send the data only */
+	BM_EOF,	     /* close-delimited response */
+};
+
+struct sl_session {
+	int fd;
+	struct event rev, wev, tev;
+	struct sl_worker *w;
+	struct sl_session *prev, *next; /* worker's live list */
+	struct sl_listen *lsn;
+	struct sockaddr_storage client;
+	socklen_t client_len;
+	char client_str[INET6_ADDRSTRLEN + 8]; /* "ip:port" */
+	char client_ip[INET6_ADDRSTRLEN];
+
+	enum sl_sess_state state;
+	enum sl_timer_kind timer;
+	uint8_t rd_on, wr_on; /* rev / wev added */
+
+	/* request side */
+	struct sl_iob in;
+	struct sl_http_parser rp;
+	struct sl_head req;
+	uint32_t head_end;
+	uint8_t req_done;     /* whole request read from the client */
+	uint8_t req_sent;     /* whole request written upstream */
+	uint8_t head_queued;  /* request head built in out */
+	uint8_t expect_continue, sent_continue;
+	uint8_t upgrade_req, is_head_req, idempotent;
+	uint8_t keepalive;    /* client connection stays open after this response */
+	uint8_t client_eof;
+	uint8_t local_resp;   /* response produced by sluice itself */
+	uint8_t counted;      /* request counted in stats */
+
+	/* upstream side */
+	struct sl_conf_hold *hold;
+	const struct sl_conf_listener *listener;
+	void *ctx;
+	struct sl_peer peer;
+	struct sl_upconn *up;
+	unsigned int tries;
+	uint64_t tried;	     /* bitmask of servers tried, for the config-driven balancer */
+	uint64_t tried_prev; /* before the last pick: a stale-connection retry restores it */
+	uint8_t fresh_only;  /* retrying a stale pooled connection: connect anew */
+	const struct sl_conf_upstream *upstream;
+	struct sl_iob uin;
+	struct sl_http_parser up_p;
+	struct sl_head resp;
+	uint8_t resp_head_done, resp_done, resp_started, up_broken, up_eof;
+	enum sl_body_mode body_mode;
+	int status;
+
+	/* output head: the request head for upstream, later the response head */
+	struct sl_iob out;
+	uint8_t out_to_client;
+	const char *lbody; /* local response body (config or static), sent after out */
+	size_t lbody_len, lbody_off;
+
+	/* accounting */
+	struct timespec t_start, t_up;
+	uint64_t up_time_ns;
+	uint64_t r_in, r_out;
+	char log_extra[256];
+	size_t log_extra_len;
+};
+
+/* Take over an accepted client socket. */
+void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
+		       const struct sockaddr_storage *sa, socklen_t salen);
+/* Worker draining: close idle keep-alive connections, close the rest after their response. */
+void sl_session_drain_all(struct sl_worker *w);
+/* Close every session and idle upstream connection now (fast exit). */
+void sl_session_close_all(struct sl_worker *w);
+void sl_upconn_close(struct sl_upconn *c);
+/* Answer with a configured fixed response; returns SL_DONE. */
+int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *r);
+
+#endif

@@ -1,0 +1,234 @@
+/* sl_main(): command line, config, workers, and the main thread's signal loop
+ * (graceful stop, fast stop, reload). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "lb/lb.h"
+#include "server/worker.h"
+
+#define DEFAULT_CONF "/etc/sluice/sluice.yaml"
+
+static void usage(FILE *f, const char *prog)
+{
+	fprintf(f,
+		"usage: %s [-c FILE] [-t] [-V] [-h]\n"
+		"  -c, --config FILE  configuration file (default " DEFAULT_CONF ")\n"
+		"  -t, --test         check the configuration and exit (0 valid, 1 not)\n"
+		"  -V, --version      print the version and exit\n"
+		"  -h, --help         this help\n"
+		"signals: TERM graceful stop, INT fast stop, HUP reload the configuration\n",
+		prog);
+}
+
+static int same_listeners(const struct sl_conf *a, const struct sl_conf *b)
+{
+	if (a->n_listeners != b->n_listeners)
+		return 0;
+	for (unsigned int i = 0; i < a->n_listeners; i++)
+		if (a->listeners[i].addrlen != b->listeners[i].addrlen ||
+		    memcmp(&a->listeners[i].addr, &b->listeners[i].addr, a->listeners[i].addrlen))
+			return 0;
+	return 1;
+}
+
+static void reload(struct sl_daemon *d, const char *path)
+{
+	char err[SL_CONF_ERR_MAX];
+	struct sl_conf *n = sl_conf_load(path, err, sizeof(err));
+	if (!n) {
+		sl_log(SL_LOG_ERROR, "msg=\"reload rejected, old config keeps serving\" reason=\"%s\"",
+		       err);
+		return;
+	}
+	struct sl_conf *old = atomic_load(&d->conf);
+	if (!same_listeners(old, n)) {
+		sl_log(SL_LOG_ERROR, "msg=\"reload rejected, old config keeps serving\" "
+				     "reason=\"%s: listeners changed; a restart is needed for that\"",
+		       path);
+		sl_conf_put(n);
+		return;
+	}
+	if (sl_lb_prepare(n, d->n_workers)) {
+		sl_log(SL_LOG_ERROR, "msg=\"reload rejected\" reason=\"out of memory\"");
+		sl_conf_put(n);
+		return;
+	}
+	sl_log_level_cur = n->log.level;
+	atomic_store_explicit(&d->conf, n, memory_order_release);
+	for (unsigned int i = 0; i < d->n_workers; i++)
+		sl_worker_poke(&d->workers[i]);
+	sl_conf_put(old); /* workers hold their own references */
+	sl_log(SL_LOG_INFO, "msg=\"config reloaded\" file=%s", path);
+}
+
+static void poke_all(struct sl_daemon *d)
+{
+	for (unsigned int i = 0; i < d->n_workers; i++)
+		sl_worker_poke(&d->workers[i]);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = DEFAULT_CONF;
+	int test = 0, opt;
+	while ((opt = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 't': test = 1; break;
+		case 'V': printf("sluiced %s\n", SL_VERSION); return 0;
+		case 'h': usage(stdout, argv[0]); return 0;
+		default: usage(stderr, argv[0]); return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr, argv[0]);
+		return 2;
+	}
+	if (!ops || !ops->upstream_peer) {
+		fprintf(stderr, "%s: the proxy has no upstream_peer phase\n", argv[0]);
+		return 1;
+	}
+
+	char err[SL_CONF_ERR_MAX];
+	struct sl_conf *conf = sl_conf_load(path, err, sizeof(err));
+	if (!conf) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (test) {
+		printf("%s: configuration ok\n", path);
+		sl_conf_put(conf);
+		return 0;
+	}
+	int rc = sl_log_open(conf->log.error_log, conf->log.level);
+	if (rc) {
+		fprintf(stderr, "%s: cannot open error log %s: %s\n", path, conf->log.error_log,
+			strerror(-rc));
+		sl_conf_put(conf);
+		return 1;
+	}
+
+	struct sl_daemon d;
+	memset(&d, 0, sizeof(d));
+	d.ops = ops;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	d.n_workers = conf->workers > 0 ? (unsigned int)conf->workers : (unsigned int)(ncpu > 0 ? ncpu : 1);
+	if (d.n_workers > SL_MAX_WORKERS)
+		d.n_workers = SL_MAX_WORKERS;
+	d.alog_fd = sl_alog_open(conf->log.access_log);
+	if (conf->log.access_log && d.alog_fd < 0) {
+		fprintf(stderr, "%s: cannot open access log %s: %s\n", path, conf->log.access_log,
+			strerror(-d.alog_fd));
+		sl_conf_put(conf);
+		return 1;
+	}
+	if (sl_lb_prepare(conf, d.n_workers)) {
+		sl_conf_put(conf);
+		return 1;
+	}
+	atomic_store(&d.conf, conf);
+
+	/* Signals go to the main thread only: workers inherit this mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	d.workers = calloc(d.n_workers, sizeof(*d.workers));
+	if (!d.workers)
+		return 1;
+	size_t big = conf->limits.max_header_bytes + 8192;
+	int started = 0;
+	rc = 0;
+	for (unsigned int i = 0; i < d.n_workers; i++) {
+		struct sl_worker *w = &d.workers[i];
+		w->id = i;
+		w->cpu = (int)(i % (unsigned int)(ncpu > 0 ? ncpu : 1));
+		w->d = &d;
+		w->ctl_fd = -1;
+		w->alog.fd = d.alog_fd;
+		sl_mem_init(&w->mem, big, 256);
+		sl_pool_init(&w->pool, 1024);
+		for (unsigned int k = 0; k < SL_MAX_LISTENERS; k++)
+			w->lsn[k].fd = -1;
+	}
+	for (unsigned int i = 0; i < d.n_workers && !rc; i++) {
+		rc = sl_worker_listen(&d.workers[i], conf);
+		if (!rc)
+			rc = sl_worker_start(&d.workers[i]);
+		if (!rc)
+			started++;
+	}
+	if (rc) {
+		fprintf(stderr, "%s: cannot start: %s\n", argv[0], strerror(-rc));
+		atomic_store(&d.stop, 2);
+		poke_all(&d);
+	} else {
+		sl_log(SL_LOG_INFO, "msg=\"sluiced started\" version=%s workers=%u config=%s", SL_VERSION,
+		       d.n_workers, path);
+	}
+
+	uint64_t deadline = 0;
+	while (!rc && atomic_load(&d.live) > 0) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		int sig = sigtimedwait(&set, NULL, &ts);
+		if (sig == SIGHUP && !atomic_load(&d.stop)) {
+			reload(&d, path);
+		} else if (sig == SIGTERM && !atomic_load(&d.stop)) {
+			struct sl_conf *c = atomic_load(&d.conf);
+			sl_log(SL_LOG_INFO, "msg=\"graceful stop\" grace_ms=%u", c->shutdown_grace);
+			deadline = now_ms() + c->shutdown_grace;
+			atomic_store(&d.stop, 1);
+			poke_all(&d);
+		} else if (sig == SIGINT || (sig == SIGTERM && atomic_load(&d.stop))) {
+			sl_log(SL_LOG_INFO, "msg=\"fast stop\"");
+			atomic_store(&d.stop, 2);
+			poke_all(&d);
+		}
+		if (deadline && now_ms() > deadline && atomic_load(&d.stop) == 1) {
+			sl_log(SL_LOG_WARN, "msg=\"grace period over, closing remaining connections\"");
+			atomic_store(&d.stop, 2);
+			poke_all(&d);
+		}
+	}
+	for (unsigned int i = 0; i < d.n_workers; i++) {
+		if (i < (unsigned int)started)
+			pthread_join(d.workers[i].thread, NULL);
+		for (unsigned int k = 0; k < d.workers[i].n_lsn; k++)
+			if (d.workers[i].lsn[k].fd >= 0)
+				close(d.workers[i].lsn[k].fd);
+		sl_worker_destroy(&d.workers[i]);
+	}
+	free(d.workers);
+	sl_conf_put(atomic_load(&d.conf));
+	if (d.alog_fd > 2)
+		close(d.alog_fd);
+	if (!rc)
+		sl_log(SL_LOG_INFO, "msg=\"sluiced stopped\"");
+	return rc ? 1 : 0;
+}

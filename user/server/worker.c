@@ -1,0 +1,281 @@
+/* Worker threads: listening sockets, accept, config pick-up, draining. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "proxy/session.h"
+#include "config/config.h"
+#include "server/worker.h"
+
+static void ms_tv(struct timeval *tv, unsigned int ms)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static const struct timeval *common_tv(struct event_base *b, struct timeval *tv, unsigned int ms)
+{
+	ms_tv(tv, ms);
+	const struct timeval *c = event_base_init_common_timeout(b, tv);
+	return c ? c : tv;
+}
+
+static void apply_timeouts(struct sl_worker *w, const struct sl_conf *c)
+{
+	const struct sl_conf_timeouts *t = &c->timeouts;
+	w->ct_header = common_tv(w->base, &w->tv_header, t->client_header);
+	w->ct_keepalive = common_tv(w->base, &w->tv_keepalive, t->client_keepalive);
+	w->ct_body = common_tv(w->base, &w->tv_body, t->client_body);
+	w->ct_connect = common_tv(w->base, &w->tv_connect, t->upstream_connect);
+	w->ct_resp = common_tv(w->base, &w->tv_resp, t->upstream_response_header);
+	w->ct_upidle = common_tv(w->base, &w->tv_upidle, t->upstream_idle);
+}
+
+struct sl_conf_hold *sl_worker_conf_get(struct sl_worker *w)
+{
+	w->hold->users++;
+	return w->hold;
+}
+
+void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h)
+{
+	if (--h->users || h == w->hold)
+		return;
+	struct sl_conf_hold **pp = &w->old_hold;
+	while (*pp && *pp != h)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = h->next;
+	sl_conf_put(h->conf);
+	free(h);
+}
+
+/* Move this worker to the published snapshot if it changed. */
+static void pick_up_conf(struct sl_worker *w)
+{
+	struct sl_conf *c = atomic_load_explicit(&w->d->conf, memory_order_acquire);
+	if (w->hold && w->hold->conf == c)
+		return;
+	struct sl_conf_hold *h = calloc(1, sizeof(*h));
+	if (!h)
+		return; /* try again on the next poke or tick */
+	sl_conf_get(c);
+	h->conf = c;
+	struct sl_conf_hold *old = w->hold;
+	w->hold = h;
+	apply_timeouts(w, c);
+	if (!old)
+		return;
+	if (old->users == 0) {
+		sl_conf_put(old->conf);
+		free(old);
+	} else {
+		old->next = w->old_hold;
+		w->old_hold = old;
+	}
+}
+
+int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf)
+{
+	int one = 1;
+	for (unsigned int i = 0; i < conf->n_listeners; i++) {
+		const struct sl_conf_listener *l = &conf->listeners[i];
+		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+			goto fail;
+		if (l->addr.ss_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0)
+			goto fail;
+		if (listen(fd, 4096) < 0)
+			goto fail;
+		w->lsn[i].fd = fd;
+		w->lsn[i].index = i;
+		w->lsn[i].w = w;
+		continue;
+fail:;
+		int err = -errno;
+		sl_log(SL_LOG_ERROR, "msg=\"cannot listen\" address=%s err=\"%s\"", l->address,
+		       strerror(-err));
+		close(fd);
+		w->n_lsn = i;
+		return err;
+	}
+	w->n_lsn = conf->n_listeners;
+	return 0;
+}
+
+static void accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_listen *l = arg;
+	struct sl_worker *w = l->w;
+	/* bounded batch: other connections get their turn on the loop */
+	for (int i = 0; i < 64 && !w->draining; i++) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int c = accept4(fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				sl_log(SL_LOG_ERROR, "msg=\"accept failed\" worker=%u err=\"%s\"",
+				       w->id, strerror(errno));
+			return;
+		}
+		sl_session_accept(w, l, c, &sa, len);
+	}
+}
+
+static void stop_listening(struct sl_worker *w)
+{
+	for (unsigned int i = 0; i < w->n_lsn; i++) {
+		if (w->lsn[i].fd < 0)
+			continue;
+		event_del(&w->lsn[i].ev);
+		close(w->lsn[i].fd);
+		w->lsn[i].fd = -1;
+	}
+}
+
+void sl_worker_session_gone(struct sl_worker *w)
+{
+	if (w->draining && w->n_sessions == 0)
+		event_base_loopbreak(w->base);
+}
+
+static void check_control(struct sl_worker *w)
+{
+	int stop = atomic_load(&w->d->stop);
+	pick_up_conf(w);
+	if (stop == 2) {
+		w->draining = 1;
+		stop_listening(w);
+		event_base_loopbreak(w->base);
+	} else if (stop == 1 && !w->draining) {
+		w->draining = 1;
+		stop_listening(w);
+		sl_session_drain_all(w);
+		if (w->n_sessions == 0)
+			event_base_loopbreak(w->base);
+	}
+}
+
+static void ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t v;
+	ssize_t r = read(fd, &v, sizeof(v));
+	(void)r;
+	check_control(arg);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_worker *w = arg;
+	if (w->alog.len)
+		sl_alog_flush(&w->alog);
+}
+
+void sl_worker_poke(struct sl_worker *w)
+{
+	uint64_t one = 1;
+	ssize_t r = write(w->ctl_fd, &one, sizeof(one));
+	(void)r;
+}
+
+static void *worker_main(void *arg)
+{
+	struct sl_worker *w = arg;
+	if (w->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+			sl_log(SL_LOG_WARN, "msg=\"cannot pin worker\" worker=%u cpu=%d", w->id,
+			       w->cpu);
+	}
+	char name[16];
+	snprintf(name, sizeof(name), "sluice-w%u", w->id);
+	pthread_setname_np(pthread_self(), name);
+
+	check_control(w);
+	if (!w->draining)
+		event_base_dispatch(w->base);
+
+	sl_session_close_all(w);
+	stop_listening(w);
+	if (w->alog.len)
+		sl_alog_flush(&w->alog);
+	w->stopped = 1;
+	atomic_fetch_sub(&w->d->live, 1);
+	return NULL;
+}
+
+int sl_worker_start(struct sl_worker *w)
+{
+	struct event_config *cfg = event_config_new();
+	if (!cfg)
+		return -ENOMEM;
+	/* one thread per base: no libevent locking */
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+	w->base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	if (!w->base)
+		return -ENOMEM;
+	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->ctl_fd < 0)
+		return -errno;
+	event_assign(&w->ctl_ev, w->base, w->ctl_fd, EV_READ | EV_PERSIST, ctl_cb, w);
+	event_add(&w->ctl_ev, NULL);
+	struct timeval tick = { 0, 100 * 1000 };
+	event_assign(&w->tick_ev, w->base, -1, EV_PERSIST, tick_cb, w);
+	event_add(&w->tick_ev, &tick);
+	for (unsigned int i = 0; i < w->n_lsn; i++) {
+		event_assign(&w->lsn[i].ev, w->base, w->lsn[i].fd, EV_READ | EV_PERSIST, accept_cb,
+			     &w->lsn[i]);
+		event_add(&w->lsn[i].ev, NULL);
+	}
+	pick_up_conf(w);
+	atomic_fetch_add(&w->d->live, 1);
+	int r = pthread_create(&w->thread, NULL, worker_main, w);
+	if (r) {
+		atomic_fetch_sub(&w->d->live, 1);
+		return -r;
+	}
+	return 0;
+}
+
+void sl_worker_destroy(struct sl_worker *w)
+{
+	while (w->old_hold) {
+		struct sl_conf_hold *h = w->old_hold;
+		w->old_hold = h->next;
+		sl_conf_put(h->conf);
+		free(h);
+	}
+	if (w->hold) {
+		sl_conf_put(w->hold->conf);
+		free(w->hold);
+		w->hold = NULL;
+	}
+	while (w->free_sessions) {
+		struct sl_session *s = w->free_sessions;
+		w->free_sessions = s->next;
+		free(s);
+	}
+	if (w->base) {
+		event_del(&w->ctl_ev);
+		event_del(&w->tick_ev);
+		event_base_free(w->base);
+	}
+	if (w->ctl_fd >= 0)
+		close(w->ctl_fd);
+	sl_mem_destroy(&w->mem);
+}

@@ -1,0 +1,96 @@
+/* Workers: one thread per CPU, pinned, each with its own event_base, listening
+ * sockets (SO_REUSEPORT), buffers, upstream pool and access log. */
+#ifndef SL_WORKER_H
+#define SL_WORKER_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "config/config-t.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "sluice_common.h"
+#include "sluice/sluice.h"
+#include "upstream/pool.h"
+
+struct sl_session;
+struct sl_daemon;
+
+/* A worker's hold on one config snapshot: requests count users locally, so the
+ * shared refcount moves only when a worker switches snapshots. */
+struct sl_conf_hold {
+	struct sl_conf *conf;
+	unsigned int users;
+	struct sl_conf_hold *next;
+};
+
+struct sl_listen {
+	int fd;
+	unsigned int index; /* position in conf->listeners */
+	struct event ev;
+	struct sl_worker *w;
+};
+
+struct sl_worker_stats {
+	uint64_t accepted, requests, resp[6]; /* resp[1..5] = 1xx..5xx */
+	uint64_t bytes_in, bytes_out;
+	uint64_t up_new, up_reused, errors;
+};
+
+struct sl_worker {
+	unsigned int id;
+	int cpu; /* -1 = not pinned */
+	pthread_t thread;
+	struct sl_daemon *d;
+	struct event_base *base;
+	int ctl_fd; /* eventfd: the main thread pokes the worker (reload, stop) */
+	struct event ctl_ev;
+	struct event tick_ev;
+	struct sl_listen lsn[SL_MAX_LISTENERS];
+	unsigned int n_lsn;
+	struct sl_conf_hold *hold;     /* current snapshot */
+	struct sl_conf_hold *old_hold; /* older ones still used by requests */
+	struct sl_mem mem;
+	struct sl_alog alog;
+	struct sl_pool pool;
+	struct sl_session *free_sessions;
+	unsigned int n_free_sessions;
+	struct sl_session *sessions; /* live client connections, for draining */
+	unsigned int n_sessions;
+	int draining;
+	int stopped;
+	struct timeval tv_header, tv_keepalive, tv_body, tv_connect, tv_resp, tv_upidle;
+	const struct timeval *ct_header, *ct_keepalive, *ct_body, *ct_connect, *ct_resp,
+		*ct_upidle; /* libevent common timeouts: O(1) timer queue inserts */
+	struct sl_worker_stats st;
+};
+
+struct sl_daemon {
+	const struct sl_proxy_ops *ops;
+	_Atomic(struct sl_conf *) conf; /* published snapshot; workers pick it up */
+	struct sl_worker *workers;
+	unsigned int n_workers;
+	atomic_int stop;    /* 0 run, 1 graceful, 2 fast */
+	atomic_int live;    /* workers still running */
+	int alog_fd;
+	int lsn_fds[SL_MAX_LISTENERS]; /* bound at start, one per listener for worker 0; others dup'd by reuseport */
+};
+
+int sl_worker_start(struct sl_worker *w);
+/* Free what the worker owns once its thread has been joined. */
+void sl_worker_destroy(struct sl_worker *w);
+/* Ask a worker to look at d->stop and d->conf again (any thread). */
+void sl_worker_poke(struct sl_worker *w);
+/* Open the listening sockets of conf for one worker (SO_REUSEPORT). */
+int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf);
+
+/* Request-scope config: take the current snapshot / let it go. */
+struct sl_conf_hold *sl_worker_conf_get(struct sl_worker *w);
+void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h);
+
+/* Called by sessions when they end (drain bookkeeping). */
+void sl_worker_session_gone(struct sl_worker *w);
+
+#endif
