@@ -1,9 +1,115 @@
-/* Constants and structs shared by BPF programs and user space.
- * The only place such a definition lives (BPF includes this file too). */
+/* Constants and structs shared by BPF programs and user space: map keys and values,
+ * states, limits. The only place such a definition lives; BPF includes this file
+ * after vmlinux.h, user space after <linux/types.h>. */
 #ifndef SLUICE_COMMON_H
 #define SLUICE_COMMON_H
 
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
 #define SL_MAX_WORKERS 256   /* workers per daemon; also BPF map sizes */
 #define SL_MAX_LISTENERS 64  /* listening addresses per daemon */
+
+#define SL_PIN_PATH_DEFAULT "/sys/fs/bpf/sluice"
+
+/* ---- steering (bpf/steer.bpf.c) ---- */
+
+/* listeners map (REUSEPORT_SOCKARRAY): index = listener * SL_MAX_WORKERS + worker */
+#define SL_LISTENERS_SLOTS (SL_MAX_LISTENERS * SL_MAX_WORKERS)
+
+enum sl_worker_run_state {
+	SL_WORKER_EMPTY = 0, /* no worker in this slot */
+	SL_WORKER_STARTING = 1,
+	SL_WORKER_READY = 2,
+	SL_WORKER_DRAINING = 3,
+};
+
+/* workers map (ARRAY, BPF_F_MMAPABLE), one slot per worker, written only by that
+ * worker with plain stores; read by steer and sluicectl. One cache line each. */
+struct sl_worker_state {
+	__u32 cpu;
+	__u32 state;	    /* enum sl_worker_run_state */
+	__u64 heartbeat_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) of the last beat */
+	__u32 active;	    /* client connections open */
+	__u32 max_conns;    /* cap; 0 = no cap */
+	__u32 pid;	    /* daemon pid, for sluicectl */
+	__u32 n_workers;    /* workers in this daemon (same in every slot) */
+	__u64 pad[4];
+} __attribute__((aligned(64)));
+
+/* steer config (ARRAY, one entry), written by sluiced at start */
+struct sl_steer_config {
+	__u32 n_workers;
+	__u32 n_listeners;
+	__u64 stall_ns;
+};
+
+enum sl_steer_reason {
+	SL_STEER_OWN_CPU = 0,	    /* the worker of the CPU that took the SYN */
+	SL_STEER_P2C_OVERLOADED,    /* own worker over its cap: power of two choices */
+	SL_STEER_P2C_STALLED,	    /* own worker's heartbeat stale */
+	SL_STEER_P2C_DRAINING,	    /* own worker draining or not ready */
+	SL_STEER_KERNEL_HASH,	    /* nobody healthy: the kernel's hash decides */
+	SL_STEER_MIGRATED,	    /* request moved off a closing listener */
+	SL_STEER_NR,
+};
+
+/* ---- live statistics (worker_stats: ARRAY, BPF_F_MMAPABLE) ---- */
+
+/* One slot per worker, written only by its worker. Two cache lines. */
+struct sl_worker_stats {
+	__u64 accepted;
+	__u64 active;
+	__u64 requests;
+	__u64 resp_1xx, resp_2xx, resp_3xx, resp_4xx, resp_5xx;
+	__u64 bytes_in, bytes_out;
+	__u64 up_new;	     /* upstream connections opened */
+	__u64 up_reused;     /* requests sent on a pooled connection */
+	__u64 pool_local;    /* hits in the worker's own pool */
+	__u64 pool_shared;   /* hits in the shared overflow pool */
+	__u64 err_client;    /* malformed, too large, client timeouts */
+	__u64 err_upstream;  /* connect failures, bad responses, upstream timeouts */
+} __attribute__((aligned(64)));
+
+/* ---- XDP guard (bpf/xdp_guard.bpf.c) ---- */
+
+enum sl_xdp_counter {
+	SL_XDP_PACKETS = 0,
+	SL_XDP_BYTES,
+	SL_XDP_TCP_SYN,
+	SL_XDP_DROP_DENY_V4,
+	SL_XDP_DROP_DENY_V6,
+	SL_XDP_DROP_SYN_RATE,
+	SL_XDP_NR,
+};
+
+struct sl_lpm_v4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct sl_lpm_v6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* syn_guard key: IPv4 /24 or IPv6 /64 source prefix */
+struct sl_syn_key {
+	__u8 family; /* 4 or 6 */
+	__u8 pad[7];
+	__u8 prefix[8];
+};
+
+struct sl_syn_bucket {
+	__u64 tokens_milli; /* tokens * 1000 */
+	__u64 last_ns;
+};
+
+/* xdp_config (ARRAY, one entry), written by sluicectl */
+struct sl_xdp_config {
+	__u32 syn_rate;	 /* SYNs per second per source prefix; 0 = guard off */
+	__u32 syn_burst; /* bucket size */
+};
 
 #endif

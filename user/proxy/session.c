@@ -263,7 +263,7 @@ static int client_write_pending(struct sl_session *s)
 		}
 		size_t left = (size_t)r;
 		s->r_out += left;
-		s->w->st.bytes_out += left;
+		s->w->st->bytes_out += left;
 		s->resp_started = 1;
 		if (s->out_to_client && s->out.rd < s->out.wr) {
 			size_t k = s->out.wr - s->out.rd;
@@ -401,7 +401,10 @@ static const char *error_body(int status, size_t *len)
  * read whole; anything else closes it. */
 static void send_error(struct sl_session *s, int status)
 {
-	s->w->st.errors++;
+	if (status >= 500)
+		s->w->st->err_upstream++;
+	else
+		s->w->st->err_client++;
 	if (s->up) {
 		s->up_broken = 1;
 		up_release(s, 0);
@@ -530,7 +533,7 @@ static void request_head_done(struct sl_session *s)
 	s->state = SS_PROXY;
 	s->hold = sl_worker_conf_get(w);
 	s->listener = &sconf(s)->listeners[s->lsn->index];
-	w->st.requests++;
+	w->st->requests++;
 	s->counted = 1;
 	s->keepalive = llhttp_should_keep_alive(&s->rp.p) && !w->draining;
 	s->is_head_req = s->rp.p.method == HTTP_HEAD;
@@ -801,7 +804,7 @@ static int up_connect(struct sl_session *s)
 	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, c);
 	event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, up_write_cb, c);
 	s->up = c;
-	w->st.up_new++;
+	w->st->up_new++;
 	if (connect(fd, (struct sockaddr *)&s->peer.addr, s->peer.addrlen) == 0) {
 		up_connected(s);
 		return 0;
@@ -863,7 +866,7 @@ static void connect_upstream(struct sl_session *s)
 			c->s = s;
 			c->reused = 1;
 			s->up = c;
-			s->w->st.up_reused++;
+			s->w->st->up_reused++;
 			event_add(&c->rev, NULL); /* drop the idle timeout */
 			up_connected(s);
 			return;
@@ -1339,7 +1342,7 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	b->wr += (uint32_t)n;
-	s->w->st.bytes_in += (uint64_t)n;
+	s->w->st->bytes_in += (uint64_t)n;
 parse:
 	switch (s->state) {
 	case SS_IDLE:
@@ -1456,7 +1459,13 @@ static void log_request(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
 	int st = s->status;
-	w->st.resp[st >= 100 && st < 600 ? st / 100 : 0]++;
+	switch (st / 100) {
+	case 1: w->st->resp_1xx++; break;
+	case 2: w->st->resp_2xx++; break;
+	case 3: w->st->resp_3xx++; break;
+	case 4: w->st->resp_4xx++; break;
+	default: w->st->resp_5xx++; break;
+	}
 	const struct sl_proxy_ops *ops = w->d->ops;
 	if (ops->logging && s->hold)
 		ops->logging(s, s->ctx, st);
@@ -1583,6 +1592,8 @@ static void session_close(struct sl_session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	w->n_sessions--;
+	w->st->active--;
+	w->state->active--;
 	if (w->n_free_sessions < 1024) {
 		s->next = w->free_sessions;
 		w->free_sessions = s;
@@ -1645,7 +1656,9 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 		w->sessions->prev = s;
 	w->sessions = s;
 	w->n_sessions++;
-	w->st.accepted++;
+	w->st->accepted++;
+	w->st->active++;
+	w->state->active++;
 	s->state = SS_IDLE;
 	rd_on(s);
 	arm(s, ST_HEADER);

@@ -172,6 +172,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		w->d = &d;
 		w->ctl_fd = -1;
 		w->alog.fd = d.alog_fd;
+		w->st = &w->st_local;
+		w->state = &w->state_local;
 		sl_mem_init(&w->mem, big, 256);
 		sl_pool_init(&w->pool, 1024);
 		for (unsigned int k = 0; k < SL_MAX_LISTENERS; k++)

@@ -33,12 +33,6 @@ struct sl_listen {
 	struct sl_worker *w;
 };
 
-struct sl_worker_stats {
-	uint64_t accepted, requests, resp[6]; /* resp[1..5] = 1xx..5xx */
-	uint64_t bytes_in, bytes_out;
-	uint64_t up_new, up_reused, errors;
-};
-
 struct sl_worker {
 	unsigned int id;
 	int cpu; /* -1 = not pinned */
@@ -64,7 +58,11 @@ struct sl_worker {
 	struct timeval tv_header, tv_keepalive, tv_body, tv_connect, tv_resp, tv_upidle;
 	const struct timeval *ct_header, *ct_keepalive, *ct_body, *ct_connect, *ct_resp,
 		*ct_upidle; /* libevent common timeouts: O(1) timer queue inserts */
-	struct sl_worker_stats st;
+	/* this worker's slot of the mmaped worker_stats map, or st_local without BPF */
+	struct sl_worker_stats *st;
+	struct sl_worker_state *state; /* slot of the workers map, or state_local */
+	struct sl_worker_stats st_local;
+	struct sl_worker_state state_local;
 };
 
 struct sl_daemon {
