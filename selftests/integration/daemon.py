@@ -16,7 +16,7 @@ from env import ASAN, SCALE, SLUICED, TIMEOUT
 
 SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./:\-]*$")
+_PLAIN = re.compile(r"\A[A-Za-z0-9_/][A-Za-z0-9_./:\-]*\Z")
 _RESERVED = {"yes", "no", "on", "off", "true", "false", "null", "y", "n", "~"}
 
 

@@ -102,6 +102,20 @@ struct sl_conf_log {
 	char *access_log;	 /* path, "stdout", or NULL = off */
 };
 
+enum sl_bpf_mode {
+	SL_BPF_AUTO = 0, /* use it when it loads; one log line and carry on when it does not */
+	SL_BPF_REQUIRED, /* refuse to start without it */
+	SL_BPF_OFF,
+};
+
+struct sl_conf_bpf {
+	enum sl_bpf_mode steering; /* default auto */
+	char *pin_path;		   /* default /sys/fs/bpf/sluice */
+	unsigned int stall_ms;	   /* heartbeat older than this: no new connections (200) */
+	unsigned int heartbeat_ms; /* 10 */
+	unsigned int max_conns_per_worker; /* 0 = no cap */
+};
+
 struct sl_conf {
 	atomic_int refcnt;
 	char *path;		/* file it came from */
@@ -111,6 +125,7 @@ struct sl_conf {
 	struct sl_conf_limits limits;
 	struct sl_conf_timeouts timeouts;
 	struct sl_conf_forwarded forwarded;
+	struct sl_conf_bpf bpf;
 	struct sl_conf_listener *listeners;
 	unsigned int n_listeners;
 	struct sl_conf_upstream *upstreams;

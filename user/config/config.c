@@ -839,6 +839,68 @@ static int parse_listeners(struct parse *p, yaml_node_t *n)
 	return 0;
 }
 
+static int parse_bpf(struct parse *p, yaml_node_t *n)
+{
+	static const char *const modes[] = {
+	    [SL_BPF_AUTO] = "auto",
+	    [SL_BPF_REQUIRED] = "required",
+	    [SL_BPF_OFF] = "off",
+	};
+	struct sl_conf_bpf *b = &p->c->bpf;
+	yaml_node_t *k, *v;
+	size_t it;
+	uint64_t u;
+	unsigned int i;
+	int ret = want_map(p, n, "bpf");
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "steering")) {
+			/* "off" is a YAML 1.1 boolean: accept its spellings as the keyword */
+			if (v->type == YAML_SCALAR_NODE &&
+			    (!strcasecmp(sval(v), "false") || !strcasecmp(sval(v), "no"))) {
+				b->steering = SL_BPF_OFF;
+				continue;
+			}
+			ret = want_str(p, v, "bpf", "steering");
+			if (ret)
+				return ret;
+			for (i = 0; i < 3 && strcasecmp(sval(v), modes[i]); i++)
+				;
+			if (i == 3)
+				return fail(p, v, "bpf.steering must be auto, required or off");
+			b->steering = i;
+		} else if (KEY_IS(k, "pin_path")) {
+			ret = want_str(p, v, "bpf", "pin_path");
+			if (!ret && sval(v)[0] != '/')
+				return fail(p, v, "bpf.pin_path must be an absolute path");
+			if (!ret) {
+				free(b->pin_path);
+				b->pin_path = NULL;
+				ret = get_str(p, v, "bpf", "pin_path", &b->pin_path);
+			}
+		} else if (KEY_IS(k, "stall_ms")) {
+			ret = get_uint(p, v, "bpf", "stall_ms", 1, 60000, &u);
+			b->stall_ms = (unsigned int)u;
+		} else if (KEY_IS(k, "heartbeat_ms")) {
+			ret = get_uint(p, v, "bpf", "heartbeat_ms", 1, 10000, &u);
+			b->heartbeat_ms = (unsigned int)u;
+		} else if (KEY_IS(k, "max_conns_per_worker")) {
+			ret = get_uint(p, v, "bpf", "max_conns_per_worker", 0, 10000000, &u);
+			b->max_conns_per_worker = (unsigned int)u;
+		} else {
+			ret = unknown(p, k, "bpf");
+		}
+		if (ret)
+			return ret;
+	}
+	if (b->heartbeat_ms >= b->stall_ms)
+		return fail(p, n, "bpf.heartbeat_ms (%u) must be below bpf.stall_ms (%u)",
+			    b->heartbeat_ms, b->stall_ms);
+	return 0;
+}
+
 static int parse_root(struct parse *p)
 {
 	yaml_node_t *root = yaml_document_get_root_node(p->doc), *k, *v, *listeners = NULL;
@@ -864,6 +926,8 @@ static int parse_root(struct parse *p)
 			ret = parse_timeouts(p, v);
 		else if (KEY_IS(k, "forwarded"))
 			ret = parse_forwarded(p, v);
+		else if (KEY_IS(k, "bpf"))
+			ret = parse_bpf(p, v);
 		else if (KEY_IS(k, "upstreams"))
 			ret = parse_upstreams(p, v);
 		else if (KEY_IS(k, "listeners"))
@@ -941,6 +1005,7 @@ static void conf_free(struct sl_conf *c)
 		free(u->lb); /* balancer state, allocated by lb/ as one block */
 	}
 	free(c->upstreams);
+	free(c->bpf.pin_path);
 	free(c->log.error_log);
 	free(c->log.access_log);
 	free(c->path);
@@ -963,6 +1028,9 @@ static void set_defaults(struct sl_conf *c)
 	c->timeouts.upstream_connect = 3000;
 	c->timeouts.upstream_response_header = 60000;
 	c->timeouts.upstream_idle = 60000;
+	c->bpf.steering = SL_BPF_AUTO;
+	c->bpf.stall_ms = 200;
+	c->bpf.heartbeat_ms = 10;
 	c->forwarded.x_forwarded_for = 1;
 	c->forwarded.x_forwarded_proto = 1;
 	c->forwarded.x_forwarded_host = 1;

@@ -867,6 +867,7 @@ static void connect_upstream(struct sl_session *s)
 			c->reused = 1;
 			s->up = c;
 			s->w->st->up_reused++;
+			s->w->st->pool_local++;
 			event_add(&c->rev, NULL); /* drop the idle timeout */
 			up_connected(s);
 			return;

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "core/log.h"
+#include "bpf/steer.h"
 #include "lb/lb.h"
 #include "server/worker.h"
 
@@ -80,6 +81,29 @@ static uint64_t now_ms(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Steering is optional unless the config says required: one log line either way. */
+static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
+{
+	char why[256];
+	if (conf->bpf.steering == SL_BPF_OFF) {
+		sl_log(SL_LOG_INFO, "msg=\"steering off\" reason=\"bpf.steering: off\"");
+		return 0;
+	}
+	int err = sl_steer_init(d, conf, why, sizeof(why));
+	if (!err) {
+		sl_log(SL_LOG_INFO, "msg=\"steering on\" pin_path=%s stall_ms=%u",
+		       conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT,
+		       conf->bpf.stall_ms);
+		return 0;
+	}
+	if (conf->bpf.steering == SL_BPF_REQUIRED) {
+		sl_log(SL_LOG_ERROR, "msg=\"steering required but unavailable\" reason=\"%s\"", why);
+		return err;
+	}
+	sl_log(SL_LOG_WARN, "msg=\"steering off, serving without it\" reason=\"%s\"", why);
+	return 0;
 }
 
 int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
@@ -179,10 +203,12 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		for (unsigned int k = 0; k < SL_MAX_LISTENERS; k++)
 			w->lsn[k].fd = -1;
 	}
-	for (unsigned int i = 0; i < d.n_workers && !rc; i++) {
+	for (unsigned int i = 0; i < d.n_workers && !rc; i++)
 		rc = sl_worker_listen(&d.workers[i], conf);
-		if (!rc)
-			rc = sl_worker_start(&d.workers[i]);
+	if (!rc)
+		rc = start_steering(&d, conf);
+	for (unsigned int i = 0; i < d.n_workers && !rc; i++) {
+		rc = sl_worker_start(&d.workers[i]);
 		if (!rc)
 			started++;
 	}
@@ -226,6 +252,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 				close(d.workers[i].lsn[k].fd);
 		sl_worker_destroy(&d.workers[i]);
 	}
+	sl_steer_fini(&d);
 	free(d.workers);
 	sl_conf_put(atomic_load(&d.conf));
 	if (d.alog_fd > 2)

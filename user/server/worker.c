@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -157,10 +158,12 @@ static void check_control(struct sl_worker *w)
 	pick_up_conf(w);
 	if (stop == 2) {
 		w->draining = 1;
+		w->state->state = SL_WORKER_DRAINING;
 		stop_listening(w);
 		event_base_loopbreak(w->base);
 	} else if (stop == 1 && !w->draining) {
 		w->draining = 1;
+		w->state->state = SL_WORKER_DRAINING;
 		stop_listening(w);
 		sl_session_drain_all(w);
 		if (w->n_sessions == 0)
@@ -176,11 +179,25 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 	check_control(arg);
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Every heartbeat_ms: the heartbeat steering reads (a plain store into this worker's
+ * mmaped slot, no syscall), and at most every 100 ms the access log. A loop that is
+ * blocked stops beating, which is the point. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_worker *w = arg;
-	if (w->alog.len)
+	uint64_t now = mono_ns();
+	__atomic_store_n(&w->state->heartbeat_ns, now, __ATOMIC_RELAXED);
+	if (w->alog.len && now - w->alog_flushed_ns >= 100000000ull) {
 		sl_alog_flush(&w->alog);
+		w->alog_flushed_ns = now;
+	}
 }
 
 void sl_worker_poke(struct sl_worker *w)
@@ -206,8 +223,11 @@ static void *worker_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 
 	check_control(w);
-	if (!w->draining)
+	if (!w->draining) {
+		w->state->heartbeat_ns = mono_ns();
+		w->state->state = SL_WORKER_READY;
 		event_base_dispatch(w->base);
+	}
 
 	sl_session_close_all(w);
 	stop_listening(w);
@@ -232,9 +252,11 @@ int sl_worker_start(struct sl_worker *w)
 	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->ctl_fd < 0)
 		return -errno;
+	pick_up_conf(w);
 	event_assign(&w->ctl_ev, w->base, w->ctl_fd, EV_READ | EV_PERSIST, ctl_cb, w);
 	event_add(&w->ctl_ev, NULL);
-	struct timeval tick = { 0, 100 * 1000 };
+	unsigned int hb = w->hold ? w->hold->conf->bpf.heartbeat_ms : 10;
+	struct timeval tick = { hb / 1000, (hb % 1000) * 1000 };
 	event_assign(&w->tick_ev, w->base, -1, EV_PERSIST, tick_cb, w);
 	event_add(&w->tick_ev, &tick);
 	for (unsigned int i = 0; i < w->n_lsn; i++) {
@@ -242,7 +264,6 @@ int sl_worker_start(struct sl_worker *w)
 			     &w->lsn[i]);
 		event_add(&w->lsn[i].ev, NULL);
 	}
-	pick_up_conf(w);
 	atomic_fetch_add(&w->d->live, 1);
 	int r = pthread_create(&w->thread, NULL, worker_main, w);
 	if (r) {

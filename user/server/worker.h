@@ -48,6 +48,7 @@ struct sl_worker {
 	struct sl_conf_hold *old_hold; /* older ones still used by requests */
 	struct sl_mem mem;
 	struct sl_alog alog;
+	uint64_t alog_flushed_ns;
 	struct sl_pool pool;
 	struct sl_session *free_sessions;
 	unsigned int n_free_sessions;

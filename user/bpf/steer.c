@@ -1,0 +1,296 @@
+/* Steering set-up: load, pin, mmap and attach bpf/steer.bpf.c (see steer.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <sys/mount.h>
+#include <sys/statfs.h>
+#include "bpf/steer.h"
+#include "core/log.h"
+#include "server/worker.h"
+#include "steer.skel.h"
+
+#ifndef SO_ATTACH_REUSEPORT_EBPF
+#define SO_ATTACH_REUSEPORT_EBPF 52
+#endif
+
+#define MIGRATE_SYSCTL "/proc/sys/net/ipv4/tcp_migrate_req"
+
+struct steer {
+	struct steer_bpf *skel;
+	struct sl_worker_state *states;
+	size_t states_len;
+	struct sl_worker_stats *stats;
+	size_t stats_len;
+	int migrate_saved; /* old sysctl value, -1 = untouched */
+};
+
+static struct steer steer = { .migrate_saved = -1 };
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_WARN && sl_log_level_cur <= SL_LOG_DEBUG)
+		return vfprintf(stderr, fmt, ap);
+	return 0;
+}
+
+static void *map_mmap(struct bpf_map *m, size_t *len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t sz = (size_t)bpf_map__value_size(m) * bpf_map__max_entries(m);
+	sz = (sz + (size_t)page - 1) & ~((size_t)page - 1);
+	void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(m), 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	*len = sz;
+	return p;
+}
+
+static int set_pins(struct steer_bpf *skel, const char *dir)
+{
+	struct bpf_map *m;
+	char path[512];
+	bpf_object__for_each_map(m, skel->obj) {
+		snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(m));
+		int r = bpf_map__set_pin_path(m, path);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static void unpin_stale(const char *dir, struct steer_bpf *skel)
+{
+	struct bpf_map *m;
+	char path[512];
+	bpf_object__for_each_map(m, skel->obj) {
+		snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(m));
+		unlink(path);
+	}
+}
+
+static int read_int_file(const char *path)
+{
+	char b[32];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, b, sizeof(b) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	b[n] = 0;
+	return atoi(b);
+}
+
+static int write_int_file(const char *path, int v)
+{
+	char b[16];
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int n = snprintf(b, sizeof(b), "%d\n", v);
+	ssize_t r = write(fd, b, (size_t)n);
+	int err = r < 0 ? -errno : 0;
+	close(fd);
+	return err;
+}
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+
+/* bpffs mounted at /sys/fs/bpf (mount it if not), then mkdir -p the pin dir. */
+static int pin_prepare(const char *dir)
+{
+	struct statfs st;
+	if (statfs("/sys/fs/bpf", &st) || st.f_type != BPF_FS_MAGIC) {
+		mkdir("/sys/fs/bpf", 0700);
+		if (mount("bpf", "/sys/fs/bpf", "bpf", 0, NULL))
+			return -errno;
+	}
+	char p[512];
+	snprintf(p, sizeof(p), "%s", dir);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		if (mkdir(p, 0700) && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(p, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int socket_cookie(int fd, __u64 *cookie)
+{
+	socklen_t len = sizeof(*cookie);
+	return getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len) ? -errno : 0;
+}
+
+int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, size_t whylen)
+{
+	const char *dir = conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT;
+	struct steer_bpf *skel = NULL;
+	int err;
+
+	libbpf_set_print(libbpf_quiet);
+	err = pin_prepare(dir);
+	if (err) {
+		snprintf(why, whylen, "cannot prepare pin dir %s: %s", dir, strerror(-err));
+		return err;
+	}
+	for (int attempt = 0; attempt < 2; attempt++) {
+		skel = steer_bpf__open();
+		if (!skel) {
+			err = -errno;
+			snprintf(why, whylen, "cannot open the steering program: %s", strerror(-err));
+			return err;
+		}
+		err = set_pins(skel, dir);
+		if (!err)
+			err = steer_bpf__load(skel);
+		if (!err)
+			break;
+		/* pinned maps of an older layout: replace them once */
+		unpin_stale(dir, skel);
+		steer_bpf__destroy(skel);
+		skel = NULL;
+	}
+	if (!skel) {
+		snprintf(why, whylen, "cannot load the steering program: %s", strerror(-err));
+		return err;
+	}
+
+	steer.states = map_mmap(skel->maps.workers, &steer.states_len);
+	steer.stats = map_mmap(skel->maps.worker_stats, &steer.stats_len);
+	if (!steer.states || !steer.stats) {
+		err = -errno;
+		snprintf(why, whylen, "cannot mmap the worker maps: %s", strerror(-err));
+		goto fail;
+	}
+
+	/* fresh slots for this daemon; slots beyond n_workers are marked empty */
+	memset(steer.states, 0, sizeof(struct sl_worker_state) * SL_MAX_WORKERS);
+	memset(steer.stats, 0, sizeof(struct sl_worker_stats) * SL_MAX_WORKERS);
+	__u32 none = SL_MAX_WORKERS;
+	for (__u32 cpu = 0; cpu < SL_MAX_WORKERS; cpu++)
+		bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &none, BPF_ANY);
+
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (unsigned int i = 0; i < d->n_workers; i++) {
+		struct sl_worker *w = &d->workers[i];
+		struct sl_worker_state *ws = &steer.states[i];
+		ws->cpu = (__u32)w->cpu;
+		ws->state = SL_WORKER_STARTING;
+		ws->heartbeat_ns = (__u64)now.tv_sec * 1000000000ull + (__u64)now.tv_nsec;
+		ws->max_conns = conf->bpf.max_conns_per_worker;
+		ws->pid = (__u32)getpid();
+		ws->n_workers = d->n_workers;
+		ws->active = w->state->active;
+		w->state = ws;
+		w->st = &steer.stats[i];
+		if (w->cpu >= 0 && w->cpu < SL_MAX_WORKERS) {
+			__u32 cpu = (__u32)w->cpu, cur;
+			/* first worker pinned to a CPU owns it */
+			if (!bpf_map_lookup_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &cur) &&
+			    cur == SL_MAX_WORKERS)
+				bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &i,
+						    BPF_ANY);
+		}
+		for (unsigned int l = 0; l < w->n_lsn; l++) {
+			__u32 key = l * SL_MAX_WORKERS + i;
+			__u64 fd = (__u64)w->lsn[l].fd;
+			__u64 cookie;
+			err = bpf_map_update_elem(bpf_map__fd(skel->maps.listeners), &key, &fd,
+						  BPF_ANY);
+			if (!err)
+				err = socket_cookie(w->lsn[l].fd, &cookie);
+			if (!err)
+				err = bpf_map_update_elem(bpf_map__fd(skel->maps.listener_ids), &cookie,
+							  &l, BPF_ANY);
+			if (err) {
+				err = err < 0 ? err : -errno;
+				snprintf(why, whylen, "cannot register listener socket: %s",
+					 strerror(-err));
+				goto fail;
+			}
+		}
+	}
+	struct sl_steer_config cfg = {
+		.n_workers = d->n_workers,
+		.n_listeners = conf->n_listeners,
+		.stall_ns = (__u64)conf->bpf.stall_ms * 1000000ull,
+	};
+	__u32 zero = 0;
+	bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY);
+
+	/* one attach per listener group: any member socket carries it for the group */
+	int prog_fd = bpf_program__fd(skel->progs.steer);
+	for (unsigned int l = 0; l < d->workers[0].n_lsn; l++) {
+		if (setsockopt(d->workers[0].lsn[l].fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF,
+			       &prog_fd, sizeof(prog_fd))) {
+			err = -errno;
+			snprintf(why, whylen, "cannot attach to listener %s: %s",
+				 conf->listeners[l].address, strerror(-err));
+			goto fail;
+		}
+	}
+	char path[512];
+	snprintf(path, sizeof(path), "%s/steer_prog", dir);
+	unlink(path);
+	bpf_program__pin(skel->progs.steer, path);
+
+	steer.migrate_saved = read_int_file(MIGRATE_SYSCTL);
+	if (steer.migrate_saved != 1 && write_int_file(MIGRATE_SYSCTL, 1))
+		sl_log(SL_LOG_WARN, "msg=\"cannot set net.ipv4.tcp_migrate_req=1; queued connections "
+				    "of a closing worker will not move\"");
+	steer.skel = skel;
+	return 0;
+fail:
+	for (unsigned int i = 0; i < d->n_workers; i++) {
+		d->workers[i].state = &d->workers[i].state_local;
+		d->workers[i].st = &d->workers[i].st_local;
+	}
+	if (steer.states)
+		munmap(steer.states, steer.states_len);
+	if (steer.stats)
+		munmap(steer.stats, steer.stats_len);
+	steer.states = NULL;
+	steer.stats = NULL;
+	steer_bpf__destroy(skel);
+	return err ? err : -EINVAL;
+}
+
+void sl_steer_fini(struct sl_daemon *d)
+{
+	if (!steer.skel)
+		return;
+	for (unsigned int i = 0; i < d->n_workers; i++) {
+		steer.states[i].state = SL_WORKER_EMPTY;
+		steer.states[i].active = 0;
+		/* keep the final counters readable after exit; the worker no longer owns them */
+		d->workers[i].st_local = steer.stats[i];
+		d->workers[i].st = &d->workers[i].st_local;
+		d->workers[i].state = &d->workers[i].state_local;
+	}
+	if (steer.migrate_saved >= 0 && steer.migrate_saved != 1)
+		write_int_file(MIGRATE_SYSCTL, steer.migrate_saved);
+	munmap(steer.states, steer.states_len);
+	munmap(steer.stats, steer.stats_len);
+	steer.states = NULL;
+	steer.stats = NULL;
+	steer_bpf__destroy(steer.skel);
+	steer.skel = NULL;
+}
