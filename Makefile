@@ -86,7 +86,7 @@ $(B)/selftests/unit/%: selftests/unit/%.c $(B)/libsluice.a
 
 $(B)/selftests/bpf/%: selftests/bpf/%.c $(B)/libsluice.a $(BPF_SKEL)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libsluice.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libsluice.a $(LDLIBS) -lcmocka
 
 $(B)/examples/%: examples/%.c $(B)/libsluice.a
 	@mkdir -p $(@D)
