@@ -235,6 +235,22 @@ static void test_pause_positions(void **state)
 	assert_int_equal(p.hp.body_seen, 3);
 }
 
+static void test_304_with_length_has_no_body(void **state)
+{
+	/* regression: llhttp waited for a Content-Length body after 304 */
+	struct parsed p;
+	memset(&p, 0, sizeof(p));
+	static const char msg[] = "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n";
+	memcpy(p.buf, msg, sizeof(msg) - 1);
+	sl_http_parser_init(&p.hp, 0, &p.head);
+	sl_head_reset(&p.head, 100, 0);
+	size_t used, len = sizeof(msg) - 1;
+	assert_int_equal(sl_http_execute(&p.hp, p.buf, p.buf, len, &used), HPE_PAUSED);
+	assert_true(p.hp.headers_done);
+	assert_int_equal(sl_http_execute(&p.hp, p.buf, p.buf + used, len - used, &used), HPE_PAUSED);
+	assert_true(p.hp.message_done);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +260,7 @@ int main(void)
 		cmocka_unit_test(test_header_limit),	  cmocka_unit_test(test_target_limit),
 		cmocka_unit_test(test_set_remove),	  cmocka_unit_test(test_token_list),
 		cmocka_unit_test(test_out_overflow),	  cmocka_unit_test(test_pause_positions),
+		cmocka_unit_test(test_304_with_length_has_no_body),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

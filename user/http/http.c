@@ -92,7 +92,12 @@ static int on_headers_complete(llhttp_t *p)
 	h->http_minor = p->http_minor;
 	h->status = p->status_code;
 	hp->headers_done = 1;
-	if (hp->skip_body)
+	/* responses to HEAD, and 1xx, 204 and 304, have no body whatever their
+	 * Content-Length says (RFC 9112 6.3); llhttp leaves that to the caller */
+	if (hp->skip_body ||
+	    (p->type == HTTP_RESPONSE && ((p->status_code >= 100 && p->status_code < 200 &&
+					   p->status_code != 101) ||
+					  p->status_code == 204 || p->status_code == 304)))
 		p->flags |= F_SKIPBODY;
 	return HPE_PAUSED;
 }
