@@ -136,10 +136,10 @@ class Request:
         return v[0] if v else default
 
     def headers_named(self, name):
-        return [v for n, v in self.headers if n.lower() == name.lower()]
+        return [v for n, v in self.headers if n.lower() == name.lower() and v is not None]
 
     def has(self, name):
-        return bool(self.headers_named(name))
+        return any(n.lower() == name.lower() for n, _ in self.headers)
 
     def tokens(self, name):
         return {t.strip().lower() for v in self.headers_named(name) for t in v.split(",")

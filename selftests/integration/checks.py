@@ -21,7 +21,3 @@ def assert_sluice_error(resp, code, client=None):
             assert client.wait_closed(TIMEOUT), "connection still open after %d" % code
             assert client.buf == b"", "bytes after the error response: %r" % client.buf[:200]
 
-
-def hop_free(headers_owner, names):
-    """Names (lower case) among `names` that are present."""
-    return [n for n in names if headers_owner.has(n)]

@@ -37,6 +37,17 @@ static void send_error(struct sl_session *s, int status);
 
 /* ---- small helpers ---- */
 
+/* Every event callback brackets its work with these: a session closed somewhere down
+ * the call chain is freed only on the way out, never under a caller's feet. */
+#define ENTER(s) ((s)->depth++)
+#define LEAVE(s)                                                                                   \
+	do {                                                                                       \
+		if (--(s)->depth == 0 && (s)->closed)                                              \
+			session_free(s);                                                           \
+	} while (0)
+
+static void session_free(struct sl_session *s);
+
 static uint64_t ns_since(const struct timespec *t0)
 {
 	struct timespec t;
@@ -566,7 +577,7 @@ static void request_head_done(struct sl_session *s)
 
 	/* Run the parser over what follows the head: completes body-less requests now. */
 	pump_request_body(s);
-	if (s->state != SS_PROXY)
+	if (s->closed || s->local_resp)
 		return;
 
 	const struct sl_proxy_ops *ops = w->d->ops;
@@ -574,7 +585,7 @@ static void request_head_done(struct sl_session *s)
 		memset(s->ctx, 0, ops->ctx_size);
 	if (ops->request_filter) {
 		int r = ops->request_filter(s, s->ctx);
-		if (r == SL_DONE || s->local_resp)
+		if (r == SL_DONE || s->local_resp || s->closed)
 			return;
 		if (r < 0) {
 			send_error(s, 500);
@@ -593,6 +604,8 @@ static void parse_request_head(struct sl_session *s)
 	b->parse += (uint32_t)used;
 	s->r_in += used;
 	if (e == HPE_PAUSED && s->rp.headers_done) {
+		if (b->parse > head_limit(s))
+			goto too_big;
 		request_head_done(s);
 		return;
 	}
@@ -844,7 +857,7 @@ static void connect_upstream(struct sl_session *s)
 		s->tries++;
 		s->tried_prev = s->tried;
 		int r = ops->upstream_peer(s, s->ctx, &s->peer);
-		if (r == SL_DONE || s->local_resp)
+		if (r == SL_DONE || s->local_resp || s->closed)
 			return;
 		if (r < 0) {
 			send_error(s, (r == -EAGAIN || r == -ENOENT) ? 503 : 502);
@@ -859,6 +872,7 @@ static void connect_upstream(struct sl_session *s)
 		}
 		s->out.rd = 0;
 		s->out_to_client = 0;
+		s->up_broken = 0; /* it described the previous attempt's connection */
 		if (s->uin.data)
 			s->uin.rd = s->uin.fwd = s->uin.parse = s->uin.wr = 0;
 		struct sl_upconn *c = s->fresh_only ? NULL : sl_pool_get(&s->w->pool, &s->peer);
@@ -991,6 +1005,13 @@ static int response_head(struct sl_session *s)
 	const struct sl_proxy_ops *ops = s->w->d->ops;
 
 	s->resp_head_done = 1;
+	if (b->parse > head_limit(s)) {
+		sl_log(SL_LOG_WARN, "msg=\"upstream response head too big\" peer=%s bytes=%u",
+		       s->peer.name, b->parse);
+		s->up_broken = 1;
+		send_error(s, 502);
+		return -1;
+	}
 	if (st >= 100 && st < 200 && st != 101)
 		return 0; /* interim: dropped (sluice sent its own 100 Continue) */
 	if ((st == 101 && !s->upgrade_req) || (!s->out_to_client && s->out.rd < s->out.wr)) {
@@ -1145,14 +1166,14 @@ static void start_tunnel(struct sl_session *s)
 	struct sl_iob *b = &s->uin;
 	s->state = SS_TUNNEL;
 	log_request(s);
-	b->fwd = b->wr;
+	b->parse = b->fwd = b->wr;
 	s->in.rd = s->in.parse;
-	s->in.fwd = s->in.wr;
+	s->in.parse = s->in.fwd = s->in.wr;
 	s->head_end = 0;
 	arm(s, ST_TUNNEL);
 	rd_on(s);
 	client_flush(s);
-	if (s->state == SS_TUNNEL && s->up)
+	if (!s->closed && s->state == SS_TUNNEL && s->up)
 		up_flush(s);
 }
 
@@ -1203,7 +1224,7 @@ static void up_eof(struct sl_session *s, int err)
 
 /* ---- event callbacks ---- */
 
-static void up_read_cb(evutil_socket_t fd, short what, void *arg)
+static void up_read_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_upconn *c = arg;
 	struct sl_session *s = c->s;
@@ -1236,7 +1257,7 @@ static void up_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (n > 0) {
 		b->wr += (uint32_t)n;
 		if (s->state == SS_TUNNEL) {
-			b->fwd = b->wr;
+			b->parse = b->fwd = b->wr; /* raw bytes: everything received is forwardable */
 			arm(s, ST_TUNNEL);
 			client_flush(s);
 			return;
@@ -1251,7 +1272,7 @@ static void up_read_cb(evutil_socket_t fd, short what, void *arg)
 	up_eof(s, n == 0 ? 0 : -errno);
 }
 
-static void up_write_cb(evutil_socket_t fd, short what, void *arg)
+static void up_write_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_upconn *c = arg;
 	struct sl_session *s = c->s;
@@ -1304,7 +1325,7 @@ static void client_eof(struct sl_session *s, int err)
 	rd_off(s);
 }
 
-static void client_read_cb(evutil_socket_t fd, short what, void *arg)
+static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_session *s = arg;
 	struct sl_iob *b = &s->in;
@@ -1361,7 +1382,7 @@ parse:
 		}
 		break;
 	case SS_TUNNEL:
-		b->fwd = b->wr;
+		b->parse = b->fwd = b->wr;
 		arm(s, ST_TUNNEL);
 		up_flush(s);
 		break;
@@ -1371,12 +1392,12 @@ parse:
 	}
 }
 
-static void client_write_cb(evutil_socket_t fd, short what, void *arg)
+static void client_write_ev(evutil_socket_t fd, short what, void *arg)
 {
 	client_flush(arg);
 }
 
-static void timer_cb(evutil_socket_t fd, short what, void *arg)
+static void timer_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_session *s = arg;
 	enum sl_timer_kind k = s->timer;
@@ -1570,9 +1591,26 @@ static void finish_request(struct sl_session *s)
 	}
 }
 
+static void session_free(struct sl_session *s)
+{
+	struct sl_worker *w = s->w;
+	if (w->n_free_sessions < 1024) {
+		s->next = w->free_sessions;
+		w->free_sessions = s;
+		w->n_free_sessions++;
+	} else {
+		free(s);
+	}
+	sl_worker_session_gone(w);
+}
+
+/* Tear the connection down. The memory goes back only when the outermost event
+ * callback returns (see ENTER/LEAVE), so code up the stack may test s->closed. */
 static void session_close(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
+	if (s->closed)
+		return;
 	if (s->hold && s->state != SS_TUNNEL && (s->req.target_len || s->status)) {
 		if (!s->status)
 			s->status = 499; /* closed before a response was complete */
@@ -1595,14 +1633,60 @@ static void session_close(struct sl_session *s)
 	w->n_sessions--;
 	w->st->active--;
 	w->state->active--;
-	if (w->n_free_sessions < 1024) {
-		s->next = w->free_sessions;
-		w->free_sessions = s;
-		w->n_free_sessions++;
-	} else {
-		free(s);
+	s->closed = 1;
+	if (!s->depth)
+		session_free(s);
+}
+
+/* Event entry points: bracket the work so that a close is finished safely. */
+static void client_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_session *s = arg;
+	ENTER(s);
+	client_read_ev(fd, what, s);
+	LEAVE(s);
+}
+
+static void client_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_session *s = arg;
+	ENTER(s);
+	client_write_ev(fd, what, s);
+	LEAVE(s);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_session *s = arg;
+	ENTER(s);
+	timer_ev(fd, what, s);
+	LEAVE(s);
+}
+
+static void up_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_upconn *c = arg;
+	struct sl_session *s = c->s;
+	if (!s) {
+		idle_conn_event(c, what);
+		return;
 	}
-	sl_worker_session_gone(w);
+	ENTER(s);
+	up_read_ev(fd, what, c);
+	LEAVE(s);
+}
+
+static void up_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_upconn *c = arg;
+	struct sl_session *s = c->s;
+	if (!s) {
+		up_wr(c, 0);
+		return;
+	}
+	ENTER(s);
+	up_write_ev(fd, what, c);
+	LEAVE(s);
 }
 
 void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,

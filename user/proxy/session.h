@@ -63,6 +63,8 @@ struct sl_session {
 	char client_ip[INET6_ADDRSTRLEN];
 
 	enum sl_sess_state state;
+	uint8_t closed;	 /* torn down; freed when the outermost callback returns */
+	uint8_t depth;	 /* event callbacks on the stack */
 	enum sl_timer_kind timer;
 	uint8_t rd_on, wr_on; /* rev / wev added */
 
