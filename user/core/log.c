@@ -43,7 +43,8 @@ void sl_log_emit(enum sl_log_level level, const char *fmt, ...)
 	char line[2048];
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	size_t n = sl_fmt_time(line, sizeof(line), &ts);
+	memcpy(line, "ts=", 3);
+	size_t n = 3 + sl_fmt_time(line + 3, sizeof(line) - 3, &ts);
 	n += snprintf(line + n, sizeof(line) - n, " level=%s ", level_names[level]);
 	va_list ap;
 	va_start(ap, fmt);
