@@ -30,16 +30,31 @@ int sl_pin_ensure_bpffs(void)
 	return 1;
 }
 
+static int mntns_of(const char *pid, char *buf, size_t len)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%s/ns/mnt", pid);
+	ssize_t n = readlink(p, buf, len - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	return 0;
+}
+
 int sl_pin_private_mntns(void)
 {
-	char self[64], init[64];
-	ssize_t a = readlink("/proc/self/ns/mnt", self, sizeof(self) - 1);
-	ssize_t b = readlink("/proc/1/ns/mnt", init, sizeof(init) - 1);
-	if (a <= 0 || b <= 0)
+	char self[64], other[64], ppid[32];
+	if (mntns_of("self", self, sizeof(self)))
 		return 0;
-	self[a] = 0;
-	init[b] = 0;
-	return strcmp(self, init) != 0;
+	/* `ip netns exec` unshares the mount namespace in the process it then execs, so
+	 * the parent (the shell) sits in another one; init may be unreadable in a
+	 * container, the parent rarely is */
+	snprintf(ppid, sizeof(ppid), "%d", (int)getppid());
+	if (!mntns_of(ppid, other, sizeof(other)) && strcmp(self, other))
+		return 1;
+	if (!mntns_of("1", other, sizeof(other)) && strcmp(self, other))
+		return 1;
+	return 0;
 }
 
 int sl_pin_prepare(const char *dir)

@@ -4,6 +4,7 @@
  * device as xdp_link_<ifname>. The link pin is what keeps the program attached after
  * sluicectl exits; unpinning it (plus an explicit detach) is what removes it. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <linux/if_link.h>
@@ -556,7 +557,7 @@ int sl_xdp_cidr_parse(const char *s, struct sl_xdp_cidr *c)
 		char *end;
 		errno = 0;
 		plen = strtol(slash + 1, &end, 10);
-		if (!slash[1] || *end || errno || plen < 0 || slash[1] == '-' || slash[1] == '+')
+		if (!isdigit((unsigned char)slash[1]) || *end || errno)
 			return -EINVAL;
 	}
 	if (inet_pton(AF_INET, buf, c->v4.addr) == 1) {

@@ -97,7 +97,8 @@ struct sl_xdp_cidr {
 /* "10.0.0.0/8", "2001:db8::/32"; a bare address is a /32 or /128. Host bits past the
  * prefix are cleared. 0 or -EINVAL. */
 int sl_xdp_cidr_parse(const char *s, struct sl_xdp_cidr *c);
-/* "10.0.0.0/8" into buf (INET6_ADDRSTRLEN + 4 is enough). */
+#define SL_XDP_CIDR_STRLEN 52 /* INET6_ADDRSTRLEN + "/128" */
+/* "10.0.0.0/8" into buf (SL_XDP_CIDR_STRLEN is enough). */
 void sl_xdp_cidr_format(const struct sl_xdp_cidr *c, char *buf, size_t len);
 
 /* 0, or -EEXIST (already there: its hit count is kept), -ENOSPC (list full), -errno. */

@@ -116,6 +116,15 @@ struct sl_conf_bpf {
 	unsigned int max_conns_per_worker; /* 0 = no cap */
 };
 
+struct sl_conf_admin {
+	char *socket;	 /* Unix socket path (mode 0600); NULL = none */
+	char *listen;	 /* "127.0.0.1:9180" loopback TCP; NULL = none */
+	struct sockaddr_storage listen_addr;
+	socklen_t listen_addrlen;
+	char *token;	 /* bearer token, required with listen */
+	int debug;	 /* enables /debug/ endpoints (e.g. stalling a worker) */
+};
+
 struct sl_conf {
 	atomic_int refcnt;
 	char *path;		/* file it came from */
@@ -126,6 +135,7 @@ struct sl_conf {
 	struct sl_conf_timeouts timeouts;
 	struct sl_conf_forwarded forwarded;
 	struct sl_conf_bpf bpf;
+	struct sl_conf_admin admin;
 	struct sl_conf_listener *listeners;
 	unsigned int n_listeners;
 	struct sl_conf_upstream *upstreams;

@@ -901,6 +901,53 @@ static int parse_bpf(struct parse *p, yaml_node_t *n)
 	return 0;
 }
 
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return false;
+}
+
+static int parse_admin(struct parse *p, yaml_node_t *n)
+{
+	struct sl_conf_admin *a = &p->c->admin;
+	yaml_node_t *k, *v;
+	size_t it;
+	int ret = want_map(p, n, "admin");
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "socket")) {
+			ret = want_str(p, v, "admin", "socket");
+			if (!ret && sval(v)[0] != '/')
+				return fail(p, v, "admin.socket must be an absolute path");
+			if (!ret && strlen(sval(v)) >= 108)
+				return fail(p, v, "admin.socket path too long (at most 107 bytes)");
+			if (!ret)
+				ret = get_str(p, v, "admin", "socket", &a->socket);
+		} else if (KEY_IS(k, "listen")) {
+			ret = get_addr(p, v, "admin.listen", &a->listen, &a->listen_addr,
+				       &a->listen_addrlen);
+			if (!ret && !is_loopback(&a->listen_addr))
+				return fail(p, v, "admin.listen must be a loopback address");
+		} else if (KEY_IS(k, "token")) {
+			ret = get_str(p, v, "admin", "token", &a->token);
+		} else if (KEY_IS(k, "debug")) {
+			ret = get_bool(p, v, "admin", "debug", &a->debug);
+		} else {
+			ret = unknown(p, k, "admin");
+		}
+		if (ret)
+			return ret;
+	}
+	if (a->listen && (!a->token || !a->token[0]))
+		return fail(p, n, "admin.listen needs admin.token (a bearer token)");
+	return 0;
+}
+
 static int parse_root(struct parse *p)
 {
 	yaml_node_t *root = yaml_document_get_root_node(p->doc), *k, *v, *listeners = NULL;
@@ -928,6 +975,8 @@ static int parse_root(struct parse *p)
 			ret = parse_forwarded(p, v);
 		else if (KEY_IS(k, "bpf"))
 			ret = parse_bpf(p, v);
+		else if (KEY_IS(k, "admin"))
+			ret = parse_admin(p, v);
 		else if (KEY_IS(k, "upstreams"))
 			ret = parse_upstreams(p, v);
 		else if (KEY_IS(k, "listeners"))
@@ -1006,6 +1055,9 @@ static void conf_free(struct sl_conf *c)
 	}
 	free(c->upstreams);
 	free(c->bpf.pin_path);
+	free(c->admin.socket);
+	free(c->admin.listen);
+	free(c->admin.token);
 	free(c->log.error_log);
 	free(c->log.access_log);
 	free(c->path);

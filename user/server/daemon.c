@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
+
+#include "admin/admin.h"
 
 #include "config/config.h"
 #include "core/log.h"
@@ -40,27 +43,32 @@ static int same_listeners(const struct sl_conf *a, const struct sl_conf *b)
 	return 1;
 }
 
-static void reload(struct sl_daemon *d, const char *path)
+int sl_daemon_reload(struct sl_daemon *d)
 {
+	const char *path = d->conf_path;
 	char err[SL_CONF_ERR_MAX];
 	struct sl_conf *n = sl_conf_load(path, err, sizeof(err));
 	if (!n) {
 		sl_log(SL_LOG_ERROR, "msg=\"reload rejected, old config keeps serving\" reason=\"%s\"",
 		       err);
-		return;
+		snprintf(d->reload_err, sizeof(d->reload_err), "%s", err);
+		return -EINVAL;
 	}
 	struct sl_conf *old = atomic_load(&d->conf);
 	if (!same_listeners(old, n)) {
 		sl_log(SL_LOG_ERROR, "msg=\"reload rejected, old config keeps serving\" "
 				     "reason=\"%s: listeners changed; a restart is needed for that\"",
 		       path);
+		snprintf(d->reload_err, sizeof(d->reload_err),
+			 "%s: listeners changed; a restart is needed for that", path);
 		sl_conf_put(n);
-		return;
+		return -EINVAL;
 	}
 	if (sl_lb_prepare(n, d->n_workers)) {
 		sl_log(SL_LOG_ERROR, "msg=\"reload rejected\" reason=\"out of memory\"");
+		snprintf(d->reload_err, sizeof(d->reload_err), "out of memory");
 		sl_conf_put(n);
-		return;
+		return -ENOMEM;
 	}
 	sl_log_level_cur = n->log.level;
 	atomic_store_explicit(&d->conf, n, memory_order_release);
@@ -68,6 +76,9 @@ static void reload(struct sl_daemon *d, const char *path)
 		sl_worker_poke(&d->workers[i]);
 	sl_conf_put(old); /* workers hold their own references */
 	sl_log(SL_LOG_INFO, "msg=\"config reloaded\" file=%s", path);
+	d->reload_err[0] = 0;
+	d->reloads++;
+	return 0;
 }
 
 static void poke_all(struct sl_daemon *d)
@@ -103,6 +114,69 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 		return err;
 	}
 	sl_log(SL_LOG_WARN, "msg=\"steering off, serving without it\" reason=\"%s\"", why);
+	return 0;
+}
+
+/* The main thread's loop: signals (through a signalfd), the grace-period deadline,
+ * worker exits, and the admin API when configured. */
+static void on_signal(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_daemon *d = arg;
+	struct signalfd_siginfo si;
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		int sig = (int)si.ssi_signo;
+		if (sig == SIGHUP && !atomic_load(&d->stop)) {
+			sl_daemon_reload(d);
+		} else if (sig == SIGTERM && !atomic_load(&d->stop)) {
+			struct sl_conf *c = atomic_load(&d->conf);
+			sl_log(SL_LOG_INFO, "msg=\"graceful stop\" grace_ms=%u", c->shutdown_grace);
+			d->deadline_ms = now_ms() + c->shutdown_grace;
+			atomic_store(&d->stop, 1);
+			poke_all(d);
+		} else if (sig == SIGINT || (sig == SIGTERM && atomic_load(&d->stop))) {
+			sl_log(SL_LOG_INFO, "msg=\"fast stop\"");
+			atomic_store(&d->stop, 2);
+			poke_all(d);
+		}
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_daemon *d = arg;
+	if (d->deadline_ms && now_ms() > d->deadline_ms && atomic_load(&d->stop) == 1) {
+		sl_log(SL_LOG_WARN, "msg=\"grace period over, closing remaining connections\"");
+		atomic_store(&d->stop, 2);
+		poke_all(d);
+	}
+	if (atomic_load(&d->live) == 0)
+		event_base_loopbreak(d->base);
+}
+
+static int main_loop(struct sl_daemon *d, const sigset_t *set)
+{
+	int sfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0)
+		return -errno;
+	d->base = event_base_new();
+	if (!d->base) {
+		close(sfd);
+		return -ENOMEM;
+	}
+	struct event *sev = event_new(d->base, sfd, EV_READ | EV_PERSIST, on_signal, d);
+	struct event *tev = event_new(d->base, -1, EV_PERSIST, on_tick, d);
+	struct timeval tick = { 0, 20 * 1000 };
+	event_add(sev, NULL);
+	event_add(tev, &tick);
+	if (sl_admin_start(d))
+		sl_log(SL_LOG_WARN, "msg=\"admin API not started\"");
+	event_base_dispatch(d->base);
+	sl_admin_stop(d);
+	event_free(sev);
+	event_free(tev);
+	event_base_free(d->base);
+	d->base = NULL;
+	close(sfd);
 	return 0;
 }
 
@@ -157,6 +231,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	struct sl_daemon d;
 	memset(&d, 0, sizeof(d));
 	d.ops = ops;
+	d.conf_path = path;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	d.n_workers = conf->workers > 0 ? (unsigned int)conf->workers : (unsigned int)(ncpu > 0 ? ncpu : 1);
 	if (d.n_workers > SL_MAX_WORKERS)
@@ -180,7 +255,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* read through a signalfd by the main loop */
 	signal(SIGPIPE, SIG_IGN);
 
 	d.workers = calloc(d.n_workers, sizeof(*d.workers));
@@ -221,29 +296,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		       d.n_workers, path);
 	}
 
-	uint64_t deadline = 0;
-	while (!rc && atomic_load(&d.live) > 0) {
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
-		int sig = sigtimedwait(&set, NULL, &ts);
-		if (sig == SIGHUP && !atomic_load(&d.stop)) {
-			reload(&d, path);
-		} else if (sig == SIGTERM && !atomic_load(&d.stop)) {
-			struct sl_conf *c = atomic_load(&d.conf);
-			sl_log(SL_LOG_INFO, "msg=\"graceful stop\" grace_ms=%u", c->shutdown_grace);
-			deadline = now_ms() + c->shutdown_grace;
-			atomic_store(&d.stop, 1);
-			poke_all(&d);
-		} else if (sig == SIGINT || (sig == SIGTERM && atomic_load(&d.stop))) {
-			sl_log(SL_LOG_INFO, "msg=\"fast stop\"");
-			atomic_store(&d.stop, 2);
-			poke_all(&d);
-		}
-		if (deadline && now_ms() > deadline && atomic_load(&d.stop) == 1) {
-			sl_log(SL_LOG_WARN, "msg=\"grace period over, closing remaining connections\"");
-			atomic_store(&d.stop, 2);
-			poke_all(&d);
-		}
-	}
+	if (!rc)
+		rc = main_loop(&d, &set);
 	for (unsigned int i = 0; i < d.n_workers; i++) {
 		if (i < (unsigned int)started)
 			pthread_join(d.workers[i].thread, NULL);

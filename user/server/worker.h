@@ -74,10 +74,19 @@ struct sl_daemon {
 	atomic_int stop;    /* 0 run, 1 graceful, 2 fast */
 	atomic_int live;    /* workers still running */
 	int alog_fd;
+	const char *conf_path;
+	struct event_base *base; /* main thread's loop: signals, admin API */
+	uint64_t deadline_ms;	 /* graceful stop: when the grace period ends */
+	unsigned int reloads;
+	char reload_err[SL_CONF_ERR_MAX];
+	void *admin; /* admin API state (admin/) */
 	int lsn_fds[SL_MAX_LISTENERS]; /* bound at start, one per listener for worker 0; others dup'd by reuseport */
 };
 
 int sl_worker_start(struct sl_worker *w);
+/* Main thread: re-read the config file and publish it. 0, or -errno with the reason
+ * in d->reload_err (the old config keeps serving). */
+int sl_daemon_reload(struct sl_daemon *d);
 /* Free what the worker owns once its thread has been joined. */
 void sl_worker_destroy(struct sl_worker *w);
 /* Ask a worker to look at d->stop and d->conf again (any thread). */

@@ -1,0 +1,13 @@
+/* Admin API: HTTP/JSON on a Unix socket (0600) and optionally a loopback TCP port
+ * with a bearer token. Runs on the main thread's event loop. */
+#ifndef SL_ADMIN_H
+#define SL_ADMIN_H
+
+struct sl_daemon;
+
+/* Start serving per the config's admin: section (nothing to do when absent).
+ * 0, or -errno (logged). */
+int sl_admin_start(struct sl_daemon *d);
+void sl_admin_stop(struct sl_daemon *d);
+
+#endif
