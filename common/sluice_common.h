@@ -70,6 +70,12 @@ struct sl_worker_stats {
 	__u64 pool_shared;   /* hits in the shared overflow pool */
 	__u64 err_client;    /* malformed, too large, client timeouts */
 	__u64 err_upstream;  /* connect failures, bad responses, upstream timeouts */
+	__u64 pool_evicted;  /* idle connections pushed out of the local pool (to the shared one) */
+	__u64 pool_idle_closed; /* idle connections closed by the peer or timed out */
+	__u64 pool_fd_mismatch; /* pooled fd no longer connected to its peer: closed */
+	__u64 pool_stale_retries; /* requests retried after a reused connection failed */
+	__u64 queue_waits;   /* requests that waited for max_conns_per_server */
+	__u64 queue_timeouts; /* ... and gave up (503) */
 } __attribute__((aligned(64)));
 
 /* ---- XDP guard (bpf/xdp_guard.bpf.c) ---- */

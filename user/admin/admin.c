@@ -1,14 +1,626 @@
-/* Admin API (see admin.h). */
+/* Admin API (see admin.h): evhttp servers on the main thread's loop, one per
+ * transport, answering from a table of routes. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
 #include "admin/admin.h"
+#include "core/log.h"
 #include "server/worker.h"
+
+#define ADMIN_MAX_BODY (64 * 1024)
+#define ADMIN_MAX_HEADERS (16 * 1024)
+#define ADMIN_TIMEOUT_S 10
+#define ADMIN_STALL_MAX_MS 10000
+
+struct admin;
+
+/* One evhttp per transport: the TCP one asks for the bearer token. */
+struct admin_srv {
+	struct admin *a;
+	struct evhttp *http;
+	int tcp;
+};
+
+struct admin {
+	struct sl_daemon *d;
+	struct admin_srv unix_srv, tcp_srv;
+	char *sock_path; /* the file we bound; removed at stop if it is still ours */
+	dev_t sock_dev;
+	ino_t sock_ino;
+	struct timespec started;
+};
+
+#define M_GET (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
+#define M_POST EVHTTP_REQ_POST
+
+struct admin_route {
+	const char *path;
+	unsigned int methods; /* EVHTTP_REQ_* mask */
+	const char *allow;    /* Allow header of a 405 */
+	int debug;	      /* exists only with admin.debug: true */
+	void (*fn)(struct admin *a, struct evhttp_request *req);
+};
+
+/* ---- replies ---- */
+
+static void send_body(struct evhttp_request *req, int code, const char *type, struct evbuffer *b)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Content-Type", type);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_send_reply(req, code, NULL, b);
+}
+
+/* Takes the reference to j. */
+static void send_json(struct evhttp_request *req, int code, json_t *j)
+{
+	struct evbuffer *b = evbuffer_new();
+	char *s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	if (!b || !s) {
+		free(s);
+		if (b)
+			evbuffer_free(b);
+		sl_log(SL_LOG_ERROR, "msg=\"admin reply failed\" reason=\"out of memory or not UTF-8\"");
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	evbuffer_add(b, s, strlen(s));
+	evbuffer_add(b, "\n", 1);
+	free(s);
+	send_body(req, code, "application/json", b);
+	evbuffer_free(b);
+}
+
+static void send_error(struct evhttp_request *req, int code, const char *msg)
+{
+	send_json(req, code, json_pack("{s:s}", "error", msg));
+}
+
+/* ---- helpers ---- */
+
+static uint64_t ld(const __u64 *p)
+{
+	/* written by the worker thread with plain stores: a relaxed load is enough */
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static unsigned int worker_state(const struct sl_worker *w)
+{
+	return __atomic_load_n(&w->state->state, __ATOMIC_RELAXED);
+}
+
+static const char *state_name(unsigned int s)
+{
+	switch (s) {
+	case SL_WORKER_STARTING:
+		return "starting";
+	case SL_WORKER_READY:
+		return "ready";
+	case SL_WORKER_DRAINING:
+		return "draining";
+	default:
+		return "empty";
+	}
+}
+
+/* Constant time in the length of the expected token, whatever was sent. */
+static int token_equal(const char *got, const char *want)
+{
+	size_t gl = strlen(got), wl = strlen(want);
+	unsigned char diff = gl != wl;
+	for (size_t i = 0; i < wl; i++)
+		diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? got[i] : 0);
+	return diff == 0;
+}
+
+static int authorized(const struct sl_conf *c, struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	const char *want = c->admin.token;
+	if (!h || !want || !want[0] || strncasecmp(h, "Bearer ", 7))
+		return 0;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return token_equal(h, want);
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+/* ---- endpoints ---- */
+
+static void get_healthz(struct admin *a, struct evhttp_request *req)
+{
+	send_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void get_readyz(struct admin *a, struct evhttp_request *req)
+{
+	struct sl_daemon *d = a->d;
+	const char *why = NULL;
+	if (atomic_load(&d->stop))
+		why = "stopping";
+	for (unsigned int i = 0; i < d->n_workers && !why; i++)
+		if (worker_state(&d->workers[i]) != SL_WORKER_READY)
+			why = "worker not ready";
+	if (why)
+		send_json(req, 503, json_pack("{s:s,s:s}", "status", "not ready", "reason", why));
+	else
+		send_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static void get_status(struct admin *a, struct evhttp_request *req)
+{
+	struct sl_daemon *d = a->d;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	json_int_t up = (json_int_t)(now.tv_sec - a->started.tv_sec);
+	send_json(req, 200,
+		  json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:b}", "version", SL_VERSION, "pid",
+			    (json_int_t)getpid(), "uptime_seconds", up, "config",
+			    d->conf_path ? d->conf_path : "", "workers", (json_int_t)d->n_workers,
+			    "reloads", (json_int_t)d->reloads, "last_reload_error", d->reload_err,
+			    "stopping", atomic_load(&d->stop) != 0));
+}
+
+#define OFF(f) offsetof(struct sl_worker_stats, f)
+
+static uint64_t stat_at(const struct sl_worker_stats *st, size_t off)
+{
+	return ld((const __u64 *)(const void *)((const char *)st + off));
+}
+
+static const struct {
+	const char *name;
+	size_t off;
+} worker_counters[] = {
+    {"active", OFF(active)},
+    {"accepted", OFF(accepted)},
+    {"requests", OFF(requests)},
+    {"bytes_in", OFF(bytes_in)},
+    {"bytes_out", OFF(bytes_out)},
+    {"upstream_new", OFF(up_new)},
+    {"upstream_reused", OFF(up_reused)},
+    {"pool_local", OFF(pool_local)},
+    {"pool_shared", OFF(pool_shared)},
+    {"errors_client", OFF(err_client)},
+    {"errors_upstream", OFF(err_upstream)},
+};
+
+static json_t *worker_json(const struct sl_worker *w)
+{
+	const struct sl_worker_stats *s = w->st;
+	json_t *o = json_pack("{s:I,s:i,s:s}", "id", (json_int_t)w->id, "cpu", w->cpu, "state",
+			      state_name(worker_state(w)));
+	for (size_t i = 0; o && i < sizeof(worker_counters) / sizeof(worker_counters[0]); i++)
+		if (json_object_set_new(
+			o, worker_counters[i].name,
+			json_integer((json_int_t)stat_at(s, worker_counters[i].off)))) {
+			json_decref(o);
+			o = NULL;
+		}
+	json_t *r =
+	    json_pack("{s:I,s:I,s:I,s:I,s:I}", "1xx", (json_int_t)ld(&s->resp_1xx), "2xx",
+		      (json_int_t)ld(&s->resp_2xx), "3xx", (json_int_t)ld(&s->resp_3xx), "4xx",
+		      (json_int_t)ld(&s->resp_4xx), "5xx", (json_int_t)ld(&s->resp_5xx));
+	if (!o || !r) {
+		json_decref(o);
+		json_decref(r);
+		return NULL;
+	}
+	if (json_object_set_new(o, "responses", r)) { /* takes r, even when it fails */
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static void get_workers(struct admin *a, struct evhttp_request *req)
+{
+	json_t *arr = json_array();
+	for (unsigned int i = 0; arr && i < a->d->n_workers; i++)
+		if (json_array_append_new(arr, worker_json(&a->d->workers[i]))) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	send_json(req, 200, arr);
+}
+
+static void get_upstreams(struct admin *a, struct evhttp_request *req)
+{
+	/* Snapshots are replaced only by sl_daemon_reload(), on this same thread: this
+	 * one stays alive for the whole handler without a reference. */
+	const struct sl_conf *c = atomic_load(&a->d->conf);
+	json_t *arr = json_array();
+	for (unsigned int i = 0; arr && i < c->n_upstreams; i++) {
+		const struct sl_conf_upstream *u = &c->upstreams[i];
+		json_t *srv = json_array();
+		for (unsigned int k = 0; srv && k < u->n_servers; k++)
+			if (json_array_append_new(
+				srv, json_pack("{s:s,s:I}", "address", u->servers[k].address,
+					       "weight", (json_int_t)u->servers[k].weight))) {
+				json_decref(srv);
+				srv = NULL;
+			}
+		if (!srv || json_array_append_new(
+				arr, json_pack("{s:s,s:o,s:I,s:I}", "name", u->name, "servers", srv,
+					       "retries", (json_int_t)u->retries, "keepalive",
+					       (json_int_t)u->keepalive))) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	send_json(req, 200, arr);
+}
+
+static void post_reload(struct admin *a, struct evhttp_request *req)
+{
+	struct sl_daemon *d = a->d;
+	if (atomic_load(&d->stop)) {
+		send_error(req, 503, "stopping");
+		return;
+	}
+	if (sl_daemon_reload(d)) {
+		send_error(req, 400, d->reload_err[0] ? d->reload_err : "reload failed");
+		return;
+	}
+	send_json(req, 200,
+		  json_pack("{s:b,s:I}", "reloaded", 1, "reloads", (json_int_t)d->reloads));
+}
+
+/* One metric family: HELP, TYPE, then one sample per worker (and label value). */
+struct metric {
+	const char *name, *type, *help;
+	const char *label; /* extra label name, or NULL */
+	const char *values[5];
+	size_t off[5]; /* offsetof(struct sl_worker_stats, ...) per label value */
+};
+
+static const struct metric metrics[] = {
+    {"sluice_requests_total", "counter", "Requests received.", NULL, {NULL}, {OFF(requests)}},
+    {"sluice_responses_total",
+     "counter",
+     "Responses sent, by status class.",
+     "class",
+     {"1xx", "2xx", "3xx", "4xx", "5xx"},
+     {OFF(resp_1xx), OFF(resp_2xx), OFF(resp_3xx), OFF(resp_4xx), OFF(resp_5xx)}},
+    {"sluice_connections_accepted_total",
+     "counter",
+     "Client connections accepted.",
+     NULL,
+     {NULL},
+     {OFF(accepted)}},
+    {"sluice_connections_active", "gauge", "Client connections open.", NULL, {NULL}, {OFF(active)}},
+    {"sluice_bytes_in_total", "counter", "Bytes read from clients.", NULL, {NULL}, {OFF(bytes_in)}},
+    {"sluice_bytes_out_total",
+     "counter",
+     "Bytes written to clients.",
+     NULL,
+     {NULL},
+     {OFF(bytes_out)}},
+    {"sluice_upstream_connections_total",
+     "counter",
+     "Upstream connections opened (new), or reused from a pool for a request (reused).",
+     "kind",
+     {"new", "reused"},
+     {OFF(up_new), OFF(up_reused)}},
+    {"sluice_pool_hits_total",
+     "counter",
+     "Idle upstream connections taken from the worker's own or the shared pool.",
+     "pool",
+     {"local", "shared"},
+     {OFF(pool_local), OFF(pool_shared)}},
+    {"sluice_errors_total",
+     "counter",
+     "Errors: client (malformed, too large, timeouts) or upstream (connect, response, timeouts).",
+     "kind",
+     {"client", "upstream"},
+     {OFF(err_client), OFF(err_upstream)}},
+};
+
+static void get_metrics(struct admin *a, struct evhttp_request *req)
+{
+	struct sl_daemon *d = a->d;
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+		const struct metric *mt = &metrics[m];
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name,
+				    mt->type);
+		for (unsigned int i = 0; i < d->n_workers; i++) {
+			const struct sl_worker_stats *st = d->workers[i].st;
+			for (size_t v = 0; v < 5 && (v == 0 || mt->values[v]); v++) {
+				uint64_t n = stat_at(st, mt->off[v]);
+				if (mt->label)
+					evbuffer_add_printf(b, "%s{worker=\"%u\",%s=\"%s\"} %llu\n",
+							    mt->name, i, mt->label, mt->values[v],
+							    (unsigned long long)n);
+				else
+					evbuffer_add_printf(b, "%s{worker=\"%u\"} %llu\n", mt->name,
+							    i, (unsigned long long)n);
+			}
+		}
+	}
+	evbuffer_add_printf(b, "# HELP sluice_worker_up 1 when the worker is ready.\n"
+			       "# TYPE sluice_worker_up gauge\n");
+	for (unsigned int i = 0; i < d->n_workers; i++)
+		evbuffer_add_printf(b, "sluice_worker_up{worker=\"%u\"} %d\n", i,
+				    worker_state(&d->workers[i]) == SL_WORKER_READY);
+	evbuffer_add_printf(b,
+			    "# HELP sluice_reloads_total Configuration reloads applied.\n"
+			    "# TYPE sluice_reloads_total counter\n"
+			    "sluice_reloads_total %u\n",
+			    d->reloads);
+	send_body(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+static void post_debug_stall(struct admin *a, struct evhttp_request *req)
+{
+	struct sl_daemon *d = a->d;
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq kv = {0}; /* evhttp_parse_query_str initializes it */
+	unsigned long worker, ms;
+	if (!q || evhttp_parse_query_str(q, &kv)) {
+		send_error(req, 400, "usage: /debug/stall?worker=N&ms=M");
+		goto out;
+	}
+	if (parse_uint(evhttp_find_header(&kv, "worker"), d->n_workers ? d->n_workers - 1 : 0,
+		       &worker) ||
+	    worker >= d->n_workers) {
+		send_error(req, 400, "worker: a worker id (0..workers-1)");
+		goto out;
+	}
+	if (parse_uint(evhttp_find_header(&kv, "ms"), ADMIN_STALL_MAX_MS, &ms) || ms == 0) {
+		send_error(req, 400, "ms: 1..10000");
+		goto out;
+	}
+	struct sl_worker *w = &d->workers[worker];
+	atomic_store(&w->stall_ms, (unsigned int)ms);
+	sl_worker_poke(w);
+	sl_log(SL_LOG_WARN, "msg=\"debug: stalling worker\" worker=%lu ms=%lu", worker, ms);
+	send_json(req, 200,
+		  json_pack("{s:I,s:I}", "worker", (json_int_t)worker, "stall_ms", (json_int_t)ms));
+out:
+	evhttp_clear_headers(&kv);
+}
+
+static const struct admin_route routes[] = {
+    {"/healthz", M_GET, "GET, HEAD", 0, get_healthz},
+    {"/readyz", M_GET, "GET, HEAD", 0, get_readyz},
+    {"/status", M_GET, "GET, HEAD", 0, get_status},
+    {"/workers", M_GET, "GET, HEAD", 0, get_workers},
+    {"/upstreams", M_GET, "GET, HEAD", 0, get_upstreams},
+    {"/reload", M_POST, "POST", 0, post_reload},
+    {"/metrics", M_GET, "GET, HEAD", 0, get_metrics},
+    {"/debug/stall", M_POST, "POST", 1, post_debug_stall},
+};
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct admin_srv *srv = arg;
+	struct admin *a = srv->a;
+	const struct sl_conf *c = atomic_load(&a->d->conf);
+
+	if (srv->tcp && !authorized(c, req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+				  "Bearer realm=\"sluice\"");
+		send_error(req, 401, "unauthorized: Authorization: Bearer <admin.token> required");
+		return;
+	}
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (!path || !path[0])
+		path = "/";
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct admin_route *r = &routes[i];
+		if (strcmp(r->path, path) || (r->debug && !c->admin.debug))
+			continue;
+		if (!(evhttp_request_get_command(req) & r->methods)) {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+					  r->allow);
+			send_error(req, 405, "method not allowed");
+			return;
+		}
+		r->fn(a, req);
+		return;
+	}
+	send_error(req, 404, "not found");
+}
+
+/* ---- sockets ---- */
+
+static struct evhttp *new_http(struct admin *a, struct admin_srv *srv, int tcp)
+{
+	srv->a = a;
+	srv->tcp = tcp;
+	srv->http = evhttp_new(a->d->base);
+	if (!srv->http)
+		return NULL;
+	/* every method reaches on_request, which answers 405 with an Allow header */
+	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+						  EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						  EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+	evhttp_set_max_body_size(srv->http, ADMIN_MAX_BODY);
+	evhttp_set_max_headers_size(srv->http, ADMIN_MAX_HEADERS);
+	evhttp_set_timeout(srv->http, ADMIN_TIMEOUT_S);
+	evhttp_set_gencb(srv->http, on_request, srv);
+	return srv->http;
+}
+
+static int unix_listen(struct admin *a, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd = -1, err;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		sl_log(SL_LOG_ERROR, "msg=\"admin socket path too long\" path=%s", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	/* A socket file left by a previous run is stale; anything else is not ours. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			sl_log(SL_LOG_ERROR,
+			       "msg=\"admin socket path exists and is not a socket\" path=%s",
+			       path);
+			return -EEXIST;
+		}
+		if (unlink(path) && errno != ENOENT) {
+			err = -errno;
+			sl_log(SL_LOG_ERROR,
+			       "msg=\"cannot remove stale admin socket\" path=%s err=\"%s\"", path,
+			       strerror(-err));
+			return err;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err = -errno;
+		sl_log(SL_LOG_ERROR, "msg=\"cannot create admin socket\" err=\"%s\"",
+		       strerror(-err));
+		return err;
+	}
+	/* The umask keeps the file private between bind and chmod (workers create no files). */
+	mode_t old = umask(0177);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	err = r ? -errno : 0;
+	umask(old);
+	if (err) {
+		sl_log(SL_LOG_ERROR, "msg=\"cannot bind admin socket\" path=%s err=\"%s\"", path,
+		       strerror(-err));
+		goto fail;
+	}
+	if (chmod(path, 0600) || stat(path, &st) || listen(fd, 64)) {
+		err = -errno;
+		sl_log(SL_LOG_ERROR, "msg=\"cannot listen on admin socket\" path=%s err=\"%s\"",
+		       path, strerror(-err));
+		unlink(path);
+		goto fail;
+	}
+	a->sock_dev = st.st_dev;
+	a->sock_ino = st.st_ino;
+	a->sock_path = strdup(path);
+	if (!a->sock_path || !new_http(a, &a->unix_srv, 0) ||
+	    !evhttp_accept_socket_with_handle(a->unix_srv.http, fd)) {
+		err = -ENOMEM;
+		sl_log(SL_LOG_ERROR, "msg=\"cannot serve admin socket\" path=%s", path);
+		unlink(path);
+		free(a->sock_path);
+		a->sock_path = NULL;
+		goto fail;
+	}
+	return 0;
+fail:
+	close(fd);
+	return err;
+}
+
+static int tcp_listen(struct admin *a, const struct sl_conf_admin *ca)
+{
+	int one = 1, err;
+	int fd = socket(ca->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err = -errno;
+		sl_log(SL_LOG_ERROR, "msg=\"cannot create admin listener\" err=\"%s\"",
+		       strerror(-err));
+		return err;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&ca->listen_addr, ca->listen_addrlen) ||
+	    listen(fd, 64)) {
+		err = -errno;
+		sl_log(SL_LOG_ERROR, "msg=\"cannot bind admin listener\" address=%s err=\"%s\"",
+		       ca->listen, strerror(-err));
+		close(fd);
+		return err;
+	}
+	if (!new_http(a, &a->tcp_srv, 1) ||
+	    !evhttp_accept_socket_with_handle(a->tcp_srv.http, fd)) {
+		sl_log(SL_LOG_ERROR, "msg=\"cannot serve admin listener\" address=%s", ca->listen);
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
 
 int sl_admin_start(struct sl_daemon *d)
 {
-	(void)d;
-	return 0;
+	const struct sl_conf *c = atomic_load(&d->conf);
+	const struct sl_conf_admin *ca = &c->admin;
+	int err = 0, r;
+
+	if (!ca->socket && !ca->listen)
+		return 0;
+	struct admin *a = calloc(1, sizeof(*a));
+	if (!a) {
+		sl_log(SL_LOG_ERROR, "msg=\"admin API not started\" reason=\"out of memory\"");
+		return -ENOMEM;
+	}
+	a->d = d;
+	clock_gettime(CLOCK_MONOTONIC, &a->started);
+	d->admin = a;
+	/* Each transport stands alone: one that cannot bind does not take the other down. */
+	if (ca->socket) {
+		r = unix_listen(a, ca->socket);
+		if (!r)
+			sl_log(SL_LOG_INFO, "msg=\"admin API listening\" socket=%s", ca->socket);
+		err = err ? err : r;
+	}
+	if (ca->listen) {
+		r = tcp_listen(a, ca);
+		if (!r)
+			sl_log(SL_LOG_INFO, "msg=\"admin API listening\" address=%s", ca->listen);
+		err = err ? err : r;
+	}
+	return err;
 }
 
 void sl_admin_stop(struct sl_daemon *d)
 {
-	(void)d;
+	struct admin *a = d->admin;
+	struct stat st;
+
+	if (!a)
+		return;
+	if (a->unix_srv.http)
+		evhttp_free(a->unix_srv.http);
+	if (a->tcp_srv.http)
+		evhttp_free(a->tcp_srv.http);
+	/* Another process may have taken the path since: remove only our own file. */
+	if (a->sock_path && lstat(a->sock_path, &st) == 0 && st.st_dev == a->sock_dev &&
+	    st.st_ino == a->sock_ino)
+		unlink(a->sock_path);
+	free(a->sock_path);
+	free(a);
+	d->admin = NULL;
 }

@@ -159,7 +159,8 @@ int sl_pin_read_u64_sum(int map_fd, __u32 key, __u64 *sum)
 		return -errno;
 	if (info.value_size != sizeof(__u64))
 		return -EINVAL;
-	int percpu = info.type == BPF_MAP_TYPE_PERCPU_ARRAY || info.type == BPF_MAP_TYPE_PERCPU_HASH ||
+	int percpu = info.type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+		     info.type == BPF_MAP_TYPE_PERCPU_HASH ||
 		     info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
 	int ncpu = percpu ? libbpf_num_possible_cpus() : 1;
 	if (ncpu <= 0)

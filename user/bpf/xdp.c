@@ -20,13 +20,13 @@
 #include "bpf/xdp.h"
 #include "xdp_guard.skel.h"
 
-static const char *const map_names[] = { "xdp_stats", "deny_v4", "deny_v6", "syn_guard",
-					 "xdp_config" };
+static const char *const map_names[] = {"xdp_stats", "deny_v4", "deny_v6", "syn_guard",
+					"xdp_config"};
 
 static const char *const counter_names[SL_XDP_NR] = {
-	[SL_XDP_PACKETS] = "packets",		  [SL_XDP_BYTES] = "bytes",
-	[SL_XDP_TCP_SYN] = "tcp_syn",		  [SL_XDP_DROP_DENY_V4] = "drop_deny_v4",
-	[SL_XDP_DROP_DENY_V6] = "drop_deny_v6", [SL_XDP_DROP_SYN_RATE] = "drop_syn_rate",
+    [SL_XDP_PACKETS] = "packets",	    [SL_XDP_BYTES] = "bytes",
+    [SL_XDP_TCP_SYN] = "tcp_syn",	    [SL_XDP_DROP_DENY_V4] = "drop_deny_v4",
+    [SL_XDP_DROP_DENY_V6] = "drop_deny_v6", [SL_XDP_DROP_SYN_RATE] = "drop_syn_rate",
 };
 
 int sl_xdp_mode_parse(const char *s, enum sl_xdp_mode *mode)
@@ -45,10 +45,14 @@ int sl_xdp_mode_parse(const char *s, enum sl_xdp_mode *mode)
 const char *sl_xdp_mode_name(enum sl_xdp_mode mode)
 {
 	switch (mode) {
-	case SL_XDP_AUTO: return "auto";
-	case SL_XDP_NATIVE: return "native";
-	case SL_XDP_GENERIC: return "generic";
-	case SL_XDP_OFFLOAD: return "offload";
+	case SL_XDP_AUTO:
+		return "auto";
+	case SL_XDP_NATIVE:
+		return "native";
+	case SL_XDP_GENERIC:
+		return "generic";
+	case SL_XDP_OFFLOAD:
+		return "offload";
 	}
 	return "?";
 }
@@ -61,10 +65,14 @@ const char *sl_xdp_counter_name(unsigned int counter)
 static enum sl_xdp_mode mode_of_attach(__u8 attach_mode)
 {
 	switch (attach_mode) {
-	case XDP_ATTACHED_DRV: return SL_XDP_NATIVE;
-	case XDP_ATTACHED_SKB: return SL_XDP_GENERIC;
-	case XDP_ATTACHED_HW: return SL_XDP_OFFLOAD;
-	default: return SL_XDP_AUTO; /* none or several */
+	case XDP_ATTACHED_DRV:
+		return SL_XDP_NATIVE;
+	case XDP_ATTACHED_SKB:
+		return SL_XDP_GENERIC;
+	case XDP_ATTACHED_HW:
+		return SL_XDP_OFFLOAD;
+	default:
+		return SL_XDP_AUTO; /* none or several */
 	}
 }
 
@@ -104,7 +112,8 @@ static int find_xdp_link(__u32 ifindex)
 		if (fd < 0)
 			continue;
 		struct bpf_link_info li;
-		if (!link_info(fd, &li) && li.type == BPF_LINK_TYPE_XDP && li.xdp.ifindex == ifindex)
+		if (!link_info(fd, &li) && li.type == BPF_LINK_TYPE_XDP &&
+		    li.xdp.ifindex == ifindex)
 			return fd;
 		close(fd);
 	}
@@ -116,9 +125,9 @@ static int detach_everything(__u32 ifindex, const struct bpf_xdp_query_opts *q)
 {
 	const struct {
 		__u32 id, flag;
-	} att[] = { { q->drv_prog_id, XDP_FLAGS_DRV_MODE },
-		    { q->skb_prog_id, XDP_FLAGS_SKB_MODE },
-		    { q->hw_prog_id, XDP_FLAGS_HW_MODE } };
+	} att[] = {{q->drv_prog_id, XDP_FLAGS_DRV_MODE},
+		   {q->skb_prog_id, XDP_FLAGS_SKB_MODE},
+		   {q->hw_prog_id, XDP_FLAGS_HW_MODE}};
 	for (size_t i = 0; i < sizeof(att) / sizeof(att[0]); i++) {
 		if (!att[i].id)
 			continue;
@@ -157,7 +166,7 @@ static int open_skel(const char *dir, struct xdp_guard_bpf **out, int *reused)
 	struct bpf_map *m;
 	char path[512];
 	*reused = 0;
-	bpf_object__for_each_map(m, skel->obj) {
+	for (m = bpf_object__next_map(skel->obj, NULL); m; m = bpf_object__next_map(skel->obj, m)) {
 		int err = sl_pin_path(path, sizeof(path), dir, bpf_map__name(m));
 		if (!err && !access(path, F_OK))
 			*reused = 1;
@@ -298,9 +307,10 @@ int sl_xdp_load(const struct sl_xdp_load_opts *o, struct sl_xdp_load_info *info,
 		} else {
 			link_fd = create_link(prog_fd, info->ifindex, XDP_FLAGS_DRV_MODE);
 			if (link_fd < 0 && o->mode == SL_XDP_AUTO) {
-				snprintf(info->note, sizeof(info->note),
-					 "native XDP unavailable on %s (%s); attached in generic mode",
-					 o->ifname, strerror(-link_fd));
+				snprintf(
+				    info->note, sizeof(info->note),
+				    "native XDP unavailable on %s (%s); attached in generic mode",
+				    o->ifname, strerror(-link_fd));
 				link_fd = create_link(prog_fd, info->ifindex, XDP_FLAGS_SKB_MODE);
 			}
 		}
@@ -459,7 +469,7 @@ static int list_one(const char *dir, const char *pin, void *arg)
 
 int sl_xdp_list(const char *pin_dir, struct sl_xdp_attachment *out, int max)
 {
-	struct list_ctx c = { .out = out, .max = max, .n = 0 };
+	struct list_ctx c = {.out = out, .max = max, .n = 0};
 	int err = foreach_link_pin(pin_dir, list_one, &c);
 	return err ? err : c.n;
 }
@@ -467,13 +477,13 @@ int sl_xdp_list(const char *pin_dir, struct sl_xdp_attachment *out, int max)
 int sl_xdp_maps_open(const char *pin_dir, struct sl_xdp_maps *m, char *why, size_t whylen)
 {
 	const struct sl_pin_map_spec spec[] = {
-		{ BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32), sizeof(__u64), SL_XDP_NR },
-		{ BPF_MAP_TYPE_LPM_TRIE, sizeof(struct sl_lpm_v4), sizeof(__u64), 0 },
-		{ BPF_MAP_TYPE_LPM_TRIE, sizeof(struct sl_lpm_v6), sizeof(__u64), 0 },
-		{ BPF_MAP_TYPE_LRU_HASH, sizeof(struct sl_syn_key), sizeof(struct sl_syn_bucket), 0 },
-		{ BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct sl_xdp_config), 1 },
+	    {BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32), sizeof(__u64), SL_XDP_NR},
+	    {BPF_MAP_TYPE_LPM_TRIE, sizeof(struct sl_lpm_v4), sizeof(__u64), 0},
+	    {BPF_MAP_TYPE_LPM_TRIE, sizeof(struct sl_lpm_v6), sizeof(__u64), 0},
+	    {BPF_MAP_TYPE_LRU_HASH, sizeof(struct sl_syn_key), sizeof(struct sl_syn_bucket), 0},
+	    {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct sl_xdp_config), 1},
 	};
-	int *fds[] = { &m->stats, &m->deny_v4, &m->deny_v6, &m->syn_guard, &m->config };
+	int *fds[] = {&m->stats, &m->deny_v4, &m->deny_v6, &m->syn_guard, &m->config};
 	int err = 0, missing = 0;
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		*fds[i] = -1;
@@ -495,7 +505,8 @@ int sl_xdp_maps_open(const char *pin_dir, struct sl_xdp_maps *m, char *why, size
 	if (!err && missing) {
 		err = -ENOENT;
 		snprintf(why, whylen, "the XDP guard is not loaded (no %s maps under %s)",
-			 missing == (int)(sizeof(fds) / sizeof(fds[0])) ? "pinned" : "complete set of",
+			 missing == (int)(sizeof(fds) / sizeof(fds[0])) ? "pinned"
+									: "complete set of",
 			 pin_dir);
 	}
 	if (err)
@@ -505,7 +516,7 @@ int sl_xdp_maps_open(const char *pin_dir, struct sl_xdp_maps *m, char *why, size
 
 void sl_xdp_maps_close(struct sl_xdp_maps *m)
 {
-	int *fds[] = { &m->stats, &m->deny_v4, &m->deny_v6, &m->syn_guard, &m->config };
+	int *fds[] = {&m->stats, &m->deny_v4, &m->deny_v6, &m->syn_guard, &m->config};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
 		if (*fds[i] >= 0)
 			close(*fds[i]);

@@ -39,14 +39,24 @@ struct sl_conf_server {
 	unsigned int weight; /* 1..1000, default 1 */
 };
 
+struct sl_conf_pool {
+	unsigned int max_idle_per_worker;   /* idle kept by each worker, default 128 */
+	unsigned int max_idle_shared;	    /* idle kept in the shared overflow pool, 1024 */
+	unsigned int idle_timeout;	    /* ms an idle connection is kept, 60s */
+	unsigned int max_requests_per_conn; /* 0 = no limit */
+	unsigned int max_conns_per_server;  /* open connections per server, all workers; 0 = no limit */
+	unsigned int queue_timeout;	    /* ms a request waits for a connection slot, 3s */
+};
+
 struct sl_conf_upstream {
 	char *name;
 	struct sl_conf_server *servers;
 	unsigned int n_servers;
 	unsigned int retries;	    /* extra servers tried after a failed connect, default 1 */
-	unsigned int keepalive;	    /* idle connections kept per worker, default 128 */
+	unsigned int keepalive;	    /* = pool.max_idle_per_worker (older spelling) */
+	struct sl_conf_pool pool;
 	unsigned int index;	    /* position in sl_conf.upstreams */
-	void *lb;		    /* load-balancer state, owned by lb/ (per worker) */
+	void *lb;		    /* load-balancer state, owned by lb/ */
 };
 
 enum sl_route_action {

@@ -480,6 +480,47 @@ static int parse_server(struct parse *p, yaml_node_t *n, const char *where,
 	return get_addr(p, addr, where, &s->address, &s->addr, &s->addrlen);
 }
 
+static int parse_pool(struct parse *p, yaml_node_t *n, const char *uwhere,
+		      struct sl_conf_upstream *u)
+{
+	struct sl_conf_pool *pl = &u->pool;
+	yaml_node_t *k, *v;
+	char where[192];
+	uint64_t x = 0;
+	size_t it;
+	int ret;
+
+	snprintf(where, sizeof(where), "%s.pool", uwhere);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "max_idle_per_worker")) {
+			ret = get_uint(p, v, where, "max_idle_per_worker", 0, 65535, &x);
+			pl->max_idle_per_worker = (unsigned int)x;
+			u->keepalive = (unsigned int)x;
+		} else if (KEY_IS(k, "max_idle_shared")) {
+			ret = get_uint(p, v, where, "max_idle_shared", 0, 65535, &x);
+			pl->max_idle_shared = (unsigned int)x;
+		} else if (KEY_IS(k, "idle_timeout")) {
+			ret = get_duration(p, v, where, "idle_timeout", 1, &pl->idle_timeout);
+		} else if (KEY_IS(k, "max_requests_per_conn")) {
+			ret = get_uint(p, v, where, "max_requests_per_conn", 0, 100000000, &x);
+			pl->max_requests_per_conn = (unsigned int)x;
+		} else if (KEY_IS(k, "max_conns_per_server")) {
+			ret = get_uint(p, v, where, "max_conns_per_server", 0, 1000000, &x);
+			pl->max_conns_per_server = (unsigned int)x;
+		} else if (KEY_IS(k, "queue_timeout")) {
+			ret = get_duration(p, v, where, "queue_timeout", 1, &pl->queue_timeout);
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 			  struct sl_conf_upstream *u)
 {
@@ -502,6 +543,9 @@ static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 		} else if (KEY_IS(k, "keepalive")) {
 			ret = get_uint(p, v, where, "keepalive", 0, 65535, &x);
 			u->keepalive = x;
+			u->pool.max_idle_per_worker = x;
+		} else if (KEY_IS(k, "pool")) {
+			ret = parse_pool(p, v, where, u);
 		} else {
 			ret = unknown(p, k, where);
 		}
@@ -553,6 +597,10 @@ static int parse_upstreams(struct parse *p, yaml_node_t *n)
 		u->index = i++;
 		u->retries = 1;
 		u->keepalive = 128;
+		u->pool.max_idle_per_worker = 128;
+		u->pool.max_idle_shared = 1024;
+		u->pool.idle_timeout = 60000;
+		u->pool.queue_timeout = 3000;
 		if (!k->data.scalar.length || strlen(sval(k)) != k->data.scalar.length)
 			return fail(p, k, "invalid upstream name");
 		u->name = strdup(sval(k));

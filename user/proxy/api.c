@@ -149,6 +149,7 @@ int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, str
 		s->tried |= 1ull << i;
 	s->upstream = u;
 	const struct sl_conf_server *sv = &u->servers[i];
+	memset(peer, 0, sizeof(*peer));
 	memcpy(&peer->addr, &sv->addr, sv->addrlen);
 	peer->addrlen = sv->addrlen;
 	snprintf(peer->name, sizeof(peer->name), "%s", sv->address);

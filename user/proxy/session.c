@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "proxy/session.h"
+#include "upstream/shared_pool.h"
 
 #define SL_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -195,25 +196,74 @@ static void up_wr(struct sl_upconn *c, int on)
 	c->wr_on = (uint8_t)on;
 }
 
+/* Give an idle connection to the shared overflow pool (its watch moves to the keeper). */
+static void to_shared(struct sl_worker *w, struct sl_upconn *c)
+{
+	if (!w->d->spool) {
+		sl_upconn_close(c);
+		return;
+	}
+	event_del(&c->rev);
+	event_del(&c->wev);
+	int fd = c->fd;
+	c->fd = -1;
+	sl_spool_put(w->d->spool, fd, &c->peer, c->peer_hash, c->requests);
+	sl_upconn_close(c);
+}
+
+static void hand_over_cb(struct sl_upconn *c, void *arg)
+{
+	to_shared(arg, c);
+}
+
+/* A draining worker leaves its idle connections to the others. */
+void sl_session_pool_hand_over(struct sl_worker *w)
+{
+	sl_pool_drain(&w->pool, hand_over_cb, w);
+}
+
+static uint64_t coarse_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
 /* Detach the session's upstream connection: back to the idle pool or closed. */
 static void up_release(struct sl_session *s, int reusable)
 {
 	struct sl_upconn *c = s->up;
+	struct sl_worker *w = s->w;
 	if (!c)
 		return;
 	s->up = NULL;
 	c->s = NULL;
 	up_wr(c, 0);
-	if (reusable && !s->w->draining) {
-		unsigned int max = s->upstream ? s->upstream->keepalive : 128;
-		if (sl_pool_put(&s->w->pool, c, max) == 0) {
-			/* watched while idle: EOF or stray bytes close it; the timeout reaps it */
-			event_add(&c->rev, &s->w->tv_upidle);
-			c->rd_on = 1;
-			return;
-		}
+	const struct sl_conf_pool *pl = s->upstream ? &s->upstream->pool : NULL;
+	if (reusable && pl && pl->max_requests_per_conn && c->requests >= pl->max_requests_per_conn)
+		reusable = 0;
+	if (!reusable) {
+		sl_upconn_close(c);
+		return;
 	}
-	sl_upconn_close(c);
+	if (w->draining) {
+		to_shared(w, c);
+		return;
+	}
+	unsigned int g = sl_pool_group(&w->pool, s->upstream ? s->upstream->name : "");
+	struct sl_upconn *evicted;
+	if (sl_pool_put(&w->pool, c, g, pl ? pl->max_idle_per_worker : 128, &evicted)) {
+		to_shared(w, c);
+		return;
+	}
+	c->idle_since_ns = coarse_ns();
+	/* watched while idle: EOF or stray bytes close it; the timeout reaps it */
+	event_add(&c->rev, sl_worker_common_tv(w, pl ? pl->idle_timeout : 60000));
+	c->rd_on = 1;
+	if (evicted) {
+		w->st->pool_evicted++;
+		to_shared(w, evicted);
+	}
 }
 
 static void idle_conn_event(struct sl_upconn *c, short what)
@@ -225,8 +275,78 @@ static void idle_conn_event(struct sl_upconn *c, short what)
 			return;
 	}
 	/* EOF, error, unexpected bytes or idle timeout: never reuse it */
+	c->w->st->pool_idle_closed++;
 	sl_pool_remove(&c->w->pool, c);
 	sl_upconn_close(c);
+}
+
+/* Before reusing a connection: nothing pending (no EOF, no stray bytes) and still
+ * connected to the peer it was opened for. 0 usable, -1 closed it. */
+static int reuse_check(struct sl_worker *w, int fd, const struct sl_peer *peer)
+{
+	char b[1];
+	ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+	if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+		w->st->pool_idle_closed++;
+		return -1;
+	}
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa);
+	if (getpeername(fd, (struct sockaddr *)&sa, &len) || len != peer->addrlen ||
+	    memcmp(&sa, &peer->addr, len)) {
+		w->st->pool_fd_mismatch++;
+		sl_log(SL_LOG_WARN, "msg=\"pooled connection no longer points at its peer, closed\" "
+				    "peer=%s", peer->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reuse threshold: a connection idle for less than this was watched by our own loop
+ * all along (an EOF would have been seen), so the syscall checks are skipped. */
+#define RECHECK_IDLE_NS 1000000000ull
+
+static struct sl_upconn *pool_take(struct sl_session *s)
+{
+	struct sl_worker *w = s->w;
+	struct sl_upconn *c;
+	while ((c = sl_pool_get(&w->pool, &s->peer, s->peer_hash))) {
+		if (coarse_ns() - c->idle_since_ns < RECHECK_IDLE_NS ||
+		    !reuse_check(w, c->fd, &s->peer)) {
+			w->st->pool_local++;
+			event_add(&c->rev, NULL); /* drop the idle timeout */
+			return c;
+		}
+		sl_upconn_close(c);
+	}
+	if (!w->d->spool)
+		return NULL;
+	unsigned int requests;
+	int fd;
+	while ((fd = sl_spool_get(w->d->spool, &s->peer, s->peer_hash, &requests)) >= 0) {
+		if (reuse_check(w, fd, &s->peer)) {
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			return NULL;
+		}
+		c->fd = fd;
+		c->w = w;
+		c->peer = s->peer;
+		c->peer_hash = s->peer_hash;
+		c->requests = requests;
+		c->from_shared = 1;
+		event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, c);
+		event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, up_write_cb, c);
+		event_add(&c->rev, NULL);
+		c->rd_on = 1;
+		w->st->pool_shared++;
+		return c;
+	}
+	return NULL;
 }
 
 /* ---- output to the client ---- */
@@ -814,6 +934,7 @@ static int up_connect(struct sl_session *s)
 	c->w = w;
 	c->s = s;
 	c->peer = s->peer;
+	c->peer_hash = s->peer_hash;
 	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, c);
 	event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, up_write_cb, c);
 	s->up = c;
@@ -856,6 +977,7 @@ static void connect_upstream(struct sl_session *s)
 	for (;;) {
 		s->tries++;
 		s->tried_prev = s->tried;
+		memset(&s->peer, 0, sizeof(s->peer));
 		int r = ops->upstream_peer(s, s->ctx, &s->peer);
 		if (r == SL_DONE || s->local_resp || s->closed)
 			return;
@@ -875,14 +997,19 @@ static void connect_upstream(struct sl_session *s)
 		s->up_broken = 0; /* it described the previous attempt's connection */
 		if (s->uin.data)
 			s->uin.rd = s->uin.fwd = s->uin.parse = s->uin.wr = 0;
-		struct sl_upconn *c = s->fresh_only ? NULL : sl_pool_get(&s->w->pool, &s->peer);
+		if (s->peer.tls) {
+			sl_log(SL_LOG_ERROR, "msg=\"TLS to upstreams is not supported yet\" peer=%s",
+			       s->peer.name);
+			send_error(s, 502);
+			return;
+		}
+		s->peer_hash = sl_peer_hash(&s->peer);
+		struct sl_upconn *c = s->fresh_only ? NULL : pool_take(s);
 		if (c) {
 			c->s = s;
 			c->reused = 1;
 			s->up = c;
 			s->w->st->up_reused++;
-			s->w->st->pool_local++;
-			event_add(&c->rev, NULL); /* drop the idle timeout */
 			up_connected(s);
 			return;
 		}
@@ -895,6 +1022,7 @@ static void connect_upstream(struct sl_session *s)
 static void retry_request(struct sl_session *s)
 {
 	if (s->up && s->up->reused) {
+		s->w->st->pool_stale_retries++;
 		/* the peer is fine, the pooled connection was stale: same choice, new socket */
 		s->tried = s->tried_prev;
 		s->fresh_only = 1;
@@ -1762,9 +1890,15 @@ void sl_session_drain_all(struct sl_worker *w)
 	}
 }
 
+static void close_cb(struct sl_upconn *c, void *arg)
+{
+	sl_upconn_close(c);
+}
+
 void sl_session_close_all(struct sl_worker *w)
 {
 	while (w->sessions)
 		session_close(w->sessions);
-	sl_pool_drain(&w->pool, sl_upconn_close);
+	sl_pool_drain(&w->pool, close_cb, NULL);
+	sl_pool_destroy(&w->pool);
 }

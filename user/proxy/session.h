@@ -88,6 +88,7 @@ struct sl_session {
 	const struct sl_conf_listener *listener;
 	void *ctx;
 	struct sl_peer peer;
+	uint64_t peer_hash;
 	struct sl_upconn *up;
 	unsigned int tries;
 	uint64_t tried;	     /* bitmask of servers tried, for the config-driven balancer */
@@ -123,6 +124,8 @@ void sl_session_drain_all(struct sl_worker *w);
 /* Close every session and idle upstream connection now (fast exit). */
 void sl_session_close_all(struct sl_worker *w);
 void sl_upconn_close(struct sl_upconn *c);
+/* Move every idle upstream connection of this worker to the shared pool. */
+void sl_session_pool_hand_over(struct sl_worker *w);
 /* Answer with a configured fixed response; returns SL_DONE. */
 int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *r);
 

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "bpf/steer.h"
 #include "lb/lb.h"
+#include "upstream/shared_pool.h"
 #include "server/worker.h"
 
 #define DEFAULT_CONF "/etc/sluice/sluice.yaml"
@@ -41,6 +42,20 @@ static int same_listeners(const struct sl_conf *a, const struct sl_conf *b)
 		    memcmp(&a->listeners[i].addr, &b->listeners[i].addr, a->listeners[i].addrlen))
 			return 0;
 	return 1;
+}
+
+/* One shared pool serves every upstream: its bound is the largest max_idle_shared. */
+static void spool_limits(const struct sl_conf *c, unsigned int *max_idle, unsigned int *idle_ms)
+{
+	*max_idle = 0;
+	*idle_ms = 1000;
+	for (unsigned int i = 0; i < c->n_upstreams; i++) {
+		const struct sl_conf_pool *p = &c->upstreams[i].pool;
+		if (p->max_idle_shared > *max_idle)
+			*max_idle = p->max_idle_shared;
+		if (p->idle_timeout > *idle_ms)
+			*idle_ms = p->idle_timeout;
+	}
 }
 
 int sl_daemon_reload(struct sl_daemon *d)
@@ -71,6 +86,11 @@ int sl_daemon_reload(struct sl_daemon *d)
 		return -ENOMEM;
 	}
 	sl_log_level_cur = n->log.level;
+	if (d->spool) {
+		unsigned int max_idle, idle_ms;
+		spool_limits(n, &max_idle, &idle_ms);
+		sl_spool_set_limits(d->spool, max_idle, idle_ms);
+	}
 	atomic_store_explicit(&d->conf, n, memory_order_release);
 	for (unsigned int i = 0; i < d->n_workers; i++)
 		sl_worker_poke(&d->workers[i]);
@@ -258,6 +278,11 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* read through a signalfd by the main loop */
 	signal(SIGPIPE, SIG_IGN);
 
+	unsigned int sp_max, sp_idle;
+	spool_limits(conf, &sp_max, &sp_idle);
+	d.spool = sl_spool_new(65536, sp_max, sp_idle);
+	if (!d.spool)
+		sl_log(SL_LOG_WARN, "msg=\"no shared connection pool\" reason=\"out of memory\"");
 	d.workers = calloc(d.n_workers, sizeof(*d.workers));
 	if (!d.workers)
 		return 1;
@@ -274,7 +299,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		w->st = &w->st_local;
 		w->state = &w->state_local;
 		sl_mem_init(&w->mem, big, 256);
-		sl_pool_init(&w->pool, 1024);
+		sl_pool_init(&w->pool);
 		for (unsigned int k = 0; k < SL_MAX_LISTENERS; k++)
 			w->lsn[k].fd = -1;
 	}
@@ -307,6 +332,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		sl_worker_destroy(&d.workers[i]);
 	}
 	sl_steer_fini(&d);
+	sl_spool_free(d.spool);
 	free(d.workers);
 	sl_conf_put(atomic_load(&d.conf));
 	if (d.alog_fd > 2)

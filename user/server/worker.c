@@ -28,6 +28,17 @@ static const struct timeval *common_tv(struct event_base *b, struct timeval *tv,
 	return c ? c : tv;
 }
 
+const struct timeval *sl_worker_common_tv(struct sl_worker *w, unsigned int ms)
+{
+	for (unsigned int i = 0; i < w->n_ctv; i++)
+		if (w->ctv[i].ms == ms)
+			return w->ctv[i].tv;
+	unsigned int i = w->n_ctv < 16 ? w->n_ctv++ : 15; /* more durations than that: reuse the last slot */
+	w->ctv[i].ms = ms;
+	w->ctv[i].tv = common_tv(w->base, &w->ctv[i].raw, ms);
+	return w->ctv[i].tv;
+}
+
 static void apply_timeouts(struct sl_worker *w, const struct sl_conf *c)
 {
 	const struct sl_conf_timeouts *t = &c->timeouts;
@@ -166,6 +177,7 @@ static void check_control(struct sl_worker *w)
 		w->state->state = SL_WORKER_DRAINING;
 		stop_listening(w);
 		sl_session_drain_all(w);
+		sl_session_pool_hand_over(w);
 		if (w->n_sessions == 0)
 			event_base_loopbreak(w->base);
 	}
@@ -176,6 +188,10 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t v;
 	ssize_t r = read(fd, &v, sizeof(v));
 	(void)r;
+	struct sl_worker *w = arg;
+	unsigned ms = atomic_exchange(&w->stall_ms, 0);
+	if (ms)
+		usleep(ms * 1000);
 	check_control(arg);
 }
 

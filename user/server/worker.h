@@ -63,7 +63,14 @@ struct sl_worker {
 	struct sl_worker_stats *st;
 	struct sl_worker_state *state; /* slot of the workers map, or state_local */
 	struct sl_worker_stats st_local;
+	struct {
+		unsigned int ms;
+		const struct timeval *tv;
+		struct timeval raw;
+	} ctv[16]; /* common timeouts by duration, for per-upstream pool idle timeouts */
+	unsigned int n_ctv;
 	struct sl_worker_state state_local;
+	atomic_uint stall_ms; /* admin /debug/stall: block the loop this long when poked */
 };
 
 struct sl_daemon {
@@ -80,6 +87,7 @@ struct sl_daemon {
 	unsigned int reloads;
 	char reload_err[SL_CONF_ERR_MAX];
 	void *admin; /* admin API state (admin/) */
+	struct sl_spool *spool; /* shared overflow pool of idle upstream connections */
 	int lsn_fds[SL_MAX_LISTENERS]; /* bound at start, one per listener for worker 0; others dup'd by reuseport */
 };
 
@@ -97,6 +105,9 @@ int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf);
 /* Request-scope config: take the current snapshot / let it go. */
 struct sl_conf_hold *sl_worker_conf_get(struct sl_worker *w);
 void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h);
+
+/* A libevent common timeout for ms on this worker's base (cached). */
+const struct timeval *sl_worker_common_tv(struct sl_worker *w, unsigned int ms);
 
 /* Called by sessions when they end (drain bookkeeping). */
 void sl_worker_session_gone(struct sl_worker *w);

@@ -1,63 +1,84 @@
-/* Per-worker idle upstream connection pool (see pool.h). No locks: one owner thread. */
+/* Per-worker idle upstream connection pool (see pool.h). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "upstream/pool.h"
 
-static uint32_t addr_hash(const struct sockaddr_storage *a, socklen_t len)
-{
-	/* FNV-1a over the address bytes; sockaddrs are zero-padded by the config loader */
-	const unsigned char *p = (const unsigned char *)a;
-	uint32_t h = 2166136261u;
-	for (socklen_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
-}
+#define MAX_KEYS 4096 /* distinct peers remembered; empty keys beyond that are dropped */
 
-void sl_pool_init(struct sl_pool *p, unsigned int max_idle)
+void sl_pool_init(struct sl_pool *p)
 {
 	memset(p, 0, sizeof(*p));
-	p->max_idle = max_idle;
 }
 
-static struct sl_pool_key *key_find(struct sl_pool *p, const struct sockaddr_storage *a,
-				    socklen_t len, uint32_t h, int create)
+unsigned int sl_pool_group(struct sl_pool *p, const char *name)
+{
+	if (!name)
+		name = "";
+	for (unsigned int i = 0; i < p->n_groups; i++)
+		if (!strcmp(p->groups[i].name, name))
+			return i;
+	if (p->n_groups == SL_POOL_GROUPS)
+		return SL_POOL_GROUPS - 1;
+	unsigned int g = p->n_groups++;
+	size_t n = strlen(name);
+	n = n < sizeof(p->groups[g].name) - 1 ? n : sizeof(p->groups[g].name) - 1;
+	memcpy(p->groups[g].name, name, n);
+	p->groups[g].name[n] = 0;
+	return g;
+}
+
+static void drop_empty_keys(struct sl_pool *p)
+{
+	for (unsigned int i = 0; i < SL_POOL_BUCKETS; i++) {
+		struct sl_pool_key **pp = &p->buckets[i];
+		while (*pp) {
+			struct sl_pool_key *k = *pp;
+			if (!k->count) {
+				*pp = k->next;
+				free(k);
+				p->n_keys--;
+			} else {
+				pp = &k->next;
+			}
+		}
+	}
+}
+
+static struct sl_pool_key *key_find(struct sl_pool *p, const struct sl_peer *peer, uint64_t h,
+				    int create)
 {
 	struct sl_pool_key **b = &p->buckets[h % SL_POOL_BUCKETS];
 	for (struct sl_pool_key *k = *b; k; k = k->next)
-		if (k->hash == h && k->addrlen == len && !memcmp(&k->addr, a, len))
+		if (k->hash == h && sl_peer_same(&k->peer, peer))
 			return k;
 	if (!create)
 		return NULL;
+	if (p->n_keys >= MAX_KEYS)
+		drop_empty_keys(p);
 	struct sl_pool_key *k = calloc(1, sizeof(*k));
 	if (!k)
 		return NULL;
-	memcpy(&k->addr, a, len);
-	k->addrlen = len;
+	k->peer = *peer;
 	k->hash = h;
 	k->next = *b;
 	*b = k;
+	p->n_keys++;
 	return k;
 }
 
-int sl_pool_put(struct sl_pool *p, struct sl_upconn *c, unsigned int max_per_peer)
+static void lru_unlink(struct sl_pool_group *g, struct sl_upconn *c)
 {
-	if (p->n_idle >= p->max_idle || max_per_peer == 0)
-		return -ENOSPC;
-	uint32_t h = addr_hash(&c->peer.addr, c->peer.addrlen);
-	struct sl_pool_key *k = key_find(p, &c->peer.addr, c->peer.addrlen, h, 1);
-	if (!k || k->count >= max_per_peer)
-		return -ENOSPC;
-	c->key = k;
-	c->prev = NULL;
-	c->next = k->top;
-	if (k->top)
-		k->top->prev = c;
-	k->top = c;
-	k->count++;
-	p->n_idle++;
-	return 0;
+	if (c->lru_prev)
+		c->lru_prev->lru_next = c->lru_next;
+	else
+		g->lru_head = c->lru_next;
+	if (c->lru_next)
+		c->lru_next->lru_prev = c->lru_prev;
+	else
+		g->lru_tail = c->lru_prev;
+	c->lru_prev = c->lru_next = NULL;
 }
 
 void sl_pool_remove(struct sl_pool *p, struct sl_upconn *c)
@@ -74,15 +95,52 @@ void sl_pool_remove(struct sl_pool *p, struct sl_upconn *c)
 	c->prev = c->next = NULL;
 	c->key = NULL;
 	k->count--;
+	struct sl_pool_group *g = &p->groups[c->group];
+	lru_unlink(g, c);
+	g->n_idle--;
 	p->n_idle--;
 }
 
-struct sl_upconn *sl_pool_get(struct sl_pool *p, const struct sl_peer *peer)
+int sl_pool_put(struct sl_pool *p, struct sl_upconn *c, unsigned int gi, unsigned int max_idle,
+		struct sl_upconn **evicted)
+{
+	*evicted = NULL;
+	if (!max_idle || gi >= SL_POOL_GROUPS)
+		return -ENOSPC;
+	struct sl_pool_key *k = key_find(p, &c->peer, c->peer_hash, 1);
+	if (!k)
+		return -ENOSPC;
+	struct sl_pool_group *g = &p->groups[gi];
+	if (g->n_idle >= max_idle && g->lru_tail) {
+		struct sl_upconn *old = g->lru_tail;
+		sl_pool_remove(p, old);
+		*evicted = old;
+	}
+	c->key = k;
+	c->group = (uint16_t)gi;
+	c->prev = NULL;
+	c->next = k->top;
+	if (k->top)
+		k->top->prev = c;
+	k->top = c;
+	k->count++;
+	c->lru_prev = NULL;
+	c->lru_next = g->lru_head;
+	if (g->lru_head)
+		g->lru_head->lru_prev = c;
+	g->lru_head = c;
+	if (!g->lru_tail)
+		g->lru_tail = c;
+	g->n_idle++;
+	p->n_idle++;
+	return 0;
+}
+
+struct sl_upconn *sl_pool_get(struct sl_pool *p, const struct sl_peer *peer, uint64_t hash)
 {
 	if (!p->n_idle)
 		return NULL;
-	uint32_t h = addr_hash(&peer->addr, peer->addrlen);
-	struct sl_pool_key *k = key_find(p, &peer->addr, peer->addrlen, h, 0);
+	struct sl_pool_key *k = key_find(p, peer, hash, 0);
 	if (!k || !k->top)
 		return NULL;
 	struct sl_upconn *c = k->top;
@@ -90,20 +148,25 @@ struct sl_upconn *sl_pool_get(struct sl_pool *p, const struct sl_peer *peer)
 	return c;
 }
 
-void sl_pool_drain(struct sl_pool *p, void (*fn)(struct sl_upconn *c))
+void sl_pool_drain(struct sl_pool *p, void (*fn)(struct sl_upconn *c, void *arg), void *arg)
+{
+	for (unsigned int g = 0; g < p->n_groups; g++) {
+		while (p->groups[g].lru_tail) {
+			struct sl_upconn *c = p->groups[g].lru_tail;
+			sl_pool_remove(p, c);
+			fn(c, arg);
+		}
+	}
+}
+
+void sl_pool_destroy(struct sl_pool *p)
 {
 	for (unsigned int i = 0; i < SL_POOL_BUCKETS; i++) {
-		struct sl_pool_key *k = p->buckets[i];
-		while (k) {
-			while (k->top) {
-				struct sl_upconn *c = k->top;
-				sl_pool_remove(p, c);
-				fn(c);
-			}
-			struct sl_pool_key *next = k->next;
+		while (p->buckets[i]) {
+			struct sl_pool_key *k = p->buckets[i];
+			p->buckets[i] = k->next;
 			free(k);
-			k = next;
 		}
-		p->buckets[i] = NULL;
 	}
+	p->n_keys = 0;
 }

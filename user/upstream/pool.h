@@ -1,5 +1,10 @@
-/* Per-worker pool of idle upstream connections: per peer a LIFO stack (the warmest
- * connection is reused first, the coldest time out). Owned by one worker thread. */
+/* Per-worker pool of idle upstream connections. Touched only by its worker thread:
+ * no locks, no atomics.
+ *
+ * Per peer identity (sl_peer_hash/sl_peer_same) a LIFO stack: the warmest connection
+ * is reused first and the coldest ones age out. Connections are grouped by upstream;
+ * each group is bounded (max_idle_per_worker) with LRU eviction across its peers, and
+ * what a full group evicts goes to the shared overflow pool (shared_pool.h). */
 #ifndef SL_POOL_H
 #define SL_POOL_H
 
@@ -20,40 +25,63 @@ struct sl_upconn {
 	struct sl_worker *w;
 	struct sl_session *s; /* owner while in use; NULL while idle */
 	struct sl_peer peer;
-	struct sl_pool_key *key; /* while idle */
-	struct sl_upconn *prev, *next;
+	uint64_t peer_hash;
+	/* while idle in the local pool */
+	struct sl_pool_key *key;
+	struct sl_upconn *prev, *next;	       /* the key's LIFO stack */
+	struct sl_upconn *lru_prev, *lru_next; /* the group's LRU list, newest first */
+	uint16_t group;
+	uint64_t idle_since_ns;
 	unsigned int requests;
 	uint8_t connecting;
 	uint8_t reused;
 	uint8_t rd_on; /* rev is added */
 	uint8_t wr_on;
+	uint8_t from_shared;
 };
 
 struct sl_pool_key {
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	uint32_t hash;
+	struct sl_peer peer;
+	uint64_t hash;
 	unsigned int count;
 	struct sl_upconn *top; /* newest idle first */
 	struct sl_pool_key *next;
 };
 
-#define SL_POOL_BUCKETS 64
+#define SL_POOL_BUCKETS 256
+#define SL_POOL_GROUPS 64
+
+struct sl_pool_group {
+	char name[64]; /* upstream name; "" = peers chosen outside any upstream */
+	unsigned int n_idle;
+	struct sl_upconn *lru_head, *lru_tail;
+};
 
 struct sl_pool {
 	struct sl_pool_key *buckets[SL_POOL_BUCKETS];
+	struct sl_pool_group groups[SL_POOL_GROUPS];
+	unsigned int n_groups;
 	unsigned int n_idle;
-	unsigned int max_idle; /* across all peers */
+	unsigned int n_keys;
 };
 
-void sl_pool_init(struct sl_pool *p, unsigned int max_idle);
-/* Park c (its session already detached). 0, or -ENOSPC: the caller closes it. */
-int sl_pool_put(struct sl_pool *p, struct sl_upconn *c, unsigned int max_per_peer);
-/* Newest idle connection to peer, removed from the pool, or NULL. */
-struct sl_upconn *sl_pool_get(struct sl_pool *p, const struct sl_peer *peer);
+void sl_pool_init(struct sl_pool *p);
+/* Group index for an upstream name (created on first use); the last group is shared
+ * by names beyond SL_POOL_GROUPS. */
+unsigned int sl_pool_group(struct sl_pool *p, const char *name);
+/* Park c (its session already detached) in group g bounded by max_idle. Returns 0 and,
+ * when the group overflowed, its least recently used connection in *evicted (already
+ * out of the pool: the caller hands it to the shared pool or closes it); -ENOSPC when
+ * it cannot be parked at all (max_idle 0): the caller disposes of c. */
+int sl_pool_put(struct sl_pool *p, struct sl_upconn *c, unsigned int g, unsigned int max_idle,
+		struct sl_upconn **evicted);
+/* Newest idle connection to an identical peer, out of the pool, or NULL. */
+struct sl_upconn *sl_pool_get(struct sl_pool *p, const struct sl_peer *peer, uint64_t hash);
 /* Take an idle connection out (closed by the peer, timed out). */
 void sl_pool_remove(struct sl_pool *p, struct sl_upconn *c);
-/* Every idle connection, for shutdown: calls fn on each after removing it. */
-void sl_pool_drain(struct sl_pool *p, void (*fn)(struct sl_upconn *c));
+/* Every idle connection, oldest first per group, for shutdown or handing over. */
+void sl_pool_drain(struct sl_pool *p, void (*fn)(struct sl_upconn *c, void *arg), void *arg);
+/* Free the key table (after draining). */
+void sl_pool_destroy(struct sl_pool *p);
 
 #endif

@@ -24,12 +24,25 @@
 struct sl_session;
 struct sl_conf_upstream;
 
-/* Where a request goes. Two peers with identical fields share pooled connections. */
+/* Where a request goes. A pooled connection is reused only for a peer whose identity
+ * (every field but name) is identical: same IP with another SNI is another pool key.
+ * Zero the struct before filling it in. */
 struct sl_peer {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	char name[64]; /* "ip:port", for logs */
+	uint8_t tls;	     /* TLS to the upstream (not supported yet: connect fails) */
+	uint8_t verify;	     /* verify the upstream certificate */
+	char sni[128];	     /* server name for TLS */
+	const char *ca_file; /* trust anchors; NULL = system default */
+	const char *client_cert, *client_key; /* mTLS client identity */
+	struct sockaddr_storage proxy;	      /* via an HTTP CONNECT proxy; family 0 = direct */
+	socklen_t proxy_len;
+	char name[64]; /* "ip:port", for logs (not part of the identity) */
 };
+
+/* Hash of the identity fields, and identity comparison. */
+uint64_t sl_peer_hash(const struct sl_peer *p);
+int sl_peer_same(const struct sl_peer *a, const struct sl_peer *b);
 
 struct sl_proxy_ops {
 	/* Bytes of per-request context, zeroed before request_filter. */

@@ -1,0 +1,257 @@
+/* Shared overflow pool of idle upstream connections (see shared_pool.h).
+ *
+ * Slots live in one array; epoll data carries (generation << 32 | slot), so an event
+ * for a connection a worker already took is recognised as stale and ignored. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "upstream/shared_pool.h"
+
+#define NBUCKETS 1024
+#define NONE UINT32_MAX
+
+struct slot {
+	int fd;
+	uint32_t gen;
+	uint8_t used;
+	unsigned int requests;
+	uint64_t hash;
+	uint64_t since_ns;
+	struct sl_peer peer;
+	uint32_t b_prev, b_next;     /* bucket chain, newest first */
+	uint32_t lru_prev, lru_next; /* all parked, newest first */
+};
+
+struct sl_spool {
+	pthread_mutex_t mu;
+	struct slot *slots;
+	uint32_t cap;
+	uint32_t free_head; /* free slots chained through b_next */
+	uint32_t buckets[NBUCKETS];
+	uint32_t lru_head, lru_tail;
+	unsigned int n, max_idle;
+	uint64_t idle_timeout_ns;
+	struct sl_spool_stats st;
+	int epfd, stop_fd;
+	pthread_t keeper;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* unlink slot i from its bucket, the LRU and epoll; the caller owns the fd after */
+static void unlink_slot(struct sl_spool *sp, uint32_t i)
+{
+	struct slot *s = &sp->slots[i];
+	uint32_t b = (uint32_t)(s->hash % NBUCKETS);
+	if (s->b_prev != NONE)
+		sp->slots[s->b_prev].b_next = s->b_next;
+	else
+		sp->buckets[b] = s->b_next;
+	if (s->b_next != NONE)
+		sp->slots[s->b_next].b_prev = s->b_prev;
+	if (s->lru_prev != NONE)
+		sp->slots[s->lru_prev].lru_next = s->lru_next;
+	else
+		sp->lru_head = s->lru_next;
+	if (s->lru_next != NONE)
+		sp->slots[s->lru_next].lru_prev = s->lru_prev;
+	else
+		sp->lru_tail = s->lru_prev;
+	epoll_ctl(sp->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	s->used = 0;
+	s->gen++;
+	s->b_next = sp->free_head;
+	sp->free_head = i;
+	sp->n--;
+}
+
+static void close_slot(struct sl_spool *sp, uint32_t i)
+{
+	int fd = sp->slots[i].fd;
+	unlink_slot(sp, i);
+	close(fd);
+}
+
+static void *keeper_main(void *arg)
+{
+	struct sl_spool *sp = arg;
+	struct epoll_event ev[64];
+	for (;;) {
+		int n = epoll_wait(sp->epfd, ev, 64, 500);
+		pthread_mutex_lock(&sp->mu);
+		for (int k = 0; k < n; k++) {
+			if (ev[k].data.u64 == UINT64_MAX) {
+				pthread_mutex_unlock(&sp->mu);
+				return NULL;
+			}
+			uint32_t i = (uint32_t)ev[k].data.u64, gen = (uint32_t)(ev[k].data.u64 >> 32);
+			if (i < sp->cap && sp->slots[i].used && sp->slots[i].gen == gen) {
+				/* EOF, error or bytes nobody asked for: never reusable */
+				close_slot(sp, i);
+				sp->st.closed_idle++;
+			}
+		}
+		uint64_t now = mono_ns();
+		while (sp->lru_tail != NONE &&
+		       now - sp->slots[sp->lru_tail].since_ns > sp->idle_timeout_ns) {
+			close_slot(sp, sp->lru_tail);
+			sp->st.timed_out++;
+		}
+		pthread_mutex_unlock(&sp->mu);
+	}
+}
+
+struct sl_spool *sl_spool_new(unsigned int capacity, unsigned int max_idle,
+			      unsigned int idle_timeout_ms)
+{
+	struct sl_spool *sp = calloc(1, sizeof(*sp));
+	if (!sp)
+		return NULL;
+	if (capacity < 1)
+		capacity = 1;
+	sp->slots = calloc(capacity, sizeof(*sp->slots));
+	sp->epfd = epoll_create1(EPOLL_CLOEXEC);
+	sp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!sp->slots || sp->epfd < 0 || sp->stop_fd < 0)
+		goto fail;
+	sp->cap = capacity;
+	for (uint32_t i = 0; i < capacity; i++)
+		sp->slots[i].b_next = i + 1 < capacity ? i + 1 : NONE;
+	sp->free_head = 0;
+	for (uint32_t b = 0; b < NBUCKETS; b++)
+		sp->buckets[b] = NONE;
+	sp->lru_head = sp->lru_tail = NONE;
+	pthread_mutex_init(&sp->mu, NULL);
+	sl_spool_set_limits(sp, max_idle, idle_timeout_ms);
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
+	epoll_ctl(sp->epfd, EPOLL_CTL_ADD, sp->stop_fd, &e);
+	if (pthread_create(&sp->keeper, NULL, keeper_main, sp))
+		goto fail;
+	pthread_setname_np(sp->keeper, "sluice-keeper");
+	return sp;
+fail:
+	if (sp->epfd >= 0)
+		close(sp->epfd);
+	if (sp->stop_fd >= 0)
+		close(sp->stop_fd);
+	free(sp->slots);
+	free(sp);
+	return NULL;
+}
+
+void sl_spool_set_limits(struct sl_spool *sp, unsigned int max_idle, unsigned int idle_timeout_ms)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->max_idle = max_idle < sp->cap ? max_idle : sp->cap;
+	sp->idle_timeout_ns = (uint64_t)idle_timeout_ms * 1000000ull;
+	while (sp->n > sp->max_idle && sp->lru_tail != NONE) {
+		close_slot(sp, sp->lru_tail);
+		sp->st.evicted++;
+	}
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void sl_spool_free(struct sl_spool *sp)
+{
+	if (!sp)
+		return;
+	uint64_t one = 1;
+	ssize_t r = write(sp->stop_fd, &one, sizeof(one));
+	(void)r;
+	pthread_join(sp->keeper, NULL);
+	while (sp->lru_head != NONE)
+		close_slot(sp, sp->lru_head);
+	close(sp->epfd);
+	close(sp->stop_fd);
+	pthread_mutex_destroy(&sp->mu);
+	free(sp->slots);
+	free(sp);
+}
+
+int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64_t hash,
+		 unsigned int requests)
+{
+	pthread_mutex_lock(&sp->mu);
+	if (!sp->max_idle) {
+		pthread_mutex_unlock(&sp->mu);
+		close(fd);
+		return -ENOSPC;
+	}
+	if (sp->n >= sp->max_idle || sp->free_head == NONE) {
+		close_slot(sp, sp->lru_tail);
+		sp->st.evicted++;
+	}
+	uint32_t i = sp->free_head;
+	struct slot *s = &sp->slots[i];
+	sp->free_head = s->b_next;
+	s->fd = fd;
+	s->used = 1;
+	s->requests = requests;
+	s->hash = hash;
+	s->since_ns = mono_ns();
+	s->peer = *peer;
+	uint32_t b = (uint32_t)(hash % NBUCKETS);
+	s->b_prev = NONE;
+	s->b_next = sp->buckets[b];
+	if (s->b_next != NONE)
+		sp->slots[s->b_next].b_prev = i;
+	sp->buckets[b] = i;
+	s->lru_prev = NONE;
+	s->lru_next = sp->lru_head;
+	if (s->lru_next != NONE)
+		sp->slots[s->lru_next].lru_prev = i;
+	sp->lru_head = i;
+	if (sp->lru_tail == NONE)
+		sp->lru_tail = i;
+	sp->n++;
+	sp->st.parked++;
+	struct epoll_event e = { .events = EPOLLIN | EPOLLRDHUP,
+				 .data.u64 = ((uint64_t)s->gen << 32) | i };
+	if (epoll_ctl(sp->epfd, EPOLL_CTL_ADD, fd, &e)) {
+		close_slot(sp, i);
+		pthread_mutex_unlock(&sp->mu);
+		return -errno;
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return 0;
+}
+
+int sl_spool_get(struct sl_spool *sp, const struct sl_peer *peer, uint64_t hash,
+		 unsigned int *requests)
+{
+	int fd = -ENOENT;
+	pthread_mutex_lock(&sp->mu);
+	for (uint32_t i = sp->buckets[hash % NBUCKETS]; i != NONE; i = sp->slots[i].b_next) {
+		struct slot *s = &sp->slots[i];
+		if (s->hash != hash || !sl_peer_same(&s->peer, peer))
+			continue;
+		fd = s->fd;
+		*requests = s->requests;
+		unlink_slot(sp, i);
+		sp->st.hits++;
+		break;
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return fd;
+}
+
+void sl_spool_get_stats(struct sl_spool *sp, struct sl_spool_stats *st)
+{
+	pthread_mutex_lock(&sp->mu);
+	*st = sp->st;
+	st->idle = sp->n;
+	pthread_mutex_unlock(&sp->mu);
+}
