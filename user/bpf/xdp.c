@@ -76,6 +76,12 @@ static enum sl_xdp_mode mode_of_attach(__u8 attach_mode)
 	}
 }
 
+static void query_opts_init(struct bpf_xdp_query_opts *q)
+{
+	memset(q, 0, sizeof(*q)); /* padding included: libbpf checks it */
+	q->sz = sizeof(*q);
+}
+
 static int prog_info(int fd, struct bpf_prog_info *info)
 {
 	__u32 len = sizeof(*info);
@@ -153,7 +159,7 @@ static int link_pin_name(char *buf, size_t len, const char *ifname)
 
 static int create_link(int prog_fd, __u32 ifindex, __u32 flags)
 {
-	LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = flags);
+	struct bpf_link_create_opts lo = {.sz = sizeof(lo), .flags = flags};
 	int fd = bpf_link_create(prog_fd, (int)ifindex, BPF_XDP, &lo);
 	return fd < 0 ? -errno : fd;
 }
@@ -218,7 +224,8 @@ int sl_xdp_load(const struct sl_xdp_load_opts *o, struct sl_xdp_load_info *info,
 		sl_pin_unlink(o->pin_dir, lname); /* stale: its device went away */
 	}
 
-	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	struct bpf_xdp_query_opts q;
+	query_opts_init(&q);
 	err = bpf_xdp_query((int)info->ifindex, 0, &q);
 	if (err) {
 		snprintf(why, whylen, "cannot query XDP on %s: %s", o->ifname, strerror(-err));
@@ -338,7 +345,8 @@ int sl_xdp_load(const struct sl_xdp_load_opts *o, struct sl_xdp_load_info *info,
 	}
 	if (!link_info(link_fd, &li))
 		info->link_id = li.id;
-	LIBBPF_OPTS(bpf_xdp_query_opts, now);
+	struct bpf_xdp_query_opts now;
+	query_opts_init(&now);
 	if (!bpf_xdp_query((int)info->ifindex, 0, &now))
 		info->mode = mode_of_attach(now.attach_mode);
 	err = 0;
@@ -458,9 +466,16 @@ static int list_one(const char *dir, const char *pin, void *arg)
 		}
 		close(fd);
 	}
-	LIBBPF_OPTS(bpf_xdp_query_opts, q);
-	if (a.ifindex && !bpf_xdp_query((int)a.ifindex, 0, &q))
+	/* ifindex is relative to the link's network namespace: the device by that index
+	 * here must carry the pin's name and run the link's program, or it is another one */
+	struct bpf_xdp_query_opts q;
+	char here[IF_NAMESIZE];
+	query_opts_init(&q);
+	if (a.ifindex && if_indextoname(a.ifindex, here) && !strcmp(here, a.ifname) &&
+	    !bpf_xdp_query((int)a.ifindex, 0, &q) && q.prog_id == a.prog_id)
 		a.mode = mode_of_attach(q.attach_mode);
+	else if (a.ifindex)
+		a.other_netns = 1;
 	if (c->n < c->max)
 		c->out[c->n] = a;
 	c->n++;

@@ -64,7 +64,9 @@ struct sl_xdp_attachment {
 	char ifname[IF_NAMESIZE]; /* from the pin name */
 	__u32 ifindex;		  /* 0: the device is gone and the link with it */
 	__u32 link_id, prog_id;
-	enum sl_xdp_mode mode; /* as the device reports it */
+	enum sl_xdp_mode mode; /* as the device reports it (SL_XDP_AUTO: unknown) */
+	int other_netns;       /* attached to a device of another network namespace, whose
+				* mode cannot be asked from here */
 };
 
 /* Attachments pinned under pin_dir, up to max. Returns how many were found (may be

@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "proxy/session.h"
+#include "upstream/conn_count.h"
 #include "upstream/shared_pool.h"
 
 #define SL_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
@@ -30,6 +31,9 @@ static void up_write_cb(evutil_socket_t fd, short what, void *arg);
 static void parse_request_head(struct sl_session *s);
 static void pump_request_body(struct sl_session *s);
 static void connect_upstream(struct sl_session *s);
+static int acquire_connection(struct sl_session *s);
+static void queue_wait(struct sl_session *s);
+static void queue_unlink(struct sl_session *s);
 static void client_flush(struct sl_session *s);
 static void up_flush(struct sl_session *s);
 static void finish_request(struct sl_session *s);
@@ -148,6 +152,7 @@ static void arm(struct sl_session *s, enum sl_timer_kind k)
 	case ST_RESPONSE: tv = w->ct_resp; break;
 	case ST_UPIDLE: tv = w->ct_upidle; break;
 	case ST_TUNNEL: tv = w->ct_keepalive; break;
+	case ST_QUEUE: tv = w->ct_connect; break; /* queue_wait() arms its own */
 	}
 	s->timer = k;
 	event_add(&s->tev, tv);
@@ -167,6 +172,8 @@ void sl_upconn_close(struct sl_upconn *c)
 		event_del(&c->rev);
 		event_del(&c->wev);
 		close(c->fd);
+		if (c->count)
+			sl_conn_count_drop(c->count);
 	}
 	free(c);
 }
@@ -207,7 +214,7 @@ static void to_shared(struct sl_worker *w, struct sl_upconn *c)
 	event_del(&c->wev);
 	int fd = c->fd;
 	c->fd = -1;
-	sl_spool_put(w->d->spool, fd, &c->peer, c->peer_hash, c->requests);
+	sl_spool_put(w->d->spool, fd, &c->peer, c->peer_hash, c->requests, c->count);
 	sl_upconn_close(c);
 }
 
@@ -244,6 +251,8 @@ static void up_release(struct sl_session *s, int reusable)
 		reusable = 0;
 	if (!reusable) {
 		sl_upconn_close(c);
+		if (w->wq_head) /* a slot is free */
+			sl_session_wake_queue(w);
 		return;
 	}
 	if (w->draining) {
@@ -264,6 +273,8 @@ static void up_release(struct sl_session *s, int reusable)
 		w->st->pool_evicted++;
 		to_shared(w, evicted);
 	}
+	if (w->wq_head) /* hand it straight to a waiting request */
+		sl_session_wake_queue(w);
 }
 
 static void idle_conn_event(struct sl_upconn *c, short what)
@@ -322,18 +333,17 @@ static struct sl_upconn *pool_take(struct sl_session *s)
 	if (!w->d->spool)
 		return NULL;
 	unsigned int requests;
+	atomic_uint *count;
 	int fd;
-	while ((fd = sl_spool_get(w->d->spool, &s->peer, s->peer_hash, &requests)) >= 0) {
-		if (reuse_check(w, fd, &s->peer)) {
+	while ((fd = sl_spool_get(w->d->spool, &s->peer, s->peer_hash, &requests, &count)) >= 0) {
+		if (reuse_check(w, fd, &s->peer) || !(c = calloc(1, sizeof(*c)))) {
 			close(fd);
+			if (count)
+				sl_conn_count_drop(count);
 			continue;
 		}
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
-			return NULL;
-		}
 		c->fd = fd;
+		c->count = count;
 		c->w = w;
 		c->peer = s->peer;
 		c->peer_hash = s->peer_hash;
@@ -918,18 +928,27 @@ static void up_connected(struct sl_session *s)
 	up_flush(s);
 }
 
+/* -EBUSY: the peer is at pool.max_conns_per_server (the request queues). */
 static int up_connect(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
+	unsigned int max = s->upstream ? s->upstream->pool.max_conns_per_server : 0;
+	atomic_uint *count = sl_conn_counter(s->peer_hash);
+	if (!sl_conn_count_take(count, max))
+		return -EBUSY;
 	int fd = socket(s->peer.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	if (fd < 0) {
+		sl_conn_count_drop(count);
 		return -errno;
+	}
 	set_nodelay(fd);
 	struct sl_upconn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
+		sl_conn_count_drop(count);
 		return -ENOMEM;
 	}
+	c->count = count;
 	c->fd = fd;
 	c->w = w;
 	c->s = s;
@@ -1004,18 +1023,89 @@ static void connect_upstream(struct sl_session *s)
 			return;
 		}
 		s->peer_hash = sl_peer_hash(&s->peer);
-		struct sl_upconn *c = s->fresh_only ? NULL : pool_take(s);
-		if (c) {
-			c->s = s;
-			c->reused = 1;
-			s->up = c;
-			s->w->st->up_reused++;
-			up_connected(s);
+		if (!acquire_connection(s))
 			return;
-		}
-		r = up_connect(s);
-		if (!r || !connect_failed(s, r))
-			return;
+	}
+}
+
+/* A pooled connection, else a new one, else (at max_conns_per_server) a place in the
+ * worker's queue. 0 when the request is on its way (or answered), 1 when the caller
+ * should ask for another peer. */
+static int acquire_connection(struct sl_session *s)
+{
+	struct sl_upconn *c = s->fresh_only ? NULL : pool_take(s);
+	if (c) {
+		c->s = s;
+		c->reused = 1;
+		s->up = c;
+		s->w->st->up_reused++;
+		up_connected(s);
+		return 0;
+	}
+	int r = up_connect(s);
+	if (r == -EBUSY) {
+		queue_wait(s);
+		return 0;
+	}
+	return r && connect_failed(s, r);
+}
+
+/* ---- waiting for a connection slot (pool.max_conns_per_server) ---- */
+
+static void queue_unlink(struct sl_session *s)
+{
+	struct sl_worker *w = s->w;
+	if (!s->queued)
+		return;
+	if (s->wq_prev)
+		s->wq_prev->wq_next = s->wq_next;
+	else
+		w->wq_head = s->wq_next;
+	if (s->wq_next)
+		s->wq_next->wq_prev = s->wq_prev;
+	else
+		w->wq_tail = s->wq_prev;
+	s->wq_prev = s->wq_next = NULL;
+	s->queued = 0;
+}
+
+static void queue_wait(struct sl_session *s)
+{
+	struct sl_worker *w = s->w;
+	if (!s->queued) {
+		s->queued = 1;
+		s->wq_next = NULL;
+		s->wq_prev = w->wq_tail;
+		if (w->wq_tail)
+			w->wq_tail->wq_next = s;
+		else
+			w->wq_head = s;
+		w->wq_tail = s;
+	}
+	if (s->timer != ST_QUEUE) { /* first time in: the deadline does not move on retries */
+		w->st->queue_waits++;
+		s->timer = ST_QUEUE;
+		event_add(&s->tev, sl_worker_common_tv(w, s->upstream ? s->upstream->pool.queue_timeout
+								  : 3000));
+	}
+}
+
+/* Give waiting requests another go, oldest first: a connection may have come back to
+ * the pool or a slot freed (here or on another worker). Called from the worker tick
+ * and whenever this worker releases a connection. */
+void sl_session_wake_queue(struct sl_worker *w)
+{
+	struct sl_session *s = w->wq_head;
+	unsigned int budget = 64;
+	while (s && budget--) {
+		struct sl_session *next = s->wq_next;
+		queue_unlink(s);
+		ENTER(s);
+		/* still at the limit: it goes back to the tail, its deadline unchanged */
+		if (acquire_connection(s) && !s->closed)
+			connect_upstream(s);
+		LEAVE(s);
+		s = next;
 	}
 }
 
@@ -1557,6 +1647,13 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 		if (connect_failed(s, -ETIMEDOUT))
 			connect_upstream(s);
 		break;
+	case ST_QUEUE:
+		queue_unlink(s);
+		s->w->st->queue_timeouts++;
+		sl_log(SL_LOG_WARN, "msg=\"no connection slot within queue_timeout\" peer=%s",
+		       s->peer.name);
+		send_error(s, 503);
+		break;
 	case ST_RESPONSE:
 	case ST_UPIDLE:
 		sl_log(SL_LOG_WARN, "msg=\"upstream timed out\" peer=%s", s->peer.name);
@@ -1654,6 +1751,7 @@ static void log_request(struct sl_session *s)
 static void reset_request(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
+	queue_unlink(s);
 	if (s->hold) {
 		sl_worker_conf_put(w, s->hold);
 		s->hold = NULL;

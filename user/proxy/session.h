@@ -42,6 +42,7 @@ enum sl_timer_kind {
 	ST_RESPONSE,
 	ST_UPIDLE,
 	ST_TUNNEL,
+	ST_QUEUE, /* waiting for a connection slot */
 };
 
 enum sl_body_mode {
@@ -94,6 +95,8 @@ struct sl_session {
 	uint64_t tried;	     /* bitmask of servers tried, for the config-driven balancer */
 	uint64_t tried_prev; /* before the last pick: a stale-connection retry restores it */
 	uint8_t fresh_only;  /* retrying a stale pooled connection: connect anew */
+	uint8_t queued;	     /* in the worker's wait list (max_conns_per_server) */
+	struct sl_session *wq_prev, *wq_next;
 	const struct sl_conf_upstream *upstream;
 	struct sl_iob uin;
 	struct sl_http_parser up_p;
@@ -124,6 +127,8 @@ void sl_session_drain_all(struct sl_worker *w);
 /* Close every session and idle upstream connection now (fast exit). */
 void sl_session_close_all(struct sl_worker *w);
 void sl_upconn_close(struct sl_upconn *c);
+/* Retry requests waiting for a connection slot. */
+void sl_session_wake_queue(struct sl_worker *w);
 /* Move every idle upstream connection of this worker to the shared pool. */
 void sl_session_pool_hand_over(struct sl_worker *w);
 /* Answer with a configured fixed response; returns SL_DONE. */

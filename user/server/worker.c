@@ -210,6 +210,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_worker *w = arg;
 	uint64_t now = mono_ns();
 	__atomic_store_n(&w->state->heartbeat_ns, now, __ATOMIC_RELAXED);
+	if (w->wq_head) /* slots freed by other workers are noticed here */
+		sl_session_wake_queue(w);
 	if (w->alog.len && now - w->alog_flushed_ns >= 100000000ull) {
 		sl_alog_flush(&w->alog);
 		w->alog_flushed_ns = now;

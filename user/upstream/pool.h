@@ -9,6 +9,7 @@
 #define SL_POOL_H
 
 #include <event2/event_struct.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -26,6 +27,7 @@ struct sl_upconn {
 	struct sl_session *s; /* owner while in use; NULL while idle */
 	struct sl_peer peer;
 	uint64_t peer_hash;
+	atomic_uint *count; /* open connections to this peer, all workers (conn_count.h) */
 	/* while idle in the local pool */
 	struct sl_pool_key *key;
 	struct sl_upconn *prev, *next;	       /* the key's LIFO stack */

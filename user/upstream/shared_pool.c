@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "upstream/conn_count.h"
 #include "upstream/shared_pool.h"
 
 #define NBUCKETS 1024
@@ -23,6 +24,7 @@ struct slot {
 	uint32_t gen;
 	uint8_t used;
 	unsigned int requests;
+	atomic_uint *count;
 	uint64_t hash;
 	uint64_t since_ns;
 	struct sl_peer peer;
@@ -81,8 +83,11 @@ static void unlink_slot(struct sl_spool *sp, uint32_t i)
 static void close_slot(struct sl_spool *sp, uint32_t i)
 {
 	int fd = sp->slots[i].fd;
+	atomic_uint *count = sp->slots[i].count;
 	unlink_slot(sp, i);
 	close(fd);
+	if (count)
+		sl_conn_count_drop(count);
 }
 
 static void *keeper_main(void *arg)
@@ -182,12 +187,14 @@ void sl_spool_free(struct sl_spool *sp)
 }
 
 int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64_t hash,
-		 unsigned int requests)
+		 unsigned int requests, atomic_uint *count)
 {
 	pthread_mutex_lock(&sp->mu);
 	if (!sp->max_idle) {
 		pthread_mutex_unlock(&sp->mu);
 		close(fd);
+		if (count)
+			sl_conn_count_drop(count);
 		return -ENOSPC;
 	}
 	if (sp->n >= sp->max_idle || sp->free_head == NONE) {
@@ -200,6 +207,7 @@ int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64
 	s->fd = fd;
 	s->used = 1;
 	s->requests = requests;
+	s->count = count;
 	s->hash = hash;
 	s->since_ns = mono_ns();
 	s->peer = *peer;
@@ -230,7 +238,7 @@ int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64
 }
 
 int sl_spool_get(struct sl_spool *sp, const struct sl_peer *peer, uint64_t hash,
-		 unsigned int *requests)
+		 unsigned int *requests, atomic_uint **count)
 {
 	int fd = -ENOENT;
 	pthread_mutex_lock(&sp->mu);
@@ -240,6 +248,8 @@ int sl_spool_get(struct sl_spool *sp, const struct sl_peer *peer, uint64_t hash,
 			continue;
 		fd = s->fd;
 		*requests = s->requests;
+		if (count)
+			*count = s->count;
 		unlink_slot(sp, i);
 		sp->st.hits++;
 		break;

@@ -6,6 +6,7 @@
 #ifndef SL_SHARED_POOL_H
 #define SL_SHARED_POOL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "sluice/sluice.h"
@@ -26,10 +27,12 @@ void sl_spool_set_limits(struct sl_spool *sp, unsigned int max_idle, unsigned in
 /* Park fd (ownership passes to the pool in every case). When full, the oldest parked
  * connection makes room. 0 parked, -ENOSPC closed at once (max_idle 0). */
 int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64_t hash,
-		 unsigned int requests);
-/* Newest parked connection to an identical peer: its fd (now the caller's), or -ENOENT. */
+		 unsigned int requests, atomic_uint *count);
+/* Newest parked connection to an identical peer: its fd (now the caller's, with its
+ * connection count), or -ENOENT. count: dropped by the pool when it closes a parked
+ * connection itself; may be NULL. */
 int sl_spool_get(struct sl_spool *sp, const struct sl_peer *peer, uint64_t hash,
-		 unsigned int *requests);
+		 unsigned int *requests, atomic_uint **count);
 void sl_spool_get_stats(struct sl_spool *sp, struct sl_spool_stats *st);
 
 #endif
