@@ -237,8 +237,10 @@ class Sluice:
                                 (timeout or 15 * SCALE, sig))
             elif rc != 0:
                 problems.append("sluiced exited with status %d on signal %d" % (rc, sig))
-        else:
+        elif self.returncode is None:  # nobody asked it to go: it died on its own
             self.returncode = self.proc.returncode
+            problems.append("sluiced exited by itself during the test with status %d"
+                            % self.returncode)
         for f in (self.err_f, self.out_f):
             f.close()
         problems += self.sanitizer_problems()
