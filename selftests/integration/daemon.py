@@ -4,6 +4,8 @@ Every daemon is stopped at teardown (SIGTERM, then SIGKILL and a failure if it d
 exit) and its stderr is checked for sanitizer reports.
 """
 import os
+import shutil
+import uuid
 import re
 import shlex
 import signal
@@ -136,10 +138,21 @@ class Sluice:
         self.listen = []  # [(host, port)]
         self.clients = []
         self.config = None
+        self.pin_path = None
 
     # -- config ---------------------------------------------------------------------
     def write_config(self, config):
         """config: a dict (written as YAML) or YAML text. Atomic replace, like an editor."""
+        if isinstance(config, dict):
+            # Every daemon pins its BPF maps in a directory of its own, so tests never
+            # touch the host's /sys/fs/bpf/sluice or each other's maps; removed at stop.
+            bpf = dict(config.get("bpf") or {})
+            if "pin_path" not in bpf:
+                if not self.pin_path:
+                    self.pin_path = "/sys/fs/bpf/sluice-test-%d-%s" % (os.getpid(),
+                                                                      uuid.uuid4().hex[:8])
+                bpf["pin_path"] = self.pin_path
+                config = dict(config, bpf=bpf)
         self.config = config
         text = config if isinstance(config, str) else to_yaml(config)
         tmp = self.config_path + ".tmp"
@@ -243,6 +256,8 @@ class Sluice:
                             % self.returncode)
         for f in (self.err_f, self.out_f):
             f.close()
+        if self.pin_path:
+            shutil.rmtree(self.pin_path, ignore_errors=True)
         problems += self.sanitizer_problems()
         return problems
 
