@@ -139,6 +139,7 @@ class Sluice:
         self.clients = []
         self.config = None
         self.pin_path = None
+        self.binary = SLUICED  # or another program built on libsluice (examples/)
 
     # -- config ---------------------------------------------------------------------
     def write_config(self, config):
@@ -175,15 +176,15 @@ class Sluice:
     def start(self, config=None, wait=True, args=()):
         if config is not None:
             self.write_config(config)
-        if not os.path.exists(SLUICED):
-            raise AssertionError("sluiced not built: %s does not exist" % SLUICED)
+        if not os.path.exists(self.binary):
+            raise AssertionError("not built: %s does not exist" % self.binary)
         env = dict(os.environ)
         if ASAN:
             env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         self.err_f = open(self.stderr_path, "ab")
         self.out_f = open(self.stdout_path, "ab")
-        self.argv = [SLUICED, "-c", self.config_path] + list(args)
+        self.argv = [self.binary, "-c", self.config_path] + list(args)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.out_f,
                                      stderr=self.err_f, env=env, cwd=self.dir)
         self.returncode = None
