@@ -331,14 +331,21 @@ int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const c
 			}
 			break;
 		case 15:
-			if (name_is(n, nl, "x-forwarded-for", 15) && in->xff_idx < 0)
-				in->xff_idx = (int)i;
+			if (name_is(n, nl, "x-forwarded-for", 15)) {
+				if (in->xff_idx < 0)
+					in->xff_idx = (int)i;
+				in->n_xff++;
+			}
 			break;
 		case 16:
 			if (name_is(n, nl, "proxy-connection", 16))
 				x->flags |= SL_HDR_HOP;
+			else if (name_is(n, nl, "x-forwarded-host", 16))
+				in->has_xfh = 1;
 			break;
 		case 17:
+			if (name_is(n, nl, "x-forwarded-proto", 17))
+				in->has_xfp = 1;
 			if (name_is(n, nl, "transfer-encoding", 17)) {
 				if (in->has_te) {
 					*why = "repeated Transfer-Encoding";
@@ -410,6 +417,24 @@ int sl_head_remove(struct sl_head *h, const char *base, const char *name, size_t
 		}
 	}
 	return n;
+}
+
+int sl_head_append(struct sl_head *h, const char *name, size_t nl, const char *value, size_t vl)
+{
+	if (nl == 0 || nl > UINT16_MAX || h->n >= SL_HDR_MAX + SL_HDR_EXTRA ||
+	    h->xlen + nl + vl > SL_XBUF_SIZE)
+		return -ENOSPC;
+	struct sl_hdr *x = &h->h[h->n++];
+	memcpy(h->xbuf + h->xlen, name, nl);
+	x->name_off = h->xlen;
+	x->name_len = (uint16_t)nl;
+	h->xlen += (uint32_t)nl;
+	memcpy(h->xbuf + h->xlen, value, vl);
+	x->value_off = h->xlen;
+	x->value_len = (uint32_t)vl;
+	h->xlen += (uint32_t)vl;
+	x->flags = SL_HDR_XBUF;
+	return 0;
 }
 
 int sl_head_set(struct sl_head *h, const char *base, const char *name, const char *value)

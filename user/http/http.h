@@ -38,6 +38,8 @@ struct sl_head_info {
 	uint8_t has_upgrade;	 /* an Upgrade header */
 	int host_idx;		 /* index of Host, -1 if none */
 	int xff_idx;		 /* index of X-Forwarded-For, -1 if none */
+	uint8_t n_xff;		 /* how many X-Forwarded-For headers */
+	uint8_t has_xfp, has_xfh; /* X-Forwarded-Proto / -Host present */
 	int upgrade_idx;
 	int te_idx;
 };
@@ -108,6 +110,10 @@ int sl_head_find(const struct sl_head *h, const char *base, const char *name, si
 int sl_head_remove(struct sl_head *h, const char *base, const char *name, size_t name_len);
 /* Replace every header of that name by one with value. 0 or -ENOSPC. */
 int sl_head_set(struct sl_head *h, const char *base, const char *name, const char *value);
+
+/* Append a header without looking for others of that name (the caller knows there are
+ * none, or removed them). name/value need not be NUL-terminated. 0 or -ENOSPC. */
+int sl_head_append(struct sl_head *h, const char *name, size_t nl, const char *value, size_t vl);
 
 /* Case-insensitive token search in a comma-separated header value. */
 int sl_token_list_has(const char *v, size_t len, const char *tok, size_t tok_len);

@@ -152,7 +152,10 @@ int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, str
 	memset(peer, 0, sizeof(*peer));
 	memcpy(&peer->addr, &sv->addr, sv->addrlen);
 	peer->addrlen = sv->addrlen;
-	snprintf(peer->name, sizeof(peer->name), "%s", sv->address);
+	size_t n = strlen(sv->address);
+	n = n < sizeof(peer->name) - 1 ? n : sizeof(peer->name) - 1;
+	memcpy(peer->name, sv->address, n);
+	peer->name[n] = 0;
 	return 0;
 }
 

@@ -834,31 +834,42 @@ static int build_upstream_head(struct sl_session *s)
 		host = sl_hdr_value(h, base, (unsigned)h->info.host_idx);
 		host_len = h->h[h->info.host_idx].value_len;
 	}
+	/* The common case (no X-Forwarded-* from the client) appends without scanning. */
 	if (c->forwarded.x_forwarded_for) {
-		struct sl_out o;
-		sl_out_init(&o, tmp, sizeof(tmp) - 1);
-		for (unsigned int i = 0; i < h->n; i++) {
-			if ((h->h[i].flags & SL_HDR_REMOVED) || h->h[i].name_len != 15 ||
-			    strncasecmp(sl_hdr_name(h, base, i), "x-forwarded-for", 15))
-				continue;
-			sl_out_put(&o, sl_hdr_value(h, base, i), h->h[i].value_len);
-			sl_out_put(&o, ", ", 2);
-		}
-		sl_out_str(&o, s->client_ip);
-		if (!o.ok)
+		if (h->info.n_xff) {
+			struct sl_out o;
+			sl_out_init(&o, tmp, sizeof(tmp));
+			for (unsigned int i = 0; i < h->n; i++) {
+				if ((h->h[i].flags & SL_HDR_REMOVED) || h->h[i].name_len != 15 ||
+				    strncasecmp(sl_hdr_name(h, base, i), "x-forwarded-for", 15))
+					continue;
+				sl_out_put(&o, sl_hdr_value(h, base, i), h->h[i].value_len);
+				sl_out_put(&o, ", ", 2);
+				h->h[i].flags |= SL_HDR_REMOVED;
+			}
+			sl_out_str(&o, s->client_ip);
+			if (!o.ok || sl_head_append(h, "X-Forwarded-For", 15, tmp, o.len))
+				return -ENOSPC;
+		} else if (sl_head_append(h, "X-Forwarded-For", 15, s->client_ip,
+					  strlen(s->client_ip))) {
 			return -ENOSPC;
-		tmp[o.len] = 0;
-		if (sl_head_set(h, base, "X-Forwarded-For", tmp))
+		}
+	}
+	if (c->forwarded.x_forwarded_proto) {
+		if (h->info.has_xfp)
+			sl_head_remove(h, base, "x-forwarded-proto", 17);
+		if (sl_head_append(h, "X-Forwarded-Proto", 17, "http", 4))
 			return -ENOSPC;
 	}
-	if (c->forwarded.x_forwarded_proto && sl_head_set(h, base, "X-Forwarded-Proto", "http"))
-		return -ENOSPC;
-	if (host && host_len < sizeof(tmp)) {
-		memcpy(tmp, host, host_len);
-		tmp[host_len] = 0;
-		if (c->forwarded.x_forwarded_host && sl_head_set(h, base, "X-Forwarded-Host", tmp))
+	if (host && c->forwarded.x_forwarded_host) {
+		if (h->info.has_xfh)
+			sl_head_remove(h, base, "x-forwarded-host", 16);
+		if (sl_head_append(h, "X-Forwarded-Host", 16, host, host_len))
 			return -ENOSPC;
-		if (h->authority_len && sl_head_set(h, base, "Host", tmp))
+	}
+	if (host && h->authority_len) {
+		sl_head_remove(h, base, "host", 4);
+		if (sl_head_append(h, "Host", 4, host, host_len))
 			return -ENOSPC;
 	}
 
