@@ -23,8 +23,8 @@
 #define NEXTHDR_FRAGMENT 44
 #define NEXTHDR_DEST 60
 
-#define MAX_VLAN 2     /* QinQ */
-#define MAX_V6_EXT 4   /* extension headers walked before giving up (and passing) */
+#define MAX_VLAN 2   /* QinQ */
+#define MAX_V6_EXT 4 /* extension headers walked before giving up (and passing) */
 #define DENY_V4_MAX 16384
 #define DENY_V6_MAX 16384
 #define SYN_GUARD_MAX 65536
@@ -102,7 +102,7 @@ static __always_inline int syn_allowed(const struct sl_syn_key *key)
 
 	struct sl_syn_bucket *b = bpf_map_lookup_elem(&syn_guard, key);
 	if (!b) {
-		struct sl_syn_bucket nb = { .tokens_milli = cap - 1000, .last_ns = now };
+		struct sl_syn_bucket nb = {.tokens_milli = cap - 1000, .last_ns = now};
 		bpf_map_update_elem(&syn_guard, key, &nb, BPF_ANY);
 		return 1;
 	}
@@ -129,10 +129,25 @@ static __always_inline int syn_allowed(const struct sl_syn_key *key)
 	return ok;
 }
 
+static __always_inline int is_syn(struct tcphdr *tcp, void *end)
+{
+	return tcp && (void *)(tcp + 1) <= end && tcp->syn && !tcp->ack;
+}
+
+/* Order of checks, both families: count the SYN (every SYN that reaches XDP, dropped
+ * or not), deny list, then the SYN guard. */
 static __always_inline int guard_v4(struct iphdr *ip, void *end)
 {
 	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
 		return XDP_PASS;
+
+	/* SYNs live in unfragmented packets or first fragments */
+	struct tcphdr *tcp = NULL;
+	if (ip->protocol == IPPROTO_TCP && !(ip->frag_off & bpf_htons(0x1fff)))
+		tcp = (void *)ip + ip->ihl * 4;
+	int syn = is_syn(tcp, end);
+	if (syn)
+		count(SL_XDP_TCP_SYN, 1);
 
 	struct sl_lpm_v4 k;
 	k.prefixlen = 32;
@@ -140,14 +155,8 @@ static __always_inline int guard_v4(struct iphdr *ip, void *end)
 	__u64 *hits = bpf_map_lookup_elem(&deny_v4, &k);
 	if (hits)
 		return drop(SL_XDP_DROP_DENY_V4, hits);
-
-	/* SYNs live in unfragmented packets or first fragments */
-	if (ip->protocol != IPPROTO_TCP || (ip->frag_off & bpf_htons(0x1fff)))
+	if (!syn)
 		return XDP_PASS;
-	struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
-	if ((void *)(tcp + 1) > end || !tcp->syn || tcp->ack)
-		return XDP_PASS;
-	count(SL_XDP_TCP_SYN, 1);
 
 	struct sl_syn_key sk;
 	__builtin_memset(&sk, 0, sizeof(sk));
@@ -158,19 +167,9 @@ static __always_inline int guard_v4(struct iphdr *ip, void *end)
 	return XDP_PASS;
 }
 
-static __always_inline int guard_v6(struct ipv6hdr *ip6, void *end)
+/* the TCP header behind the extension headers a SYN may legitimately carry, or NULL */
+static __always_inline struct tcphdr *tcp_of_v6(struct ipv6hdr *ip6, void *end)
 {
-	if ((void *)(ip6 + 1) > end || ip6->version != 6)
-		return XDP_PASS;
-
-	struct sl_lpm_v6 k;
-	k.prefixlen = 128;
-	__builtin_memcpy(k.addr, &ip6->saddr, sizeof(k.addr));
-	__u64 *hits = bpf_map_lookup_elem(&deny_v6, &k);
-	if (hits)
-		return drop(SL_XDP_DROP_DENY_V6, hits);
-
-	/* find TCP behind the extension headers a SYN may legitimately carry */
 	__u8 nh = ip6->nexthdr;
 	void *p = ip6 + 1;
 	for (int i = 0; i < MAX_V6_EXT; i++) {
@@ -179,25 +178,39 @@ static __always_inline int guard_v6(struct ipv6hdr *ip6, void *end)
 		if (nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING || nh == NEXTHDR_DEST) {
 			struct ipv6_opt_hdr *oh = p;
 			if ((void *)(oh + 1) > end)
-				return XDP_PASS;
+				return NULL;
 			nh = oh->nexthdr;
 			p += ((__u32)oh->hdrlen + 1) * 8;
 		} else if (nh == NEXTHDR_FRAGMENT) {
 			struct frag_hdr *fh = p;
 			if ((void *)(fh + 1) > end || (fh->frag_off & bpf_htons(0xfff8)))
-				return XDP_PASS; /* not the first fragment: no TCP header here */
+				return NULL; /* not the first fragment: no TCP header here */
 			nh = fh->nexthdr;
 			p = fh + 1;
 		} else {
-			return XDP_PASS;
+			return NULL;
 		}
 	}
-	if (nh != NEXTHDR_TCP)
+	return nh == NEXTHDR_TCP ? p : NULL;
+}
+
+static __always_inline int guard_v6(struct ipv6hdr *ip6, void *end)
+{
+	if ((void *)(ip6 + 1) > end || ip6->version != 6)
 		return XDP_PASS;
-	struct tcphdr *tcp = p;
-	if ((void *)(tcp + 1) > end || !tcp->syn || tcp->ack)
+
+	int syn = is_syn(tcp_of_v6(ip6, end), end);
+	if (syn)
+		count(SL_XDP_TCP_SYN, 1);
+
+	struct sl_lpm_v6 k;
+	k.prefixlen = 128;
+	__builtin_memcpy(k.addr, &ip6->saddr, sizeof(k.addr));
+	__u64 *hits = bpf_map_lookup_elem(&deny_v6, &k);
+	if (hits)
+		return drop(SL_XDP_DROP_DENY_V6, hits);
+	if (!syn)
 		return XDP_PASS;
-	count(SL_XDP_TCP_SYN, 1);
 
 	struct sl_syn_key sk;
 	__builtin_memset(&sk, 0, sizeof(sk));
