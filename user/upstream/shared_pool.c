@@ -36,7 +36,8 @@ struct sl_spool {
 	pthread_mutex_t mu;
 	struct slot *slots;
 	uint32_t cap;
-	uint32_t free_head; /* free slots chained through b_next */
+	uint32_t free_head;   /* freed slots chained through b_next */
+	uint32_t next_unused; /* slots from here on were never used */
 	uint32_t buckets[NBUCKETS];
 	uint32_t lru_head, lru_tail;
 	unsigned int n, max_idle;
@@ -133,9 +134,10 @@ struct sl_spool *sl_spool_new(unsigned int capacity, unsigned int max_idle,
 	if (!sp->slots || sp->epfd < 0 || sp->stop_fd < 0)
 		goto fail;
 	sp->cap = capacity;
-	for (uint32_t i = 0; i < capacity; i++)
-		sp->slots[i].b_next = i + 1 < capacity ? i + 1 : NONE;
-	sp->free_head = 0;
+	/* slots are handed out in order and recycled through free_head, so untouched
+	 * capacity costs no memory */
+	sp->free_head = NONE;
+	sp->next_unused = 0;
 	for (uint32_t b = 0; b < NBUCKETS; b++)
 		sp->buckets[b] = NONE;
 	sp->lru_head = sp->lru_tail = NONE;
@@ -197,13 +199,18 @@ int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64
 			sl_conn_count_drop(count);
 		return -ENOSPC;
 	}
-	if (sp->n >= sp->max_idle || sp->free_head == NONE) {
+	if (sp->n >= sp->max_idle || (sp->free_head == NONE && sp->next_unused == sp->cap)) {
 		close_slot(sp, sp->lru_tail);
 		sp->st.evicted++;
 	}
-	uint32_t i = sp->free_head;
+	uint32_t i;
+	if (sp->free_head != NONE) {
+		i = sp->free_head;
+		sp->free_head = sp->slots[i].b_next;
+	} else {
+		i = sp->next_unused++;
+	}
 	struct slot *s = &sp->slots[i];
-	sp->free_head = s->b_next;
 	s->fd = fd;
 	s->used = 1;
 	s->requests = requests;
