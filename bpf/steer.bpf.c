@@ -163,8 +163,13 @@ int steer(struct sk_reuseport_md *md)
 	}
 
 	/* 3. any healthy worker, scanning from a random start */
-	struct scan_ctx c = { .md = md, .now = now, .stall_ns = cfg->stall_ns, .lid = lid,
-			      .n = n, .start = bpf_get_prandom_u32() % n, .found = 0 };
+	struct scan_ctx c = {.md = md,
+			     .now = now,
+			     .stall_ns = cfg->stall_ns,
+			     .lid = lid,
+			     .n = n,
+			     .start = bpf_get_prandom_u32() % n,
+			     .found = 0};
 	bpf_loop(n, scan_one, &c, 0);
 	if (c.found) {
 		count(migrating ? SL_STEER_MIGRATED : reason);

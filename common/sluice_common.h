@@ -8,8 +8,8 @@
 #include <linux/types.h>
 #endif
 
-#define SL_MAX_WORKERS 256   /* workers per daemon; also BPF map sizes */
-#define SL_MAX_LISTENERS 64  /* listening addresses per daemon */
+#define SL_MAX_WORKERS 256  /* workers per daemon; also BPF map sizes */
+#define SL_MAX_LISTENERS 64 /* listening addresses per daemon */
 
 #define SL_PIN_PATH_DEFAULT "/sys/fs/bpf/sluice"
 
@@ -46,12 +46,12 @@ struct sl_steer_config {
 };
 
 enum sl_steer_reason {
-	SL_STEER_OWN_CPU = 0,	    /* the worker of the CPU that took the SYN */
-	SL_STEER_P2C_OVERLOADED,    /* own worker over its cap: power of two choices */
-	SL_STEER_P2C_STALLED,	    /* own worker's heartbeat stale */
-	SL_STEER_P2C_DRAINING,	    /* own worker draining or not ready */
-	SL_STEER_KERNEL_HASH,	    /* nobody healthy: the kernel's hash decides */
-	SL_STEER_MIGRATED,	    /* request moved off a closing listener */
+	SL_STEER_OWN_CPU = 0,	 /* the worker of the CPU that took the SYN */
+	SL_STEER_P2C_OVERLOADED, /* own worker over its cap: power of two choices */
+	SL_STEER_P2C_STALLED,	 /* own worker's heartbeat stale */
+	SL_STEER_P2C_DRAINING,	 /* own worker draining or not ready */
+	SL_STEER_KERNEL_HASH,	 /* nobody healthy: the kernel's hash decides */
+	SL_STEER_MIGRATED,	 /* request moved off a closing listener */
 	SL_STEER_NR,
 };
 
@@ -64,18 +64,18 @@ struct sl_worker_stats {
 	__u64 requests;
 	__u64 resp_1xx, resp_2xx, resp_3xx, resp_4xx, resp_5xx;
 	__u64 bytes_in, bytes_out;
-	__u64 up_new;	     /* upstream connections opened */
-	__u64 up_reused;     /* requests sent on a pooled connection */
-	__u64 pool_local;    /* hits in the worker's own pool */
-	__u64 pool_shared;   /* hits in the shared overflow pool */
-	__u64 err_client;    /* malformed, too large, client timeouts */
-	__u64 err_upstream;  /* connect failures, bad responses, upstream timeouts */
-	__u64 pool_evicted;  /* idle connections pushed out of the local pool (to the shared one) */
-	__u64 pool_idle_closed; /* idle connections closed by the peer or timed out */
-	__u64 pool_fd_mismatch; /* pooled fd no longer connected to its peer: closed */
+	__u64 up_new;	    /* upstream connections opened */
+	__u64 up_reused;    /* requests sent on a pooled connection */
+	__u64 pool_local;   /* hits in the worker's own pool */
+	__u64 pool_shared;  /* hits in the shared overflow pool */
+	__u64 err_client;   /* malformed, too large, client timeouts */
+	__u64 err_upstream; /* connect failures, bad responses, upstream timeouts */
+	__u64 pool_evicted; /* idle connections pushed out of the local pool (to the shared one) */
+	__u64 pool_idle_closed;	  /* idle connections closed by the peer or timed out */
+	__u64 pool_fd_mismatch;	  /* pooled fd no longer connected to its peer: closed */
 	__u64 pool_stale_retries; /* requests retried after a reused connection failed */
-	__u64 queue_waits;   /* requests that waited for max_conns_per_server */
-	__u64 queue_timeouts; /* ... and gave up (503) */
+	__u64 queue_waits;	  /* requests that waited for max_conns_per_server */
+	__u64 queue_timeouts;	  /* ... and gave up (503) */
 } __attribute__((aligned(64)));
 
 /* ---- XDP guard (bpf/xdp_guard.bpf.c) ---- */

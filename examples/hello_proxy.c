@@ -59,11 +59,11 @@ static void hello_logging(struct sl_session *s, void *ctx, int status)
 }
 
 static const struct sl_proxy_ops hello_ops = {
-	.ctx_size = sizeof(struct hello_ctx),
-	.request_filter = hello_request_filter,
-	.upstream_peer = hello_upstream_peer,
-	.response_filter = hello_response_filter,
-	.logging = hello_logging,
+    .ctx_size = sizeof(struct hello_ctx),
+    .request_filter = hello_request_filter,
+    .upstream_peer = hello_upstream_peer,
+    .response_filter = hello_response_filter,
+    .logging = hello_logging,
 };
 
 int main(int argc, char **argv)

@@ -48,8 +48,12 @@ static uint64_t now_ns(void)
 
 static void set_worker(uint32_t w, uint32_t state, uint64_t hb, uint32_t active, uint32_t cap)
 {
-	struct sl_worker_state ws = { .cpu = w, .state = state, .heartbeat_ns = hb,
-				      .active = active, .max_conns = cap, .n_workers = NW };
+	struct sl_worker_state ws = {.cpu = w,
+				     .state = state,
+				     .heartbeat_ns = hb,
+				     .active = active,
+				     .max_conns = cap,
+				     .n_workers = NW};
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.workers), &w, &ws, BPF_ANY), 0);
 }
 
@@ -63,7 +67,8 @@ static uint64_t stat_sum(uint32_t reason)
 {
 	uint64_t vals[512];
 	uint64_t sum = 0;
-	assert_int_equal(bpf_map_lookup_elem(bpf_map__fd(skel->maps.steer_stats), &reason, vals), 0);
+	assert_int_equal(bpf_map_lookup_elem(bpf_map__fd(skel->maps.steer_stats), &reason, vals),
+			 0);
 	for (int i = 0; i < libbpf_num_possible_cpus(); i++)
 		sum += vals[i];
 	return sum;
@@ -81,7 +86,7 @@ static void *connect_on_cpu(void *p)
 	CPU_ZERO(&set);
 	CPU_SET(a->cpu, &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	a->fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (connect(a->fd, (struct sockaddr *)&sa, sizeof(sa))) {
@@ -94,7 +99,7 @@ static void *connect_on_cpu(void *p)
 /* Connect from a thread pinned to cpu; return the worker whose listener got it. */
 static int connect_and_find(int cpu, int *client)
 {
-	struct conn_arg a = { .cpu = cpu, .fd = -1 };
+	struct conn_arg a = {.cpu = cpu, .fd = -1};
 	pthread_t t;
 	pthread_create(&t, NULL, connect_on_cpu, &a);
 	pthread_join(t, NULL);
@@ -125,7 +130,7 @@ static int make_listener(void)
 	int one = 1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128)) {
 		close(fd);
@@ -157,7 +162,7 @@ static int setup(void **state)
 		return -1;
 	}
 	int s = socket(AF_INET, SOCK_DGRAM, 0);
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 	strcpy(ifr.ifr_name, "lo");
 	ioctl(s, SIOCGIFFLAGS, &ifr);
 	ifr.ifr_flags |= IFF_UP;
@@ -185,11 +190,12 @@ static int setup(void **state)
 		getsockopt(lfd[w], SOL_SOCKET, SO_COOKIE, &cookie, &cl);
 		uint32_t lid = 0, cpu = w % (uint32_t)ncpu;
 		if (bpf_map_update_elem(bpf_map__fd(skel->maps.listeners), &key, &fd, BPF_ANY) ||
-		    bpf_map_update_elem(bpf_map__fd(skel->maps.listener_ids), &cookie, &lid, BPF_ANY))
+		    bpf_map_update_elem(bpf_map__fd(skel->maps.listener_ids), &cookie, &lid,
+					BPF_ANY))
 			return -1;
 		bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &w, BPF_ANY);
 	}
-	struct sl_steer_config cfg = { .n_workers = NW, .n_listeners = 1, .stall_ns = 200000000ull };
+	struct sl_steer_config cfg = {.n_workers = NW, .n_listeners = 1, .stall_ns = 200000000ull};
 	uint32_t zero = 0;
 	bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY);
 	int prog = bpf_program__fd(skel->progs.steer);
@@ -215,8 +221,8 @@ static void test_own_cpu(void **state)
 		for (int cpu = 0; cpu < NW && cpu < ncpu; cpu++) {
 			int w = connect_and_find(cpu, NULL);
 			if (w != cpu)
-				fail_msg("connection from cpu %d landed on worker %d, expected %d", cpu,
-					 w, cpu);
+				fail_msg("connection from cpu %d landed on worker %d, expected %d",
+					 cpu, w, cpu);
 		}
 	int n = 10 * (NW < ncpu ? NW : ncpu);
 	assert_int_equal(stat_sum(SL_STEER_OWN_CPU) - before, n);
@@ -310,12 +316,12 @@ static void test_migrate_on_close(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_own_cpu),
-		cmocka_unit_test(test_draining_gets_nothing),
-		cmocka_unit_test(test_stalled_skipped_then_back),
-		cmocka_unit_test(test_overloaded_skipped),
-		cmocka_unit_test(test_all_unhealthy_still_accepted),
-		cmocka_unit_test(test_migrate_on_close), /* last: closes worker 0's listener */
+	    cmocka_unit_test(test_own_cpu),
+	    cmocka_unit_test(test_draining_gets_nothing),
+	    cmocka_unit_test(test_stalled_skipped_then_back),
+	    cmocka_unit_test(test_overloaded_skipped),
+	    cmocka_unit_test(test_all_unhealthy_still_accepted),
+	    cmocka_unit_test(test_migrate_on_close), /* last: closes worker 0's listener */
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

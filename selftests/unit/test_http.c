@@ -56,7 +56,8 @@ static const char *hdr(struct parsed *p, const char *name, size_t *len)
 
 static void test_simple_request(void **state)
 {
-	struct parsed *p = parse("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Y: z\r\n\r\n", 1, 0, 100);
+	struct parsed *p =
+	    parse("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Y: z\r\n\r\n", 1, 0, 100);
 	assert_int_equal(p->e, HPE_PAUSED);
 	assert_int_equal(p->rc, 0);
 	assert_int_equal(p->head.n, 2);
@@ -73,8 +74,8 @@ static void test_simple_request(void **state)
 static void test_split_across_reads(void **state)
 {
 	/* byte by byte: names and values arrive in many spans and must be joined */
-	struct parsed *p = parse("GET / HTTP/1.1\r\nHost: example.com\r\nX-Long-Name: some value\r\n\r\n",
-				 1, 1, 100);
+	struct parsed *p = parse(
+	    "GET / HTTP/1.1\r\nHost: example.com\r\nX-Long-Name: some value\r\n\r\n", 1, 1, 100);
 	assert_int_equal(p->rc, 0);
 	size_t len;
 	const char *v = hdr(p, "X-Long-Name", &len);
@@ -86,17 +87,17 @@ static void test_split_across_reads(void **state)
 static void test_framing_rejected(void **state)
 {
 	static const char *bad[] = {
-		/* CL.TE and TE.CL: llhttp refuses them itself */
-		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
-		"GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-		"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+	    /* CL.TE and TE.CL: llhttp refuses them itself */
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
+	    "GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+	    "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct parsed *p = parse(bad[i], 1, 0, 100);
@@ -177,8 +178,8 @@ static void test_target_limit(void **state)
 
 static void test_set_remove(void **state)
 {
-	struct parsed *p = parse("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\nX-B: 3\r\n\r\n", 1, 0,
-				 100);
+	struct parsed *p =
+	    parse("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\nX-B: 3\r\n\r\n", 1, 0, 100);
 	assert_int_equal(sl_head_set(&p->head, p->buf, "X-A", "new"), 0);
 	assert_int_equal(sl_head_remove(&p->head, p->buf, "x-b", 3), 1);
 	assert_int_equal(sl_head_set(&p->head, p->buf, "X-Bad", "a\r\nInjected: 1"), -EINVAL);
@@ -247,20 +248,27 @@ static void test_304_with_length_has_no_body(void **state)
 	size_t used, len = sizeof(msg) - 1;
 	assert_int_equal(sl_http_execute(&p.hp, p.buf, p.buf, len, &used), HPE_PAUSED);
 	assert_true(p.hp.headers_done);
-	assert_int_equal(sl_http_execute(&p.hp, p.buf, p.buf + used, len - used, &used), HPE_PAUSED);
+	assert_int_equal(sl_http_execute(&p.hp, p.buf, p.buf + used, len - used, &used),
+			 HPE_PAUSED);
 	assert_true(p.hp.message_done);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_simple_request),	  cmocka_unit_test(test_split_across_reads),
-		cmocka_unit_test(test_framing_rejected),  cmocka_unit_test(test_nul_in_value),
-		cmocka_unit_test(test_response_te_not_chunked), cmocka_unit_test(test_hop_by_hop),
-		cmocka_unit_test(test_header_limit),	  cmocka_unit_test(test_target_limit),
-		cmocka_unit_test(test_set_remove),	  cmocka_unit_test(test_token_list),
-		cmocka_unit_test(test_out_overflow),	  cmocka_unit_test(test_pause_positions),
-		cmocka_unit_test(test_304_with_length_has_no_body),
+	    cmocka_unit_test(test_simple_request),
+	    cmocka_unit_test(test_split_across_reads),
+	    cmocka_unit_test(test_framing_rejected),
+	    cmocka_unit_test(test_nul_in_value),
+	    cmocka_unit_test(test_response_te_not_chunked),
+	    cmocka_unit_test(test_hop_by_hop),
+	    cmocka_unit_test(test_header_limit),
+	    cmocka_unit_test(test_target_limit),
+	    cmocka_unit_test(test_set_remove),
+	    cmocka_unit_test(test_token_list),
+	    cmocka_unit_test(test_out_overflow),
+	    cmocka_unit_test(test_pause_positions),
+	    cmocka_unit_test(test_304_with_length_has_no_body),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

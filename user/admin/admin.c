@@ -75,7 +75,8 @@ static void send_json(struct evhttp_request *req, int code, json_t *j)
 		free(s);
 		if (b)
 			evbuffer_free(b);
-		sl_log(SL_LOG_ERROR, "msg=\"admin reply failed\" reason=\"out of memory or not UTF-8\"");
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"admin reply failed\" reason=\"out of memory or not UTF-8\"");
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}

@@ -33,7 +33,7 @@ struct steer {
 	int migrate_saved; /* old sysctl value, -1 = untouched */
 };
 
-static struct steer steer = { .migrate_saved = -1 };
+static struct steer steer = {.migrate_saved = -1};
 
 static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -58,7 +58,8 @@ static int set_pins(struct steer_bpf *skel, const char *dir)
 {
 	struct bpf_map *m;
 	char path[512];
-	bpf_object__for_each_map(m, skel->obj) {
+	bpf_object__for_each_map(m, skel->obj)
+	{
 		snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(m));
 		int r = bpf_map__set_pin_path(m, path);
 		if (r)
@@ -71,7 +72,8 @@ static void unpin_stale(const char *dir, struct steer_bpf *skel)
 {
 	struct bpf_map *m;
 	char path[512];
-	bpf_object__for_each_map(m, skel->obj) {
+	bpf_object__for_each_map(m, skel->obj)
+	{
 		snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(m));
 		unlink(path);
 	}
@@ -154,7 +156,8 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 		skel = steer_bpf__open();
 		if (!skel) {
 			err = -errno;
-			snprintf(why, whylen, "cannot open the steering program: %s", strerror(-err));
+			snprintf(why, whylen, "cannot open the steering program: %s",
+				 strerror(-err));
 			return err;
 		}
 		err = set_pins(skel, dir);
@@ -218,8 +221,8 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 			if (!err)
 				err = socket_cookie(w->lsn[l].fd, &cookie);
 			if (!err)
-				err = bpf_map_update_elem(bpf_map__fd(skel->maps.listener_ids), &cookie,
-							  &l, BPF_ANY);
+				err = bpf_map_update_elem(bpf_map__fd(skel->maps.listener_ids),
+							  &cookie, &l, BPF_ANY);
 			if (err) {
 				err = err < 0 ? err : -errno;
 				snprintf(why, whylen, "cannot register listener socket: %s",
@@ -229,9 +232,9 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 		}
 	}
 	struct sl_steer_config cfg = {
-		.n_workers = d->n_workers,
-		.n_listeners = conf->n_listeners,
-		.stall_ns = (__u64)conf->bpf.stall_ms * 1000000ull,
+	    .n_workers = d->n_workers,
+	    .n_listeners = conf->n_listeners,
+	    .stall_ns = (__u64)conf->bpf.stall_ms * 1000000ull,
 	};
 	__u32 zero = 0;
 	bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY);
@@ -254,8 +257,9 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 
 	steer.migrate_saved = read_int_file(MIGRATE_SYSCTL);
 	if (steer.migrate_saved != 1 && write_int_file(MIGRATE_SYSCTL, 1))
-		sl_log(SL_LOG_WARN, "msg=\"cannot set net.ipv4.tcp_migrate_req=1; queued connections "
-				    "of a closing worker will not move\"");
+		sl_log(SL_LOG_WARN,
+		       "msg=\"cannot set net.ipv4.tcp_migrate_req=1; queued connections "
+		       "of a closing worker will not move\"");
 	steer.skel = skel;
 	return 0;
 fail:

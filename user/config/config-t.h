@@ -44,19 +44,20 @@ struct sl_conf_pool {
 	unsigned int max_idle_shared;	    /* idle kept in the shared overflow pool, 1024 */
 	unsigned int idle_timeout;	    /* ms an idle connection is kept, 60s */
 	unsigned int max_requests_per_conn; /* 0 = no limit */
-	unsigned int max_conns_per_server;  /* open connections per server, all workers; 0 = no limit */
-	unsigned int queue_timeout;	    /* ms a request waits for a connection slot, 3s */
+	unsigned int
+	    max_conns_per_server;   /* open connections per server, all workers; 0 = no limit */
+	unsigned int queue_timeout; /* ms a request waits for a connection slot, 3s */
 };
 
 struct sl_conf_upstream {
 	char *name;
 	struct sl_conf_server *servers;
 	unsigned int n_servers;
-	unsigned int retries;	    /* extra servers tried after a failed connect, default 1 */
-	unsigned int keepalive;	    /* = pool.max_idle_per_worker (older spelling) */
+	unsigned int retries;	/* extra servers tried after a failed connect, default 1 */
+	unsigned int keepalive; /* = pool.max_idle_per_worker (older spelling) */
 	struct sl_conf_pool pool;
-	unsigned int index;	    /* position in sl_conf.upstreams */
-	void *lb;		    /* load-balancer state, owned by lb/ */
+	unsigned int index; /* position in sl_conf.upstreams */
+	void *lb;	    /* load-balancer state, owned by lb/ */
 };
 
 enum sl_route_action {
@@ -65,9 +66,9 @@ enum sl_route_action {
 };
 
 struct sl_conf_route {
-	char *host;	       /* NULL = any; "example.com" exact; "*.example.com" suffix */
-	int host_wildcard;     /* host began with "*." : host holds ".example.com" */
-	char *path;	       /* prefix, default "/" */
+	char *host;	   /* NULL = any; "example.com" exact; "*.example.com" suffix */
+	int host_wildcard; /* host began with "*." : host holds ".example.com" */
+	char *path;	   /* prefix, default "/" */
 	size_t path_len;
 	enum sl_route_action action;
 	char *upstream_name;
@@ -119,26 +120,26 @@ enum sl_bpf_mode {
 };
 
 struct sl_conf_bpf {
-	enum sl_bpf_mode steering; /* default auto */
-	char *pin_path;		   /* default /sys/fs/bpf/sluice */
-	unsigned int stall_ms;	   /* heartbeat older than this: no new connections (200) */
-	unsigned int heartbeat_ms; /* 10 */
+	enum sl_bpf_mode steering;	   /* default auto */
+	char *pin_path;			   /* default /sys/fs/bpf/sluice */
+	unsigned int stall_ms;		   /* heartbeat older than this: no new connections (200) */
+	unsigned int heartbeat_ms;	   /* 10 */
 	unsigned int max_conns_per_worker; /* 0 = no cap */
 };
 
 struct sl_conf_admin {
-	char *socket;	 /* Unix socket path (mode 0600); NULL = none */
-	char *listen;	 /* "127.0.0.1:9180" loopback TCP; NULL = none */
+	char *socket; /* Unix socket path (mode 0600); NULL = none */
+	char *listen; /* "127.0.0.1:9180" loopback TCP; NULL = none */
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_addrlen;
-	char *token;	 /* bearer token, required with listen */
-	int debug;	 /* enables /debug/ endpoints (e.g. stalling a worker) */
+	char *token; /* bearer token, required with listen */
+	int debug;   /* enables /debug/ endpoints (e.g. stalling a worker) */
 };
 
 struct sl_conf {
 	atomic_int refcnt;
-	char *path;		/* file it came from */
-	int workers;		/* 0 = auto: one per online CPU */
+	char *path;		     /* file it came from */
+	int workers;		     /* 0 = auto: one per online CPU */
 	unsigned int shutdown_grace; /* ms, default 30s */
 	struct sl_conf_log log;
 	struct sl_conf_limits limits;

@@ -12,7 +12,7 @@
 enum sl_log_level sl_log_level_cur = SL_LOG_INFO;
 static int err_fd = 2;
 
-static const char *level_names[] = { "debug", "info", "warn", "error", "off" };
+static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
 
 int sl_log_open(const char *path, enum sl_log_level level)
 {

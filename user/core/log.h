@@ -17,7 +17,7 @@ extern enum sl_log_level sl_log_level_cur;
 	} while (0)
 
 void sl_log_emit(enum sl_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Open the error log (NULL = stderr) and set the level. 0 or -errno. */
 int sl_log_open(const char *path, enum sl_log_level level);
@@ -31,7 +31,8 @@ struct sl_alog {
 
 /* Open path ("stdout" or a file, appended). Returns fd or -errno. NULL path = off (-1). */
 int sl_alog_open(const char *path);
-/* Reserve room for one line; returns a pointer with at least `room` bytes, flushing first if needed. */
+/* Reserve room for one line; returns a pointer with at least `room` bytes, flushing first if
+ * needed. */
 char *sl_alog_reserve(struct sl_alog *a, size_t room);
 void sl_alog_commit(struct sl_alog *a, size_t n);
 void sl_alog_flush(struct sl_alog *a);

@@ -9,8 +9,8 @@
 
 #include "llhttp.h"
 
-#define SL_HDR_MAX 256	 /* hard cap on limits.max_header_count */
-#define SL_HDR_EXTRA 16	 /* headers set by filters on top of the received ones */
+#define SL_HDR_MAX 256	  /* hard cap on limits.max_header_count */
+#define SL_HDR_EXTRA 16	  /* headers set by filters on top of the received ones */
 #define SL_XBUF_SIZE 2048 /* bytes for names/values set by filters */
 
 /* Header flags. */
@@ -28,17 +28,17 @@ struct sl_hdr {
 
 /* Framing facts and validation outcome, filled by sl_head_analyze(). */
 struct sl_head_info {
-	uint8_t chunked;	 /* Transfer-Encoding ends in chunked */
+	uint8_t chunked; /* Transfer-Encoding ends in chunked */
 	uint8_t has_te;
 	uint8_t has_cl;
-	uint8_t conn_close;	 /* Connection: close */
-	uint8_t conn_keepalive;	 /* Connection: keep-alive */
-	uint8_t conn_upgrade;	 /* Connection: upgrade */
-	uint8_t expect_continue; /* Expect: 100-continue */
-	uint8_t has_upgrade;	 /* an Upgrade header */
-	int host_idx;		 /* index of Host, -1 if none */
-	int xff_idx;		 /* index of X-Forwarded-For, -1 if none */
-	uint8_t n_xff;		 /* how many X-Forwarded-For headers */
+	uint8_t conn_close;	  /* Connection: close */
+	uint8_t conn_keepalive;	  /* Connection: keep-alive */
+	uint8_t conn_upgrade;	  /* Connection: upgrade */
+	uint8_t expect_continue;  /* Expect: 100-continue */
+	uint8_t has_upgrade;	  /* an Upgrade header */
+	int host_idx;		  /* index of Host, -1 if none */
+	int xff_idx;		  /* index of X-Forwarded-For, -1 if none */
+	uint8_t n_xff;		  /* how many X-Forwarded-For headers */
 	uint8_t has_xfp, has_xfh; /* X-Forwarded-Proto / -Host present */
 	int upgrade_idx;
 	int te_idx;
@@ -48,7 +48,7 @@ struct sl_head {
 	/* request line or status line */
 	uint32_t method_off, method_len;
 	uint32_t target_off, target_len;
-	uint32_t path_off, path_len;  /* origin-form part of the target */
+	uint32_t path_off, path_len;	       /* origin-form part of the target */
 	uint32_t authority_off, authority_len; /* absolute-form authority, len 0 if none */
 	int status;
 	uint8_t http_major, http_minor;
@@ -75,8 +75,8 @@ struct sl_http_parser {
 	uint64_t body_seen;
 	uint8_t headers_done;
 	uint8_t message_done;
-	uint8_t dechunk;     /* on_body moves data down to dechunk_wr (in-place de-chunking) */
-	uint8_t skip_body;   /* response to HEAD: tell llhttp there is no body */
+	uint8_t dechunk;   /* on_body moves data down to dechunk_wr (in-place de-chunking) */
+	uint8_t skip_body; /* response to HEAD: tell llhttp there is no body */
 	char *dechunk_wr;
 };
 

@@ -44,8 +44,8 @@ static int conf_fail_to_connect(struct sl_session *s, void *ctx, const struct sl
 }
 
 const struct sl_proxy_ops sl_conf_proxy_ops = {
-	.ctx_size = sizeof(struct conf_ctx),
-	.request_filter = conf_request_filter,
-	.upstream_peer = conf_upstream_peer,
-	.fail_to_connect = conf_fail_to_connect,
+    .ctx_size = sizeof(struct conf_ctx),
+    .request_filter = conf_request_filter,
+    .upstream_peer = conf_upstream_peer,
+    .fail_to_connect = conf_fail_to_connect,
 };

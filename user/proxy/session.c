@@ -145,14 +145,30 @@ static void arm(struct sl_session *s, enum sl_timer_kind k)
 			event_del(&s->tev);
 		s->timer = ST_NONE;
 		return;
-	case ST_KEEPALIVE: tv = w->ct_keepalive; break;
-	case ST_HEADER: tv = w->ct_header; break;
-	case ST_BODY: tv = w->ct_body; break;
-	case ST_CONNECT: tv = w->ct_connect; break;
-	case ST_RESPONSE: tv = w->ct_resp; break;
-	case ST_UPIDLE: tv = w->ct_upidle; break;
-	case ST_TUNNEL: tv = w->ct_keepalive; break;
-	case ST_QUEUE: tv = w->ct_connect; break; /* queue_wait() arms its own */
+	case ST_KEEPALIVE:
+		tv = w->ct_keepalive;
+		break;
+	case ST_HEADER:
+		tv = w->ct_header;
+		break;
+	case ST_BODY:
+		tv = w->ct_body;
+		break;
+	case ST_CONNECT:
+		tv = w->ct_connect;
+		break;
+	case ST_RESPONSE:
+		tv = w->ct_resp;
+		break;
+	case ST_UPIDLE:
+		tv = w->ct_upidle;
+		break;
+	case ST_TUNNEL:
+		tv = w->ct_keepalive;
+		break;
+	case ST_QUEUE:
+		tv = w->ct_connect;
+		break; /* queue_wait() arms its own */
 	}
 	s->timer = k;
 	event_add(&s->tev, tv);
@@ -306,8 +322,10 @@ static int reuse_check(struct sl_worker *w, int fd, const struct sl_peer *peer)
 	if (getpeername(fd, (struct sockaddr *)&sa, &len) || len != peer->addrlen ||
 	    memcmp(&sa, &peer->addr, len)) {
 		w->st->pool_fd_mismatch++;
-		sl_log(SL_LOG_WARN, "msg=\"pooled connection no longer points at its peer, closed\" "
-				    "peer=%s", peer->name);
+		sl_log(SL_LOG_WARN,
+		       "msg=\"pooled connection no longer points at its peer, closed\" "
+		       "peer=%s",
+		       peer->name);
 		return -1;
 	}
 	return 0;
@@ -729,8 +747,8 @@ static void parse_request_head(struct sl_session *s)
 {
 	struct sl_iob *b = &s->in;
 	size_t used;
-	llhttp_errno_t e = sl_http_execute(&s->rp, b->data, b->data + b->parse, b->wr - b->parse,
-					   &used);
+	llhttp_errno_t e =
+	    sl_http_execute(&s->rp, b->data, b->data + b->parse, b->wr - b->parse, &used);
 	b->parse += (uint32_t)used;
 	s->r_in += used;
 	if (e == HPE_PAUSED && s->rp.headers_done) {
@@ -780,8 +798,8 @@ static void pump_request_body(struct sl_session *s)
 	if (!s->req_done) {
 		size_t used;
 		uint32_t old = b->parse;
-		llhttp_errno_t e = sl_http_execute(&s->rp, b->data, b->data + b->parse,
-						   b->wr - b->parse, &used);
+		llhttp_errno_t e =
+		    sl_http_execute(&s->rp, b->data, b->data + b->parse, b->wr - b->parse, &used);
 		b->parse += (uint32_t)used;
 		b->fwd = b->parse;
 		s->r_in += used;
@@ -1028,7 +1046,8 @@ static void connect_upstream(struct sl_session *s)
 		if (s->uin.data)
 			s->uin.rd = s->uin.fwd = s->uin.parse = s->uin.wr = 0;
 		if (s->peer.tls) {
-			sl_log(SL_LOG_ERROR, "msg=\"TLS to upstreams is not supported yet\" peer=%s",
+			sl_log(SL_LOG_ERROR,
+			       "msg=\"TLS to upstreams is not supported yet\" peer=%s",
 			       s->peer.name);
 			send_error(s, 502);
 			return;
@@ -1096,8 +1115,8 @@ static void queue_wait(struct sl_session *s)
 	if (s->timer != ST_QUEUE) { /* first time in: the deadline does not move on retries */
 		w->st->queue_waits++;
 		s->timer = ST_QUEUE;
-		event_add(&s->tev, sl_worker_common_tv(w, s->upstream ? s->upstream->pool.queue_timeout
-								  : 3000));
+		event_add(&s->tev, sl_worker_common_tv(
+				       w, s->upstream ? s->upstream->pool.queue_timeout : 3000));
 	}
 }
 
@@ -1290,7 +1309,8 @@ static int response_head(struct sl_session *s)
 			sl_out_str(&o, "Connection: upgrade\r\n");
 			if (h->info.upgrade_idx >= 0) {
 				sl_out_str(&o, "Upgrade: ");
-				sl_out_put(&o, sl_hdr_value(h, b->data, (unsigned)h->info.upgrade_idx),
+				sl_out_put(&o,
+					   sl_hdr_value(h, b->data, (unsigned)h->info.upgrade_idx),
 					   h->h[h->info.upgrade_idx].value_len);
 				sl_out_str(&o, "\r\n");
 			}
@@ -1328,14 +1348,16 @@ static void parse_response(struct sl_session *s)
 		uint32_t old_fwd = b->fwd;
 		if (s->up_p.dechunk)
 			s->up_p.dechunk_wr = b->data + b->fwd;
-		llhttp_errno_t e = sl_http_execute(&s->up_p, b->data, b->data + b->parse,
-						   b->wr - b->parse, &used);
+		llhttp_errno_t e =
+		    sl_http_execute(&s->up_p, b->data, b->data + b->parse, b->wr - b->parse, &used);
 		b->parse += (uint32_t)used;
 		if (s->resp_head_done) {
-			b->fwd = s->up_p.dechunk ? (uint32_t)(s->up_p.dechunk_wr - b->data) : b->parse;
-			if (ops->response_body_filter && (b->fwd > old_fwd || s->up_p.message_done) &&
-			    ops->response_body_filter(s, s->ctx, b->data + old_fwd, b->fwd - old_fwd,
-						      s->up_p.message_done) < 0) {
+			b->fwd =
+			    s->up_p.dechunk ? (uint32_t)(s->up_p.dechunk_wr - b->data) : b->parse;
+			if (ops->response_body_filter &&
+			    (b->fwd > old_fwd || s->up_p.message_done) &&
+			    ops->response_body_filter(s, s->ctx, b->data + old_fwd,
+						      b->fwd - old_fwd, s->up_p.message_done) < 0) {
 				s->up_broken = 1;
 				send_error(s, 502);
 				return;
@@ -1438,8 +1460,8 @@ static void up_eof(struct sl_session *s, int err)
 		retry_request(s);
 		return;
 	}
-	sl_log(SL_LOG_WARN, "msg=\"upstream closed mid-response\" peer=%s err=%d",
-	       s->peer.name, -err);
+	sl_log(SL_LOG_WARN, "msg=\"upstream closed mid-response\" peer=%s err=%d", s->peer.name,
+	       -err);
 	if (!s->resp_started) {
 		send_error(s, 502);
 		return;
@@ -1486,7 +1508,8 @@ static void up_read_ev(evutil_socket_t fd, short what, void *arg)
 	if (n > 0) {
 		b->wr += (uint32_t)n;
 		if (s->state == SS_TUNNEL) {
-			b->parse = b->fwd = b->wr; /* raw bytes: everything received is forwardable */
+			b->parse = b->fwd =
+			    b->wr; /* raw bytes: everything received is forwardable */
 			arm(s, ST_TUNNEL);
 			client_flush(s);
 			return;
@@ -1718,11 +1741,21 @@ static void log_request(struct sl_session *s)
 	struct sl_worker *w = s->w;
 	int st = s->status;
 	switch (st / 100) {
-	case 1: w->st->resp_1xx++; break;
-	case 2: w->st->resp_2xx++; break;
-	case 3: w->st->resp_3xx++; break;
-	case 4: w->st->resp_4xx++; break;
-	default: w->st->resp_5xx++; break;
+	case 1:
+		w->st->resp_1xx++;
+		break;
+	case 2:
+		w->st->resp_2xx++;
+		break;
+	case 3:
+		w->st->resp_3xx++;
+		break;
+	case 4:
+		w->st->resp_4xx++;
+		break;
+	default:
+		w->st->resp_5xx++;
+		break;
 	}
 	const struct sl_proxy_ops *ops = w->d->ops;
 	if (ops->logging && s->hold)
@@ -1735,7 +1768,8 @@ static void log_request(struct sl_session *s)
 	clock_gettime(CLOCK_REALTIME, &now);
 	o += (size_t)snprintf(p + o, room - o, "ts=");
 	o += sl_fmt_time(p + o, room - o, &now);
-	o += (size_t)snprintf(p + o, room - o, " worker=%u client=%s method=", w->id, s->client_str);
+	o +=
+	    (size_t)snprintf(p + o, room - o, " worker=%u client=%s method=", w->id, s->client_str);
 	if (s->req.target_len && s->hold) {
 		const char *m = llhttp_method_name((llhttp_method_t)s->rp.p.method);
 		o += put_val(p + o, room - o, m, strlen(m));
@@ -1746,11 +1780,10 @@ static void log_request(struct sl_session *s)
 		o += (size_t)snprintf(p + o, room - o, "- target=-");
 	}
 	uint64_t total = ns_since(&s->t_start);
-	o += (size_t)snprintf(p + o, room - o,
-			      " status=%d in=%llu out=%llu upstream=%s upstream_time=%.3f time=%.3f",
-			      st, (unsigned long long)s->r_in, (unsigned long long)s->r_out,
-			      s->peer.name[0] ? s->peer.name : "-", (double)s->up_time_ns / 1e9,
-			      (double)total / 1e9);
+	o += (size_t)snprintf(
+	    p + o, room - o, " status=%d in=%llu out=%llu upstream=%s upstream_time=%.3f time=%.3f",
+	    st, (unsigned long long)s->r_in, (unsigned long long)s->r_out,
+	    s->peer.name[0] ? s->peer.name : "-", (double)s->up_time_ns / 1e9, (double)total / 1e9);
 	if (s->log_extra_len && o + s->log_extra_len < room) {
 		memcpy(p + o, s->log_extra, s->log_extra_len);
 		o += s->log_extra_len;
@@ -1802,8 +1835,8 @@ static void finish_request(struct sl_session *s)
 		up_release(s, reuse);
 	}
 	log_request(s);
-	int keep = s->keepalive && s->req_done && !s->client_eof && !w->draining &&
-		   s->state != SS_CLOSING;
+	int keep =
+	    s->keepalive && s->req_done && !s->client_eof && !w->draining && s->state != SS_CLOSING;
 	reset_request(s);
 	if (!keep) {
 		session_close(s);
@@ -1943,7 +1976,8 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	}
 	/* the two big heads are reset when used; zero everything around them */
 	memset(s, 0, offsetof(struct sl_session, req));
-	memset(&s->head_end, 0, offsetof(struct sl_session, resp) - offsetof(struct sl_session, head_end));
+	memset(&s->head_end, 0,
+	       offsetof(struct sl_session, resp) - offsetof(struct sl_session, head_end));
 	memset(&s->resp_head_done, 0, sizeof(*s) - offsetof(struct sl_session, resp_head_done));
 	s->ctx = ctx_size ? (char *)s + ((sizeof(*s) + 15) & ~(size_t)15) : NULL;
 	s->fd = fd;
@@ -1965,8 +1999,8 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 		inet_ntop(AF_INET, &a->sin_addr, s->client_ip, sizeof(s->client_ip));
 		port = ntohs(a->sin_port);
 	}
-	snprintf(s->client_str, sizeof(s->client_str), sa->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-		 s->client_ip, port);
+	snprintf(s->client_str, sizeof(s->client_str),
+		 sa->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", s->client_ip, port);
 	set_nodelay(fd);
 	event_assign(&s->rev, w->base, fd, EV_READ | EV_PERSIST, client_read_cb, s);
 	event_assign(&s->wev, w->base, fd, EV_WRITE | EV_PERSIST, client_write_cb, s);

@@ -64,8 +64,8 @@ struct sl_session {
 	char client_ip[INET6_ADDRSTRLEN];
 
 	enum sl_sess_state state;
-	uint8_t closed;	 /* torn down; freed when the outermost callback returns */
-	uint8_t depth;	 /* event callbacks on the stack */
+	uint8_t closed; /* torn down; freed when the outermost callback returns */
+	uint8_t depth;	/* event callbacks on the stack */
 	enum sl_timer_kind timer;
 	uint8_t rd_on, wr_on; /* rev / wev added */
 
@@ -74,15 +74,15 @@ struct sl_session {
 	struct sl_http_parser rp;
 	struct sl_head req;
 	uint32_t head_end;
-	uint8_t req_done;     /* whole request read from the client */
-	uint8_t req_sent;     /* whole request written upstream */
-	uint8_t head_queued;  /* request head built in out */
+	uint8_t req_done;    /* whole request read from the client */
+	uint8_t req_sent;    /* whole request written upstream */
+	uint8_t head_queued; /* request head built in out */
 	uint8_t expect_continue, sent_continue;
 	uint8_t upgrade_req, is_head_req, idempotent;
-	uint8_t keepalive;    /* client connection stays open after this response */
+	uint8_t keepalive; /* client connection stays open after this response */
 	uint8_t client_eof;
-	uint8_t local_resp;   /* response produced by sluice itself */
-	uint8_t counted;      /* request counted in stats */
+	uint8_t local_resp; /* response produced by sluice itself */
+	uint8_t counted;    /* request counted in stats */
 
 	/* upstream side */
 	struct sl_conf_hold *hold;

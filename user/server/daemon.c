@@ -64,15 +64,16 @@ int sl_daemon_reload(struct sl_daemon *d)
 	char err[SL_CONF_ERR_MAX];
 	struct sl_conf *n = sl_conf_load(path, err, sizeof(err));
 	if (!n) {
-		sl_log(SL_LOG_ERROR, "msg=\"reload rejected, old config keeps serving\" reason=\"%s\"",
-		       err);
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"reload rejected, old config keeps serving\" reason=\"%s\"", err);
 		snprintf(d->reload_err, sizeof(d->reload_err), "%s", err);
 		return -EINVAL;
 	}
 	struct sl_conf *old = atomic_load(&d->conf);
 	if (!same_listeners(old, n)) {
-		sl_log(SL_LOG_ERROR, "msg=\"reload rejected, old config keeps serving\" "
-				     "reason=\"%s: listeners changed; a restart is needed for that\"",
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"reload rejected, old config keeps serving\" "
+		       "reason=\"%s: listeners changed; a restart is needed for that\"",
 		       path);
 		snprintf(d->reload_err, sizeof(d->reload_err),
 			 "%s: listeners changed; a restart is needed for that", path);
@@ -130,7 +131,8 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 		return 0;
 	}
 	if (conf->bpf.steering == SL_BPF_REQUIRED) {
-		sl_log(SL_LOG_ERROR, "msg=\"steering required but unavailable\" reason=\"%s\"", why);
+		sl_log(SL_LOG_ERROR, "msg=\"steering required but unavailable\" reason=\"%s\"",
+		       why);
 		return err;
 	}
 	sl_log(SL_LOG_WARN, "msg=\"steering off, serving without it\" reason=\"%s\"", why);
@@ -185,7 +187,7 @@ static int main_loop(struct sl_daemon *d, const sigset_t *set)
 	}
 	struct event *sev = event_new(d->base, sfd, EV_READ | EV_PERSIST, on_signal, d);
 	struct event *tev = event_new(d->base, -1, EV_PERSIST, on_tick, d);
-	struct timeval tick = { 0, 20 * 1000 };
+	struct timeval tick = {0, 20 * 1000};
 	event_add(sev, NULL);
 	event_add(tev, &tick);
 	if (sl_admin_start(d))
@@ -203,21 +205,31 @@ static int main_loop(struct sl_daemon *d, const sigset_t *set)
 int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "test", no_argument, NULL, 't' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"test", no_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *path = DEFAULT_CONF;
 	int test = 0, opt;
 	while ((opt = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': path = optarg; break;
-		case 't': test = 1; break;
-		case 'V': printf("sluiced %s\n", SL_VERSION); return 0;
-		case 'h': usage(stdout, argv[0]); return 0;
-		default: usage(stderr, argv[0]); return 2;
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'V':
+			printf("sluiced %s\n", SL_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout, argv[0]);
+			return 0;
+		default:
+			usage(stderr, argv[0]);
+			return 2;
 		}
 	}
 	if (optind < argc) {
@@ -253,7 +265,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	d.ops = ops;
 	d.conf_path = path;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	d.n_workers = conf->workers > 0 ? (unsigned int)conf->workers : (unsigned int)(ncpu > 0 ? ncpu : 1);
+	d.n_workers =
+	    conf->workers > 0 ? (unsigned int)conf->workers : (unsigned int)(ncpu > 0 ? ncpu : 1);
 	if (d.n_workers > SL_MAX_WORKERS)
 		d.n_workers = SL_MAX_WORKERS;
 	d.alog_fd = sl_alog_open(conf->log.access_log);
@@ -317,8 +330,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		atomic_store(&d.stop, 2);
 		poke_all(&d);
 	} else {
-		sl_log(SL_LOG_INFO, "msg=\"sluiced started\" version=%s workers=%u config=%s", SL_VERSION,
-		       d.n_workers, path);
+		sl_log(SL_LOG_INFO, "msg=\"sluiced started\" version=%s workers=%u config=%s",
+		       SL_VERSION, d.n_workers, path);
 	}
 
 	if (!rc)

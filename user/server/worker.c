@@ -33,7 +33,8 @@ const struct timeval *sl_worker_common_tv(struct sl_worker *w, unsigned int ms)
 	for (unsigned int i = 0; i < w->n_ctv; i++)
 		if (w->ctv[i].ms == ms)
 			return w->ctv[i].tv;
-	unsigned int i = w->n_ctv < 16 ? w->n_ctv++ : 15; /* more durations than that: reuse the last slot */
+	unsigned int i =
+	    w->n_ctv < 16 ? w->n_ctv++ : 15; /* more durations than that: reuse the last slot */
 	w->ctv[i].ms = ms;
 	w->ctv[i].tv = common_tv(w->base, &w->ctv[i].raw, ms);
 	return w->ctv[i].tv;
@@ -115,7 +116,7 @@ int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf)
 		w->lsn[i].index = i;
 		w->lsn[i].w = w;
 		continue;
-fail:;
+	fail:;
 		int err = -errno;
 		sl_log(SL_LOG_ERROR, "msg=\"cannot listen\" address=%s err=\"%s\"", l->address,
 		       strerror(-err));
@@ -137,7 +138,8 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
 		socklen_t len = sizeof(sa);
 		int c = accept4(fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				sl_log(SL_LOG_ERROR, "msg=\"accept failed\" worker=%u err=\"%s\"",
 				       w->id, strerror(errno));
 			return;
@@ -274,7 +276,7 @@ int sl_worker_start(struct sl_worker *w)
 	event_assign(&w->ctl_ev, w->base, w->ctl_fd, EV_READ | EV_PERSIST, ctl_cb, w);
 	event_add(&w->ctl_ev, NULL);
 	unsigned int hb = w->hold ? w->hold->conf->bpf.heartbeat_ms : 10;
-	struct timeval tick = { hb / 1000, (hb % 1000) * 1000 };
+	struct timeval tick = {hb / 1000, (hb % 1000) * 1000};
 	event_assign(&w->tick_ev, w->base, -1, EV_PERSIST, tick_cb, w);
 	event_add(&w->tick_ev, &tick);
 	for (unsigned int i = 0; i < w->n_lsn; i++) {

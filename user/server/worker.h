@@ -59,7 +59,7 @@ struct sl_worker {
 	int stopped;
 	struct timeval tv_header, tv_keepalive, tv_body, tv_connect, tv_resp, tv_upidle;
 	const struct timeval *ct_header, *ct_keepalive, *ct_body, *ct_connect, *ct_resp,
-		*ct_upidle; /* libevent common timeouts: O(1) timer queue inserts */
+	    *ct_upidle; /* libevent common timeouts: O(1) timer queue inserts */
 	/* this worker's slot of the mmaped worker_stats map, or st_local without BPF */
 	struct sl_worker_stats *st;
 	struct sl_worker_state *state; /* slot of the workers map, or state_local */
@@ -79,17 +79,18 @@ struct sl_daemon {
 	_Atomic(struct sl_conf *) conf; /* published snapshot; workers pick it up */
 	struct sl_worker *workers;
 	unsigned int n_workers;
-	atomic_int stop;    /* 0 run, 1 graceful, 2 fast */
-	atomic_int live;    /* workers still running */
+	atomic_int stop; /* 0 run, 1 graceful, 2 fast */
+	atomic_int live; /* workers still running */
 	int alog_fd;
 	const char *conf_path;
 	struct event_base *base; /* main thread's loop: signals, admin API */
 	uint64_t deadline_ms;	 /* graceful stop: when the grace period ends */
 	unsigned int reloads;
 	char reload_err[SL_CONF_ERR_MAX];
-	void *admin; /* admin API state (admin/) */
-	struct sl_spool *spool; /* shared overflow pool of idle upstream connections */
-	int lsn_fds[SL_MAX_LISTENERS]; /* bound at start, one per listener for worker 0; others dup'd by reuseport */
+	void *admin;		       /* admin API state (admin/) */
+	struct sl_spool *spool;	       /* shared overflow pool of idle upstream connections */
+	int lsn_fds[SL_MAX_LISTENERS]; /* bound at start, one per listener for worker 0; others
+					  dup'd by reuseport */
 };
 
 int sl_worker_start(struct sl_worker *w);

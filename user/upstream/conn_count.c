@@ -13,13 +13,15 @@ static atomic_uint overflow;
 atomic_uint *sl_conn_counter(uint64_t peer_hash)
 {
 	uint64_t key = peer_hash | 1;
-	for (unsigned int n = 0, i = (unsigned int)(key % SLOTS); n < SLOTS; n++, i = (i + 1) % SLOTS) {
+	for (unsigned int n = 0, i = (unsigned int)(key % SLOTS); n < SLOTS;
+	     n++, i = (i + 1) % SLOTS) {
 		uint64_t k = atomic_load_explicit(&table[i].key, memory_order_acquire);
 		if (k == key)
 			return &table[i].count;
 		if (k == 0) {
 			uint64_t zero = 0;
-			if (atomic_compare_exchange_strong(&table[i].key, &zero, key) || zero == key)
+			if (atomic_compare_exchange_strong(&table[i].key, &zero, key) ||
+			    zero == key)
 				return &table[i].count;
 		}
 	}

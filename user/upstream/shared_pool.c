@@ -103,7 +103,8 @@ static void *keeper_main(void *arg)
 				pthread_mutex_unlock(&sp->mu);
 				return NULL;
 			}
-			uint32_t i = (uint32_t)ev[k].data.u64, gen = (uint32_t)(ev[k].data.u64 >> 32);
+			uint32_t i = (uint32_t)ev[k].data.u64,
+				 gen = (uint32_t)(ev[k].data.u64 >> 32);
 			if (i < sp->cap && sp->slots[i].used && sp->slots[i].gen == gen) {
 				/* EOF, error or bytes nobody asked for: never reusable */
 				close_slot(sp, i);
@@ -143,7 +144,7 @@ struct sl_spool *sl_spool_new(unsigned int capacity, unsigned int max_idle,
 	sp->lru_head = sp->lru_tail = NONE;
 	pthread_mutex_init(&sp->mu, NULL);
 	sl_spool_set_limits(sp, max_idle, idle_timeout_ms);
-	struct epoll_event e = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
+	struct epoll_event e = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
 	epoll_ctl(sp->epfd, EPOLL_CTL_ADD, sp->stop_fd, &e);
 	if (pthread_create(&sp->keeper, NULL, keeper_main, sp))
 		goto fail;
@@ -233,8 +234,8 @@ int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64
 		sp->lru_tail = i;
 	sp->n++;
 	sp->st.parked++;
-	struct epoll_event e = { .events = EPOLLIN | EPOLLRDHUP,
-				 .data.u64 = ((uint64_t)s->gen << 32) | i };
+	struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP,
+				.data.u64 = ((uint64_t)s->gen << 32) | i};
 	if (epoll_ctl(sp->epfd, EPOLL_CTL_ADD, fd, &e)) {
 		close_slot(sp, i);
 		pthread_mutex_unlock(&sp->mu);

@@ -59,8 +59,8 @@ struct sl_proxy_ops {
 	 * call. They may not change the bytes. A negative return aborts the request. */
 	int (*request_body_filter)(struct sl_session *s, void *ctx, const char *data, size_t len,
 				   int end);
-	int (*response_body_filter)(struct sl_session *s, void *ctx, const char *data,
-				    size_t len, int end);
+	int (*response_body_filter)(struct sl_session *s, void *ctx, const char *data, size_t len,
+				    int end);
 	/* Connect to peer failed with err (negative errno). Return SL_RETRY to call
 	 * upstream_peer again, anything else to give up (502). */
 	int (*fail_to_connect)(struct sl_session *s, void *ctx, const struct sl_peer *peer,
