@@ -982,6 +982,78 @@ static void test_error_paths_free(void **state)
 		   "t.yaml:7:44: undefined upstream 'b'");
 }
 
+/* bpf:, admin: and upstream pool: sections (steering, admin API, connection pools). */
+static void test_bpf_admin_pool(void **state)
+{
+	struct sl_conf *c = parse_ok("listeners: [ { address: \":1\" } ]\n");
+	assert_int_equal(c->bpf.steering, SL_BPF_AUTO);
+	assert_null(c->bpf.pin_path);
+	assert_int_equal(c->bpf.stall_ms, 200);
+	assert_int_equal(c->bpf.heartbeat_ms, 10);
+	assert_null(c->admin.socket);
+	assert_false(c->admin.debug);
+	sl_conf_put(c);
+
+	c = parse_ok(
+	    "bpf: { steering: required, pin_path: /sys/fs/bpf/x, stall_ms: 300,\n"
+	    "       heartbeat_ms: 5, max_conns_per_worker: 1000 }\n"
+	    "admin: { socket: /run/a.sock, listen: 127.0.0.1:9180, token: t, debug: true }\n"
+	    "upstreams:\n"
+	    "  u:\n"
+	    "    servers: [ { address: 127.0.0.1:1 } ]\n"
+	    "    pool: { max_idle_per_worker: 7, max_idle_shared: 9, idle_timeout: 2s,\n"
+	    "            max_requests_per_conn: 100, max_conns_per_server: 3,\n"
+	    "            queue_timeout: 250ms }\n"
+	    "  v:\n"
+	    "    servers: [ { address: 127.0.0.1:2 } ]\n"
+	    "    keepalive: 5\n"
+	    "listeners: [ { address: \":1\", routes: [ { upstream: u } ] } ]\n");
+	assert_int_equal(c->bpf.steering, SL_BPF_REQUIRED);
+	assert_string_equal(c->bpf.pin_path, "/sys/fs/bpf/x");
+	assert_int_equal(c->bpf.stall_ms, 300);
+	assert_int_equal(c->bpf.heartbeat_ms, 5);
+	assert_int_equal(c->bpf.max_conns_per_worker, 1000);
+	assert_string_equal(c->admin.socket, "/run/a.sock");
+	assert_in4(&c->admin.listen_addr, c->admin.listen_addrlen, "127.0.0.1", 9180);
+	assert_string_equal(c->admin.token, "t");
+	assert_true(c->admin.debug);
+	const struct sl_conf_upstream *u = find_upstream(c, "u");
+	assert_int_equal(u->pool.max_idle_per_worker, 7);
+	assert_int_equal(u->pool.max_idle_shared, 9);
+	assert_int_equal(u->pool.idle_timeout, 2000);
+	assert_int_equal(u->pool.max_requests_per_conn, 100);
+	assert_int_equal(u->pool.max_conns_per_server, 3);
+	assert_int_equal(u->pool.queue_timeout, 250);
+	const struct sl_conf_upstream *v = find_upstream(c, "v");
+	assert_int_equal(v->pool.max_idle_per_worker, 5); /* keepalive: the older spelling */
+	assert_int_equal(v->pool.max_idle_shared, 1024);
+	assert_int_equal(v->pool.idle_timeout, 60000);
+	assert_int_equal(v->pool.queue_timeout, 3000);
+	sl_conf_put(c);
+
+	c = parse_ok("bpf: { steering: off }\nlisteners: [ { address: \":1\" } ]\n");
+	assert_int_equal(c->bpf.steering, SL_BPF_OFF);
+	sl_conf_put(c);
+
+	expect_err("bpf: { steering: maybe }\n",
+		   "t.yaml:1:18: bpf.steering must be auto, required or off");
+	expect_err("bpf: { stall_ms: 10, heartbeat_ms: 10 }\n",
+		   "t.yaml:1:6: bpf.heartbeat_ms (10) must be below bpf.stall_ms (10)");
+	expect_err("bpf: { pin_path: sluice }\n",
+		   "t.yaml:1:18: bpf.pin_path must be an absolute path");
+	expect_err("admin: { listen: 10.1.2.3:9180, token: t }\n",
+		   "t.yaml:1:18: admin.listen must be a loopback address");
+	expect_err("admin: { listen: 127.0.0.1:9180 }\n",
+		   "t.yaml:1:8: admin.listen needs admin.token (a bearer token)");
+	expect_err("admin: { sockt: /x }\n", "t.yaml:1:10: unknown key 'sockt' in admin");
+	expect_err("upstreams:\n"
+		   "  u:\n"
+		   "    servers: [ { address: 127.0.0.1:1 } ]\n"
+		   "    pool: { max_idle: 2 }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:13: unknown key 'max_idle' in upstreams.u.pool");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1004,6 +1076,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_addr),
 	    cmocka_unit_test(test_refcount),
 	    cmocka_unit_test(test_error_paths_free),
+	    cmocka_unit_test(test_bpf_admin_pool),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
