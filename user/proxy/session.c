@@ -239,6 +239,24 @@ static void hand_over_cb(struct sl_upconn *c, void *arg)
 	to_shared(arg, c);
 }
 
+/* Requests wait somewhere for a peer this worker holds idle connections to: give
+ * those to the shared pool. Called from the worker tick while anyone waits. */
+void sl_session_pool_share_waited(struct sl_worker *w)
+{
+	struct sl_pool *p = &w->pool;
+	for (unsigned int g = 0; g < p->n_groups; g++) {
+		struct sl_upconn *c = p->groups[g].lru_head;
+		while (c) {
+			struct sl_upconn *next = c->lru_next;
+			if (c->count && atomic_load_explicit(&c->count->waiters, memory_order_relaxed)) {
+				sl_pool_remove(p, c);
+				to_shared(w, c);
+			}
+			c = next;
+		}
+	}
+}
+
 /* A draining worker leaves its idle connections to the others. */
 void sl_session_pool_hand_over(struct sl_worker *w)
 {
@@ -271,7 +289,10 @@ static void up_release(struct sl_session *s, int reusable)
 			sl_session_wake_queue(w);
 		return;
 	}
-	if (w->draining) {
+	/* Draining, or requests on other workers wait for a connection to this peer (at
+	 * max_conns_per_server): the shared pool is where they can get it. */
+	if (w->draining || (c->count && !w->wq_head &&
+			    atomic_load_explicit(&c->count->waiters, memory_order_relaxed))) {
 		to_shared(w, c);
 		return;
 	}
@@ -351,7 +372,7 @@ static struct sl_upconn *pool_take(struct sl_session *s)
 	if (!w->d->spool)
 		return NULL;
 	unsigned int requests;
-	atomic_uint *count;
+	struct sl_peer_count *count;
 	int fd;
 	while ((fd = sl_spool_get(w->d->spool, &s->peer, s->peer_hash, &requests, &count)) >= 0) {
 		if (reuse_check(w, fd, &s->peer) || !(c = calloc(1, sizeof(*c)))) {
@@ -962,7 +983,7 @@ static int up_connect(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
 	unsigned int max = s->upstream ? s->upstream->pool.max_conns_per_server : 0;
-	atomic_uint *count = sl_conn_counter(s->peer_hash);
+	struct sl_peer_count *count = sl_conn_counter(s->peer_hash);
 	if (!sl_conn_count_take(count, max))
 		return -EBUSY;
 	int fd = socket(s->peer.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1097,6 +1118,7 @@ static void queue_unlink(struct sl_session *s)
 		w->wq_tail = s->wq_prev;
 	s->wq_prev = s->wq_next = NULL;
 	s->queued = 0;
+	sl_conn_wait_add(s->wait_count, -1);
 }
 
 static void queue_wait(struct sl_session *s)
@@ -1104,6 +1126,8 @@ static void queue_wait(struct sl_session *s)
 	struct sl_worker *w = s->w;
 	if (!s->queued) {
 		s->queued = 1;
+		s->wait_count = sl_conn_counter(s->peer_hash);
+		sl_conn_wait_add(s->wait_count, 1);
 		s->wq_next = NULL;
 		s->wq_prev = w->wq_tail;
 		if (w->wq_tail)

@@ -96,6 +96,7 @@ struct sl_session {
 	uint64_t tried_prev; /* before the last pick: a stale-connection retry restores it */
 	uint8_t fresh_only;  /* retrying a stale pooled connection: connect anew */
 	uint8_t queued;	     /* in the worker's wait list (max_conns_per_server) */
+	struct sl_peer_count *wait_count;
 	struct sl_session *wq_prev, *wq_next;
 	const struct sl_conf_upstream *upstream;
 	struct sl_iob uin;
@@ -129,6 +130,8 @@ void sl_session_close_all(struct sl_worker *w);
 void sl_upconn_close(struct sl_upconn *c);
 /* Retry requests waiting for a connection slot. */
 void sl_session_wake_queue(struct sl_worker *w);
+/* Give idle connections that other workers' queued requests wait for to the shared pool. */
+void sl_session_pool_share_waited(struct sl_worker *w);
 /* Move every idle upstream connection of this worker to the shared pool. */
 void sl_session_pool_hand_over(struct sl_worker *w);
 /* Answer with a configured fixed response; returns SL_DONE. */

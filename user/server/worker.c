@@ -14,6 +14,7 @@
 #include "proxy/session.h"
 #include "config/config.h"
 #include "server/worker.h"
+#include "upstream/conn_count.h"
 
 static void ms_tv(struct timeval *tv, unsigned int ms)
 {
@@ -212,8 +213,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_worker *w = arg;
 	uint64_t now = mono_ns();
 	__atomic_store_n(&w->state->heartbeat_ns, now, __ATOMIC_RELAXED);
-	if (w->wq_head) /* slots freed by other workers are noticed here */
-		sl_session_wake_queue(w);
+	if (atomic_load_explicit(&sl_waiters_total, memory_order_relaxed)) {
+		sl_session_pool_share_waited(w);
+		if (w->wq_head) /* slots freed by other workers are noticed here */
+			sl_session_wake_queue(w);
+	}
 	if (w->alog.len && now - w->alog_flushed_ns >= 100000000ull) {
 		sl_alog_flush(&w->alog);
 		w->alog_flushed_ns = now;

@@ -16,13 +16,21 @@ unsigned int sl_pool_group(struct sl_pool *p, const char *name)
 {
 	if (!name)
 		name = "";
+	/* names are kept truncated: compare the full length and a hash of the whole name
+	 * too, so two long names sharing a prefix stay two groups */
+	size_t n = strlen(name);
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)name[i]) * 1099511628211ull;
 	for (unsigned int i = 0; i < p->n_groups; i++)
-		if (!strcmp(p->groups[i].name, name))
+		if (p->groups[i].hash == h && p->groups[i].len == n &&
+		    !strncmp(p->groups[i].name, name, sizeof(p->groups[i].name) - 1))
 			return i;
 	if (p->n_groups == SL_POOL_GROUPS)
 		return SL_POOL_GROUPS - 1;
 	unsigned int g = p->n_groups++;
-	size_t n = strlen(name);
+	p->groups[g].hash = h;
+	p->groups[g].len = n;
 	n = n < sizeof(p->groups[g].name) - 1 ? n : sizeof(p->groups[g].name) - 1;
 	memcpy(p->groups[g].name, name, n);
 	p->groups[g].name[n] = 0;

@@ -15,6 +15,8 @@
 
 #include "sluice/sluice.h"
 
+struct sl_peer_count;
+
 struct sl_session;
 struct sl_worker;
 struct sl_pool_key;
@@ -27,7 +29,7 @@ struct sl_upconn {
 	struct sl_session *s; /* owner while in use; NULL while idle */
 	struct sl_peer peer;
 	uint64_t peer_hash;
-	atomic_uint *count; /* open connections to this peer, all workers (conn_count.h) */
+	struct sl_peer_count *count; /* open connections to this peer, all workers (conn_count.h) */
 	/* while idle in the local pool */
 	struct sl_pool_key *key;
 	struct sl_upconn *prev, *next;	       /* the key's LIFO stack */
@@ -54,7 +56,9 @@ struct sl_pool_key {
 #define SL_POOL_GROUPS 64
 
 struct sl_pool_group {
-	char name[64]; /* upstream name; "" = peers chosen outside any upstream */
+	char name[64]; /* upstream name (truncated); "" = peers chosen outside any upstream */
+	uint64_t hash; /* of the whole name */
+	size_t len;
 	unsigned int n_idle;
 	struct sl_upconn *lru_head, *lru_tail;
 };

@@ -24,7 +24,7 @@ struct slot {
 	uint32_t gen;
 	uint8_t used;
 	unsigned int requests;
-	atomic_uint *count;
+	struct sl_peer_count *count;
 	uint64_t hash;
 	uint64_t since_ns;
 	struct sl_peer peer;
@@ -84,7 +84,7 @@ static void unlink_slot(struct sl_spool *sp, uint32_t i)
 static void close_slot(struct sl_spool *sp, uint32_t i)
 {
 	int fd = sp->slots[i].fd;
-	atomic_uint *count = sp->slots[i].count;
+	struct sl_peer_count *count = sp->slots[i].count;
 	unlink_slot(sp, i);
 	close(fd);
 	if (count)
@@ -190,7 +190,7 @@ void sl_spool_free(struct sl_spool *sp)
 }
 
 int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64_t hash,
-		 unsigned int requests, atomic_uint *count)
+		 unsigned int requests, struct sl_peer_count *count)
 {
 	pthread_mutex_lock(&sp->mu);
 	if (!sp->max_idle) {
@@ -246,7 +246,7 @@ int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64
 }
 
 int sl_spool_get(struct sl_spool *sp, const struct sl_peer *peer, uint64_t hash,
-		 unsigned int *requests, atomic_uint **count)
+		 unsigned int *requests, struct sl_peer_count **count)
 {
 	int fd = -ENOENT;
 	pthread_mutex_lock(&sp->mu);

@@ -11,6 +11,8 @@
 
 #include "sluice/sluice.h"
 
+struct sl_peer_count;
+
 struct sl_spool;
 
 struct sl_spool_stats {
@@ -27,12 +29,12 @@ void sl_spool_set_limits(struct sl_spool *sp, unsigned int max_idle, unsigned in
 /* Park fd (ownership passes to the pool in every case). When full, the oldest parked
  * connection makes room. 0 parked, -ENOSPC closed at once (max_idle 0). */
 int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64_t hash,
-		 unsigned int requests, atomic_uint *count);
+		 unsigned int requests, struct sl_peer_count *count);
 /* Newest parked connection to an identical peer: its fd (now the caller's, with its
  * connection count), or -ENOENT. count: dropped by the pool when it closes a parked
  * connection itself; may be NULL. */
 int sl_spool_get(struct sl_spool *sp, const struct sl_peer *peer, uint64_t hash,
-		 unsigned int *requests, atomic_uint **count);
+		 unsigned int *requests, struct sl_peer_count **count);
 void sl_spool_get_stats(struct sl_spool *sp, struct sl_spool_stats *st);
 
 #endif
