@@ -19,7 +19,10 @@ struct sl_session;
 struct sl_daemon;
 
 /* A worker's hold on one config snapshot: requests count users locally, so the
- * shared refcount moves only when a worker switches snapshots. */
+ * shared refcount moves only when a worker switches snapshots. (This replaces the
+ * liburcu QSBR publication of the original design: requests outlive loop turns, so
+ * a per-turn grace period could free a snapshot under a running request; see
+ * docs/architecture.md.) */
 struct sl_conf_hold {
 	struct sl_conf *conf;
 	unsigned int users;
