@@ -10,7 +10,10 @@ connections opened per 1000 requests. Prints a markdown table per scenario (medi
 then sluice/nginx and sluice/HAProxy ratios) and writes docs/benchmarks.md.
 
 Scenarios live in scenarios.py (keep-alive and `Connection: close` clients, 1 and 2
-workers); servers.py holds the server configurations. Everything runs on 127.0.0.1
+workers; upstream pools over 1 and 64 backend ports; sluice's BPF steering on and
+off: balance between workers, a stalled worker); servers.py holds the server
+configurations. A scenario may have its own rows (variants: e.g. sluice with steering
+on and off) instead of one per proxy; they are interleaved the same way. Everything runs on 127.0.0.1
 from a private temp directory; every process started is stopped at the end, also on
 Ctrl-C or an error. A sluiced that is missing or does not start is reported as
 "failed to start" and the others are still measured.
@@ -23,7 +26,7 @@ Environment:
   BENCH_WARMUP     seconds of unmeasured load before each run (default 1; 0 = none)
   BENCH_QUICK=1    smoke test: 3 s, 1 repeat
   BENCH_SCENARIOS  comma-separated scenario names, prefixes or globs
-                   (e.g. "keepalive", "close-2w"; default: all)
+                   (e.g. "keepalive", "close-2w", "pool", "steer"; default: all)
   BENCH_PROXIES    comma-separated subset of sluice,nginx,haproxy (default: all three)
   SLUICED          sluiced binary (default build/sluiced)
   BENCH_OUTPUT     markdown report path (default docs/benchmarks.md; "-" = do not write)
@@ -52,7 +55,8 @@ from loadgen import WrkError, run_wrk  # noqa: E402
 from procs import StartError, raise_nofile, stop_all  # noqa: E402
 from report import document, machine_info, scenario_section  # noqa: E402
 from scenarios import RunContext, RunError, Settings, select  # noqa: E402
-from servers import PROXIES, Lab, start_backend, start_proxy  # noqa: E402
+from servers import (PROXIES, Lab, remove_all_pins, start_backend, start_proxy,  # noqa: E402
+                     stop_proxy)
 
 ENV_SHOWN = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_REPEAT", "BENCH_CONNS", "BENCH_THREADS",
              "BENCH_WARMUP", "BENCH_SCENARIOS", "BENCH_PROXIES", "SLUICED")
@@ -107,53 +111,68 @@ def command_line():
     return " ".join(env + [cmd])
 
 
-def _summary(m):
-    return "%.0f rps, p99 %.2f ms, %.1f µs/req CPU, %.1f MiB, %.2f upstream conns/1k" % (
-        m["rps"], m["p99_ms"] or 0, m["cpu_us_per_req"], m["rss_mib"], m["upstream_per_1k"])
+def _summary(sc, m):
+    cols = [c for c in sc.columns if m.get(c.key) is not None]
+    return ", ".join("%s %s" % (c.header, c.fmt.format(m[c.key])) for c in cols)
+
+
+def _backends_for(lab, sc, backends):
+    """The backends of a scenario, started on first use and kept for later ones;
+    `backends` maps (index, ports) to a running Backend."""
+    mine = []
+    for i in range(sc.backends):
+        key = (i, sc.backend_ports)
+        if key not in backends:
+            backends[key] = start_backend(lab, i, sc.backend_ports)
+        mine.append(backends[key])
+    return mine
 
 
 def run_scenario(lab, settings, sc, proxies, backends, start_failures):
-    """All runs of one scenario, proxies interleaved; {"scenario", "runs"}."""
-    runs = {p: [] for p in proxies}
-    while len(backends) < sc.backends:
-        backends.append(start_backend(lab, len(backends)))
-    mine = backends[:sc.backends]
+    """All runs of one scenario, its rows (variants) interleaved;
+    {"scenario", "variants", "runs"} with runs keyed by variant."""
+    variants = sc.rows(proxies)
+    runs = {v.key: [] for v in variants}
+    mine = _backends_for(lab, sc, backends)
     for rep in range(1, settings.repeat + 1):
-        for p in proxies:
-            where = "%s %d/%d %s" % (sc.name, rep, settings.repeat, PROXIES[p].label)
+        for v in variants:
+            where = "%s %d/%d %s" % (sc.name, rep, settings.repeat, v.label)
             for b in mine:
                 if not b.child.alive():
                     raise RuntimeError("backend nginx on port %d died: %s"
                                        % (b.port, b.child.exit_reason()))
+            opts = dict(sc.options, **v.options)
             # A configuration that failed to start once is not retried.
-            key = (p, sc.workers, sc.backends, repr(sorted(sc.options.items())))
+            key = (v.proxy, sc.workers, sc.backends, sc.backend_ports,
+                   repr(sorted(opts.items())))
             if key in start_failures:
-                runs[p].append(dict(start_failures[key]))
+                runs[v.key].append(dict(start_failures[key]))
                 log("%s: skipped, failed to start before: %s"
                     % (where, start_failures[key]["error"]))
                 continue
-            tag = "%s-%s-r%d" % (p, sc.name, rep)
+            tag = "%s-%s-r%d" % (v.key, sc.name, rep)
             try:
-                child, port = start_proxy(lab, p, tag, sc.workers, mine, sc.options)
+                child, port = start_proxy(lab, v.proxy, tag, sc.workers, mine, opts)
             except StartError as e:
                 fail = {"ok": False, "start_failed": True, "error": e.reason,
                         "log_tail": e.log_tail}
                 start_failures[key] = fail
-                runs[p].append(dict(fail))
+                runs[v.key].append(dict(fail))
                 log("%s: failed to start: %s" % (where, e.reason))
                 continue
             try:
-                ctx = RunContext(lab, settings, sc, p, child, port, mine)
+                ctx = RunContext(lab, settings, sc, v.proxy, child, port, mine, v)
                 metrics = sc.measure(ctx)
-                runs[p].append({"ok": True, "metrics": metrics})
-                log("%s: %s" % (where, _summary(metrics) if "rps" in metrics else "done"))
-            except (RunError, WrkError, OSError, http.client.HTTPException) as e:
-                runs[p].append({"ok": False, "start_failed": False, "error": str(e),
-                                "log_tail": child.log_tail()})
+                runs[v.key].append({"ok": True, "metrics": metrics})
+                log("%s: %s" % (where, _summary(sc, metrics)))
+            except (RunError, WrkError, OSError, RuntimeError, ValueError,
+                    http.client.HTTPException) as e:
+                runs[v.key].append({"ok": False, "start_failed": False, "error": str(e),
+                                    "log_tail": child.log_tail()})
                 log("%s: failed: %s" % (where, e))
             finally:
-                child.stop()
-    return {"scenario": sc, "runs": runs}
+                stop_proxy(child)
+    return {"scenario": sc, "variants": variants, "runs": runs}
 
 
 class Interrupted(Exception):
@@ -201,24 +220,30 @@ def main():
                settings.repeat, settings.conns, ", ".join(s.name for s in scenarios),
                lab.tmp))
         try:
-            backends = [start_backend(lab, 0)]
+            backends = {(0, 1): start_backend(lab, 0)}
         except StartError as e:
             log("bench: the backend nginx did not start: %s\n%s" % (e.reason, e.log_tail))
             return 1
         # The first seconds of load on a fresh machine state run slower; burn them
         # on the backend alone so that the first proxy measured is not penalised.
         if settings.warmup > 0:
-            run_wrk(lab.wrk, backends[0].port, 2 * settings.warmup, settings.conns,
+            run_wrk(lab.wrk, backends[(0, 1)].port, 2 * settings.warmup, settings.conns,
                     settings.threads)
 
         start_failures = {}
         for sc in scenarios:
-            res = run_scenario(lab, settings, sc, proxies, backends, start_failures)
+            try:
+                res = run_scenario(lab, settings, sc, proxies, backends, start_failures)
+            except StartError as e:
+                raise RuntimeError("a backend nginx for %s did not start: %s\n%s"
+                                   % (sc.name, e.reason, e.log_tail))
             results.append(res)
             print(scenario_section(res, proxies), flush=True)
 
         for p in proxies:
-            if p != "sluice" and not any(r["ok"] for res in results for r in res["runs"][p]):
+            ran = [r for res in results for v in res["variants"] if v.proxy == p
+                   for r in res["runs"][v.key]]
+            if p != "sluice" and ran and not any(r["ok"] for r in ran):
                 log("bench: %s never completed a run" % PROXIES[p].label)
                 status = 1
 
@@ -244,6 +269,7 @@ def main():
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
         stop_all()
+        remove_all_pins()
         if keep_tmp:
             log("bench: configs and logs kept in %s" % lab.tmp)
         else:

@@ -6,6 +6,7 @@ ends every child still running, whatever happened before. Nothing here touches a
 process this harness did not start.
 """
 import http.client
+import json
 import os
 import resource
 import signal
@@ -138,6 +139,7 @@ class Child:
                                          stderr=subprocess.STDOUT, cwd=cwd,
                                          start_new_session=True)
         self.pid = self.proc.pid
+        self.meta = {}   # what the start function knows about it (admin socket...)
         _children.append(self)
 
     def alive(self):
@@ -208,6 +210,55 @@ def http_get(port, path="/", timeout=2.0, headers=None):
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def unix_http(path, method, target, timeout=5.0):
+    """(status, body) of one request to an HTTP server on the Unix socket `path`."""
+    conn = _UnixHTTPConnection(path, timeout)
+    try:
+        conn.request(method, target)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def unix_json(path, method, target, timeout=5.0):
+    """The JSON a 200 answer carries; RuntimeError on any other status."""
+    status, body = unix_http(path, method, target, timeout)
+    if status != 200:
+        raise RuntimeError("%s %s on %s: HTTP %d %s"
+                           % (method, target, path, status, body[:200].decode(errors="replace")))
+    return json.loads(body)
+
+
+def wait_unix_ready(child, path, timeout=10.0, target="/healthz"):
+    """Wait until GET `target` on the Unix socket `path` answers 200."""
+    deadline = time.monotonic() + timeout
+    last = "socket %s never answered" % path
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise StartError(child.exit_reason(), child.log_tail())
+        try:
+            status, _ = unix_http(path, "GET", target, timeout=1.0)
+            if status == 200:
+                return
+            last = "%s answers HTTP %d" % (target, status)
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.05)
+    raise StartError("admin API not ready after %gs: %s" % (timeout, last), child.log_tail())
 
 
 def wait_http_ready(child, port, timeout=10.0, path="/"):

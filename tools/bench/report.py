@@ -1,8 +1,8 @@
 """Tables (markdown) and docs/benchmarks.md from the results of a benchmark run.
 
-A result, per scenario: {"scenario": Scenario, "runs": {proxy: [run, ...]}} where a run
-is {"ok": True, "metrics": {...}} or {"ok": False, "start_failed": bool,
-"error": "...", "log_tail": "..."}.
+A result, per scenario: {"scenario": Scenario, "variants": [Variant, ...] (the rows),
+"runs": {variant key: [run, ...]}} where a run is {"ok": True, "metrics": {...}} or
+{"ok": False, "start_failed": bool, "error": "...", "log_tail": "..."}.
 """
 import os
 import platform
@@ -10,10 +10,7 @@ import re
 import statistics
 import subprocess
 
-from servers import NGINX_KEEPALIVE, PROXIES, SLUICE_KEEPALIVE, haproxy_maxconn
-
-RATIO_AGAINST = ("nginx", "haproxy")   # rows sluice/nginx, sluice/HAProxy
-
+from servers import NGINX_KEEPALIVE, SLUICE_KEEPALIVE, haproxy_maxconn
 
 def _first_line(argv):
     try:
@@ -79,41 +76,39 @@ def _failure_label(runs):
 
 
 def scenario_table(result, proxies):
-    """The markdown table of one scenario: a row per proxy, then ratio rows."""
+    """The markdown table of one scenario: a row per variant, then ratio rows."""
     sc = result["scenario"]
     cols = sc.columns
     lines = ["| proxy | " + " | ".join(c.header for c in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     med = {}
-    for p in proxies:
-        runs = result["runs"].get(p, [])
-        label = PROXIES[p].label
+    for v in result["variants"]:
+        runs = result["runs"].get(v.key, [])
         if not runs:
             continue
         if not any(r["ok"] for r in runs):
-            lines.append("| %s | %s |%s" % (label, _failure_label(runs),
+            lines.append("| %s | %s |%s" % (v.label, _failure_label(runs),
                                               " – |" * (len(cols) - 1)))
             continue
-        med[p] = medians(runs, cols)
-        lines.append("| %s | " % label + " | ".join(_fmt(c, med[p][c.key]) for c in cols)
-                     + " |")
-    if "sluice" in proxies:
-        for other in RATIO_AGAINST:
-            if other not in proxies:
-                continue
-            a, b = med.get("sluice", {}), med.get(other, {})
-            lines.append("| sluice/%s | " % PROXIES[other].label
-                         + " | ".join(_ratio(a.get(c.key), b.get(c.key)) for c in cols)
-                         + " |")
+        med[v.key] = medians(runs, cols)
+        lines.append("| %s | " % v.label
+                     + " | ".join(_fmt(c, med[v.key][c.key]) for c in cols) + " |")
+    keys = {v.key for v in result["variants"]}
+    for num, den, label in sc.ratios:
+        if num not in keys or den not in keys:
+            continue
+        a, b = med.get(num, {}), med.get(den, {})
+        lines.append("| %s | " % label
+                     + " | ".join(_ratio(a.get(c.key), b.get(c.key)) for c in cols) + " |")
     return "\n".join(lines)
 
 
 def scenario_notes(result, proxies):
     """Bullet lines under a table: failures, wrk errors, per-run figures."""
     notes = []
-    for p in proxies:
-        label = PROXIES[p].label
-        runs = result["runs"].get(p, [])
+    for v in result["variants"]:
+        label = v.label
+        runs = result["runs"].get(v.key, [])
         ok = [r for r in runs if r["ok"]]
         reasons = []
         for r in runs:
@@ -127,7 +122,7 @@ def scenario_notes(result, proxies):
             if not r["ok"]:
                 continue
             m = r["metrics"]
-            errs = {k: v for k, v in m.get("errors", {}).items() if v}
+            errs = {k: n for k, n in m.get("errors", {}).items() if n}
             if errs or m.get("non2xx"):
                 bits = []
                 if errs:
@@ -142,13 +137,35 @@ def scenario_notes(result, proxies):
                             ", ".join("%.0f" % r["metrics"]["rps"] for r in ok),
                             ", ".join("%.1f" % r["metrics"]["backend_cpu_us_per_req"]
                                       for r in ok)))
+    if sc_notes(result):
+        notes += sc_notes(result)
     return notes
+
+
+def sc_notes(result):
+    fn = result["scenario"].notes
+    return fn(result) if fn else []
+
+
+def _verdict(v):
+    return {True: "**met**", False: "**not met**", None: "not measured"}[v]
+
+
+def bar_lines(result):
+    """(text, verdict) of every acceptance bar of a scenario."""
+    out = []
+    for fn in result["scenario"].bars:
+        out += fn(result)
+    return out
 
 
 def scenario_section(result, proxies, level="###"):
     sc = result["scenario"]
     out = ["%s %s (`%s`)" % (level, sc.title, sc.name), "", sc.description, "",
            scenario_table(result, proxies), ""]
+    bars = bar_lines(result)
+    if bars:
+        out += ["Bar:", ""] + ["- %s: %s" % (_verdict(v), t) for t, v in bars] + [""]
     notes = scenario_notes(result, proxies)
     if notes:
         out += ["- " + n.replace("\n", " ") for n in notes] + [""]
@@ -159,12 +176,12 @@ def failure_logs(results, proxies):
     """The log tail of the first failed start of each proxy, for the report."""
     seen, out = set(), []
     for res in results:
-        for p in proxies:
-            for r in res["runs"].get(p, []):
-                if not r["ok"] and r.get("log_tail") and p not in seen:
-                    seen.add(p)
+        for v in res["variants"]:
+            for r in res["runs"].get(v.key, []):
+                if not r["ok"] and r.get("log_tail") and v.proxy not in seen:
+                    seen.add(v.proxy)
                     out.append("%s (%s):\n\n```\n%s\n```\n"
-                               % (PROXIES[p].label, r["error"], r["log_tail"]))
+                               % (v.label, r["error"], r["log_tail"]))
     return out
 
 
@@ -216,10 +233,22 @@ def document(info, settings, command, date, results, proxies, nofile):
              "below 1 is better for every other column.",
              "- Everything shares the same cores (wrk, proxy, backend); CPU per request is "
              "the steadiest figure, requests/s the least.",
+             "- Every sluiced pins its BPF maps in a private directory under /sys/fs/bpf "
+             "(removed after the run), never the default /sys/fs/bpf/sluice; steering is "
+             "sluiced's default (`auto`) unless a row says otherwise.",
+             "- Scenarios whose rows are named by proxy and setting (steering on/off) have "
+             "their own ratio rows; their acceptance bars are computed from the medians "
+             "(the worst run where the bar is \"no connection\" or a ceiling) and marked "
+             "met or not met.",
              "",
              "## Results", ""]
+    bars = []
     for res in results:
         parts.append(scenario_section(res, proxies))
+        bars += [(res["scenario"].name, t, v) for t, v in bar_lines(res)]
+    if bars:
+        parts += ["## Bars", ""] + ["- `%s`: %s: %s" % (n, _verdict(v), t)
+                                    for n, t, v in bars] + [""]
     logs = failure_logs(results, proxies)
     if logs:
         parts += ["## Start failures", ""] + logs

@@ -1,26 +1,43 @@
 """The scenario table: what `make bench` measures, and how one run is measured.
 
-To add a scenario (e.g. "steering" over several backends, or "pool" for upstream
-connection reuse), append a Scenario to SCENARIOS. Fields:
-  name         key for BENCH_SCENARIOS (a name, a prefix before "-", or a glob)
-  title        heading of its table
-  workers      workers for every proxy (nginx workers, HAProxy threads, sluice workers)
-  description  one or two sentences for docs/benchmarks.md
-  headers      extra request headers wrk sends
-  backends     how many backend nginx servers the proxies balance over
-  options      passed to the config builders in servers.py (see its docstring)
-  measure      function(RunContext) -> dict of metrics; default measure_wrk
-  columns      the metrics shown in its table (keys of that dict)
-  conns        client connections (default BENCH_CONNS)
-  default      run when BENCH_SCENARIOS is not set
+To add a scenario, append a Scenario to SCENARIOS. Fields:
+  name          key for BENCH_SCENARIOS (a name, a prefix before "-", or a glob)
+  title         heading of its table
+  workers       workers for every proxy (nginx workers, HAProxy threads, sluice workers)
+  description   one or two sentences for docs/benchmarks.md
+  headers       extra request headers wrk sends
+  backends      how many backend nginx servers the proxies balance over
+  backend_ports ports each backend nginx listens on (one server block, a `listen` line
+                each); the proxies balance round robin over every port
+  options       passed to the config builders in servers.py (see its docstring), and
+                read by the measure function
+  measure       function(RunContext) -> dict of metrics; default measure_wrk
+  columns       the metrics shown in its table (keys of that dict)
+  conns         client connections (default BENCH_CONNS)
+  default       run when BENCH_SCENARIOS is not set
+  split_clients one wrk per CPU the workers run on, each pinned there, connections
+                shared out (SYNs then come from every CPU, as a NIC's RSS spreads them)
+  variants      the table's rows: Variant(key, proxy, label, options). Empty: one row
+                per proxy of BENCH_PROXIES. A variant's options are laid over the
+                scenario's. Variants of a proxy left out by BENCH_PROXIES are skipped.
+  ratios        ratio rows: (numerator key, denominator key, label)
+  bars          functions(result) -> list of (text, verdict): the acceptance bars,
+                verdict True (met), False (not met) or None (not measured)
+  notes         function(result) -> list of extra lines under the table
 """
 import fnmatch
+import math
+import os
+import signal
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from loadgen import run_wrk, stub_counters
-from procs import cpu_delta_seconds, cpu_ticks, rss_kib
+import connload
+from loadgen import (listener_queues, run_wrk, run_wrk_split, sluice_workers, steer_stats,
+                     stub_counters, STEER_REASONS)
+from procs import cpu_delta_seconds, cpu_ticks, rss_kib, unix_http
 
 
 class RunError(Exception):
@@ -43,9 +60,16 @@ class RunContext:
     settings: Settings
     scenario: "Scenario"
     proxy: str           # "sluice", "nginx", "haproxy"
-    child: object        # procs.Child of the proxy
+    child: object        # procs.Child of the proxy (child.meta: admin socket, pin path)
     port: int            # where the proxy listens
     backends: list       # servers.Backend
+    variant: "Variant" = None
+
+    def option(self, key, default=None):
+        """A variant's option, else the scenario's, else default."""
+        if self.variant is not None and key in self.variant.options:
+            return self.variant.options[key]
+        return self.scenario.options.get(key, default)
 
 
 @dataclass(frozen=True)
@@ -66,20 +90,96 @@ WRK_COLUMNS = (
 )
 
 
+def client_cpus(workers):
+    """The CPUs clients run on when spread: those the workers are pinned to (sluice
+    pins worker i to the i-th CPU), at least one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[:max(1, min(workers, len(cpus)))]
+
+
+def _max_min(values):
+    lo, hi = min(values), max(values)
+    if hi == 0:
+        return None
+    return math.inf if lo == 0 else hi / lo
+
+
+def _worker_deltas(before, after):
+    """Per-worker deltas of /workers counters: {id: {accepted, requests, upstream_new,
+    upstream_reused}}."""
+    b = {w["id"]: w for w in before}
+    out = {}
+    for w in after:
+        w0 = b.get(w["id"], {})
+        out[w["id"]] = {k: w[k] - w0.get(k, 0)
+                        for k in ("accepted", "requests", "upstream_new", "upstream_reused")}
+    return out
+
+
+def _steer_delta(before, after):
+    if before is None or after is None:
+        return None
+    return {k: after.get(k, 0) - before.get(k, 0) for k in STEER_REASONS}
+
+
+def steering_state(child):
+    """"on" or "off" from sluiced's log (it says which at start, and why when off)."""
+    try:
+        with open(child.log_path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    if 'msg="steering on"' in text:
+        return "on"
+    if 'msg="steering off' in text:
+        return "off"
+    return None
+
+
+def check_steering(ctx):
+    """For sluice variants that ask for steering: make sure it runs (auto falls back
+    silently to no steering, which would make the "on" row a second "off" row)."""
+    want = ctx.option("sluice_steering")
+    if ctx.proxy != "sluice" or not want:
+        return None
+    state = steering_state(ctx.child)
+    if want in ("auto", "required") and state != "on":
+        reason = [ln for ln in ctx.child.log_tail(40).splitlines() if "steering" in ln]
+        raise RunError("steering asked for (%s) but not running: %s"
+                       % (want, reason[-1] if reason else "no steering line in the log"))
+    return state
+
+
 def measure_wrk(ctx):
-    """One wrk load through the proxy; CPU, RSS and upstream connections around it."""
+    """One wrk load through the proxy; CPU, RSS and upstream connections around it.
+    With sluice's admin API: per-worker accepted/requests (and their max/min), sluice's
+    own count of upstream connections; with steering: the steering reasons."""
     s, sc = ctx.settings, ctx.scenario
     conns = sc.conns or s.conns
     headers = list(sc.headers)
-    if s.warmup > 0:
-        run_wrk(ctx.lab.wrk, ctx.port, s.warmup, conns, s.threads, headers)
+    check_steering(ctx)
+    if sc.split_clients:
+        cpus = client_cpus(sc.workers)
 
+        def load(seconds):
+            return run_wrk_split(ctx.lab.wrk, ctx.port, seconds, conns, s.threads, headers,
+                                 cpus)
+    else:
+        def load(seconds):
+            return run_wrk(ctx.lab.wrk, ctx.port, seconds, conns, s.threads, headers)
+    if s.warmup > 0:
+        load(s.warmup)
+
+    admin = ctx.child.meta.get("admin")
+    pin = ctx.child.meta.get("pin_path")
     backend_pids = [p for b in ctx.backends for p in b.child.pids()]
     stub0 = [stub_counters(b.status_port) for b in ctx.backends]
+    workers0 = sluice_workers(admin) if admin else None
+    steer0 = steer_stats(pin)
     bcpu0 = cpu_ticks(backend_pids)
     cpu0 = cpu_ticks(ctx.child.pids())
 
-    wrk, raw = run_wrk(ctx.lab.wrk, ctx.port, s.duration, conns, s.threads, headers)
+    wrk, raw = load(s.duration)
     time.sleep(0.2)  # let the proxy finish closing the client connections
 
     if not ctx.child.alive():
@@ -89,6 +189,8 @@ def measure_wrk(ctx):
     bcpu1 = cpu_ticks(backend_pids)
     rss = rss_kib(pids)
     stub1 = [stub_counters(b.status_port) for b in ctx.backends]
+    workers1 = sluice_workers(admin) if admin else None
+    steer1 = steer_stats(pin)
 
     n = wrk["requests"]
     if n == 0:
@@ -97,7 +199,7 @@ def measure_wrk(ctx):
     # reading; the backend's own requests check that every request went through
     upstream = sum(s1[0] - s0[0] - 1 for s0, s1 in zip(stub0, stub1))
     backend_requests = sum(s1[1] - s0[1] - 1 for s0, s1 in zip(stub0, stub1))
-    return {
+    m = {
         "requests": n,
         "rps": wrk["rps"],
         "p50_ms": wrk["p50_ms"],
@@ -109,11 +211,182 @@ def measure_wrk(ctx):
         "rss_mib": rss / 1024.0,
         "upstream_conns": upstream,
         "upstream_per_1k": upstream * 1000.0 / n,
+        "reuse_pct": (100.0 * (1 - upstream / backend_requests)
+                      if backend_requests > 0 else None),
         "backend_requests": backend_requests,
         "processes": len(pids),
         "errors": wrk["errors"],
         "non2xx": wrk["non2xx"],
     }
+    if workers0 is not None:
+        d = _worker_deltas(workers0, workers1)
+        ids = sorted(d)
+        for i in ids:
+            m["accepted_w%d" % i] = d[i]["accepted"]
+            m["requests_w%d" % i] = d[i]["requests"]
+        m["accepted_maxmin"] = _max_min([d[i]["accepted"] for i in ids])
+        m["requests_maxmin"] = _max_min([d[i]["requests"] for i in ids])
+        m["sluice_upstream_new"] = sum(d[i]["upstream_new"] for i in ids)
+        m["sluice_upstream_reused"] = sum(d[i]["upstream_reused"] for i in ids)
+    steer = _steer_delta(steer0, steer1)
+    if steer is not None:
+        m["steer"] = steer
+        total = sum(steer.values())
+        m["own_cpu_pct"] = 100.0 * steer["own_cpu"] / total if total else None
+    return m
+
+
+# ---------------------------------------------------------------- stalled worker
+
+def _sleep_until(t):
+    d = t - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+
+
+def _percentile(sorted_vals, q):
+    if not sorted_vals:
+        return None
+    return sorted_vals[min(len(sorted_vals) - 1, int(math.ceil(q * len(sorted_vals))) - 1)]
+
+
+def _nginx_worker_pid(child):
+    """The first nginx worker (the master's lowest-numbered child)."""
+    workers = [p for p in child.pids() if p != child.pid]
+    if not workers:
+        raise RunError("no nginx worker process to stop")
+    return min(workers)
+
+
+def measure_stall(ctx):
+    """New connections (`Connection: close`) at a steady rate from every CPU, for
+    lead + stall + tail seconds; `stall_ms` after the lead, one worker stops for
+    stall_ms: sluice's worker 0 through the admin API (POST /debug/stall), nginx's
+    first worker by SIGSTOP/SIGCONT.
+
+    Measured: connect-to-first-byte latency of every connection (connload.py); the
+    accept queue of each listening socket (ss) just before the stall, once the
+    stalled worker's heartbeat is stale (stall start + bpf.stall_ms + 60 ms) and just
+    before the stall ends: the stalled worker's queue (the one that grew) holds exactly
+    the connections that landed on it and wait for it. sluice's /workers (worker 0's
+    accepted, before the stall and right after it) and steering reasons, as a check."""
+    o = ctx.scenario.options
+    stall_s = o["stall_ms"] / 1000.0
+    lead, tail = o["lead_s"], o["tail_s"]
+    rate = o["rate_per_cpu"]
+    cpus = client_cpus(ctx.scenario.workers)
+    heartbeat_stale_s = ctx.option("sluice_stall_ms", 200) / 1000.0
+    sluice = ctx.proxy == "sluice"
+    admin = ctx.child.meta.get("admin")
+    pin = ctx.child.meta.get("pin_path")
+    steering = check_steering(ctx)
+    if sluice and not admin:
+        raise RunError("the stall scenario needs sluice's admin API (sluice_admin)")
+
+    # unmeasured: a short load of the same kind, so that pools and caches are warm
+    warm = connload.run(ctx.port, rate, cpus, time.monotonic() + 0.05, 0.5)
+    connload.collect(warm, 30)
+
+    start = time.monotonic() + 0.3
+    duration = lead + stall_s + tail
+    procs = connload.run(ctx.port, rate, cpus, start, duration, timeout=stall_s + 8)
+    stopped_pid = None
+    try:
+        _sleep_until(start + lead)
+        w_before = sluice_workers(admin) if admin else None
+        steer0 = steer_stats(pin)
+        q0 = listener_queues(ctx.port)
+        t_stall = time.monotonic()
+        if sluice:
+            status, body = unix_http(admin, "POST", "/debug/stall?worker=0&ms=%d"
+                                     % o["stall_ms"])
+            if status != 200:
+                raise RunError("POST /debug/stall answered HTTP %d: %s"
+                               % (status, body[:200].decode(errors="replace")))
+        else:
+            stopped_pid = _nginx_worker_pid(ctx.child)
+            os.kill(stopped_pid, signal.SIGSTOP)
+        _sleep_until(t_stall + heartbeat_stale_s + 0.06)
+        t_stale = time.monotonic()
+        q_stale = listener_queues(ctx.port)
+        _sleep_until(t_stall + stall_s - 0.05)
+        t_end = time.monotonic()
+        q_end = listener_queues(ctx.port)
+        if stopped_pid:
+            _sleep_until(t_stall + stall_s)
+            os.kill(stopped_pid, signal.SIGCONT)
+            stopped_pid = None
+        _sleep_until(t_stall + stall_s + 0.1)
+        w_after = sluice_workers(admin) if admin else None
+        steer1 = steer_stats(pin)
+    finally:
+        if stopped_pid:
+            try:
+                os.kill(stopped_pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    records = connload.collect(procs, duration + stall_s + 30)
+    if not ctx.child.alive():
+        raise RunError("%s during the load" % ctx.child.exit_reason())
+    if not records:
+        raise RunError("the connection load made no connection")
+
+    lat = sorted((r[1] - r[0]) if (r[2] == 200 and r[1] is not None) else math.inf
+                 for r in records)
+    n = len(records)
+    failed = sum(1 for r in records if r[2] != 200)
+    slow = sum(1 for x in lat if x > 1.0)
+    in_stall = sum(1 for r in records if t_stall <= r[0] < t_end)
+    after_stale = sum(1 for r in records if t_stale <= r[0] < t_end)
+    # the stalled worker's listening socket: the one whose queue grew
+    ino = max(q_end, key=lambda k: (q_end[k] - q0.get(k, 0), k)) if q_end else None
+    landed = q_end[ino] - q0.get(ino, 0) if ino is not None else None
+    landed_after = q_end[ino] - q_stale.get(ino, 0) if ino is not None else None
+    m = {
+        "conns": n,
+        "failed": failed,
+        "errors_sample": sorted({r[3] for r in records if r[3]})[:3],
+        "p50_ms": _percentile(lat, 0.50) * 1e3,
+        "p99_ms": _percentile(lat, 0.99) * 1e3,
+        "p999_ms": _percentile(lat, 0.999) * 1e3,
+        "slow_pct": 100.0 * slow / n,
+        "in_stall": in_stall,
+        "landed": landed,
+        "landed_pct": 100.0 * landed / in_stall if in_stall and landed is not None else None,
+        "after_stale": after_stale,
+        "landed_after_stale": landed_after,
+        "queues": {"before": q0, "stale": q_stale, "end": q_end},
+        "timing_s": {"stale": t_stale - t_stall, "end": t_end - t_stall},
+        "steering": steering,
+    }
+    if m["p99_ms"] == math.inf:
+        m["p99_ms"] = None
+    if m["p50_ms"] == math.inf:
+        m["p50_ms"] = None
+    if m["p999_ms"] == math.inf:
+        m["p999_ms"] = None
+    if w_before is not None and w_after is not None:
+        d = _worker_deltas(w_before, w_after)
+        m["w0_accepted_stall"] = d.get(0, {}).get("accepted")
+    steer = _steer_delta(steer0, steer1)
+    if steer is not None:
+        m["steer"] = steer
+        m["p2c_stalled"] = steer["p2c_stalled"]
+    return m
+
+
+# ---------------------------------------------------------------- scenarios
+
+@dataclass
+class Variant:
+    key: str             # unique in its scenario; runs are stored under it
+    proxy: str           # "sluice", "nginx", "haproxy"
+    label: str           # row label
+    options: dict = field(default_factory=dict)
+
+
+PROXY_LABELS = {"sluice": "sluice", "nginx": "nginx", "haproxy": "HAProxy"}
+DEFAULT_RATIOS = (("sluice", "nginx", "sluice/nginx"), ("sluice", "haproxy", "sluice/HAProxy"))
 
 
 @dataclass
@@ -129,7 +402,179 @@ class Scenario:
     columns: tuple = WRK_COLUMNS
     conns: Optional[int] = None
     default: bool = True
+    backend_ports: int = 1
+    split_clients: bool = False
+    variants: tuple = ()
+    ratios: tuple = DEFAULT_RATIOS
+    bars: tuple = ()
+    notes: Optional[Callable] = None
 
+    def rows(self, proxies):
+        """The variants measured, given the proxies of BENCH_PROXIES."""
+        if not self.variants:
+            return [Variant(p, p, PROXY_LABELS[p]) for p in proxies]
+        return [v for v in self.variants if v.proxy in proxies]
+
+
+def median_of(result, key, metric):
+    """Median of one metric over a variant's successful runs (None if none)."""
+    vals = [r["metrics"][metric] for r in result["runs"].get(key, [])
+            if r["ok"] and r["metrics"].get(metric) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _fmt(v, fmt="{:.2f}"):
+    return "–" if v is None else fmt.format(v)
+
+
+# ---- pools
+
+POOL_COLUMNS = (
+    Column("rps", "rps", "{:.0f}", "higher"),
+    Column("p99_ms", "p99 ms", "{:.2f}", "lower"),
+    Column("cpu_us_per_req", "CPU µs/req", "{:.1f}", "lower"),
+    Column("upstream_per_1k", "upstream conns/1k req", "{:.2f}", "lower"),
+    Column("reuse_pct", "upstream reuse %", "{:.3f}", "higher"),
+    Column("rss_mib", "RSS MiB", "{:.1f}", "lower"),
+)
+
+POOL_BAR_PER_1K = 0.5
+
+
+def pool_bar(result):
+    v = median_of(result, "sluice", "upstream_per_1k")
+    worst = [r["metrics"]["upstream_per_1k"] for r in result["runs"].get("sluice", [])
+             if r["ok"]]
+    text = ("sluice opens at most %.1f upstream connections per 1000 requests (reuse "
+            "≥ 99.95%%): median %s, worst run %s"
+            % (POOL_BAR_PER_1K, _fmt(v), _fmt(max(worst) if worst else None)))
+    return [(text, None if v is None else max(worst) <= POOL_BAR_PER_1K)]
+
+
+def pool_notes(result):
+    out = []
+    for key in ("sluice", "nginx", "haproxy"):
+        ok = [r["metrics"] for r in result["runs"].get(key, []) if r["ok"]]
+        if not ok:
+            continue
+        line = "%s per run: upstream conns/1k req %s" % (
+            PROXY_LABELS[key], ", ".join("%.2f" % m["upstream_per_1k"] for m in ok))
+        if key == "sluice" and "requests_w0" in ok[0]:
+            line += "; requests per worker %s; sluice's own upstream_new %s" % (
+                ", ".join("/".join(str(m[k]) for k in sorted(m) if k.startswith("requests_w"))
+                          for m in ok),
+                ", ".join(str(m.get("sluice_upstream_new")) for m in ok))
+        out.append(line)
+    return out
+
+
+_POOL_OPTS = {"nginx_keepalive": 32, "sluice_pool_yaml": "{ max_idle_per_worker: 128 }",
+              "sluice_admin": True}
+_POOL = ("`Connection: close` clients (two wrk processes, one pinned to each CPU, 25 "
+         "connections each) over 2 workers; the proxies keep their upstream connections "
+         "open. nginx has `keepalive 32` per worker here (the issue's setting, unlike the "
+         "128 of the other scenarios), HAProxy `http-reuse always`, sluice "
+         "`pool: { max_idle_per_worker: 128 }`.")
+
+# ---- steering
+
+STEER_VARIANTS = (
+    Variant("sluice-on", "sluice", "sluice, steering on",
+            {"sluice_steering": "auto", "sluice_admin": True}),
+    Variant("sluice-off", "sluice", "sluice, steering off",
+            {"sluice_steering": "off", "sluice_admin": True}),
+)
+STEER_RATIOS = (("sluice-on", "sluice-off", "on/off"),)
+
+BALANCE_COLUMNS = (
+    Column("rps", "rps", "{:.0f}", "higher"),
+    Column("cpu_us_per_req", "CPU µs/req", "{:.1f}", "lower"),
+    Column("accepted_w0", "accepted w0", "{:.0f}", "higher"),
+    Column("accepted_w1", "accepted w1", "{:.0f}", "higher"),
+    Column("accepted_maxmin", "accepted max/min", "{:.2f}", "lower"),
+    Column("requests_w0", "requests w0", "{:.0f}", "higher"),
+    Column("requests_w1", "requests w1", "{:.0f}", "higher"),
+    Column("requests_maxmin", "requests max/min", "{:.2f}", "lower"),
+    Column("own_cpu_pct", "own-CPU steered %", "{:.1f}", "higher"),
+)
+
+BALANCE_BAR = 1.1
+
+
+def balance_bar(result):
+    out = []
+    for metric, what in (("accepted_maxmin", "accepted"), ("requests_maxmin", "requests")):
+        on = median_of(result, "sluice-on", metric)
+        off = median_of(result, "sluice-off", metric)
+        out.append(("steering on: max/min of %s per worker ≤ %.1f: %s (steering off: %s)"
+                    % (what, BALANCE_BAR, _fmt(on), _fmt(off)),
+                    None if on is None else on <= BALANCE_BAR))
+    return out
+
+
+def steer_notes(result):
+    out = []
+    for key, runs in result["runs"].items():
+        for i, r in enumerate(runs, 1):
+            if r["ok"] and r["metrics"].get("steer"):
+                out.append("%s run %d: steering reasons %s" % (
+                    key, i, ", ".join("%s %d" % kv for kv in r["metrics"]["steer"].items())))
+    return out
+
+
+STALL_COLUMNS = (
+    Column("conns", "connections", "{:.0f}", "higher"),
+    Column("p50_ms", "p50 ms", "{:.2f}", "lower"),
+    Column("p99_ms", "p99 ms", "{:.0f}", "lower"),
+    Column("slow_pct", "> 1 s %", "{:.2f}", "lower"),
+    Column("in_stall", "arrived during stall", "{:.0f}", "higher"),
+    Column("landed", "landed on stalled worker", "{:.0f}", "lower"),
+    Column("landed_pct", "landed %", "{:.1f}", "lower"),
+    Column("landed_after_stale", "landed after heartbeat stale", "{:.0f}", "lower"),
+    Column("p2c_stalled", "steered away (p2c_stalled)", "{:.0f}", "higher"),
+)
+
+
+def stall_bar(result):
+    runs = [r["metrics"] for r in result["runs"].get("sluice-on", []) if r["ok"]]
+    after = [m["landed_after_stale"] for m in runs if m.get("landed_after_stale") is not None]
+    out = [("steering on: no new connection lands on the stalled worker once its heartbeat "
+            "is `stall_ms` old: %s landed after that point (worst run%s)"
+            % (_fmt(max(after) if after else None, "{:.0f}"),
+               "" if len(after) <= 1 else ", of %d runs" % len(after)),
+            None if not after else max(after) == 0)]
+    on = median_of(result, "sluice-on", "slow_pct")
+    off = median_of(result, "sluice-off", "slow_pct")
+    ratio = on / off if on is not None and off else None
+    out.append(("share of connections slower than 1 s with steering ≤ a tenth of the share "
+                "without: %s%% vs %s%% (ratio %s)" % (_fmt(on), _fmt(off), _fmt(ratio)),
+                None if ratio is None else ratio <= 0.1))
+    return out
+
+
+def stall_notes(result):
+    out = []
+    for key, runs in result["runs"].items():
+        for i, r in enumerate(runs, 1):
+            if not r["ok"]:
+                continue
+            m = r["metrics"]
+            bits = ["p99.9 %s ms" % _fmt(m.get("p999_ms"), "{:.0f}"),
+                    "failed %d" % m["failed"]]
+            if m["errors_sample"]:
+                bits.append("errors e.g. %s" % "; ".join(m["errors_sample"]))
+            bits.append("arrived after heartbeat stale %d" % m["after_stale"])
+            if m.get("w0_accepted_stall") is not None:
+                bits.append("worker 0 accepted over the stall (counters, incl. 100 ms "
+                            "after it) %d" % m["w0_accepted_stall"])
+            if m.get("steer"):
+                bits.append("steering reasons " + ", ".join(
+                    "%s %d" % kv for kv in m["steer"].items() if kv[1]))
+            out.append("%s run %d: %s" % (key, i, "; ".join(bits)))
+    return out
+
+
+_STALL_OPTS = {"stall_ms": 2000, "lead_s": 1.0, "tail_s": 1.0, "rate_per_cpu": 400}
 
 _KEEPALIVE = ("wrk keeps its client connections open and sends requests back to back; "
               "the proxy keeps its upstream connections open.")
@@ -143,6 +588,46 @@ SCENARIOS = [
              headers=("Connection: close",)),
     Scenario("close-2w", "`Connection: close` clients, 2 workers", 2, _CLOSE,
              headers=("Connection: close",)),
+    Scenario("pool-close-2w", "Upstream pools: `Connection: close` clients, 2 workers, "
+             "1 backend port", 2, _POOL, headers=("Connection: close",),
+             options=_POOL_OPTS, columns=POOL_COLUMNS, split_clients=True,
+             bars=(pool_bar,), notes=pool_notes),
+    Scenario("pool-64ports", "Upstream pools: `Connection: close` clients, 2 workers, "
+             "64 backend ports", 2, _POOL + " The backend nginx listens on 64 ports (one "
+             "server block, 64 `listen` lines, one stub_status counting them all); every "
+             "proxy balances round robin over 64 servers.",
+             headers=("Connection: close",), backend_ports=64, options=_POOL_OPTS,
+             columns=POOL_COLUMNS, split_clients=True, bars=(pool_bar,), notes=pool_notes),
+    Scenario("steer-balance-keepalive", "Steering: balance, keep-alive clients, 2 workers", 2,
+             "sluice with and without its BPF steering program. Two wrk processes, one "
+             "pinned to each CPU, 25 keep-alive connections each; per-worker `accepted` and "
+             "`requests` from the admin API (`GET /workers`) over the measured load.",
+             variants=STEER_VARIANTS, ratios=STEER_RATIOS, columns=BALANCE_COLUMNS,
+             split_clients=True, bars=(balance_bar,), notes=steer_notes),
+    Scenario("steer-balance-close", "Steering: balance under connection churn, 2 workers", 2,
+             "As the keep-alive balance scenario, but wrk sends `Connection: close`: a new "
+             "connection per request, so `accepted` counts every request.",
+             headers=("Connection: close",), variants=STEER_VARIANTS, ratios=STEER_RATIOS,
+             columns=BALANCE_COLUMNS, split_clients=True, notes=steer_notes),
+    Scenario("steer-stall", "Steering: a stalled worker, 2 workers", 2,
+             "New connections (`Connection: close`, one request each) at a steady %d/s from "
+             "each CPU (tools/bench/connload.py, one process pinned to each CPU) for %g s; "
+             "after %g s worker 0 blocks its loop for %d ms (sluice: `POST /debug/stall` on "
+             "the admin socket, `admin.debug: true`; nginx, as the kernel-hash reference: "
+             "2 workers with `reuseport`, SIGSTOP/SIGCONT of one worker). Latency is "
+             "connect-to-first-byte per connection; failures count as slower than 1 s. "
+             "\"Landed\" is the stalled worker's accept queue (ss Recv-Q of its listening "
+             "socket) just before the stall ends, less what it held when the stall began; "
+             "\"after heartbeat stale\" counts from stall start + `bpf.stall_ms` (200) + "
+             "60 ms, the same instant for every row."
+             % (_STALL_OPTS["rate_per_cpu"],
+                _STALL_OPTS["lead_s"] + _STALL_OPTS["stall_ms"] / 1000.0 + _STALL_OPTS["tail_s"],
+                _STALL_OPTS["lead_s"], _STALL_OPTS["stall_ms"]),
+             options=_STALL_OPTS, measure=measure_stall, columns=STALL_COLUMNS,
+             variants=STEER_VARIANTS + (
+                 Variant("nginx-reuseport", "nginx", "nginx reuseport (kernel hash)",
+                         {"nginx_reuseport": True}),),
+             ratios=STEER_RATIOS, bars=(stall_bar,), notes=stall_notes),
 ]
 
 

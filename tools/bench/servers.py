@@ -11,15 +11,33 @@ Proxy start functions take (lab, tag, workers, backends, opts):
   backends  list of Backend the proxy balances over
   opts      scenario options (dict); keys used here:
               sluice_keepalive   sluice upstream `keepalive` (default SLUICE_KEEPALIVE)
-              nginx_keepalive    nginx upstream `keepalive` (default NGINX_KEEPALIVE)
+              sluice_pool_yaml   sluice upstream `pool:` value (flow mapping, e.g.
+                                 "{ max_idle_per_worker: 128 }"), instead of `keepalive`
+              sluice_steering    sluice `bpf.steering` (auto, required, off); default
+                                 sluiced's own (auto)
+              sluice_stall_ms    sluice `bpf.stall_ms` (default sluiced's own, 200)
+              sluice_admin       True: admin API on a Unix socket with `debug: true`
+                                 (child.meta["admin"] is its path)
               sluice_extra_yaml  text appended to the sluice config (top-level keys)
+              nginx_keepalive    nginx upstream `keepalive` (default NGINX_KEEPALIVE)
+              nginx_reuseport    True: `listen ... reuseport backlog=4096` (one socket
+                                 per worker, sluiced's backlog)
+
+A backend nginx may listen on several ports (Backend.ports); the proxies balance
+round robin over every port of every backend they are given.
+
+Every sluiced gets a private BPF pin directory (bpf.pin_path) under /sys/fs/bpf, so
+that a run never touches the pins of a sluiced running outside the benchmark (the
+default /sys/fs/bpf/sluice); stop_proxy() removes it, remove_all_pins() at the end
+removes any left by an interrupted run. child.meta["pin_path"] is that directory.
 """
 import os
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
 
-from procs import Child, StartError, free_port, http_get, wait_http_ready
+from procs import Child, StartError, free_port, http_get, wait_http_ready, wait_unix_ready
 
 
 # Idle upstream connections kept per worker. nginx gets as many as sluice: with
@@ -45,6 +63,16 @@ class Backend:
     port: int
     status_port: int    # stub_status server of the same nginx
     child: Child
+    ports: tuple = ()   # every port it serves on (port first)
+
+    def __post_init__(self):
+        if not self.ports:
+            self.ports = (self.port,)
+
+
+def backend_ports(backends):
+    """Every port of every backend, in order: what the proxies balance over."""
+    return [p for b in backends for p in b.ports]
 
 
 # ---------------------------------------------------------------- nginx (both roles)
@@ -116,47 +144,54 @@ def _prefix(lab, tag):
     return d
 
 
-def start_backend(lab, index=0):
-    """One nginx worker answering 200 "hello world\\n", plus a stub_status server."""
-    tag = "backend%d" % index
+def start_backend(lab, index=0, nports=1):
+    """One nginx worker answering 200 "hello world\\n" on `nports` ports (one server
+    block, a `listen` line each), plus a stub_status server counting them all."""
+    tag = "backend%d" % index if nports == 1 else "backend%d-%dports" % (index, nports)
     prefix = _prefix(lab, tag)
-    port, status_port = free_port(), free_port()
+    ports = tuple(free_port() for _ in range(nports))
+    status_port = free_port()
+    listens = "\n".join("        listen 127.0.0.1:%d;" % p for p in ports)
     body = """    server {
-        listen 127.0.0.1:%d;
+%s
         location / { return 200 "hello world\\n"; }
     }
     server {
         listen 127.0.0.1:%d;
         location / { stub_status; }
-    }""" % (port, status_port)
+    }""" % (listens, status_port)
     child = _start_nginx(lab, tag, _nginx_main(lab, prefix, 1, body), prefix)
     try:
-        wait_http_ready(child, port, lab.start_timeout)
+        for p in ports:
+            wait_http_ready(child, p, lab.start_timeout)
         status, _ = http_get(status_port, "/")
         if status != 200:
             raise StartError("stub_status answers HTTP %d" % status, child.log_tail())
     except BaseException:
         child.stop()
         raise
-    return Backend(port, status_port, child)
+    return Backend(ports[0], status_port, child, ports)
 
 
 def start_nginx_proxy(lab, tag, workers, backends, opts):
     prefix = _prefix(lab, tag)
     port = free_port()
-    servers = "\n".join("        server 127.0.0.1:%d;" % b.port for b in backends)
+    servers = "\n".join("        server 127.0.0.1:%d;" % p for p in backend_ports(backends))
     body = """    upstream backend {
 %s
         keepalive %d;
     }
     server {
-        listen 127.0.0.1:%d;
+        listen 127.0.0.1:%d%s;
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
-    }""" % (servers, opts.get("nginx_keepalive", NGINX_KEEPALIVE), port)
+    }""" % (servers, opts.get("nginx_keepalive", NGINX_KEEPALIVE), port,
+             # sluiced's listen backlog; nginx's default 511 would drop SYNs
+             # (1 s retransmits) once a stopped worker's queue holds 511
+             " reuseport backlog=4096" if opts.get("nginx_reuseport") else "")
     child = _start_nginx(lab, tag, _nginx_main(lab, prefix, workers, body), prefix)
     return child, port
 
@@ -173,8 +208,8 @@ def start_haproxy(lab, tag, workers, backends, opts):
     prefix = _prefix(lab, tag)
     port = free_port()
     maxconn = haproxy_maxconn(lab.nofile)
-    servers = "\n".join("    server s%d 127.0.0.1:%d" % (i, b.port)
-                        for i, b in enumerate(backends))
+    servers = "\n".join("    server s%d 127.0.0.1:%d" % (i, p)
+                        for i, p in enumerate(backend_ports(backends)))
     conf_text = """# generated by tools/bench (no `log` line: no logging)
 global
     nbthread {workers}
@@ -211,12 +246,28 @@ backend be
 
 # ---------------------------------------------------------------- sluice
 
-def sluice_config(workers, port, backends, opts):
-    servers = "\n".join("      - address: 127.0.0.1:%d" % b.port for b in backends)
+def sluice_config(workers, port, backends, opts, pin_path=None, admin_socket=None):
+    servers = "\n".join("      - address: 127.0.0.1:%d" % p for p in backend_ports(backends))
+    if opts.get("sluice_pool_yaml"):
+        pool = "pool: %s" % opts["sluice_pool_yaml"]
+    else:
+        pool = "keepalive: %d" % opts.get("sluice_keepalive", SLUICE_KEEPALIVE)
+    bpf = []
+    if opts.get("sluice_steering"):
+        bpf.append("steering: %s" % opts["sluice_steering"])
+    if opts.get("sluice_stall_ms"):
+        bpf.append("stall_ms: %d" % opts["sluice_stall_ms"])
+    if pin_path:
+        bpf.append("pin_path: %s" % pin_path)
+    top = ""
+    if bpf:
+        top += "bpf: { %s }\n" % ", ".join(bpf)
+    if admin_socket:
+        top += "admin: { socket: %s, debug: true }\n" % admin_socket
     return """# generated by tools/bench
 workers: {workers}
-log: {{ level: warn, access_log: off }}
-listeners:
+log: {{ level: {level}, access_log: off }}
+{top}listeners:
   - address: "127.0.0.1:{port}"
     routes:
       - upstream: backend
@@ -224,10 +275,36 @@ upstreams:
   backend:
     servers:
 {servers}
-    keepalive: {keepalive}
-{extra}""".format(workers=workers, port=port, servers=servers,
-                  keepalive=opts.get("sluice_keepalive", SLUICE_KEEPALIVE),
+    {pool}
+{extra}""".format(workers=workers, port=port, servers=servers, pool=pool, top=top,
+                  # info: the "steering on/off" line tells whether steering runs
+                  level="info" if opts.get("sluice_steering") else "warn",
                   extra=opts.get("sluice_extra_yaml", ""))
+
+
+BPF_FS = "/sys/fs/bpf"
+_pin_dirs = set()
+
+
+def _private_pin_path(tag):
+    """A fresh directory name under bpffs for one sluiced, or None without bpffs."""
+    if not os.path.isdir(BPF_FS):
+        return None
+    path = os.path.join(BPF_FS, "sluice-bench-%d-%s" % (os.getpid(), tag))
+    shutil.rmtree(path, ignore_errors=True)  # nothing of an earlier run of that name
+    _pin_dirs.add(path)
+    return path
+
+
+def remove_pins(path):
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        _pin_dirs.discard(path)
+
+
+def remove_all_pins():
+    for path in list(_pin_dirs):
+        remove_pins(path)
 
 
 def start_sluice(lab, tag, workers, backends, opts):
@@ -235,14 +312,18 @@ def start_sluice(lab, tag, workers, backends, opts):
         raise StartError("%s not found (build it with `make`, or set SLUICED)" % lab.sluiced)
     prefix = _prefix(lab, tag)
     port = free_port()
+    pin = _private_pin_path(tag)
+    admin = os.path.join(prefix, "admin.sock") if opts.get("sluice_admin") else None
     conf = os.path.join(prefix, "sluice.yaml")
     with open(conf, "w") as f:
-        f.write(sluice_config(workers, port, backends, opts))
+        f.write(sluice_config(workers, port, backends, opts, pin, admin))
     try:
         # foreground; SIGTERM = graceful stop (no clients are left by then)
         child = Child(tag, [lab.sluiced, "-c", conf], lab.tmp, stop_signal=signal.SIGTERM)
     except OSError as e:
+        remove_pins(pin)
         raise StartError("cannot run %s: %s" % (lab.sluiced, e))
+    child.meta.update(pin_path=pin, admin=admin)
     return child, port
 
 
@@ -263,11 +344,22 @@ PROXIES = {
 
 
 def start_proxy(lab, name, tag, workers, backends, opts):
-    """Start proxy `name` and wait until a GET through it answers 200."""
+    """Start proxy `name` and wait until a GET through it answers 200 (and, with an
+    admin socket, until that answers too)."""
     child, port = PROXIES[name].start(lab, tag, workers, backends, opts)
     try:
         wait_http_ready(child, port, lab.start_timeout)
+        if child.meta.get("admin"):
+            wait_unix_ready(child, child.meta["admin"], lab.start_timeout)
     except BaseException:
-        child.stop()
+        stop_proxy(child)
         raise
     return child, port
+
+
+def stop_proxy(child):
+    """Stop a proxy and remove what it left behind (BPF pins)."""
+    try:
+        child.stop()
+    finally:
+        remove_pins(child.meta.get("pin_path"))
