@@ -212,6 +212,12 @@ static const struct {
     {"pool_shared", OFF(pool_shared)},
     {"errors_client", OFF(err_client)},
     {"errors_upstream", OFF(err_upstream)},
+    {"pool_evicted", OFF(pool_evicted)},
+    {"pool_idle_closed", OFF(pool_idle_closed)},
+    {"pool_fd_mismatch", OFF(pool_fd_mismatch)},
+    {"pool_stale_retries", OFF(pool_stale_retries)},
+    {"queue_waits", OFF(queue_waits)},
+    {"queue_timeouts", OFF(queue_timeouts)},
 };
 
 static json_t *worker_json(const struct sl_worker *w)
@@ -343,6 +349,19 @@ static const struct metric metrics[] = {
      "kind",
      {"client", "upstream"},
      {OFF(err_client), OFF(err_upstream)}},
+    {"sluice_pool_events_total",
+     "counter",
+     "Idle connection events: evicted to the shared pool, closed while idle, fd no longer "
+     "pointing at its peer, requests retried after a stale reused connection.",
+     "event",
+     {"evicted", "idle_closed", "fd_mismatch", "stale_retry"},
+     {OFF(pool_evicted), OFF(pool_idle_closed), OFF(pool_fd_mismatch), OFF(pool_stale_retries)}},
+    {"sluice_queue_total",
+     "counter",
+     "Requests that waited for a connection slot (max_conns_per_server), and those that timed out.",
+     "outcome",
+     {"waited", "timed_out"},
+     {OFF(queue_waits), OFF(queue_timeouts)}},
 };
 
 static void get_metrics(struct admin *a, struct evhttp_request *req)

@@ -248,7 +248,8 @@ void sl_session_pool_share_waited(struct sl_worker *w)
 		struct sl_upconn *c = p->groups[g].lru_head;
 		while (c) {
 			struct sl_upconn *next = c->lru_next;
-			if (c->count && atomic_load_explicit(&c->count->waiters, memory_order_relaxed)) {
+			if (c->count &&
+			    atomic_load_explicit(&c->count->waiters, memory_order_relaxed)) {
 				sl_pool_remove(p, c);
 				to_shared(w, c);
 			}
@@ -737,6 +738,7 @@ static void request_head_done(struct sl_session *s)
 		send_error(s, 413);
 		return;
 	}
+	s->has_body = h->info.chunked || (h->info.has_cl && s->rp.p.content_length > 0);
 	s->upgrade_req = s->rp.p.upgrade && h->info.has_upgrade && h->info.conn_upgrade;
 	s->expect_continue = h->info.expect_continue && h->http_minor >= 1 &&
 			     (h->info.chunked || s->rp.p.content_length > 0);
@@ -806,10 +808,11 @@ static int is_retryable(const struct sl_session *s)
 	if (s->resp_started || s->resp_head_done || (s->uin.data && s->uin.wr))
 		return 0; /* a response byte arrived: the upstream acted on it */
 	unsigned int max = s->upstream ? s->upstream->retries : 1;
-	if (s->up && s->up->reused && s->tries <= max + 1)
+	/* a body can be sent again only while all of it is still in the buffer */
+	int body_gone = s->has_body && (!s->req_done || s->body_discarded);
+	if (s->up && s->up->reused && s->tries <= max + 1 && !body_gone)
 		return 1; /* stale pooled connection: the upstream never saw the request */
-	int has_body = s->req.info.chunked || s->rp.p.content_length > 0 || s->in.rd > s->head_end;
-	return s->idempotent && !has_body && s->tries <= max;
+	return s->idempotent && !s->has_body && s->tries <= max;
 }
 
 static void pump_request_body(struct sl_session *s)
@@ -1174,6 +1177,8 @@ static void retry_request(struct sl_session *s)
 	up_release(s, 0);
 	s->up_broken = 0;
 	s->req_sent = 0;
+	if (s->has_body)
+		s->in.rd = s->head_end; /* the whole body is still there (is_retryable) */
 	connect_upstream(s);
 }
 
@@ -1255,8 +1260,10 @@ static void up_flush(struct sl_session *s)
 		rd_on(s);
 		return;
 	}
-	if (!s->req_done && b->rd == b->parse && b->parse == b->wr)
+	if (!s->req_done && b->rd == b->parse && b->parse == b->wr && b->rd > s->head_end) {
 		b->rd = b->fwd = b->parse = b->wr = s->head_end;
+		s->body_discarded = 1;
+	}
 	if (!s->req_done && !s->client_eof)
 		rd_on(s);
 	if (s->req_done && !s->req_sent) {
@@ -1622,6 +1629,8 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 				return;
 			}
 		} else {
+			if (s->state != SS_TUNNEL && b->rd > s->head_end)
+				s->body_discarded = 1;
 			iob_compact(b, s->state == SS_TUNNEL ? 0 : s->head_end);
 			if (b->wr == b->cap) {
 				rd_off(s);
@@ -1832,6 +1841,7 @@ static void reset_request(struct sl_session *s)
 	s->req_done = s->req_sent = s->head_queued = 0;
 	s->expect_continue = s->sent_continue = 0;
 	s->upgrade_req = s->is_head_req = s->idempotent = 0;
+	s->has_body = s->body_discarded = 0;
 	s->local_resp = s->counted = 0;
 	s->resp_head_done = s->resp_done = s->resp_started = s->up_broken = s->up_eof = 0;
 	s->body_mode = BM_NONE;

@@ -17,7 +17,8 @@ struct sl_peer_count *sl_conn_counter(uint64_t peer_hash)
 			return &table[i];
 		if (k == 0) {
 			uint64_t zero = 0;
-			if (atomic_compare_exchange_strong(&table[i].key, &zero, key) || zero == key)
+			if (atomic_compare_exchange_strong(&table[i].key, &zero, key) ||
+			    zero == key)
 				return &table[i];
 		}
 	}
