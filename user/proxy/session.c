@@ -783,6 +783,7 @@ static void parse_request_head(struct sl_session *s)
 	if (e == HPE_OK) {
 		if (b->parse > head_limit(s))
 			goto too_big;
+		rd_on(s); /* the rest of the head */
 		return;
 	}
 	s->req_done = 1;
@@ -1643,6 +1644,7 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (s->state == SS_IDLE && b->wr > b->parse)
 				goto parse; /* pipelined request left from the previous one */
+			rd_on(s);
 			return;
 		}
 		client_eof(s, n == 0 ? 0 : -errno);
@@ -1884,6 +1886,12 @@ static void finish_request(struct sl_session *s)
 	b->wr = left;
 	sl_http_parser_next(&s->rp);
 	s->state = SS_IDLE;
+	if (!s->nodelay) {
+		/* kept alive: small responses must not wait behind Nagle from now on (nginx's
+		 * tcp_nodelay does the same); one-request connections never need the call */
+		set_nodelay(s->fd);
+		s->nodelay = 1;
+	}
 	rd_on(s);
 	if (left) {
 		/* pipelined request: handled on the next loop turn, which bounds recursion */
@@ -2035,7 +2043,6 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	}
 	snprintf(s->client_str, sizeof(s->client_str),
 		 sa->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", s->client_ip, port);
-	set_nodelay(fd);
 	event_assign(&s->rev, w->base, fd, EV_READ | EV_PERSIST, client_read_cb, s);
 	event_assign(&s->wev, w->base, fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
 	evtimer_assign(&s->tev, w->base, timer_cb, s);
@@ -2050,8 +2057,12 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	w->st->active++;
 	w->state->active++;
 	s->state = SS_IDLE;
-	rd_on(s);
 	arm(s, ST_HEADER);
+	/* The request is usually there already: read it now. The socket joins the epoll
+	 * set only when we have to wait for it, so a one-request connection never does. */
+	ENTER(s);
+	client_read_ev(fd, EV_READ, s);
+	LEAVE(s);
 }
 
 void sl_session_drain_all(struct sl_worker *w)

@@ -68,6 +68,7 @@ struct sl_session {
 	uint8_t depth;	/* event callbacks on the stack */
 	enum sl_timer_kind timer;
 	uint8_t rd_on, wr_on; /* rev / wev added */
+	uint8_t nodelay;      /* TCP_NODELAY set (once kept alive) */
 
 	/* request side */
 	struct sl_iob in;
