@@ -35,6 +35,9 @@ Environment:
   BENCH_NGINX, BENCH_HAPROXY, BENCH_WRK   binaries (default /usr/sbin/nginx,
                    /usr/sbin/haproxy, /usr/bin/wrk)
 
+The steering scenarios need root (BPF), `ss` (iproute2) for the accept queues, and
+bpftool for the steering reasons (without it those columns show "–").
+
 Usage: make bench        (or: BENCH_QUICK=1 /usr/bin/python3 tools/bench/bench.py)
 """
 import datetime
@@ -232,6 +235,10 @@ def main():
 
         start_failures = {}
         for sc in scenarios:
+            if not sc.rows(proxies):
+                log("%s: skipped, none of its rows is for %s"
+                    % (sc.name, ", ".join(proxies)))
+                continue
             try:
                 res = run_scenario(lab, settings, sc, proxies, backends, start_failures)
             except StartError as e:

@@ -218,10 +218,15 @@ def document(info, settings, command, date, results, proxies, nofile):
              "clients on one worker, nginx closes and reopens ~200 upstream connections "
              "per 1000 requests and spends ~50% more CPU per request. Its upstream "
              "`keepalive_requests` stays at the default 1000, hence ~1 upstream "
-             "connection per 1000 requests.",
+             "connection per 1000 requests. The upstream pool scenarios (`pool-*`) are the "
+             "exception: there nginx has `keepalive 32` per worker, as the issue that asked "
+             "for them says.",
              "- Each run starts the proxy afresh, waits until a GET through it answers 200, "
-             "warms up, then runs `wrk -t%d -c%d -d%ds --latency` against it. Runs are "
-             "interleaved (sluice, nginx, HAProxy, sluice, …); tables show medians."
+             "warms up, then runs `wrk -t%d -c%d -d%ds --latency` against it (scenarios "
+             "that spread the clients run one wrk per CPU, pinned there, sharing the "
+             "connections: their p50/p99 are the higher of the two processes'; "
+             "`steer-stall` has its own load, see there). Runs are interleaved (sluice, "
+             "nginx, HAProxy, sluice, …); tables show medians."
              % (s.threads, s.conns, s.duration),
              "- rps, p50 and p99 come from wrk. CPU µs/req: utime+stime from "
              "`/proc/PID/stat` of the proxy's processes (nginx master and workers) before "
@@ -236,10 +241,10 @@ def document(info, settings, command, date, results, proxies, nofile):
              "- Every sluiced pins its BPF maps in a private directory under /sys/fs/bpf "
              "(removed after the run), never the default /sys/fs/bpf/sluice; steering is "
              "sluiced's default (`auto`) unless a row says otherwise.",
-             "- Scenarios whose rows are named by proxy and setting (steering on/off) have "
-             "their own ratio rows; their acceptance bars are computed from the medians "
-             "(the worst run where the bar is \"no connection\" or a ceiling) and marked "
-             "met or not met.",
+             "- The steering scenarios compare sluice with steering on and off (ratio row "
+             "on/off). Where an issue set a bar, it is checked from this run's figures (the "
+             "medians, or the worst run for the pool and \"no connection lands\" bars) and "
+             "marked met or not met under the table and in \"Bars\" at the end.",
              "",
              "## Results", ""]
     bars = []

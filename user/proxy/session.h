@@ -82,7 +82,7 @@ struct sl_session {
 	uint8_t upgrade_req, is_head_req, idempotent;
 	uint8_t has_body;	/* Content-Length > 0 or chunked */
 	uint8_t body_discarded; /* some body bytes left the buffer: it cannot be resent */
-	uint8_t keepalive; /* client connection stays open after this response */
+	uint8_t keepalive;	/* client connection stays open after this response */
 	uint8_t client_eof;
 	uint8_t local_resp; /* response produced by sluice itself */
 	uint8_t counted;    /* request counted in stats */
