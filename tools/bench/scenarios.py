@@ -605,11 +605,15 @@ _CLOSE = ("wrk sends `Connection: close`: every request comes on a new client "
 
 SCENARIOS = [
     Scenario("keepalive-1w", "Keep-alive clients, 1 worker", 1, _KEEPALIVE),
-    Scenario("keepalive-2w", "Keep-alive clients, 2 workers", 2, _KEEPALIVE),
+    # 2 workers: one wrk per CPU, so every proxy's workers all get clients (one
+    # unpinned wrk thread would sit on one CPU, and sluice's steering would rightly
+    # give all its connections to that CPU's worker)
+    Scenario("keepalive-2w", "Keep-alive clients, 2 workers", 2, _KEEPALIVE,
+             split_clients=True),
     Scenario("close-1w", "`Connection: close` clients, 1 worker", 1, _CLOSE,
              headers=("Connection: close",)),
     Scenario("close-2w", "`Connection: close` clients, 2 workers", 2, _CLOSE,
-             headers=("Connection: close",)),
+             headers=("Connection: close",), split_clients=True),
     Scenario("pool-close-2w", "Upstream pools: `Connection: close` clients, 2 workers, "
              "1 backend port", 2, _POOL, headers=("Connection: close",),
              options=_POOL_OPTS, columns=POOL_COLUMNS, split_clients=True,
