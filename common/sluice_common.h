@@ -76,6 +76,7 @@ struct sl_worker_stats {
 	__u64 pool_stale_retries; /* requests retried after a reused connection failed */
 	__u64 queue_waits;	  /* requests that waited for max_conns_per_server */
 	__u64 queue_timeouts;	  /* ... and gave up (503) */
+	__u64 rescued;		  /* connections taken from a stalled worker's accept queue */
 } __attribute__((aligned(64)));
 
 /* ---- XDP guard (bpf/xdp_guard.bpf.c) ---- */

@@ -132,3 +132,44 @@ def test_auto_serves_without_bpf_and_required_refuses(sluice, backend, tmp_path)
     req.start(cfg, wait=False)
     assert req.wait_exit(10 * SCALE) == 1
     assert "steering required but unavailable" in req.stderr()
+
+
+def test_stalled_worker_is_skipped_and_its_queue_rescued(sluice, backend, tmp_path):
+    """Worker 0 blocks its loop (admin debug stall). Connections from CPU 0 that reach
+    its accept queue before the heartbeat goes stale are taken over by worker 1; later
+    ones are steered to worker 1 directly. None waits for the stall to end."""
+    if NCPU < 2:
+        pytest.fail("needs 2 CPUs")
+    import time
+    from test_admin import admin, get_json
+    sock = str(tmp_path / "a.sock")
+    sl = sluice.proxy(backend("a"), workers=2, admin={"socket": sock, "debug": True})
+    assert sl.wait_log(lambda ln: 'msg="steering on"' in ln), sl.stderr()
+    r = admin(sock, "POST", "/debug/stall?worker=0&ms=2000")
+    assert r.status == 200, r
+    stall_start = time.monotonic()
+    lat = []
+
+    def from_cpu0():
+        os.sched_setaffinity(0, {0})
+        for _ in range(12):  # one every 100 ms through most of the stall
+            t0 = time.monotonic()
+            with HTTPClient(sl.port, timeout=10 * SCALE) as c:
+                assert c.request("GET", "/", headers=[("Connection", "close")]).status == 200
+            lat.append(time.monotonic() - t0)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=from_cpu0)
+    t.start()
+    t.join(30 * SCALE)
+    assert len(lat) == 12, lat
+    assert time.monotonic() - stall_start < 2.0 + 2.0 * SCALE
+    # without the rescue the first ones would wait ~2 s for worker 0 to wake
+    assert max(lat) < 1.0, lat
+    time.sleep(2.2)  # worker 0 wakes up
+    ws = {w["id"]: w for w in get_json(sock, "/workers")}
+    assert ws[1]["rescued"] >= 1, ws
+    steer = steer_stats(sl.pin_path)
+    assert steer[2] >= 1, steer  # SL_STEER_P2C_STALLED
+    assert sl.wait_log(lambda ln: "worker stalled, serving its queued connections" in ln)
+    assert sl.client().request("GET", "/").status == 200

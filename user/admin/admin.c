@@ -218,6 +218,7 @@ static const struct {
     {"pool_stale_retries", OFF(pool_stale_retries)},
     {"queue_waits", OFF(queue_waits)},
     {"queue_timeouts", OFF(queue_timeouts)},
+    {"rescued", OFF(rescued)},
 };
 
 static json_t *worker_json(const struct sl_worker *w)

@@ -125,6 +125,8 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 	}
 	int err = sl_steer_init(d, conf, why, sizeof(why));
 	if (!err) {
+		d->steering = 1;
+		d->stall_ns = (uint64_t)conf->bpf.stall_ms * 1000000ull;
 		sl_log(SL_LOG_INFO, "msg=\"steering on\" pin_path=%s stall_ms=%u",
 		       conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT,
 		       conf->bpf.stall_ms);

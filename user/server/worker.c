@@ -155,8 +155,10 @@ static void stop_listening(struct sl_worker *w)
 		if (w->lsn[i].fd < 0)
 			continue;
 		event_del(&w->lsn[i].ev);
-		close(w->lsn[i].fd);
-		w->lsn[i].fd = -1;
+		int fd = w->lsn[i].fd;
+		/* -1 first: a worker rescuing this one reads the fd from another thread */
+		__atomic_store_n(&w->lsn[i].fd, -1, __ATOMIC_RELAXED);
+		close(fd);
 	}
 }
 
@@ -208,11 +210,53 @@ static uint64_t mono_ns(void)
 /* Every heartbeat_ms: the heartbeat steering reads (a plain store into this worker's
  * mmaped slot, no syscall), and at most every 100 ms the access log. A loop that is
  * blocked stops beating, which is the point. */
+/* Steering keeps new connections off a stalled worker once its heartbeat is stall_ms
+ * old, but those that reached its accept queue before that would wait for it to wake.
+ * A healthy worker takes them: accept(2) on the stalled worker's listening socket is
+ * as good as on its own. */
+static void rescue_stalled(struct sl_worker *w, uint64_t now)
+{
+	struct sl_daemon *d = w->d;
+	for (unsigned int j = 0; j < d->n_workers; j++) {
+		struct sl_worker *o = &d->workers[j];
+		if (o == w)
+			continue;
+		uint64_t hb = __atomic_load_n(&o->state->heartbeat_ns, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&o->state->state, __ATOMIC_RELAXED) != SL_WORKER_READY ||
+		    now < hb || now - hb <= d->stall_ns)
+			continue;
+		unsigned int got = 0;
+		for (unsigned int l = 0; l < w->n_lsn && l < o->n_lsn; l++) {
+			int lfd = __atomic_load_n(&o->lsn[l].fd, __ATOMIC_RELAXED);
+			for (int k = 0; lfd >= 0 && k < 64; k++) {
+				struct sockaddr_storage sa;
+				socklen_t len = sizeof(sa);
+				int c = accept4(lfd, (struct sockaddr *)&sa, &len,
+						SOCK_NONBLOCK | SOCK_CLOEXEC);
+				if (c < 0)
+					break;
+				got++;
+				w->st->rescued++;
+				sl_session_accept(w, &w->lsn[l], c, &sa, len);
+			}
+		}
+		if (got && j < 64 && now - w->rescue_logged_ns[j] > 1000000000ull) {
+			w->rescue_logged_ns[j] = now;
+			sl_log(SL_LOG_WARN,
+			       "msg=\"worker stalled, serving its queued connections\" stalled=%u "
+			       "by=%u heartbeat_age_ms=%llu",
+			       j, w->id, (unsigned long long)((now - hb) / 1000000));
+		}
+	}
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_worker *w = arg;
 	uint64_t now = mono_ns();
 	__atomic_store_n(&w->state->heartbeat_ns, now, __ATOMIC_RELAXED);
+	if (w->d->steering && !w->draining && w->d->n_workers > 1)
+		rescue_stalled(w, now);
 	if (atomic_load_explicit(&sl_waiters_total, memory_order_relaxed)) {
 		sl_session_pool_share_waited(w);
 		if (w->wq_head) /* slots freed by other workers are noticed here */

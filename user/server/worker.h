@@ -52,6 +52,7 @@ struct sl_worker {
 	struct sl_mem mem;
 	struct sl_alog alog;
 	uint64_t alog_flushed_ns;
+	uint64_t rescue_logged_ns[64]; /* last "stalled" log line per peer worker */
 	struct sl_pool pool;
 	struct sl_session *free_sessions;
 	unsigned int n_free_sessions;
@@ -90,8 +91,10 @@ struct sl_daemon {
 	uint64_t deadline_ms;	 /* graceful stop: when the grace period ends */
 	unsigned int reloads;
 	char reload_err[SL_CONF_ERR_MAX];
-	void *admin;		       /* admin API state (admin/) */
-	struct sl_spool *spool;	       /* shared overflow pool of idle upstream connections */
+	void *admin;		/* admin API state (admin/) */
+	struct sl_spool *spool; /* shared overflow pool of idle upstream connections */
+	int steering;		/* the BPF program steers; stalled workers are rescued */
+	uint64_t stall_ns;
 	int lsn_fds[SL_MAX_LISTENERS]; /* bound at start, one per listener for worker 0; others
 					  dup'd by reuseport */
 };
