@@ -648,9 +648,10 @@ SCENARIOS = [
              "stall start + the row's `bpf.stall_ms` (sluiced's default 200 ms unless the "
              "row says otherwise; 200 ms for the rows without steering) + 60 ms. With "
              "steering on, connections whose SYN reaches CPU 0 during the first `stall_ms` "
-             "still go to worker 0 (its heartbeat is fresh) and wait up to 2 s: about "
-             "stall_ms / 2 s × ½ of the stall's arrivals, against about ½ of those of the "
-             "first second (the ones that wait more than 1 s) without steering."
+             "still go to worker 0 (its heartbeat is fresh), but once the heartbeat is "
+             "stale the other worker accepts them from worker 0's queue (sluiced's "
+             "stalled-worker rescue), so they wait about `stall_ms`, not the whole stall; "
+             "without steering about ½ of the stall's arrivals wait for worker 0 to wake."
              % (_STALL_OPTS["rate_per_cpu"],
                 _STALL_OPTS["lead_s"] + _STALL_OPTS["stall_ms"] / 1000.0 + _STALL_OPTS["tail_s"],
                 _STALL_OPTS["lead_s"], _STALL_OPTS["stall_ms"]),
