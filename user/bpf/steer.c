@@ -11,8 +11,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include <sys/mount.h>
-#include <sys/statfs.h>
+#include "bpf/pin.h"
 #include "bpf/steer.h"
 #include "core/log.h"
 #include "server/worker.h"
@@ -106,34 +105,6 @@ static int write_int_file(const char *path, int v)
 	return err;
 }
 
-#ifndef BPF_FS_MAGIC
-#define BPF_FS_MAGIC 0xcafe4a11
-#endif
-
-/* bpffs mounted at /sys/fs/bpf (mount it if not), then mkdir -p the pin dir. */
-static int pin_prepare(const char *dir)
-{
-	struct statfs st;
-	if (statfs("/sys/fs/bpf", &st) || st.f_type != BPF_FS_MAGIC) {
-		mkdir("/sys/fs/bpf", 0700);
-		if (mount("bpf", "/sys/fs/bpf", "bpf", 0, NULL))
-			return -errno;
-	}
-	char p[512];
-	snprintf(p, sizeof(p), "%s", dir);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0700) && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(p, 0700) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static int socket_cookie(int fd, __u64 *cookie)
 {
 	socklen_t len = sizeof(*cookie);
@@ -147,7 +118,7 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 	int err;
 
 	libbpf_set_print(libbpf_quiet);
-	err = pin_prepare(dir);
+	err = sl_pin_prepare(dir);
 	if (err) {
 		snprintf(why, whylen, "cannot prepare pin dir %s: %s", dir, strerror(-err));
 		return err;

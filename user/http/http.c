@@ -444,17 +444,7 @@ int sl_head_set(struct sl_head *h, const char *base, const char *name, const cha
 	if (strpbrk(value, "\r\n") || strpbrk(name, "\r\n: \t"))
 		return -EINVAL;
 	sl_head_remove(h, base, name, nl);
-	struct sl_hdr *x = &h->h[h->n++];
-	memcpy(h->xbuf + h->xlen, name, nl);
-	x->name_off = h->xlen;
-	x->name_len = (uint16_t)nl;
-	h->xlen += (uint32_t)nl;
-	memcpy(h->xbuf + h->xlen, value, vl);
-	x->value_off = h->xlen;
-	x->value_len = (uint32_t)vl;
-	h->xlen += (uint32_t)vl;
-	x->flags = SL_HDR_XBUF;
-	return 0;
+	return sl_head_append(h, name, nl, value, vl);
 }
 
 void sl_out_put(struct sl_out *o, const char *s, size_t n)
