@@ -43,7 +43,7 @@ BPFT_BIN := $(BPFT_SRC:selftests/bpf/%.c=$(B)/selftests/bpf/%)
 EX_SRC   := $(wildcard examples/*.c)
 EX_BIN   := $(EX_SRC:examples/%.c=$(B)/examples/%)
 
-.PHONY: all deps run test asan bench format lint examples clean unit-tests bpf-tests
+.PHONY: all deps run test asan bench format lint examples clean unit-tests bpf-tests fuzz
 all: $(B)/sluiced $(B)/sluicectl $(B)/libsluice.a $(BPF_OBJ) $(BPF_SKEL)
 
 deps:
@@ -115,6 +115,21 @@ bench:
 	@./tools/install-deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tools/bench/bench.py
+
+# libFuzzer targets (clang): each runs FUZZ_SECONDS on its seed corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard selftests/fuzz/fuzz_*.c)
+fuzz: deps
+	@mkdir -p $(B)/fuzz
+	@for f in $(FUZZ_SRC); do \
+		n=$$(basename $$f .c); t=$${n#fuzz_}; \
+		$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iuser -Icommon \
+			-I$(LLHTTP_INC) $$f user/http/http.c $(LLHTTP_SRC)/llhttp.c $(LLHTTP_SRC)/api.c \
+			$(LLHTTP_SRC)/http.c -o $(B)/fuzz/$$n || exit 1; \
+		mkdir -p $(B)/fuzz/corpus-$$t; \
+		$(B)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/corpus-$$t \
+			selftests/fuzz/corpus/$$t || exit 1; \
+	done
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h')
 format:
