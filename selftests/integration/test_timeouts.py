@@ -1,6 +1,7 @@
 """Timeouts, configured short: client header (408), client keep-alive, client body,
 upstream response header (504, in test_limits_errors), upstream idle, upstream connect."""
 import select
+import socket
 import time
 
 from checks import assert_sluice_error
@@ -122,3 +123,22 @@ def test_upstream_connect_timeout_single_server(sluice, blackhole):
     r = c.request("GET", "/")
     assert r.status in (502, 504), r
     assert_sluice_error(r, r.status, c)
+
+
+def test_client_that_stops_reading_is_dropped(sluice, backend):
+    """A client asks for a large response and never reads it: once the socket buffers
+    are full sluice gives it timeouts.client_body, then closes both sides."""
+    b = backend("a")
+    sl = sluice.proxy(b, timeouts={"client_body": "1s", "upstream_idle": "30s"})
+    c = sl.client()
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.send(build_request("GET", "/_/big?n=%d" % (64 * 1024 * 1024)))
+    time.sleep(0.5)
+    fds_busy = sl.fd_count()
+    # within a few seconds the daemon lets go of the client and the upstream connection
+    deadline = time.monotonic() + 10 * SCALE
+    while time.monotonic() < deadline and sl.fd_count() >= fds_busy:
+        time.sleep(0.2)
+    assert sl.fd_count() < fds_busy, "session still open %.0f s after the client stopped " \
+        "reading" % (10 * SCALE)
+    assert sl.fd_count() <= fds_busy - 2  # client and upstream sockets both closed

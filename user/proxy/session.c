@@ -166,6 +166,9 @@ static void arm(struct sl_session *s, enum sl_timer_kind k)
 	case ST_TUNNEL:
 		tv = w->ct_keepalive;
 		break;
+	case ST_SEND:
+		tv = w->ct_body;
+		break;
 	case ST_QUEUE:
 		tv = w->ct_connect;
 		break; /* queue_wait() arms its own */
@@ -478,9 +481,15 @@ static void client_flush(struct sl_session *s)
 	}
 	if (r > 0) {
 		client_wr(s, 1);
+		/* a client that stops reading must not hold us: once the upstream side is
+		 * paused for it (or done), its time is what counts */
+		if (s->timer == ST_NONE || (s->timer == ST_UPIDLE && s->up && !s->up->rd_on))
+			arm(s, ST_SEND);
 		return;
 	}
 	client_wr(s, 0);
+	if (s->timer == ST_SEND)
+		arm(s, ST_NONE);
 	struct sl_iob *b = &s->uin;
 	if (b->data && b->rd == b->parse && b->parse == b->wr)
 		b->rd = b->fwd = b->parse = b->wr = 0;
@@ -593,6 +602,7 @@ static void send_error(struct sl_session *s, int status)
 	if (s->resp_started) {
 		/* part of a response is on the wire: the only honest signal left is a close */
 		s->status = s->status ? s->status : status;
+		s->keepalive = 0;
 		finish_request(s);
 		return;
 	}
@@ -1153,6 +1163,11 @@ static void queue_wait(struct sl_session *s)
  * and whenever this worker releases a connection. */
 void sl_session_wake_queue(struct sl_worker *w)
 {
+	/* not re-entrant: a release deep inside acquire_connection() would otherwise walk
+	 * (and maybe free) the sessions this loop is holding on to */
+	if (w->waking)
+		return;
+	w->waking = 1;
 	struct sl_session *s = w->wq_head;
 	unsigned int budget = 64;
 	while (s && budget--) {
@@ -1165,6 +1180,7 @@ void sl_session_wake_queue(struct sl_worker *w)
 		LEAVE(s);
 		s = next;
 	}
+	w->waking = 0;
 }
 
 static void retry_request(struct sl_session *s)
@@ -1532,6 +1548,8 @@ static void up_read_ev(evutil_socket_t fd, short what, void *arg)
 				}
 			} else {
 				up_rd_off(c); /* backpressure: resumed when the client drains */
+				if (s->timer == ST_UPIDLE || s->timer == ST_NONE)
+					arm(s, ST_SEND); /* now waiting on the client */
 				return;
 			}
 		}
@@ -1662,7 +1680,10 @@ parse:
 		break;
 	case SS_PROXY:
 		if (!s->req_done) {
-			arm(s, ST_BODY);
+			/* the body timer restarts on each read, but never replaces an upstream
+			 * timer (connect, queue, response) that is already running */
+			if (s->timer == ST_NONE || s->timer == ST_BODY)
+				arm(s, ST_BODY);
 			pump_request_body(s);
 		} else if (b->wr == b->cap) {
 			rd_off(s);
@@ -1694,6 +1715,11 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 		break;
 	case ST_KEEPALIVE:
 	case ST_TUNNEL:
+		session_close(s);
+		break;
+	case ST_SEND:
+		sl_log(SL_LOG_DEBUG, "msg=\"client stopped reading, closed\" client=%s",
+		       s->client_str);
 		session_close(s);
 		break;
 	case ST_HEADER:

@@ -43,6 +43,7 @@ enum sl_timer_kind {
 	ST_UPIDLE,
 	ST_TUNNEL,
 	ST_QUEUE, /* waiting for a connection slot */
+	ST_SEND,  /* response bytes waiting for a client that does not read */
 };
 
 enum sl_body_mode {

@@ -59,6 +59,7 @@ struct sl_worker {
 	struct sl_session *sessions; /* live client connections, for draining */
 	unsigned int n_sessions;
 	struct sl_session *wq_head, *wq_tail; /* waiting for max_conns_per_server */
+	int waking;			      /* in sl_session_wake_queue() */
 	int draining;
 	int stopped;
 	struct timeval tv_header, tv_keepalive, tv_body, tv_connect, tv_resp, tv_upidle;
