@@ -95,7 +95,7 @@ struct sl_conf_limits {
 struct sl_conf_timeouts {
 	unsigned int client_header;	       /* 10s */
 	unsigned int client_keepalive;	       /* 60s */
-	unsigned int client_body;	       /* 60s between body reads */
+	unsigned int client_body;	       /* 60s between body reads; also the send timeout */
 	unsigned int upstream_connect;	       /* 3s */
 	unsigned int upstream_response_header; /* 60s */
 	unsigned int upstream_idle;	       /* 60s between response reads */
