@@ -226,7 +226,9 @@ def test_upstreams_listing(bpf, sluice, backend, tmp_path):
     assert ups["two"]["servers"] == [{"address": a.address, "weight": 3},
                                      {"address": b.address, "weight": 1}]
     assert ups["two"]["retries"] == 2 and ups["one"]["retries"] == 1
-    assert isinstance(ups["one"]["keepalive"], int)
+    assert ups["one"]["pool"] == {"max_idle_per_worker": 128, "max_idle_shared": 1024,
+                                  "idle_timeout_ms": 60000, "max_requests_per_conn": 0,
+                                  "max_conns_per_server": 0, "queue_timeout_ms": 3000}
 
 
 METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'

@@ -207,7 +207,7 @@ static void test_docs_example(void **state)
 	assert_in4(&demo->servers[1].addr, demo->servers[1].addrlen, "127.0.0.1", 9002);
 	assert_int_equal(demo->servers[1].weight, 1);
 	assert_int_equal(demo->retries, 1);
-	assert_int_equal(demo->keepalive, 128);
+	assert_int_equal(demo->pool.max_idle_per_worker, 128);
 	assert_null(demo->lb);
 
 	sl_conf_put(c);
@@ -296,7 +296,7 @@ static void test_every_key_non_default(void **state)
 	assert_in4(&u->servers[0].addr, u->servers[0].addrlen, "10.0.0.1", 80);
 	assert_int_equal(u->servers[0].weight, 7);
 	assert_int_equal(u->retries, 3);
-	assert_int_equal(u->keepalive, 0);
+	assert_int_equal(u->pool.max_idle_per_worker, 0);
 
 	assert_int_equal(c->n_listeners, 1);
 	assert_in6(&c->listeners[0].addr, c->listeners[0].addrlen, "::", 8443);
@@ -370,7 +370,7 @@ static void test_defaults(void **state)
 
 	u = &c->upstreams[0];
 	assert_int_equal(u->retries, 1);
-	assert_int_equal(u->keepalive, 128);
+	assert_int_equal(u->pool.max_idle_per_worker, 128);
 	assert_int_equal(u->servers[0].weight, 1);
 	sl_conf_put(c);
 

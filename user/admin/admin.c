@@ -276,10 +276,17 @@ static void get_upstreams(struct admin *a, struct evhttp_request *req)
 				json_decref(srv);
 				srv = NULL;
 			}
-		if (!srv || json_array_append_new(
-				arr, json_pack("{s:s,s:o,s:I,s:I}", "name", u->name, "servers", srv,
-					       "retries", (json_int_t)u->retries, "keepalive",
-					       (json_int_t)u->keepalive))) {
+		if (!srv ||
+		    json_array_append_new(
+			arr, json_pack(
+				 "{s:s,s:o,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "name", u->name,
+				 "servers", srv, "retries", (json_int_t)u->retries, "pool",
+				 "max_idle_per_worker", (json_int_t)u->pool.max_idle_per_worker,
+				 "max_idle_shared", (json_int_t)u->pool.max_idle_shared,
+				 "idle_timeout_ms", (json_int_t)u->pool.idle_timeout,
+				 "max_requests_per_conn", (json_int_t)u->pool.max_requests_per_conn,
+				 "max_conns_per_server", (json_int_t)u->pool.max_conns_per_server,
+				 "queue_timeout_ms", (json_int_t)u->pool.queue_timeout))) {
 			json_decref(arr);
 			arr = NULL;
 		}

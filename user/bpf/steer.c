@@ -13,6 +13,7 @@
 
 #include "bpf/pin.h"
 #include "bpf/steer.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "server/worker.h"
 #include "steer.skel.h"
@@ -161,14 +162,13 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 	for (__u32 cpu = 0; cpu < SL_MAX_WORKERS; cpu++)
 		bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &none, BPF_ANY);
 
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	uint64_t now = sl_mono_ns();
 	for (unsigned int i = 0; i < d->n_workers; i++) {
 		struct sl_worker *w = &d->workers[i];
 		struct sl_worker_state *ws = &steer.states[i];
 		ws->cpu = (__u32)w->cpu;
 		ws->state = SL_WORKER_STARTING;
-		ws->heartbeat_ns = (__u64)now.tv_sec * 1000000000ull + (__u64)now.tv_nsec;
+		ws->heartbeat_ns = now;
 		ws->max_conns = conf->bpf.max_conns_per_worker;
 		ws->pid = (__u32)getpid();
 		ws->n_workers = d->n_workers;

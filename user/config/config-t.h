@@ -53,8 +53,7 @@ struct sl_conf_upstream {
 	char *name;
 	struct sl_conf_server *servers;
 	unsigned int n_servers;
-	unsigned int retries;	/* extra servers tried after a failed connect, default 1 */
-	unsigned int keepalive; /* = pool.max_idle_per_worker (older spelling) */
+	unsigned int retries; /* extra servers tried after a failed connect, default 1 */
 	struct sl_conf_pool pool;
 	unsigned int index; /* position in sl_conf.upstreams */
 	void *lb;	    /* load-balancer state, owned by lb/ */

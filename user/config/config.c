@@ -498,7 +498,6 @@ static int parse_pool(struct parse *p, yaml_node_t *n, const char *uwhere,
 		if (KEY_IS(k, "max_idle_per_worker")) {
 			ret = get_uint(p, v, where, "max_idle_per_worker", 0, 65535, &x);
 			pl->max_idle_per_worker = (unsigned int)x;
-			u->keepalive = (unsigned int)x;
 		} else if (KEY_IS(k, "max_idle_shared")) {
 			ret = get_uint(p, v, where, "max_idle_shared", 0, 65535, &x);
 			pl->max_idle_shared = (unsigned int)x;
@@ -542,7 +541,6 @@ static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 			u->retries = x;
 		} else if (KEY_IS(k, "keepalive")) {
 			ret = get_uint(p, v, where, "keepalive", 0, 65535, &x);
-			u->keepalive = x;
 			u->pool.max_idle_per_worker = x;
 		} else if (KEY_IS(k, "pool")) {
 			ret = parse_pool(p, v, where, u);
@@ -596,7 +594,6 @@ static int parse_upstreams(struct parse *p, yaml_node_t *n)
 
 		u->index = i++;
 		u->retries = 1;
-		u->keepalive = 128;
 		u->pool.max_idle_per_worker = 128;
 		u->pool.max_idle_shared = 1024;
 		u->pool.idle_timeout = 60000;

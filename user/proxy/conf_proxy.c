@@ -5,8 +5,6 @@
 #include "http/route.h"
 #include "proxy/session.h"
 
-int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u);
-
 struct conf_ctx {
 	const struct sl_conf_route *route;
 };

@@ -16,6 +16,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "proxy/session.h"
 #include "upstream/conn_count.h"
@@ -267,13 +268,6 @@ void sl_session_pool_hand_over(struct sl_worker *w)
 	sl_pool_drain(&w->pool, hand_over_cb, w);
 }
 
-static uint64_t coarse_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 /* Detach the session's upstream connection: back to the idle pool or closed. */
 static void up_release(struct sl_session *s, int reusable)
 {
@@ -306,7 +300,7 @@ static void up_release(struct sl_session *s, int reusable)
 		to_shared(w, c);
 		return;
 	}
-	c->idle_since_ns = coarse_ns();
+	c->idle_since_ns = sl_mono_coarse_ns();
 	/* watched while idle: EOF or stray bytes close it; the timeout reaps it */
 	event_add(&c->rev, sl_worker_common_tv(w, pl ? pl->idle_timeout : 60000));
 	c->rd_on = 1;
@@ -365,7 +359,7 @@ static struct sl_upconn *pool_take(struct sl_session *s)
 	struct sl_worker *w = s->w;
 	struct sl_upconn *c;
 	while ((c = sl_pool_get(&w->pool, &s->peer, s->peer_hash))) {
-		if (coarse_ns() - c->idle_since_ns < RECHECK_IDLE_NS ||
+		if (sl_mono_coarse_ns() - c->idle_since_ns < RECHECK_IDLE_NS ||
 		    !reuse_check(w, c->fd, &s->peer)) {
 			w->st->pool_local++;
 			event_add(&c->rev, NULL); /* drop the idle timeout */
@@ -725,7 +719,6 @@ static void request_head_done(struct sl_session *s)
 	s->hold = sl_worker_conf_get(w);
 	s->listener = &sconf(s)->listeners[s->lsn->index];
 	w->st->requests++;
-	s->counted = 1;
 	s->keepalive = llhttp_should_keep_alive(&s->rp.p) && !w->draining;
 	s->is_head_req = s->rp.p.method == HTTP_HEAD;
 	s->idempotent = (uint8_t)method_is_idempotent(s->rp.p.method);
@@ -1870,7 +1863,7 @@ static void reset_request(struct sl_session *s)
 	s->expect_continue = s->sent_continue = 0;
 	s->upgrade_req = s->is_head_req = s->idempotent = 0;
 	s->has_body = s->body_discarded = 0;
-	s->local_resp = s->counted = 0;
+	s->local_resp = 0;
 	s->resp_head_done = s->resp_done = s->resp_started = s->up_broken = s->up_eof = 0;
 	s->body_mode = BM_NONE;
 	s->status = 0;

@@ -86,7 +86,6 @@ struct sl_session {
 	uint8_t keepalive;	/* client connection stays open after this response */
 	uint8_t client_eof;
 	uint8_t local_resp; /* response produced by sluice itself */
-	uint8_t counted;    /* request counted in stats */
 
 	/* upstream side */
 	struct sl_conf_hold *hold;
@@ -138,6 +137,8 @@ void sl_session_wake_queue(struct sl_worker *w);
 void sl_session_pool_share_waited(struct sl_worker *w);
 /* Move every idle upstream connection of this worker to the shared pool. */
 void sl_session_pool_hand_over(struct sl_worker *w);
+/* 1 while u has a server this request has not tried (the config-driven retry rule). */
+int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u);
 /* Answer with a configured fixed response; returns SL_DONE. */
 int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *r);
 

@@ -13,6 +13,7 @@
 #include "admin/admin.h"
 
 #include "config/config.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "bpf/steer.h"
 #include "lb/lb.h"
@@ -108,13 +109,6 @@ static void poke_all(struct sl_daemon *d)
 		sl_worker_poke(&d->workers[i]);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* Steering is optional unless the config says required: one log line either way. */
 static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 {
@@ -154,7 +148,7 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 		} else if (sig == SIGTERM && !atomic_load(&d->stop)) {
 			struct sl_conf *c = atomic_load(&d->conf);
 			sl_log(SL_LOG_INFO, "msg=\"graceful stop\" grace_ms=%u", c->shutdown_grace);
-			d->deadline_ms = now_ms() + c->shutdown_grace;
+			d->deadline_ms = (sl_mono_ns() / 1000000) + c->shutdown_grace;
 			atomic_store(&d->stop, 1);
 			poke_all(d);
 		} else if (sig == SIGINT || (sig == SIGTERM && atomic_load(&d->stop))) {
@@ -168,7 +162,8 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_daemon *d = arg;
-	if (d->deadline_ms && now_ms() > d->deadline_ms && atomic_load(&d->stop) == 1) {
+	if (d->deadline_ms && (sl_mono_ns() / 1000000) > d->deadline_ms &&
+	    atomic_load(&d->stop) == 1) {
 		sl_log(SL_LOG_WARN, "msg=\"grace period over, closing remaining connections\"");
 		atomic_store(&d->stop, 2);
 		poke_all(d);

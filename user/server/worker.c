@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "proxy/session.h"
 #include "config/config.h"
@@ -200,13 +201,6 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 	check_control(arg);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 /* Every heartbeat_ms: the heartbeat steering reads (a plain store into this worker's
  * mmaped slot, no syscall), and at most every 100 ms the access log. A loop that is
  * blocked stops beating, which is the point. */
@@ -253,7 +247,7 @@ static void rescue_stalled(struct sl_worker *w, uint64_t now)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_worker *w = arg;
-	uint64_t now = mono_ns();
+	uint64_t now = sl_mono_ns();
 	__atomic_store_n(&w->state->heartbeat_ns, now, __ATOMIC_RELAXED);
 	if (w->d->steering && !w->draining && w->d->n_workers > 1)
 		rescue_stalled(w, now);
@@ -292,7 +286,7 @@ static void *worker_main(void *arg)
 
 	check_control(w);
 	if (!w->draining) {
-		w->state->heartbeat_ns = mono_ns();
+		w->state->heartbeat_ns = sl_mono_ns();
 		w->state->state = SL_WORKER_READY;
 		event_base_dispatch(w->base);
 	}

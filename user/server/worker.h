@@ -96,8 +96,6 @@ struct sl_daemon {
 	struct sl_spool *spool; /* shared overflow pool of idle upstream connections */
 	int steering;		/* the BPF program steers; stalled workers are rescued */
 	uint64_t stall_ns;
-	int lsn_fds[SL_MAX_LISTENERS]; /* bound at start, one per listener for worker 0; others
-					  dup'd by reuseport */
 };
 
 int sl_worker_start(struct sl_worker *w);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "upstream/conn_count.h"
 #include "upstream/shared_pool.h"
@@ -46,13 +47,6 @@ struct sl_spool {
 	int epfd, stop_fd;
 	pthread_t keeper;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
 
 /* unlink slot i from its bucket, the LRU and epoll; the caller owns the fd after */
 static void unlink_slot(struct sl_spool *sp, uint32_t i)
@@ -111,7 +105,7 @@ static void *keeper_main(void *arg)
 				sp->st.closed_idle++;
 			}
 		}
-		uint64_t now = mono_ns();
+		uint64_t now = sl_mono_ns();
 		while (sp->lru_tail != NONE &&
 		       now - sp->slots[sp->lru_tail].since_ns > sp->idle_timeout_ns) {
 			close_slot(sp, sp->lru_tail);
@@ -217,7 +211,7 @@ int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64
 	s->requests = requests;
 	s->count = count;
 	s->hash = hash;
-	s->since_ns = mono_ns();
+	s->since_ns = sl_mono_ns();
 	s->peer = *peer;
 	uint32_t b = (uint32_t)(hash % NBUCKETS);
 	s->b_prev = NONE;
