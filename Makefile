@@ -42,8 +42,11 @@ BPFT_SRC := $(wildcard selftests/bpf/test_*.c)
 BPFT_BIN := $(BPFT_SRC:selftests/bpf/%.c=$(B)/selftests/bpf/%)
 EX_SRC   := $(wildcard examples/*.c)
 EX_BIN   := $(EX_SRC:examples/%.c=$(B)/examples/%)
+PROXY_SRC := $(wildcard selftests/proxies/*.c)
+PROXY_BIN := $(PROXY_SRC:selftests/proxies/%.c=$(B)/selftests/proxies/%)
 
-.PHONY: all deps run test asan bench format lint examples clean unit-tests bpf-tests fuzz
+.PHONY: all deps run test asan bench format lint examples clean unit-tests bpf-tests fuzz \
+	test-proxies
 all: $(B)/sluiced $(B)/sluicectl $(B)/libsluice.a $(BPF_OBJ) $(BPF_SKEL)
 
 deps:
@@ -94,6 +97,13 @@ $(B)/examples/%: examples/%.c $(B)/libsluice.a
 
 examples: $(EX_BIN)
 
+# Test programs on the public API (custom proxies the integration suite starts).
+$(B)/selftests/proxies/%: selftests/proxies/%.c $(B)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libsluice.a $(LDLIBS)
+
+test-proxies: $(PROXY_BIN)
+
 unit-tests: $(UNIT_BIN)
 bpf-tests: $(BPFT_BIN)
 
@@ -102,13 +112,13 @@ run: deps
 	$(B)/sluiced -c examples/sluice.yaml
 
 test: deps
-	@$(MAKE) --no-print-directory all unit-tests bpf-tests examples
+	@$(MAKE) --no-print-directory all unit-tests bpf-tests examples test-proxies
 	@SLUICE_BUILD=$(B) $(PYTHON) tools/run-tests.py
 
 asan: deps
 	@$(MAKE) --no-print-directory B=build/asan OPT=-O1 \
 		SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-		all unit-tests bpf-tests examples
+		all unit-tests bpf-tests examples test-proxies
 	@SLUICE_BUILD=build/asan SLUICE_ASAN=1 $(PYTHON) tools/run-tests.py
 
 bench:
