@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -366,6 +367,32 @@ static void test_unwatchable_fd(void **state)
 	sl_spool_free(sp);
 }
 
+/* The error returned is epoll's, not whatever the clean-up after it left in errno: an
+ * epoll fd with 4 epoll levels under it makes EPOLL_CTL_ADD fail with ELOOP, and the EPOLL_CTL_DEL
+ * that unlinking the slot does then fails with ENOENT. */
+static void test_put_error_is_epolls(void **state)
+{
+	struct sl_spool *sp = sl_spool_new(8, 8, 60000);
+	assert_non_null(sp);
+	struct sl_peer a = mkpeer(80, NULL);
+	struct sl_peer_count cnt = {.conns = 1};
+	int chain[5];
+	for (int i = 0; i < 5; i++) {
+		chain[i] = epoll_create1(EPOLL_CLOEXEC);
+		assert_true(chain[i] >= 0);
+		if (i) {
+			struct epoll_event e = {.events = EPOLLIN};
+			assert_int_equal(epoll_ctl(chain[i], EPOLL_CTL_ADD, chain[i - 1], &e), 0);
+		}
+	}
+	assert_int_equal(sl_spool_put(sp, chain[4], &a, sl_peer_hash(&a), 0, &cnt), -ELOOP);
+	assert_int_equal(atomic_load(&cnt.conns), 0);
+	assert_int_equal(stats(sp).idle, 0);
+	for (int i = 0; i < 4; i++)
+		close(chain[i]);
+	sl_spool_free(sp);
+}
+
 static void test_keeper_closes_when_peer_closes(void **state)
 {
 	struct sl_spool *sp = sl_spool_new(8, 8, 60000);
@@ -606,6 +633,7 @@ int main(void)
 	    cmocka_unit_test(test_lower_limit_closes_oldest),
 	    cmocka_unit_test(test_max_idle_zero),
 	    cmocka_unit_test(test_unwatchable_fd),
+	    cmocka_unit_test(test_put_error_is_epolls),
 	    cmocka_unit_test(test_keeper_closes_when_peer_closes),
 	    cmocka_unit_test(test_keeper_closes_on_stray_bytes),
 	    cmocka_unit_test(test_idle_timeout),

@@ -231,9 +231,11 @@ int sl_spool_put(struct sl_spool *sp, int fd, const struct sl_peer *peer, uint64
 	struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP,
 				.data.u64 = ((uint64_t)s->gen << 32) | i};
 	if (epoll_ctl(sp->epfd, EPOLL_CTL_ADD, fd, &e)) {
+		/* saved first: close_slot's own epoll_ctl and close() overwrite errno */
+		int err = -errno;
 		close_slot(sp, i);
 		pthread_mutex_unlock(&sp->mu);
-		return -errno;
+		return err;
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return 0;
