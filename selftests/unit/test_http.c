@@ -253,10 +253,165 @@ static void test_304_with_length_has_no_body(void **state)
 	assert_true(p.hp.message_done);
 }
 
+/* Connection may not strip what frames or routes the message (request smuggling). */
+static void test_connection_cannot_nominate_framing(void **state)
+{
+	struct parsed *p = parse("POST /public HTTP/1.1\r\nHost: a\r\n"
+				 "Connection: keep-alive, Content-Length, Host, X-Gone\r\n"
+				 "Content-Length: 5\r\nX-Gone: 1\r\n\r\n",
+				 1, 0, 100);
+	assert_int_equal(p->rc, 0);
+	char out[512];
+	struct sl_out o;
+	sl_out_init(&o, out, sizeof(out));
+	sl_out_headers(&o, &p->head, p->buf);
+	out[o.len] = 0;
+	assert_non_null(strstr(out, "Content-Length: 5\r\n"));
+	assert_non_null(strstr(out, "Host: a\r\n"));
+	assert_null(strstr(out, "X-Gone"));
+	p = parse("HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\n", 0,
+		  0, 100);
+	assert_int_equal(p->rc, 0);
+	sl_out_init(&o, out, sizeof(out));
+	sl_out_headers(&o, &p->head, p->buf);
+	out[o.len] = 0;
+	assert_non_null(strstr(out, "Content-Length: 2\r\n"));
+}
+
+/* A name over SL_HDR_NAME_MAX is refused whole (it used to be cut to 16 bits). */
+static void test_long_header_name(void **state)
+{
+	static char text[70000];
+	int n = snprintf(text, sizeof(text), "GET / HTTP/1.1\r\nHost: a\r\nContent-Length");
+	memset(text + n, 'x', 65536);
+	n += 65536;
+	n += snprintf(text + n, sizeof(text) - (size_t)n, ": 5\r\n\r\n");
+	static struct sl_http_parser hp;
+	static struct sl_head h;
+	sl_http_parser_init(&hp, 1, &h);
+	sl_head_reset(&h, 100, 8192);
+	size_t used;
+	llhttp_errno_t e = sl_http_execute(&hp, text, text, (size_t)n, &used);
+	assert_int_not_equal(e, HPE_OK);
+	assert_int_not_equal(e, HPE_PAUSED);
+	assert_int_equal(h.err_status, 431);
+	/* the same name split over many reads */
+	sl_http_parser_init(&hp, 1, &h);
+	sl_head_reset(&h, 100, 8192);
+	size_t off = 0;
+	while (off < (size_t)n) {
+		size_t k = (size_t)n - off < 1000 ? (size_t)n - off : 1000;
+		e = sl_http_execute(&hp, text, text + off, k, &used);
+		off += used;
+		if (e != HPE_OK)
+			break;
+	}
+	assert_int_equal(h.err_status, 431);
+}
+
+static int line_check(const char *text)
+{
+	struct parsed *p = parse(text, 1, 0, 100);
+	if (!p->hp.headers_done)
+		return -(int)p->e;
+	const char *why = NULL;
+	return sl_request_line_check(&p->head, p->buf, &why);
+}
+
+static void test_request_line_grammar(void **state)
+{
+	assert_int_equal(line_check("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+	assert_int_equal(line_check("GET /a?b HTTP/1.0\r\n\r\n"), 0);
+	assert_int_equal(line_check("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+	assert_int_equal(line_check("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+	assert_int_equal(line_check("GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+	assert_int_equal(line_check("GET /  HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+	assert_int_equal(line_check("GET /\r\n\r\n"), 400);
+	assert_int_equal(line_check("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), 400);
+	assert_int_equal(line_check("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+	assert_int_equal(line_check("GET /\tx HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+	/* llhttp itself refuses these */
+	assert_true(line_check("GET / HTTP/1.2\r\nHost: a\r\n\r\n") < 0);
+	assert_true(line_check("GET / HTTP/1.1 \r\nHost: a\r\n\r\n") < 0);
+}
+
+/* Parse a whole chunked request; returns the trailer section after filtering. */
+static size_t chunked(char *buf, size_t len, struct sl_http_parser *hp, unsigned *dropped)
+{
+	static struct sl_head h;
+	sl_http_parser_init(hp, 1, &h);
+	sl_head_reset(&h, 100, 8192);
+	size_t off = 0, used;
+	while (off < len) {
+		llhttp_errno_t e = sl_http_execute(hp, buf, buf + off, len - off, &used);
+		off += used;
+		if (e != HPE_PAUSED || hp->message_done)
+			break;
+	}
+	if (!hp->message_done)
+		return 0;
+	return sl_trailer_filter(buf + hp->trailer_off, off - hp->trailer_off, dropped);
+}
+
+static void test_trailers_filtered(void **state)
+{
+	char buf[512];
+	const char *text = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+			   "5\r\nhello\r\n0\r\nContent-Length: 99\r\nX-Sum: abc\r\nhost: b\r\n"
+			   "Proxy-Foo: 1\r\n\r\n";
+	size_t len = strlen(text);
+	memcpy(buf, text, len);
+	struct sl_http_parser hp;
+	unsigned dropped = 0;
+	size_t n = chunked(buf, len, &hp, &dropped);
+	assert_true(hp.message_done);
+	assert_int_equal(dropped, 3);
+	assert_int_equal(n, strlen("X-Sum: abc\r\n\r\n"));
+	assert_memory_equal(buf + hp.trailer_off, "X-Sum: abc\r\n\r\n", n);
+	assert_memory_equal(buf + hp.trailer_off - 3, "0\r\n", 3);
+	/* no trailer at all */
+	text = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+	len = strlen(text);
+	memcpy(buf, text, len);
+	dropped = 0;
+	n = chunked(buf, len, &hp, &dropped);
+	assert_true(hp.message_done);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(hp.trailer_off, len - 2);
+}
+
+static void test_chunk_extension_limit(void **state)
+{
+	static char buf[20000];
+	int n = snprintf(buf, sizeof(buf),
+			 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=");
+	memset(buf + n, 'b', 5000);
+	n += 5000;
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "\r\nhello\r\n0\r\n\r\n");
+	struct sl_http_parser hp;
+	unsigned dropped = 0;
+	assert_int_equal(chunked(buf, (size_t)n, &hp, &dropped), 0);
+	assert_false(hp.message_done);
+	assert_int_equal(hp.body_err, SL_BODY_EXT_TOO_LONG);
+	/* a short one passes */
+	n = snprintf(buf, sizeof(buf),
+		     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+		     "chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\n\r\n");
+	chunked(buf, (size_t)n, &hp, &dropped);
+	assert_true(hp.message_done);
+	assert_int_equal(hp.body_err, SL_BODY_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_simple_request),
+	    cmocka_unit_test(test_connection_cannot_nominate_framing),
+	    cmocka_unit_test(test_long_header_name),
+	    cmocka_unit_test(test_request_line_grammar),
+	    cmocka_unit_test(test_trailers_filtered),
+	    cmocka_unit_test(test_chunk_extension_limit),
 	    cmocka_unit_test(test_split_across_reads),
 	    cmocka_unit_test(test_framing_rejected),
 	    cmocka_unit_test(test_nul_in_value),

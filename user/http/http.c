@@ -28,23 +28,62 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	struct sl_head *h = hp->head;
+	if (!h->method_len)
+		h->method_off = (uint32_t)(at - hp->base);
+	h->method_len += (uint32_t)len;
+	return 0;
+}
+
+static int on_version(llhttp_t *p, const char *at, size_t len)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	struct sl_head *h = hp->head;
+	if (!h->version_len)
+		h->version_off = (uint32_t)(at - hp->base);
+	h->version_len += (uint32_t)len;
+	return 0;
+}
+
+/* Trailer fields are not stored in the head (the head has been sent by then); their
+ * bytes stay in the buffer for sl_trailer_filter(). Only their size is bounded. */
+static int trailer_bytes(struct sl_http_parser *hp, size_t len)
+{
+	hp->trailer_len += (uint32_t)(len < SL_TRAILER_MAX ? len : SL_TRAILER_MAX);
+	if (hp->trailer_len >= SL_TRAILER_MAX) {
+		hp->body_err = SL_BODY_TRAILER_TOO_BIG;
+		return -1;
+	}
+	return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct sl_http_parser *hp = hp_of(p);
 	struct sl_head *h = hp->head;
+	if (hp->headers_done)
+		return trailer_bytes(hp, len);
 	if (!h->in_value && h->n && h->h[h->n - 1].value_len == 0 &&
 	    h->h[h->n - 1].value_off == UINT32_MAX) {
 		/* continuation of a name split across two reads */
-		h->h[h->n - 1].name_len += (uint16_t)len;
+		struct sl_hdr *x = &h->h[h->n - 1];
+		if (x->name_len + len > SL_HDR_NAME_MAX) {
+			h->err_status = 431;
+			return -1;
+		}
+		x->name_len += (uint32_t)len;
 		return 0;
 	}
-	if (h->n >= h->max) {
+	if (h->n >= h->max || len > SL_HDR_NAME_MAX) {
 		h->err_status = 431;
 		return -1;
 	}
 	struct sl_hdr *x = &h->h[h->n++];
 	x->name_off = (uint32_t)(at - hp->base);
-	x->name_len = (uint16_t)len;
+	x->name_len = (uint32_t)len;
 	x->value_off = UINT32_MAX; /* "name still open" until on_header_field_complete */
 	x->value_len = 0;
 	x->flags = 0;
@@ -54,8 +93,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 
 static int on_header_field_complete(llhttp_t *p)
 {
-	struct sl_head *h = hp_of(p)->head;
-	h->h[h->n - 1].value_off = 0;
+	struct sl_http_parser *hp = hp_of(p);
+	if (hp->headers_done)
+		return 0;
+	hp->head->h[hp->head->n - 1].value_off = 0;
 	return 0;
 }
 
@@ -63,6 +104,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct sl_http_parser *hp = hp_of(p);
 	struct sl_head *h = hp->head;
+	if (hp->headers_done)
+		return trailer_bytes(hp, len);
 	struct sl_hdr *x = &h->h[h->n - 1];
 	uint32_t off = (uint32_t)(at - hp->base);
 	if (!h->in_value) {
@@ -81,6 +124,31 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *p)
 {
 	hp_of(p)->head->in_value = 0;
+	return 0;
+}
+
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	hp->ext_len += (uint32_t)(len < SL_CHUNK_EXT_MAX ? len : SL_CHUNK_EXT_MAX);
+	if (hp->ext_len > SL_CHUNK_EXT_MAX) {
+		hp->body_err = SL_BODY_EXT_TOO_LONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* After each chunk-size line. The last chunk pauses the parser so that
+ * sl_http_execute() can note where the trailer section starts. */
+static int on_chunk_header(llhttp_t *p)
+{
+	struct sl_http_parser *hp = hp_of(p);
+	hp->ext_len = 0;
+	if (p->content_length == 0) {
+		hp->in_trailer = 1;
+		hp->mark_trailer = 1;
+		return HPE_PAUSED;
+	}
 	return 0;
 }
 
@@ -125,8 +193,14 @@ static llhttp_settings_t req_settings, resp_settings;
 static void settings_init(llhttp_settings_t *s, int is_request)
 {
 	llhttp_settings_init(s);
-	if (is_request)
+	if (is_request) {
 		s->on_url = on_url;
+		s->on_method = on_method;
+		s->on_version = on_version;
+	}
+	s->on_chunk_header = on_chunk_header;
+	s->on_chunk_extension_name = on_chunk_extension;
+	s->on_chunk_extension_value = on_chunk_extension;
 	s->on_header_field = on_header_field;
 	s->on_header_field_complete = on_header_field_complete;
 	s->on_header_value = on_header_value;
@@ -158,6 +232,12 @@ void sl_http_parser_next(struct sl_http_parser *hp)
 	hp->message_done = 0;
 	hp->dechunk = 0;
 	hp->skip_body = 0;
+	hp->in_trailer = 0;
+	hp->body_err = SL_BODY_OK;
+	hp->mark_trailer = 0;
+	hp->trailer_off = 0;
+	hp->trailer_len = 0;
+	hp->ext_len = 0;
 	hp->dechunk_wr = NULL;
 }
 
@@ -167,6 +247,7 @@ void sl_head_reset(struct sl_head *h, unsigned int max_headers, uint32_t target_
 	h->target_off = h->target_len = 0;
 	h->path_off = h->path_len = 0;
 	h->authority_off = h->authority_len = 0;
+	h->version_off = h->version_len = 0;
 	h->status = 0;
 	h->in_value = 0;
 	h->too_many = 0;
@@ -181,20 +262,33 @@ void sl_head_reset(struct sl_head *h, unsigned int max_headers, uint32_t target_
 llhttp_errno_t sl_http_execute(struct sl_http_parser *hp, const char *base, const char *data,
 			       size_t len, size_t *used)
 {
+	size_t done = 0;
 	hp->base = base;
-	llhttp_errno_t e = llhttp_execute(&hp->p, data, len);
-	if (e == HPE_OK) {
-		*used = len;
-	} else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-		*used = (size_t)(llhttp_get_error_pos(&hp->p) - data);
-		if (e == HPE_PAUSED)
-			llhttp_resume(&hp->p);
-		else
+	for (;;) {
+		llhttp_errno_t e = llhttp_execute(&hp->p, data + done, len - done);
+		if (e == HPE_OK) {
+			*used = len;
+			return e;
+		}
+		if (e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
+			*used = done;
+			return e;
+		}
+		done = (size_t)(llhttp_get_error_pos(&hp->p) - data);
+		if (e == HPE_PAUSED_UPGRADE) {
 			llhttp_resume_after_upgrade(&hp->p);
-	} else {
-		*used = 0;
+			*used = done;
+			return e;
+		}
+		llhttp_resume(&hp->p);
+		if (!hp->mark_trailer) {
+			*used = done;
+			return e;
+		}
+		/* the last chunk: remember where the trailer section starts, go on */
+		hp->mark_trailer = 0;
+		hp->trailer_off = (uint32_t)(data + done - base);
 	}
-	return e;
 }
 
 static int name_is(const char *n, size_t nlen, const char *lit, size_t litlen)
@@ -254,6 +348,12 @@ static int te_ends_chunked(const char *v, size_t len)
 	while (s < len && (v[s] == ' ' || v[s] == '\t'))
 		s++;
 	return name_is(v + s, len - s, "chunked", 7);
+}
+
+static int conn_may_nominate(const char *n, size_t nl)
+{
+	return !name_is(n, nl, "content-length", 14) && !name_is(n, nl, "transfer-encoding", 17) &&
+	       !name_is(n, nl, "host", 4);
 }
 
 int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const char **why)
@@ -373,13 +473,16 @@ int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const c
 		*why = "Transfer-Encoding in an HTTP/1.0 message";
 		return -EPROTO;
 	}
-	/* Headers named by Connection are hop-by-hop too. */
+	/* Headers named by Connection are hop-by-hop too, except the ones that frame or
+	 * route the message: dropping those would make the next hop frame it otherwise. */
 	for (unsigned int i = 0; i < h->n; i++) {
 		struct sl_hdr *x = &h->h[i];
 		if (x->name_len != 10 || !name_is(base + x->name_off, 10, "connection", 10))
 			continue;
 		for (unsigned int j = 0; j < h->n; j++) {
 			struct sl_hdr *y = &h->h[j];
+			if (!conn_may_nominate(base + y->name_off, y->name_len))
+				continue;
 			if (sl_token_list_has(base + x->value_off, x->value_len, base + y->name_off,
 					      y->name_len))
 				y->flags |= SL_HDR_HOP;
@@ -390,6 +493,114 @@ int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const c
 		return -EPROTO;
 	}
 	return 0;
+}
+
+int sl_request_line_check(const struct sl_head *h, const char *base, const char **why)
+{
+	/* llhttp accepts runs of spaces between the parts and HTTP/0.9 or 2.0 versions */
+	if (!h->method_len || !h->target_len ||
+	    h->method_off + h->method_len + 1 != h->target_off ||
+	    base[h->method_off + h->method_len] != ' ') {
+		*why = "request line: one space after the method";
+		return 400;
+	}
+	if (!h->version_len) {
+		*why = "request line without a version";
+		return 400;
+	}
+	if (h->target_off + h->target_len + 6 != h->version_off) {
+		*why = "request line: one space after the target";
+		return 400;
+	}
+	const unsigned char *t = (const unsigned char *)base + h->target_off;
+	for (uint32_t i = 0; i < h->target_len; i++) {
+		if (t[i] <= ' ' || t[i] == 0x7f) {
+			*why = "control byte or space in the target";
+			return 400;
+		}
+	}
+	if (h->http_major != 1 || h->http_minor > 1) {
+		*why = "unsupported HTTP version";
+		return h->http_major == 0 ? 400 : 505;
+	}
+	return 0;
+}
+
+int sl_trailer_forbidden(const char *n, size_t nl)
+{
+	static const char *const names[] = {
+	    "content-length",
+	    "transfer-encoding",
+	    "host",
+	    "connection",
+	    "keep-alive",
+	    "upgrade",
+	    "te",
+	    "trailer",
+	    "authorization",
+	    "cookie",
+	    "set-cookie",
+	    "expect",
+	    "range",
+	    "cache-control",
+	    "content-encoding",
+	    "content-type",
+	    "content-range",
+	    "max-forwards",
+	    "age",
+	    "expires",
+	    "date",
+	    "location",
+	    "retry-after",
+	    "vary",
+	    "warning",
+	    "www-authenticate",
+	    "pragma",
+	    "content-location",
+	    "forwarded",
+	    "x-forwarded-for",
+	    "x-forwarded-host",
+	    "x-forwarded-proto",
+	};
+	if ((nl >= 6 && !strncasecmp(n, "proxy-", 6)) || (nl >= 3 && !strncasecmp(n, "if-", 3)))
+		return 1;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (name_is(n, nl, names[i], strlen(names[i])))
+			return 1;
+	return 0;
+}
+
+size_t sl_trailer_filter(char *p, size_t len, unsigned int *dropped)
+{
+	size_t in = 0, out = 0;
+	while (in < len) {
+		char *eol = memchr(p + in, '\n', len - in);
+		size_t line = eol ? (size_t)(eol - (p + in)) + 1 : len - in;
+		size_t body = line;
+		while (body && (p[in + body - 1] == '\n' || p[in + body - 1] == '\r'))
+			body--;
+		if (body == 0) { /* the final empty line */
+			memcpy(p + out, "\r\n", 2);
+			return out + 2;
+		}
+		const char *colon = memchr(p + in, ':', body);
+		size_t nl = colon ? (size_t)(colon - (p + in)) : body;
+		if (!colon || !is_token(p + in, nl) || sl_trailer_forbidden(p + in, nl)) {
+			(*dropped)++;
+		} else {
+			memmove(p + out, p + in, body);
+			out += body;
+			memcpy(p + out, "\r\n", 2);
+			out += 2;
+		}
+		in += line;
+	}
+	/* no final empty line (llhttp completes a message only after one): end it here */
+	if (out + 2 <= len) {
+		memcpy(p + out, "\r\n", 2);
+		out += 2;
+	}
+	return out;
 }
 
 int sl_head_find(const struct sl_head *h, const char *base, const char *name, size_t name_len)
@@ -419,13 +630,13 @@ int sl_head_remove(struct sl_head *h, const char *base, const char *name, size_t
 
 int sl_head_append(struct sl_head *h, const char *name, size_t nl, const char *value, size_t vl)
 {
-	if (nl == 0 || nl > UINT16_MAX || h->n >= SL_HDR_MAX + SL_HDR_EXTRA ||
+	if (nl == 0 || nl > SL_HDR_NAME_MAX || h->n >= SL_HDR_MAX + SL_HDR_EXTRA ||
 	    h->xlen + nl + vl > SL_XBUF_SIZE)
 		return -ENOSPC;
 	struct sl_hdr *x = &h->h[h->n++];
 	memcpy(h->xbuf + h->xlen, name, nl);
 	x->name_off = h->xlen;
-	x->name_len = (uint16_t)nl;
+	x->name_len = (uint32_t)nl;
 	h->xlen += (uint32_t)nl;
 	memcpy(h->xbuf + h->xlen, value, vl);
 	x->value_off = h->xlen;
@@ -438,7 +649,7 @@ int sl_head_append(struct sl_head *h, const char *name, size_t nl, const char *v
 int sl_head_set(struct sl_head *h, const char *base, const char *name, const char *value)
 {
 	size_t nl = strlen(name), vl = strlen(value);
-	if (nl == 0 || nl > UINT16_MAX || h->n >= SL_HDR_MAX + SL_HDR_EXTRA ||
+	if (nl == 0 || nl > SL_HDR_NAME_MAX || h->n >= SL_HDR_MAX + SL_HDR_EXTRA ||
 	    h->xlen + nl + vl > SL_XBUF_SIZE)
 		return -ENOSPC;
 	if (strpbrk(value, "\r\n") || strpbrk(name, "\r\n: \t"))
@@ -479,6 +690,65 @@ void sl_out_headers(struct sl_out *o, const struct sl_head *h, const char *base)
 		sl_out_put(o, sl_hdr_value(h, base, i), x->value_len);
 		sl_out_put(o, "\r\n", 2);
 	}
+}
+
+void sl_h1_render_request(struct sl_out *o, const char *method, const struct sl_head *h,
+			  const char *base, int upgrade)
+{
+	sl_out_str(o, method);
+	sl_out_put(o, " ", 1);
+	if (h->authority_len && !h->path_len) {
+		/* "http://host" or "http://host?q": the path is "/" (+ query) */
+		sl_out_put(o, "/", 1);
+		uint32_t q = h->authority_off + h->authority_len;
+		sl_out_put(o, base + q, h->target_off + h->target_len - q);
+	} else {
+		sl_out_put(o, base + h->path_off, h->path_len);
+	}
+	sl_out_str(o, " HTTP/1.1\r\n");
+	sl_out_headers(o, h, base);
+	if (upgrade && h->info.upgrade_idx >= 0) {
+		sl_out_str(o, "Connection: upgrade\r\nUpgrade: ");
+		sl_out_put(o, sl_hdr_value(h, base, (unsigned)h->info.upgrade_idx),
+			   h->h[h->info.upgrade_idx].value_len);
+		sl_out_str(o, "\r\n");
+	}
+	if (h->info.chunked)
+		sl_out_str(o, "Transfer-Encoding: chunked\r\n");
+	sl_out_str(o, "\r\n");
+}
+
+void sl_h1_render_response(struct sl_out *o, int status, const struct sl_head *h, const char *base,
+			   int chunked, enum sl_h1_conn conn)
+{
+	sl_out_str(o, "HTTP/1.1 ");
+	sl_out_uint(o, (uint64_t)status);
+	sl_out_put(o, " ", 1);
+	sl_out_str(o, sl_http_reason(status));
+	sl_out_str(o, "\r\n");
+	sl_out_headers(o, h, base);
+	if (chunked)
+		sl_out_str(o, "Transfer-Encoding: chunked\r\n");
+	switch (conn) {
+	case SL_H1_KEEP:
+		break;
+	case SL_H1_KEEP_10:
+		sl_out_str(o, "Connection: keep-alive\r\n");
+		break;
+	case SL_H1_CLOSE:
+		sl_out_str(o, "Connection: close\r\n");
+		break;
+	case SL_H1_UPGRADE:
+		sl_out_str(o, "Connection: upgrade\r\n");
+		if (h->info.upgrade_idx >= 0) {
+			sl_out_str(o, "Upgrade: ");
+			sl_out_put(o, sl_hdr_value(h, base, (unsigned)h->info.upgrade_idx),
+				   h->h[h->info.upgrade_idx].value_len);
+			sl_out_str(o, "\r\n");
+		}
+		break;
+	}
+	sl_out_str(o, "\r\n");
 }
 
 const char *sl_http_reason(int status)
@@ -526,6 +796,8 @@ const char *sl_http_reason(int status)
 		return "URI Too Long";
 	case 417:
 		return "Expectation Failed";
+	case 505:
+		return "HTTP Version Not Supported";
 	case 429:
 		return "Too Many Requests";
 	case 431:

@@ -9,21 +9,25 @@
 
 #include "llhttp.h"
 
-#define SL_HDR_MAX 256	  /* hard cap on limits.max_header_count */
-#define SL_HDR_EXTRA 16	  /* headers set by filters on top of the received ones */
-#define SL_XBUF_SIZE 2048 /* bytes for names/values set by filters */
+#define SL_HDR_MAX 256	      /* hard cap on limits.max_header_count */
+#define SL_HDR_EXTRA 16	      /* headers set by filters on top of the received ones */
+#define SL_XBUF_SIZE 2048     /* bytes for names/values set by filters */
+#define SL_HDR_NAME_MAX 4096  /* a longer header name gets 431 */
+#define SL_CHUNK_EXT_MAX 4096 /* bytes of extensions on one chunk-size line */
+#define SL_TRAILER_MAX 16384  /* bytes of one trailer section */
 
 /* Header flags. */
 #define SL_HDR_REMOVED 0x1 /* dropped by a filter or as hop-by-hop */
 #define SL_HDR_XBUF 0x2	   /* offsets point into the head's xbuf, not the input */
 #define SL_HDR_HOP 0x4	   /* hop-by-hop: never forwarded as is */
 
+/* Every length is 32-bit: no stored length may be narrower than the largest head. */
 struct sl_hdr {
 	uint32_t name_off;
+	uint32_t name_len;
 	uint32_t value_off;
 	uint32_t value_len;
-	uint16_t name_len;
-	uint16_t flags;
+	uint32_t flags;
 };
 
 /* Framing facts and validation outcome, filled by sl_head_analyze(). */
@@ -50,6 +54,7 @@ struct sl_head {
 	uint32_t target_off, target_len;
 	uint32_t path_off, path_len;	       /* origin-form part of the target */
 	uint32_t authority_off, authority_len; /* absolute-form authority, len 0 if none */
+	uint32_t version_off, version_len;     /* "1.1" after "HTTP/" (requests) */
 	int status;
 	uint8_t http_major, http_minor;
 	/* collection state */
@@ -65,6 +70,13 @@ struct sl_head {
 	char xbuf[SL_XBUF_SIZE];
 };
 
+/* Why the parser refused a body (llhttp reports HPE_USER for these). */
+enum sl_body_err {
+	SL_BODY_OK = 0,
+	SL_BODY_EXT_TOO_LONG, /* one chunk's extensions over SL_CHUNK_EXT_MAX */
+	SL_BODY_TRAILER_TOO_BIG,
+};
+
 /* What llhttp callbacks need: the head being filled and the buffer base the
  * pointers they receive are turned into offsets against. */
 struct sl_http_parser {
@@ -75,8 +87,14 @@ struct sl_http_parser {
 	uint64_t body_seen;
 	uint8_t headers_done;
 	uint8_t message_done;
-	uint8_t dechunk;   /* on_body moves data down to dechunk_wr (in-place de-chunking) */
-	uint8_t skip_body; /* response to HEAD: tell llhttp there is no body */
+	uint8_t dechunk;    /* on_body moves data down to dechunk_wr (in-place de-chunking) */
+	uint8_t skip_body;  /* response to HEAD: tell llhttp there is no body */
+	uint8_t in_trailer; /* past the last chunk: trailer_off is where its trailer starts */
+	uint8_t body_err;   /* enum sl_body_err */
+	uint8_t mark_trailer;
+	uint32_t trailer_off; /* offset from base; the caller shifts it when it moves bytes */
+	uint32_t trailer_len; /* trailer bytes seen, capped at SL_TRAILER_MAX */
+	uint32_t ext_len;     /* extension bytes of the current chunk-size line */
 	char *dechunk_wr;
 };
 
@@ -91,9 +109,24 @@ void sl_head_reset(struct sl_head *h, unsigned int max_headers, uint32_t target_
 llhttp_errno_t sl_http_execute(struct sl_http_parser *hp, const char *base, const char *data,
 			       size_t len, size_t *used);
 
-/* Check the head for smuggling-prone framing and fill h->info.
- * Returns 0, or -EPROTO with a static reason in *why. */
+/* Check the head for smuggling-prone framing and fill h->info. Connection may not make
+ * Content-Length, Transfer-Encoding or Host hop-by-hop: those tokens are ignored, as
+ * nginx and HAProxy do. Returns 0, or -EPROTO with a static reason in *why. */
 int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const char **why);
+
+/* RFC 9112 section 3 on a parsed request head: one SP between the parts, a target of
+ * visible bytes, HTTP/1.0 or HTTP/1.1. Returns 0, or the status to answer (400, 505)
+ * with a static reason in *why. */
+int sl_request_line_check(const struct sl_head *h, const char *base, const char **why);
+
+/* 1 if a field of this name may not appear in a trailer section (RFC 9110 6.5.1):
+ * framing, routing, request modifiers, authentication, response control data and
+ * payload processing fields. */
+int sl_trailer_forbidden(const char *name, size_t len);
+
+/* Rewrite a trailer section (field lines then the final CRLF, as llhttp accepted it) in
+ * place, dropping forbidden fields. Returns the new length; *dropped counts them. */
+size_t sl_trailer_filter(char *p, size_t len, unsigned int *dropped);
 
 static inline const char *sl_hdr_name(const struct sl_head *h, const char *base, unsigned i)
 {
@@ -140,6 +173,24 @@ static inline void sl_out_str(struct sl_out *o, const char *s)
 void sl_out_uint(struct sl_out *o, uint64_t v);
 /* Append every live header that is not hop-by-hop, as "Name: value\r\n". */
 void sl_out_headers(struct sl_out *o, const struct sl_head *h, const char *base);
+
+/* The request head sent upstream: "METHOD path HTTP/1.1", the live end-to-end headers,
+ * the Connection/Upgrade pair of an upgrade, and Transfer-Encoding for a chunked body. */
+void sl_h1_render_request(struct sl_out *o, const char *method, const struct sl_head *h,
+			  const char *base, int upgrade);
+
+/* How the client connection goes on after a response. */
+enum sl_h1_conn {
+	SL_H1_KEEP = 0, /* HTTP/1.1 client kept alive: nothing said */
+	SL_H1_KEEP_10,	/* HTTP/1.0 client kept alive: "Connection: keep-alive" */
+	SL_H1_CLOSE,	/* "Connection: close" */
+	SL_H1_UPGRADE,	/* 101: "Connection: upgrade" and the Upgrade header */
+};
+
+/* The response head sent to the client: status line, live end-to-end headers,
+ * Transfer-Encoding when the body stays chunked, and the connection headers. */
+void sl_h1_render_response(struct sl_out *o, int status, const struct sl_head *h, const char *base,
+			   int chunked, enum sl_h1_conn conn);
 
 const char *sl_http_reason(int status);
 
