@@ -22,6 +22,10 @@
 #define SO_ATTACH_REUSEPORT_EBPF 52
 #endif
 
+#ifndef SO_DETACH_REUSEPORT_BPF
+#define SO_DETACH_REUSEPORT_BPF 68
+#endif
+
 #define MIGRATE_SYSCTL "/proc/sys/net/ipv4/tcp_migrate_req"
 
 struct steer {
@@ -116,6 +120,7 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 {
 	const char *dir = conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT;
 	struct steer_bpf *skel = NULL;
+	unsigned int attached = 0;
 	int err;
 
 	libbpf_set_print(libbpf_quiet);
@@ -158,9 +163,17 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 	/* fresh slots for this daemon; slots beyond n_workers are marked empty */
 	memset(steer.states, 0, sizeof(struct sl_worker_state) * SL_MAX_WORKERS);
 	memset(steer.stats, 0, sizeof(struct sl_worker_stats) * SL_MAX_WORKERS);
+	/* A map the program reads must hold what we meant: a CPU entry left at a stale
+	 * worker, or a config left at zero workers, would misroute every connection. */
 	__u32 none = SL_MAX_WORKERS;
-	for (__u32 cpu = 0; cpu < SL_MAX_WORKERS; cpu++)
-		bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &none, BPF_ANY);
+	for (__u32 cpu = 0; cpu < SL_MAX_WORKERS; cpu++) {
+		if (bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &none, BPF_ANY)) {
+			err = -errno;
+			snprintf(why, whylen, "cannot reset the cpu_worker map: %s",
+				 strerror(-err));
+			goto fail;
+		}
+	}
 
 	uint64_t now = sl_mono_ns();
 	for (unsigned int i = 0; i < d->n_workers; i++) {
@@ -179,9 +192,14 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 			__u32 cpu = (__u32)w->cpu, cur;
 			/* first worker pinned to a CPU owns it */
 			if (!bpf_map_lookup_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &cur) &&
-			    cur == SL_MAX_WORKERS)
-				bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &i,
-						    BPF_ANY);
+			    cur == SL_MAX_WORKERS &&
+			    bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &i,
+						BPF_ANY)) {
+				err = -errno;
+				snprintf(why, whylen, "cannot set the worker of cpu %u: %s", cpu,
+					 strerror(-err));
+				goto fail;
+			}
 		}
 		for (unsigned int l = 0; l < w->n_lsn; l++) {
 			__u32 key = l * SL_MAX_WORKERS + i;
@@ -208,11 +226,16 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 	    .stall_ns = (__u64)conf->bpf.stall_ms * 1000000ull,
 	};
 	__u32 zero = 0;
-	bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY);
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY)) {
+		err = -errno;
+		snprintf(why, whylen, "cannot write the steer_config map: %s", strerror(-err));
+		goto fail;
+	}
 
 	/* one attach per listener group: any member socket carries it for the group */
 	int prog_fd = bpf_program__fd(skel->progs.steer);
-	for (unsigned int l = 0; l < d->workers[0].n_lsn; l++) {
+	for (; attached < d->workers[0].n_lsn; attached++) {
+		unsigned int l = attached;
 		if (setsockopt(d->workers[0].lsn[l].fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF,
 			       &prog_fd, sizeof(prog_fd))) {
 			err = -errno;
@@ -223,8 +246,18 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 	}
 	char path[512];
 	snprintf(path, sizeof(path), "%s/steer_prog", dir);
-	unlink(path);
-	bpf_program__pin(skel->progs.steer, path);
+	/* The pin only lets bpftool and sluicectl find the program; steering works without
+	 * it, so a failure is worth a warning, not refusing to steer. */
+	if (unlink(path) && errno != ENOENT)
+		sl_log(SL_LOG_WARN,
+		       "msg=\"cannot replace the pinned steering program\" path=%s "
+		       "err=\"%s\"",
+		       path, strerror(errno));
+	err = bpf_program__pin(skel->progs.steer, path);
+	if (err)
+		sl_log(SL_LOG_WARN, "msg=\"cannot pin the steering program\" path=%s err=\"%s\"",
+		       path, strerror(-err));
+	err = 0;
 
 	steer.migrate_saved = read_int_file(MIGRATE_SYSCTL);
 	if (steer.migrate_saved != 1 && write_int_file(MIGRATE_SYSCTL, 1))
@@ -234,6 +267,12 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 	steer.skel = skel;
 	return 0;
 fail:
+	/* groups already steered would keep running the program on maps nobody updates */
+	for (unsigned int l = 0; l < attached; l++) {
+		int unused = 0;
+		setsockopt(d->workers[0].lsn[l].fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused,
+			   sizeof(unused));
+	}
 	for (unsigned int i = 0; i < d->n_workers; i++) {
 		d->workers[i].state = &d->workers[i].state_local;
 		d->workers[i].st = &d->workers[i].st_local;

@@ -182,21 +182,30 @@ static int main_loop(struct sl_daemon *d, const sigset_t *set)
 		close(sfd);
 		return -ENOMEM;
 	}
+	/* Without these events nothing would ever stop the daemon: fail instead. */
+	int err = 0;
 	struct event *sev = event_new(d->base, sfd, EV_READ | EV_PERSIST, on_signal, d);
 	struct event *tev = event_new(d->base, -1, EV_PERSIST, on_tick, d);
 	struct timeval tick = {0, 20 * 1000};
-	event_add(sev, NULL);
-	event_add(tev, &tick);
+	if (!sev || !tev || event_add(sev, NULL) || event_add(tev, &tick)) {
+		sl_log(SL_LOG_ERROR, "msg=\"cannot set up the main loop\" reason=\"%s\"",
+		       !sev || !tev ? "event_new failed" : "event_add failed");
+		err = -ENOMEM;
+		goto out;
+	}
 	if (sl_admin_start(d))
 		sl_log(SL_LOG_WARN, "msg=\"admin API not started\"");
 	event_base_dispatch(d->base);
 	sl_admin_stop(d);
-	event_free(sev);
-	event_free(tev);
+out:
+	if (sev)
+		event_free(sev);
+	if (tev)
+		event_free(tev);
 	event_base_free(d->base);
 	d->base = NULL;
 	close(sfd);
-	return 0;
+	return err;
 }
 
 int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
@@ -331,8 +340,13 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		       SL_VERSION, d.n_workers, path);
 	}
 
-	if (!rc)
+	if (!rc) {
 		rc = main_loop(&d, &set);
+		if (rc) { /* the workers would never be told to stop otherwise */
+			atomic_store(&d.stop, 2);
+			poke_all(&d);
+		}
+	}
 	for (unsigned int i = 0; i < d.n_workers; i++) {
 		if (i < (unsigned int)started)
 			pthread_join(d.workers[i].thread, NULL);

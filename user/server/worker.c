@@ -315,16 +315,21 @@ int sl_worker_start(struct sl_worker *w)
 	if (w->ctl_fd < 0)
 		return -errno;
 	pick_up_conf(w);
+	/* A worker missing one of these would never be stopped, never beat, or never
+	 * accept: refuse to start it. */
 	event_assign(&w->ctl_ev, w->base, w->ctl_fd, EV_READ | EV_PERSIST, ctl_cb, w);
-	event_add(&w->ctl_ev, NULL);
+	if (event_add(&w->ctl_ev, NULL))
+		return -ENOMEM;
 	unsigned int hb = w->hold ? w->hold->conf->bpf.heartbeat_ms : 10;
 	struct timeval tick = {hb / 1000, (hb % 1000) * 1000};
 	event_assign(&w->tick_ev, w->base, -1, EV_PERSIST, tick_cb, w);
-	event_add(&w->tick_ev, &tick);
+	if (event_add(&w->tick_ev, &tick))
+		return -ENOMEM;
 	for (unsigned int i = 0; i < w->n_lsn; i++) {
 		event_assign(&w->lsn[i].ev, w->base, w->lsn[i].fd, EV_READ | EV_PERSIST, accept_cb,
 			     &w->lsn[i]);
-		event_add(&w->lsn[i].ev, NULL);
+		if (event_add(&w->lsn[i].ev, NULL))
+			return -ENOMEM;
 	}
 	atomic_fetch_add(&w->d->live, 1);
 	int r = pthread_create(&w->thread, NULL, worker_main, w);
