@@ -1,5 +1,6 @@
 """Basic proxying: methods, Host and X-Forwarded-*, hop-by-hop headers, absolute-form,
 HTTP/1.0 clients, respond routes, routing and 404, IPv6."""
+import os
 import socket
 
 import pytest
@@ -7,6 +8,8 @@ import pytest
 from backends import pattern, raw_handler
 from checks import assert_sluice_error
 from client import HTTPClient
+from daemon import wait_for
+from test_admin import get_json, sock_path
 
 
 def test_get_is_proxied_unchanged(sluice, backend):
@@ -52,13 +55,27 @@ def test_head_response_has_no_body_and_connection_continues(sluice, backend):
     assert r.status == 200 and len(r.body) == 5000
 
 
-def test_two_workers_serve(sluice, backend):
+def test_two_workers_serve(sluice, backend, tmp_path):
+    """Both workers accept and proxy: per-worker request counters (admin /workers) both
+    grow. Steering is off so that the kernel's reuseport hash spreads connections from
+    one client CPU over both listeners; new connections until both have served."""
     b = backend("a")
-    sl = sluice.proxy(b, workers=2)
-    for i in range(20):
+    path = sock_path(tmp_path)
+    sl = sluice.proxy(b, workers=2, admin={"socket": path}, bpf={"steering": "off"})
+    assert wait_for(lambda: os.path.exists(path), 5), sl.stderr()[-2000:]
+
+    def served():
+        return [w["requests"] for w in get_json(path, "/workers")]
+    i = 0
+    while min(served()) == 0 and i < 200:
         with HTTPClient(sl.port) as c:
             r = c.request("GET", "/w%d" % i)
             assert r.status == 200 and r.json()["target"] == "/w%d" % i
+        i += 1
+    per_worker = served()
+    assert len(per_worker) == 2 and min(per_worker) > 0, \
+        "after %d connections one worker served nothing: %r" % (i, per_worker)
+    assert sum(per_worker) == i == len(b.requests), (per_worker, i, len(b.requests))
 
 
 def test_host_passed_unchanged_and_forwarded_headers_added(sluice, backend):
