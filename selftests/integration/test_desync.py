@@ -1,0 +1,472 @@
+"""Desync: hostile requests and responses through sluice to a strict recording origin.
+
+Every case checks both ends: what the client got (status, framing, whether its connection
+stayed open) and that the origin, parsing with its own strict parser, saw exactly the
+requests the client got answers for (same count, targets, body lengths) and no framing
+violation (CL+TE, duplicate Content-Length, obs-fold, bare LF, control bytes, Connection
+naming a framing header, forbidden trailers, unparseable bytes, unexpected requests).
+Issue #8; the cases that failed on main before its fixes say so in their docstring.
+"""
+import socket
+
+import pytest
+
+from checks import assert_sluice_error
+from client import HTTPClient, build_request, encode_chunked
+from daemon import wait_for
+from env import SCALE, TIMEOUT
+from strict_backend import Reply, StrictBackend
+
+H = b"Host: sluice.test\r\n"
+SMUGGLED = b"GET /internal-only HTTP/1.1\r\nHost: sluice.test\r\n\r\n"
+
+
+@pytest.fixture
+def strict():
+    """strict(name=None, expect=None) -> a running StrictBackend. Ask for it before
+    `sluice` so the daemons stop first."""
+    made = []
+
+    def make(name=None, expect=None):
+        b = StrictBackend(name, expect)
+        made.append(b)
+        return b
+
+    yield make
+    errors = []
+    for b in made:
+        b.stop()
+        errors += b.errors
+    if errors:
+        pytest.fail("strict backend script raised: %r" % errors)
+
+
+def assert_saw(b, expected):
+    """The origin saw exactly these (method, target, body_len) requests and nothing else:
+    no violation, no unparseable bytes, no request cut short."""
+    assert b.settle(), "backend never went quiet:\n" + b.report()
+    assert b.summary() == expected, b.report()
+    assert not b.violations, b.report()
+    assert not b.garbage, b.report()
+
+
+def assert_saw_no_request(b, head_level=True):
+    """Nothing reached the origin (head_level), or at most an incomplete request whose
+    head sluice had already streamed (body-level faults): never a complete one."""
+    assert b.settle(), "backend never went quiet:\n" + b.report()
+    if head_level:
+        assert b.saw_nothing(), "bytes reached the backend:\n" + b.report()
+    assert not b.requests, "backend got a complete request:\n" + b.report()
+    assert not b.violations and not b.garbage, b.report()
+
+
+def answered(r, method, target, body_len=0):
+    """r is the strict origin's JSON answer to exactly this request."""
+    assert r.status == 200, r
+    j = r.json()
+    assert (j["method"], j["target"], j["body_len"]) == (method, target, body_len), j
+    return j
+
+
+def access_entries(sl, n):
+    """The access log once it holds n lines (and no more arrive)."""
+    sl.wait_access(n, timeout=5 * SCALE)
+    assert len(sl.access_lines()) == n, "access log:\n" + "\n".join(sl.access_lines())
+    return sl.access_entries()
+
+
+def assert_proxy_still_clean(sl, b):
+    """A fresh connection works and the origin sees exactly that request on top."""
+    if b.expected is not None:
+        b.expect("/after-check")
+    before = b.summary()
+    r = sl.client().request("GET", "/after-check")
+    answered(r, "GET", "/after-check")
+    assert_saw(b, before + [("GET", "/after-check", 0)])
+
+
+# -- 1. Connection nominating framing headers -------------------------------------------------
+def test_connection_naming_content_length_does_not_smuggle(strict, sluice):
+    """Failed on main before the fix: Content-Length was dropped as hop-by-hop while the body
+    was streamed, so the origin ran GET /internal-only and the access log never showed it."""
+    b = strict(expect=["/public", "/after"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"POST /public HTTP/1.1\r\n" + H + b"Connection: keep-alive, Content-Length\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED)
+    answered(c.read_response(), "POST", "/public", len(SMUGGLED))
+    answered(c.request("GET", "/after"), "GET", "/after")
+    assert c.is_open()
+    assert_saw(b, [("POST", "/public", len(SMUGGLED)), ("GET", "/after", 0)])
+    post, after = b.requests
+    assert post.headers_named("Content-Length") == [str(len(SMUGGLED))], post.headers
+    assert post.body == SMUGGLED
+    assert post.conn_id == after.conn_id
+    e = access_entries(sl, 2)
+    assert [(x["method"], x["target"], x["status"]) for x in e] == [
+        ("POST", "/public", "200"), ("GET", "/after", "200")], sl.access_lines()
+
+
+def test_connection_naming_transfer_encoding_does_not_smuggle(strict, sluice):
+    """Failed on main before the fix: Transfer-Encoding dropped, chunked body streamed raw."""
+    b = strict(expect=["/public", "/after"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"POST /public HTTP/1.1\r\n" + H + b"Connection: keep-alive, Transfer-Encoding\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n" + encode_chunked(SMUGGLED, 16))
+    answered(c.read_response(), "POST", "/public", len(SMUGGLED))
+    answered(c.request("GET", "/after"), "GET", "/after")
+    assert c.is_open()
+    assert_saw(b, [("POST", "/public", len(SMUGGLED)), ("GET", "/after", 0)])
+    post = b.requests[0]
+    assert post.body == SMUGGLED
+    assert post.tokens("Transfer-Encoding") == {"chunked"}, post.headers
+    assert access_entries(sl, 2)[0]["target"] == "/public"
+
+
+@pytest.mark.parametrize("conn_value,closes", [(b"close, Host", True),
+                                               (b"keep-alive, Host", False),
+                                               (b"Host, Content-Length, Transfer-Encoding",
+                                                False)])
+def test_connection_naming_host_keeps_host(strict, sluice, conn_value, closes):
+    """Failed on main before the fix: `Connection: close, Host` stripped Host."""
+    b = strict(expect=["/h", "/after"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"GET /h HTTP/1.1\r\n" + H + b"Connection: " + conn_value + b"\r\n\r\n")
+    answered(c.read_response(), "GET", "/h")
+    if closes:
+        assert c.wait_closed(), "Connection: close did not close"
+        assert_saw(b, [("GET", "/h", 0)])
+    else:
+        answered(c.request("GET", "/after"), "GET", "/after")
+        assert_saw(b, [("GET", "/h", 0), ("GET", "/after", 0)])
+    assert b.requests[0].headers_named("Host") == ["sluice.test"], b.requests[0].headers
+
+
+def test_response_connection_naming_content_length(strict, sluice):
+    """Failed on main before the fix: an upstream `Connection: Content-Length` removed the
+    response framing on a kept-alive client connection."""
+    b = strict(expect=["/resp", "/after"])
+    b.on("/resp", Reply(headers=[("Connection", "Content-Length"), ("Content-Length", "5")],
+                        body=b"hello"))
+    sl = sluice.proxy(b)
+    c = sl.client()
+    # pipelined, so a response without framing would swallow the next one
+    c.send(build_request("GET", "/resp") + build_request("GET", "/after"))
+    r = c.read_response()
+    assert (r.status, r.framing, r.body) == (200, "length", b"hello"), r
+    assert r.headers_named("Content-Length") == ["5"], r.headers
+    answered(c.read_response(), "GET", "/after")
+    assert c.is_open()
+    assert_saw(b, [("GET", "/resp", 0), ("GET", "/after", 0)])
+
+
+def test_response_connection_naming_transfer_encoding(strict, sluice):
+    b = strict(expect=["/resp", "/after"])
+    b.on("/resp", Reply(headers=[("Connection", "keep-alive, Transfer-Encoding")],
+                        chunks=[b"hello", b" world"]))
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(build_request("GET", "/resp") + build_request("GET", "/after"))
+    r = c.read_response()
+    assert (r.status, r.body) == (200, b"hello world"), r
+    assert r.framing in ("chunked", "length"), r
+    answered(c.read_response(), "GET", "/after")
+    assert c.is_open()
+    assert_saw(b, [("GET", "/resp", 0), ("GET", "/after", 0)])
+
+
+# -- 2. header name length --------------------------------------------------------------------
+def test_header_name_over_64k_starting_with_content_length(strict, sluice):
+    """Failed on main before the fix: the 16-bit name length wrapped, so the origin got
+    `Content-Length: 40` for a request sluice framed without a body."""
+    b = strict()
+    sl = sluice.proxy(b, limits={"max_header_bytes": "256k"})
+    c = sl.client()
+    name = b"Content-Length" + b"x" * 65536
+    c.send(b"POST /long HTTP/1.1\r\n" + H + name + b": 40\r\n\r\n" +
+           build_request("GET", "/smuggled-in-body"))
+    assert_sluice_error(c.read_response(), 431, c)
+    assert_saw_no_request(b)
+    assert_proxy_still_clean(sl, b)
+
+
+def test_header_name_over_4096_bytes_gets_431(strict, sluice):
+    b = strict()
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"GET /long HTTP/1.1\r\n" + H + b"X-" + b"n" * 4095 + b": v\r\n\r\n")
+    assert_sluice_error(c.read_response(), 431, c)
+    assert_saw_no_request(b)
+    assert_proxy_still_clean(sl, b)
+
+
+def test_header_name_of_4096_bytes_forwarded_whole(strict, sluice):
+    b = strict()
+    sl = sluice.proxy(b)
+    name = "X-" + "n" * 4094
+    answered(sl.client().request("GET", "/long", headers=[(name, "v")]), "GET", "/long")
+    assert_saw(b, [("GET", "/long", 0)])
+    assert b.requests[0].headers_named(name) == ["v"], [n[:20] for n, _ in b.requests[0].headers]
+
+
+# -- 3. trailers ------------------------------------------------------------------------------
+FORBIDDEN_IN_TRAILER = [("Content-Length", "50"), ("Host", "evil.test"), ("Connection", "close"),
+                        ("Set-Cookie", "a=b"), ("Authorization", "Bearer x"), ("If-Match", "*"),
+                        ("Proxy-Foo", "y"),
+                        ("Content-Type", "text/evil"), ("Cache-Control", "no-store")]
+
+
+def chunked_with_trailers(body, trailers):
+    return (encode_chunked(body, 4)[:-2] +
+            b"".join(b"%s: %s\r\n" % (n.encode(), v.encode()) for n, v in trailers) + b"\r\n")
+
+
+def admin_get(path, target):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(TIMEOUT)
+    sock.connect(path)
+    with HTTPClient(0, sock=sock) as c:
+        r = c.request("GET", target, host="localhost")
+    assert r.status == 200, r
+    return r.json()
+
+
+def test_transfer_encoding_in_request_trailer_never_forwarded(strict, sluice):
+    """CONTRACT says dropped; llhttp may refuse the message instead (400). Either way the
+    origin must never see it, in the head or the trailer."""
+    b = strict(expect=["/tr", "/after-check"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"POST /tr HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" +
+           chunked_with_trailers(b"hello", [("Transfer-Encoding", "chunked"), ("X-T", "1")]))
+    r = c.read_response()
+    if r.status == 400:
+        assert_sluice_error(r, 400, c)
+        assert b.settle() and not b.requests, b.report()
+    else:
+        answered(r, "POST", "/tr", 5)
+        assert_saw(b, [("POST", "/tr", 5)])
+        assert b.requests[0].trailers == [("X-T", "1")], b.requests[0].trailers
+    assert not b.violations and not b.garbage, b.report()
+    assert_proxy_still_clean(sl, b)
+
+
+def test_response_trailers_not_sent_to_http10_client(strict, sluice):
+    b = strict(expect=["/rt"])
+    b.on("/rt", Reply(headers=[("Trailer", "X-Checksum")], chunks=[b"hello", b" world"],
+                      trailers=[("X-Checksum", "abc"), ("Content-Length", "50")]))
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"GET /rt HTTP/1.0\r\n" + H + b"\r\n")
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"hello world", r
+    assert r.framing in ("length", "close") and not r.has("Transfer-Encoding"), r
+    assert c.wait_closed()
+    assert c.buf == b"", "bytes after the response: %r" % c.buf
+    assert_saw(b, [("GET", "/rt", 0)])
+
+
+def test_chunked_body_under_limit_with_framing_passes(strict, sluice):
+    b = strict()
+    sl = sluice.proxy(b, limits={"max_body_size": 1024})
+    c = sl.client()
+    data = b"d" * 900
+    c.send(b"POST /ok HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" +
+           encode_chunked(data, 300))
+    answered(c.read_response(), "POST", "/ok", 900)
+    assert_saw(b, [("POST", "/ok", 900)])
+    assert b.requests[0].body == data
+
+
+# -- 5. a long chunk extension from the upstream ----------------------------------------------
+LONG_EXT_RESPONSE = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;" +
+                     b"e" * 100000 + b"\r\nhello\r\n0\r\n\r\n")
+
+
+# -- request-line grammar (RFC 9112 section 3) ------------------------------------------------
+REQUEST_LINES = [
+    ("tab-separator", b"GET\t/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+]
+
+
+@pytest.mark.parametrize("raw,status", [(r, s) for _, r, s in REQUEST_LINES],
+                         ids=[i for i, _, _ in REQUEST_LINES])
+def test_request_line_grammar(strict, sluice, raw, status):
+    b = strict()
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(raw)
+    assert_sluice_error(c.read_response(), status, c)
+    assert_saw_no_request(b)
+    assert_proxy_still_clean(sl, b)
+
+
+def test_absolute_form_authority_wins_over_host(strict, sluice):
+    """RFC 9112 3.2.2 and docs/configuration.md (routing): with an absolute-form target the
+    authority is the host. The route is chosen by it and the origin gets it as Host, never
+    the Host header the client sent alongside."""
+    a = strict(expect=["/x"])
+    o = strict(expect=["/x"])
+    sl = sluice.start([{"host": "other.test", "upstream": "o"}, {"upstream": "u"}],
+                      {"u": {"servers": [{"address": a.address}]},
+                       "o": {"servers": [{"address": o.address}]}})
+    c = sl.client()
+    c.send(b"GET http://other.test/x HTTP/1.1\r\nHost: sluice.test\r\n\r\n")
+    answered(c.read_response(), "GET", "/x")
+    assert_saw(o, [("GET", "/x", 0)])
+    assert_saw(a, [])
+    assert o.requests[0].headers_named("Host") == ["other.test"], o.requests[0].headers
+
+
+PIPELINE_STOPPERS = [
+    ("then-cl-te", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 6\r\nTransfer-Encoding: chunked"
+     b"\r\n\r\n0\r\n\r\nG", 400),
+    ("then-long-name", b"GET /x HTTP/1.1\r\n" + H + b"X-" + b"n" * 5000 + b": v\r\n\r\n", 431),
+]
+
+
+@pytest.mark.parametrize("bad,status", [(r, s) for _, r, s in PIPELINE_STOPPERS],
+                         ids=[i for i, _, _ in PIPELINE_STOPPERS])
+def test_pipeline_stops_at_the_hostile_request(strict, sluice, bad, status):
+    b = strict(expect=["/p1", "/p2"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(build_request("GET", "/p1") + build_request("GET", "/p2") + bad +
+           build_request("GET", "/never"))
+    answered(c.read_response(), "GET", "/p1")
+    answered(c.read_response(), "GET", "/p2")
+    assert_sluice_error(c.read_response(), status, c)
+    assert_saw(b, [("GET", "/p1", 0), ("GET", "/p2", 0)])
+
+
+# -- the framing rejections that already worked stay ------------------------------------------
+EXISTING = [
+    ("cl-te", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 6\r\nTransfer-Encoding: chunked"
+     b"\r\n\r\n0\r\n\r\nG", True),
+    ("differing-cl", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 6"
+     b"\r\n\r\nhello!", True),
+    ("obs-fold", b"GET /x HTTP/1.1\r\n" + H + b"X-Foo: a\r\n b\r\n\r\n", True),
+    ("space-before-colon", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length : 5\r\n\r\nhello",
+     True),
+    ("bad-chunk-size", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"zz\r\nhello\r\n0\r\n\r\n", False),
+]
+
+
+@pytest.mark.parametrize("raw,head_level", [(r, h) for _, r, h in EXISTING],
+                         ids=[i for i, _, _ in EXISTING])
+def test_existing_framing_rejections_stay(strict, sluice, raw, head_level):
+    b = strict(expect=["/good", "/after-check"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    answered(c.request("GET", "/good"), "GET", "/good")
+    c.send(raw)
+    assert_sluice_error(c.read_response(), 400, c)
+    assert b.settle()
+    assert b.summary() == [("GET", "/good", 0)], b.report()
+    assert not b.violations and not b.garbage, b.report()
+    if head_level:
+        assert not b.partial, b.report()
+    assert_proxy_still_clean(sl, b)
+
+
+LENIENT_OR_REJECTED = [
+    ("bare-lf-request-line", b"GET /x HTTP/1.1\n" + H + b"\r\n"),
+    ("bare-lf-end-of-head", b"GET /x HTTP/1.1\r\n" + H + b"\n"),
+    ("bare-lf-header", b"GET /x HTTP/1.1\r\n" + H + b"X-A: 1\nX-B: 2\r\n\r\n"),
+    ("bare-lf-chunk-size", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"5\nhello\r\n0\r\n\r\n"),
+    ("bare-lf-last-chunk", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\n\n"),
+    ("ctl-in-chunk-ext", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"5;a=\x01\r\nhello\r\n0\r\n\r\n"),
+    ("bare-lf-trailer", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nX-T: 1\nX-U: 2\r\n\r\n"),
+    ("leading-crlf", b"\r\nGET /x HTTP/1.1\r\n" + H + b"\r\n"),
+    ("cl-trailing-space", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 5 \r\n\r\nhello"),
+    ("del-in-value", b"GET /x HTTP/1.1\r\n" + H + b"X-A: a\x7fb\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("raw", [r for _, r in LENIENT_OR_REJECTED],
+                         ids=[i for i, _ in LENIENT_OR_REJECTED])
+def test_lenient_input_is_rejected_or_normalised(strict, sluice, raw):
+    """RFC 9112 lets a recipient accept some of these; what it forwards must then be
+    clean HTTP/1.1 (the strict origin flags bare LF, obs-fold, control bytes)."""
+    b = strict(expect=["/x", "/after-check"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(raw)
+    r = c.read_response()
+    if r.status == 400:
+        assert_sluice_error(r, 400, c)
+        assert b.settle() and not b.requests, b.report()
+        assert not b.violations and not b.garbage, b.report()
+    else:
+        body_len = len(b"hello") if raw.startswith(b"POST") else 0
+        answered(r, raw.split(b" ")[0].strip().decode(), "/x", body_len)
+        assert_saw(b, [(raw.split(b" ")[0].strip().decode(), "/x", body_len)])
+    assert_proxy_still_clean(sl, b)
+
+
+def test_identical_duplicate_content_length_never_forwarded_twice(strict, sluice):
+    b = strict(expect=["/x", "/after-check"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello")
+    r = c.read_response()
+    if r.status == 400:
+        assert_sluice_error(r, 400, c)
+        assert_saw_no_request(b)
+    else:
+        answered(r, "POST", "/x", 5)
+        assert_saw(b, [("POST", "/x", 5)])  # a duplicate CL forwarded is a violation
+    assert_proxy_still_clean(sl, b)
+
+
+@pytest.mark.parametrize("raw", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!",
+    b"HTTP/1.1 200 OK\r\nX-Foo: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+], ids=["cl-te", "differing-cl", "obs-fold"])
+def test_existing_response_rejections_stay(strict, sluice, raw):
+    b = strict(expect=["/evil", "/after-check"])
+    b.on("/evil", Reply(raw=raw))
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(build_request("GET", "/evil"))
+    assert_sluice_error(c.read_response(), 502, c)
+    assert_saw(b, [("GET", "/evil", 0)])
+    assert_proxy_still_clean(sl, b)
+    assert b.requests[-1].conn_id != b.requests[0].conn_id, "bad upstream connection pooled"
+
+
+# -- the oracle itself: the strict origin must catch what it is here to catch ------------------
+ORACLE = [
+    (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+     "both Content-Length and Transfer-Encoding"),
+    (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+     "duplicate Content-Length"),
+    (b"GET / HTTP/1.1\r\n" + H + b"X-A: 1\r\n 2\r\n\r\n", "obs-fold"),
+    (b"GET / HTTP/1.1\n" + H + b"\r\n", "bare LF"),
+    (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x01b\r\n\r\n", "control byte"),
+    (b"GET / HTTP/1.1\r\n" + H + b"Connection: keep-alive, Content-Length\r\n\r\n",
+     "Connection names content-length"),
+    (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0\r\nHost: x\r\n\r\n",
+     "forbidden trailer field Host"),
+    (b"GET  / HTTP/1.1\r\n" + H + b"\r\n", "bad request line"),
+    (b"GET / HTTP/1.1\r\n" + H + b"\r\n" + SMUGGLED, "unexpected request"),
+    (b"hello\r\n\r\n", "bad request line"),
+]
+
+
+@pytest.mark.parametrize("raw,want", ORACLE, ids=[w for _, w in ORACLE])
+def test_strict_backend_flags(strict, raw, want):
+    b = strict(expect=["/"])
+    with HTTPClient(b.port) as c:
+        c.send(raw)
+        assert wait_for(lambda: b.violations, TIMEOUT), b.report()
+    assert b.settle()
+    assert any(want in v for _, _, v in b.violations), b.report()
