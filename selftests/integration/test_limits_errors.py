@@ -58,10 +58,22 @@ def test_chunked_body_larger_than_max_body_size_413(sluice, backend):
 
 
 def test_chunked_body_within_max_body_size_passes(sluice, backend):
+    # 900 data bytes in 300-byte chunks: 3 x (5 + 300 + 2) + 5 = 926 bytes on the wire
     b = backend("a")
     sl = sluice.proxy(b, limits={"max_body_size": "1k"})
-    r = sl.client().request("POST", "/", chunked=True, body=b"y" * 1000, chunk_size=300)
-    assert r.status == 200 and r.json()["body_len"] == 1000
+    r = sl.client().request("POST", "/", chunked=True, body=b"y" * 900, chunk_size=300)
+    assert r.status == 200 and r.json()["body_len"] == 900
+
+
+def test_chunk_framing_counts_against_max_body_size(sluice, backend):
+    # 1000 data bytes fit 1 KiB, but 1-byte chunks put ~6000 bytes on the wire: every byte
+    # of framing counts (8 MB of chunk extensions used to pass a 1 KiB limit)
+    b = backend("a")
+    sl = sluice.proxy(b, limits={"max_body_size": "1k"})
+    c = sl.client()
+    c.send(build_request("POST", "/", chunked=True, body=b"y" * 1000, chunk_size=1))
+    assert_sluice_error(c.read_response(), 413, c)
+    assert not b.requests
 
 
 def test_target_too_long_414(sluice, backend):

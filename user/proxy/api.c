@@ -7,8 +7,20 @@
 #include "lb/lb.h"
 #include "proxy/session.h"
 
+/* Accessors answer "nothing" outside a request rather than crash: a careless caller
+ * (a timer of its own, a stale pointer kept past the phase) gets NULL or -EINVAL. */
+static const struct sl_request *req_of(const struct sl_session *s)
+{
+	return s && !s->closed ? s->r : NULL;
+}
+
 const char *sl_req_method(const struct sl_session *s, size_t *len)
 {
+	if (!req_of(s)) {
+		if (len)
+			*len = 0;
+		return NULL;
+	}
 	const char *m = llhttp_method_name((llhttp_method_t)s->rp.p.method);
 	if (len)
 		*len = strlen(m);
@@ -17,23 +29,35 @@ const char *sl_req_method(const struct sl_session *s, size_t *len)
 
 const char *sl_req_target(const struct sl_session *s, size_t *len)
 {
-	*len = s->req.target_len;
-	return s->in.data + s->req.target_off;
+	if (!req_of(s)) {
+		*len = 0;
+		return NULL;
+	}
+	*len = s->r->req.target_len;
+	return s->in.data + s->r->req.target_off;
 }
 
 const char *sl_req_path(const struct sl_session *s, size_t *len)
 {
-	if (!s->req.path_len) {
+	if (!req_of(s)) {
+		*len = 0;
+		return NULL;
+	}
+	if (!s->r->req.path_len) {
 		*len = 1;
 		return "/";
 	}
-	*len = s->req.path_len;
-	return s->in.data + s->req.path_off;
+	*len = s->r->req.path_len;
+	return s->in.data + s->r->req.path_off;
 }
 
 const char *sl_req_host(const struct sl_session *s, size_t *len)
 {
-	const struct sl_head *h = &s->req;
+	if (!req_of(s)) {
+		*len = 0;
+		return NULL;
+	}
+	const struct sl_head *h = &s->r->req;
 	const char *v;
 	size_t n;
 	if (h->authority_len) {
@@ -63,56 +87,83 @@ static int head_get(const struct sl_head *h, const char *base, const char *name,
 
 int sl_req_header(const struct sl_session *s, const char *name, const char **val, size_t *len)
 {
-	return head_get(&s->req, s->in.data, name, val, len);
+	if (!req_of(s) || !name)
+		return -EINVAL;
+	return head_get(&s->r->req, s->in.data, name, val, len);
 }
 
 int sl_req_header_set(struct sl_session *s, const char *name, const char *value)
 {
-	return sl_head_set(&s->req, s->in.data, name, value);
+	if (!req_of(s) || !name || !value || s->r->head_queued)
+		return -EINVAL; /* once the head is built, an edit would be silently lost */
+	return sl_head_set(&s->r->req, s->in.data, name, value);
 }
 
 int sl_req_header_remove(struct sl_session *s, const char *name)
 {
-	return sl_head_remove(&s->req, s->in.data, name, strlen(name));
+	if (!req_of(s) || !name || s->r->head_queued)
+		return -EINVAL;
+	return sl_head_remove(&s->r->req, s->in.data, name, strlen(name));
+}
+
+/* The response head is readable once it arrived, until it is sent on. */
+static int resp_ok(const struct sl_session *s)
+{
+	const struct sl_request *r = req_of(s);
+	return r && r->resp_head_done && !r->local_resp && r->uin.data;
 }
 
 int sl_resp_status(const struct sl_session *s)
 {
-	return s->resp.status;
+	if (!resp_ok(s))
+		return -EINVAL;
+	return s->r->resp.status;
 }
 
 int sl_resp_header(const struct sl_session *s, const char *name, const char **val, size_t *len)
 {
-	return head_get(&s->resp, s->uin.data, name, val, len);
+	if (!resp_ok(s) || !name)
+		return -EINVAL;
+	return head_get(&s->r->resp, s->r->uin.data, name, val, len);
 }
 
 int sl_resp_header_set(struct sl_session *s, const char *name, const char *value)
 {
-	return sl_head_set(&s->resp, s->uin.data, name, value);
+	if (!resp_ok(s) || !name || !value || s->r->phase != PH_RESPONSE_FILTER)
+		return -EINVAL;
+	return sl_head_set(&s->r->resp, s->r->uin.data, name, value);
 }
 
 int sl_resp_header_remove(struct sl_session *s, const char *name)
 {
-	return sl_head_remove(&s->resp, s->uin.data, name, strlen(name));
+	if (!resp_ok(s) || !name || s->r->phase != PH_RESPONSE_FILTER)
+		return -EINVAL;
+	return sl_head_remove(&s->r->resp, s->r->uin.data, name, strlen(name));
 }
 
 int sl_log_field(struct sl_session *s, const char *key, const char *value)
 {
-	size_t room = sizeof(s->log_extra) - s->log_extra_len;
-	int n = snprintf(s->log_extra + s->log_extra_len, room, " %s=%s", key, value);
+	if (!req_of(s) || !key || !value)
+		return -EINVAL;
+	struct sl_request *r = s->r;
+	size_t room = sizeof(r->log_extra) - r->log_extra_len;
+	int n = snprintf(r->log_extra + r->log_extra_len, room, " %s=%s", key, value);
 	if (n < 0 || (size_t)n >= room)
 		return -ENOSPC;
-	for (int i = 1; i < n; i++) /* keep the line one key=value list */
-		if (s->log_extra[s->log_extra_len + (size_t)i] == ' ' ||
-		    s->log_extra[s->log_extra_len + (size_t)i] == '\n')
-			s->log_extra[s->log_extra_len + (size_t)i] = '_';
-	s->log_extra_len += (size_t)n;
+	for (int i = 1; i < n; i++) { /* keep the line one printable key=value list */
+		unsigned char *ch = (unsigned char *)r->log_extra + r->log_extra_len + i;
+		if (*ch <= ' ' || *ch >= 0x7f)
+			*ch = '_';
+	}
+	r->log_extra_len += (size_t)n;
 	return 0;
 }
 
 unsigned int sl_session_tries(const struct sl_session *s)
 {
-	return s->tries;
+	if (!req_of(s))
+		return 0;
+	return s->r->tries;
 }
 
 unsigned int sl_session_worker(const struct sl_session *s)
@@ -133,21 +184,47 @@ void *sl_proxy_data(const struct sl_session *s)
 
 const struct sl_conf_upstream *sl_upstream_find(const struct sl_session *s, const char *name)
 {
-	const struct sl_conf *c = s->hold->conf;
+	if (!req_of(s) || !name)
+		return NULL;
+	const struct sl_conf *c = s->r->hold->conf;
 	for (unsigned int i = 0; i < c->n_upstreams; i++)
 		if (!strcmp(c->upstreams[i].name, name))
 			return &c->upstreams[i];
 	return NULL;
 }
 
+static int was_tried(const struct sl_request *r, unsigned int i)
+{
+	for (unsigned int k = 0; k < r->n_tried; k++)
+		if (r->tried[k] == i)
+			return 1;
+	return 0;
+}
+
 int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, struct sl_peer *peer)
 {
-	int i = sl_lb_pick(u, s->w->id, s->tried);
+	if (!req_of(s) || !u || !peer)
+		return -EINVAL;
+	struct sl_request *r = s->r;
+	if (r->n_tried >= SL_TRIED_MAX)
+		return -EAGAIN;
+	/* the balancer skips tried servers below 64 by mask; the rest are checked here,
+	 * each pick moving its cursor on, so every server is reachable */
+	uint64_t mask = 0;
+	for (unsigned int k = 0; k < r->n_tried; k++)
+		if (r->tried[k] < 64)
+			mask |= 1ull << r->tried[k];
+	int i = -EAGAIN;
+	for (unsigned int n = 0; n <= u->n_servers; n++) {
+		i = sl_lb_pick(u, s->w->id, mask);
+		if (i < 0 || !was_tried(r, (unsigned int)i))
+			break;
+		i = -EAGAIN;
+	}
 	if (i < 0)
 		return i;
-	if (i < 64)
-		s->tried |= 1ull << i;
-	s->upstream = u;
+	r->tried[r->n_tried++] = (uint16_t)i;
+	r->upstream = u;
 	const struct sl_conf_server *sv = &u->servers[i];
 	memset(peer, 0, sizeof(*peer));
 	memcpy(&peer->addr, &sv->addr, sv->addrlen);
@@ -161,8 +238,15 @@ int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, str
 
 int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u)
 {
-	for (unsigned int i = 0; i < u->n_servers && i < 64; i++)
-		if (!(s->tried & (1ull << i)))
-			return 1;
-	return 0;
+	const struct sl_request *r = req_of(s);
+	if (!r || !u || r->n_tried >= SL_TRIED_MAX)
+		return 0;
+	unsigned int distinct = 0;
+	for (unsigned int k = 0; k < r->n_tried; k++) {
+		unsigned int dup = 0;
+		for (unsigned int j = 0; j < k; j++)
+			dup |= r->tried[j] == r->tried[k];
+		distinct += !dup;
+	}
+	return distinct < u->n_servers;
 }

@@ -15,7 +15,7 @@ static int conf_request_filter(struct sl_session *s, void *ctx)
 	size_t hl = 0, pl = 0;
 	const char *host = sl_req_host(s, &hl);
 	const char *path = sl_req_path(s, &pl);
-	c->route = sl_route_match(s->listener, host, hl, path, pl);
+	c->route = sl_route_match(s->r->listener, host, hl, path, pl);
 	if (!c->route) {
 		static const char body[] = "404 Not Found\n";
 		sl_respond(s, 404, "text/plain", body, sizeof(body) - 1);

@@ -4,7 +4,13 @@
  * Syscall discipline: reads happen when the loop says a socket is readable; writes
  * are attempted at once and a write event is armed only on EAGAIN. Read events stay
  * armed for a connection's life and are dropped only for backpressure, so a
- * keep-alive request costs one read and one write on each side. */
+ * keep-alive request costs one read and one write on each side.
+ *
+ * Request state lives in struct sl_request, allocated when a head starts and released
+ * whole when the request ends. Anything that calls out to a phase callback (or to code
+ * that may finish the request: a local response, an error, a flush) remembers s->gen
+ * first and checks GONE(s, gen) after: a request that ended under it is never touched
+ * again, whatever the callback did. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -52,6 +58,20 @@ static void send_error(struct sl_session *s, int status);
 			session_free(s);                                                           \
 	} while (0)
 
+/* Run a phase callback with the phase recorded (sl_respond() checks it). The phase is
+ * restored only while the request is still the same one. */
+#define PHASE_CALL(s, ph, call)                                                                    \
+	({                                                                                         \
+		struct sl_request *r_ = (s)->r;                                                    \
+		uint32_t g_ = (s)->gen;                                                            \
+		enum sl_phase prev_ = r_->phase;                                                   \
+		r_->phase = (ph);                                                                  \
+		int rc_ = (call);                                                                  \
+		if (!GONE((s), g_))                                                                \
+			r_->phase = prev_;                                                         \
+		rc_;                                                                               \
+	})
+
 static void session_free(struct sl_session *s);
 
 static uint64_t ns_since(const struct timespec *t0)
@@ -64,7 +84,7 @@ static uint64_t ns_since(const struct timespec *t0)
 
 static const struct sl_conf *sconf(const struct sl_session *s)
 {
-	return s->hold->conf;
+	return s->r->hold->conf;
 }
 
 static int iob_alloc(struct sl_worker *w, struct sl_iob *b, enum sl_mem_class c)
@@ -106,12 +126,24 @@ static int iob_grow(struct sl_worker *w, struct sl_iob *b)
 	return 0;
 }
 
-/* Slide unsent and unparsed bytes down to base, dropping the de-chunking gap. */
-static void iob_compact(struct sl_iob *b, uint32_t base)
+/* Slide unsent and unparsed bytes down to base. The de-chunking gap [fwd, parse) is
+ * dropped, unless hp holds a trailer section there (it is kept, and hp->trailer_off
+ * follows it). */
+static void iob_compact(struct sl_iob *b, uint32_t base, struct sl_http_parser *hp)
 {
 	if (b->rd <= base)
 		return;
 	uint32_t f = b->fwd - b->rd, u = b->wr - b->parse;
+	if (hp && hp->in_trailer && b->fwd == hp->trailer_off) {
+		uint32_t shift = b->rd - base;
+		memmove(b->data + base, b->data + b->rd, b->wr - b->rd);
+		b->rd = base;
+		b->fwd -= shift;
+		b->parse -= shift;
+		b->wr -= shift;
+		hp->trailer_off -= shift;
+		return;
+	}
 	memmove(b->data + base, b->data + b->rd, f);
 	memmove(b->data + base + f, b->data + b->parse, u);
 	b->rd = base;
@@ -271,14 +303,15 @@ void sl_session_pool_hand_over(struct sl_worker *w)
 /* Detach the session's upstream connection: back to the idle pool or closed. */
 static void up_release(struct sl_session *s, int reusable)
 {
-	struct sl_upconn *c = s->up;
+	struct sl_request *r = s->r;
+	struct sl_upconn *c = r->up;
 	struct sl_worker *w = s->w;
 	if (!c)
 		return;
-	s->up = NULL;
+	r->up = NULL;
 	c->s = NULL;
 	up_wr(c, 0);
-	const struct sl_conf_pool *pl = s->upstream ? &s->upstream->pool : NULL;
+	const struct sl_conf_pool *pl = r->upstream ? &r->upstream->pool : NULL;
 	if (reusable && pl && pl->max_requests_per_conn && c->requests >= pl->max_requests_per_conn)
 		reusable = 0;
 	if (!reusable) {
@@ -294,7 +327,7 @@ static void up_release(struct sl_session *s, int reusable)
 		to_shared(w, c);
 		return;
 	}
-	unsigned int g = sl_pool_group(&w->pool, s->upstream ? s->upstream->name : "");
+	unsigned int g = sl_pool_group(&w->pool, r->upstream ? r->upstream->name : "");
 	struct sl_upconn *evicted;
 	if (sl_pool_put(&w->pool, c, g, pl ? pl->max_idle_per_worker : 128, &evicted)) {
 		to_shared(w, c);
@@ -357,10 +390,12 @@ static int reuse_check(struct sl_worker *w, int fd, const struct sl_peer *peer)
 static struct sl_upconn *pool_take(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
+	const struct sl_peer *peer = &s->r->peer;
+	uint64_t hash = s->r->peer_hash;
 	struct sl_upconn *c;
-	while ((c = sl_pool_get(&w->pool, &s->peer, s->peer_hash))) {
+	while ((c = sl_pool_get(&w->pool, peer, hash))) {
 		if (sl_mono_coarse_ns() - c->idle_since_ns < RECHECK_IDLE_NS ||
-		    !reuse_check(w, c->fd, &s->peer)) {
+		    !reuse_check(w, c->fd, peer)) {
 			w->st->pool_local++;
 			event_add(&c->rev, NULL); /* drop the idle timeout */
 			return c;
@@ -372,8 +407,8 @@ static struct sl_upconn *pool_take(struct sl_session *s)
 	unsigned int requests;
 	struct sl_peer_count *count;
 	int fd;
-	while ((fd = sl_spool_get(w->d->spool, &s->peer, s->peer_hash, &requests, &count)) >= 0) {
-		if (reuse_check(w, fd, &s->peer) || !(c = calloc(1, sizeof(*c)))) {
+	while ((fd = sl_spool_get(w->d->spool, peer, hash, &requests, &count)) >= 0) {
+		if (reuse_check(w, fd, peer) || !(c = calloc(1, sizeof(*c)))) {
 			close(fd);
 			if (count)
 				sl_conn_count_drop(count);
@@ -382,8 +417,8 @@ static struct sl_upconn *pool_take(struct sl_session *s)
 		c->fd = fd;
 		c->count = count;
 		c->w = w;
-		c->peer = s->peer;
-		c->peer_hash = s->peer_hash;
+		c->peer = *peer;
+		c->peer_hash = hash;
 		c->requests = requests;
 		c->from_shared = 1;
 		event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, c);
@@ -407,84 +442,101 @@ static void client_wr(struct sl_session *s, int on)
 	s->wr_on = (uint8_t)on;
 }
 
-/* Write what is pending for the client: out (if it holds the response head), the
- * local body, then the response body bytes from uin. */
+/* Write what is pending for the client: the rest of a "100 Continue", out (if it holds
+ * the response head), the local body, then the response body bytes from uin. */
 static int client_write_pending(struct sl_session *s)
 {
+	struct sl_request *r = s->r;
+	if (!r)
+		return 0;
 	for (;;) {
-		struct iovec iov[3];
+		struct iovec iov[4];
 		int n = 0;
 		size_t total = 0;
-		if (s->out_to_client && s->out.rd < s->out.wr) {
-			iov[n].iov_base = s->out.data + s->out.rd;
-			iov[n++].iov_len = s->out.wr - s->out.rd;
+		size_t cont = r->cont_left;
+		if (cont) {
+			iov[n].iov_base = (void *)(SL_CONTINUE + sizeof(SL_CONTINUE) - 1 - cont);
+			iov[n++].iov_len = cont;
 		}
-		if (s->lbody && s->lbody_off < s->lbody_len) {
-			iov[n].iov_base = (void *)(s->lbody + s->lbody_off);
-			iov[n++].iov_len = s->lbody_len - s->lbody_off;
+		if (r->out_to_client && r->out.rd < r->out.wr) {
+			iov[n].iov_base = r->out.data + r->out.rd;
+			iov[n++].iov_len = r->out.wr - r->out.rd;
 		}
-		if (s->uin.data && s->uin.rd < s->uin.fwd) {
-			iov[n].iov_base = s->uin.data + s->uin.rd;
-			iov[n++].iov_len = s->uin.fwd - s->uin.rd;
+		if (r->lbody && r->lbody_off < r->lbody_len) {
+			iov[n].iov_base = (void *)(r->lbody + r->lbody_off);
+			iov[n++].iov_len = r->lbody_len - r->lbody_off;
+		}
+		if (r->uin.data && r->uin.rd < r->uin.fwd) {
+			iov[n].iov_base = r->uin.data + r->uin.rd;
+			iov[n++].iov_len = r->uin.fwd - r->uin.rd;
 		}
 		if (!n)
 			return 0;
 		for (int i = 0; i < n; i++)
 			total += iov[i].iov_len;
-		ssize_t r = writev(s->fd, iov, n);
-		if (r < 0) {
+		ssize_t wr = writev(s->fd, iov, n);
+		if (wr < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN)
 				return 1;
 			return -errno;
 		}
-		size_t left = (size_t)r;
-		s->r_out += left;
+		size_t left = (size_t)wr;
 		s->w->st->bytes_out += left;
-		s->resp_started = 1;
-		if (s->out_to_client && s->out.rd < s->out.wr) {
-			size_t k = s->out.wr - s->out.rd;
-			k = k < left ? k : left;
-			s->out.rd += (uint32_t)k;
+		if (cont) {
+			size_t k = cont < left ? cont : left;
+			r->cont_left = (uint8_t)(cont - k);
 			left -= k;
 		}
-		if (s->lbody && s->lbody_off < s->lbody_len) {
-			size_t k = s->lbody_len - s->lbody_off;
+		r->r_out += left;
+		if (left)
+			r->resp_started = 1;
+		if (r->out_to_client && r->out.rd < r->out.wr) {
+			size_t k = r->out.wr - r->out.rd;
 			k = k < left ? k : left;
-			s->lbody_off += k;
+			r->out.rd += (uint32_t)k;
+			left -= k;
+		}
+		if (r->lbody && r->lbody_off < r->lbody_len) {
+			size_t k = r->lbody_len - r->lbody_off;
+			k = k < left ? k : left;
+			r->lbody_off += k;
 			left -= k;
 		}
 		if (left)
-			s->uin.rd += (uint32_t)left;
-		if ((size_t)r < total)
+			r->uin.rd += (uint32_t)left;
+		if ((size_t)wr < total)
 			return 1; /* short write: the socket buffer is full */
 	}
 }
 
 static void client_flush(struct sl_session *s)
 {
-	int r = client_write_pending(s);
-	if (r < 0) {
+	struct sl_request *r = s->r;
+	int rc = client_write_pending(s);
+	if (rc < 0) {
 		sl_log(SL_LOG_DEBUG, "msg=\"client write failed\" client=%s err=%d", s->client_str,
-		       -r);
-		if (s->up)
-			s->up_broken = 1;
+		       -rc);
+		if (r && r->up)
+			r->up_broken = 1;
 		session_close(s);
 		return;
 	}
-	if (r > 0) {
+	if (rc > 0) {
 		client_wr(s, 1);
 		/* a client that stops reading must not hold us: once the upstream side is
 		 * paused for it (or done), its time is what counts */
-		if (s->timer == ST_NONE || (s->timer == ST_UPIDLE && s->up && !s->up->rd_on))
+		if (s->timer == ST_NONE || (s->timer == ST_UPIDLE && r->up && !r->up->rd_on))
 			arm(s, ST_SEND);
 		return;
 	}
 	client_wr(s, 0);
 	if (s->timer == ST_SEND)
 		arm(s, ST_NONE);
-	struct sl_iob *b = &s->uin;
+	if (!r)
+		return;
+	struct sl_iob *b = &r->uin;
 	if (b->data && b->rd == b->parse && b->parse == b->wr)
 		b->rd = b->fwd = b->parse = b->wr = 0;
 	if (s->state == SS_CLOSING) {
@@ -492,78 +544,104 @@ static void client_flush(struct sl_session *s)
 		return;
 	}
 	if (s->state == SS_TUNNEL) {
-		if (s->up_eof) {
+		if (r->up_eof) {
 			shutdown(s->fd, SHUT_WR);
 			if (s->client_eof)
 				session_close(s);
-		} else if (s->up) {
-			up_rd_on(s->up);
+		} else if (r->up) {
+			up_rd_on(r->up);
 		}
 		return;
 	}
-	if (s->up && !s->up->rd_on && !s->resp_done)
-		up_rd_on(s->up); /* room again in uin */
-	if (s->resp_done)
+	if (r->up && !r->up->rd_on && !r->resp_done)
+		up_rd_on(r->up); /* room again in uin */
+	if (r->resp_done)
 		finish_request(s);
 }
 
 /* ---- local responses ---- */
 
-static void queue_local(struct sl_session *s, int status, const char *ctype,
-			const struct sl_conf_header *hdrs, unsigned int n_hdrs, const char *body,
-			size_t body_len, int close_after)
+/* Queue a response made by sluice. The body is sent from where it is (static text or
+ * config-owned, both outliving the request) unless copy is set: then it is copied into
+ * the request's own memory, so a caller's buffer may go away as soon as this returns. */
+static int queue_local(struct sl_session *s, int status, const char *ctype,
+		       const struct sl_conf_header *hdrs, unsigned int n_hdrs, const char *body,
+		       size_t body_len, int close_after, int copy)
 {
+	struct sl_request *r = s->r;
 	struct sl_out o;
-	if (iob_alloc(s->w, &s->out, SL_MEM_SMALL)) {
+	if (iob_alloc(s->w, &r->out, SL_MEM_SMALL)) {
 		session_close(s);
-		return;
+		return -ENOMEM;
 	}
-	sl_out_init(&o, s->out.data, s->out.cap);
-	sl_out_str(&o, "HTTP/1.1 ");
-	sl_out_uint(&o, (uint64_t)status);
-	sl_out_put(&o, " ", 1);
-	sl_out_str(&o, sl_http_reason(status));
-	sl_out_str(&o, "\r\n");
-	if (ctype) {
-		sl_out_str(&o, "Content-Type: ");
-		sl_out_str(&o, ctype);
+	int has_body = !(r->is_head_req || status == 204 || status == 304);
+	for (;;) {
+		sl_out_init(&o, r->out.data, r->out.cap);
+		sl_out_str(&o, "HTTP/1.1 ");
+		sl_out_uint(&o, (uint64_t)status);
+		sl_out_put(&o, " ", 1);
+		sl_out_str(&o, sl_http_reason(status));
 		sl_out_str(&o, "\r\n");
-	}
-	for (unsigned int i = 0; i < n_hdrs; i++) {
-		sl_out_str(&o, hdrs[i].name);
-		sl_out_str(&o, ": ");
-		sl_out_str(&o, hdrs[i].value);
+		if (ctype) {
+			sl_out_str(&o, "Content-Type: ");
+			sl_out_str(&o, ctype);
+			sl_out_str(&o, "\r\n");
+		}
+		for (unsigned int i = 0; i < n_hdrs; i++) {
+			sl_out_str(&o, hdrs[i].name);
+			sl_out_str(&o, ": ");
+			sl_out_str(&o, hdrs[i].value);
+			sl_out_str(&o, "\r\n");
+		}
+		if (status != 204 && status != 304) {
+			sl_out_str(&o, "Content-Length: ");
+			sl_out_uint(&o, body_len);
+			sl_out_str(&o, "\r\n");
+		}
+		if (close_after || !r->keepalive || !r->req_done) {
+			r->keepalive = 0;
+			sl_out_str(&o, "Connection: close\r\n");
+		} else if (r->req.http_minor == 0) {
+			sl_out_str(&o, "Connection: keep-alive\r\n");
+		}
 		sl_out_str(&o, "\r\n");
+		if (o.ok)
+			break;
+		if (iob_grow(s->w, &r->out)) {
+			session_close(s);
+			return -ENOSPC;
+		}
 	}
-	int has_body = !(s->is_head_req || status == 204 || status == 304);
-	if (status != 204 && status != 304) {
-		sl_out_str(&o, "Content-Length: ");
-		sl_out_uint(&o, body_len);
-		sl_out_str(&o, "\r\n");
+	r->lbody = NULL;
+	r->lbody_len = r->lbody_off = 0;
+	if (has_body && body_len) {
+		if (!copy) {
+			r->lbody = body;
+		} else if (o.len + body_len <= r->out.cap) {
+			memcpy(r->out.data + o.len, body, body_len);
+			o.len += body_len;
+		} else {
+			free(r->lbody_buf);
+			r->lbody_buf = malloc(body_len);
+			if (!r->lbody_buf) {
+				session_close(s);
+				return -ENOMEM;
+			}
+			memcpy(r->lbody_buf, body, body_len);
+			r->lbody = r->lbody_buf;
+		}
+		r->lbody_len = r->lbody ? body_len : 0;
 	}
-	if (close_after || !s->keepalive || !s->req_done) {
-		s->keepalive = 0;
-		sl_out_str(&o, "Connection: close\r\n");
-	} else if (s->req.http_minor == 0) {
-		sl_out_str(&o, "Connection: keep-alive\r\n");
-	}
-	sl_out_str(&o, "\r\n");
-	if (!o.ok) {
-		session_close(s);
-		return;
-	}
-	s->out.rd = 0;
-	s->out.wr = (uint32_t)o.len;
-	s->out_to_client = 1;
-	s->lbody = has_body ? body : NULL;
-	s->lbody_len = has_body ? body_len : 0;
-	s->lbody_off = 0;
-	s->status = status;
-	s->local_resp = 1;
-	s->resp_done = 1;
-	s->resp_head_done = 1;
+	r->out.rd = 0;
+	r->out.wr = (uint32_t)o.len;
+	r->out_to_client = 1;
+	r->status = status;
+	r->local_resp = 1;
+	r->resp_done = 1;
+	r->resp_head_done = 1;
 	arm(s, ST_NONE);
 	client_flush(s);
+	return 0;
 }
 
 static const char *error_body(int status, size_t *len)
@@ -581,57 +659,110 @@ static const char *error_body(int status, size_t *len)
 	return bodies[status];
 }
 
+static const struct sl_conf_header allow_hdr[] = {
+    {.name = "Allow", .value = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"},
+};
+
 /* An error found by sluice. 404 and 503 keep the connection when the request was
  * read whole; anything else closes it. */
 static void send_error(struct sl_session *s, int status)
 {
+	struct sl_request *r = s->r;
+	if (r->local_resp) {
+		/* a local response is already on its way: it is the answer; only the
+		 * connection cannot be trusted any more */
+		r->keepalive = 0;
+		return;
+	}
 	if (status >= 500)
 		s->w->st->err_upstream++;
 	else
 		s->w->st->err_client++;
-	if (s->up) {
-		s->up_broken = 1;
+	if (r->up) {
+		r->up_broken = 1;
 		up_release(s, 0);
 	}
-	if (s->resp_started) {
+	if (r->resp_started) {
 		/* part of a response is on the wire: the only honest signal left is a close */
-		s->status = s->status ? s->status : status;
-		s->keepalive = 0;
+		r->status = r->status ? r->status : status;
+		r->keepalive = 0;
 		finish_request(s);
 		return;
 	}
-	s->out.rd = s->out.wr = 0;
-	s->out_to_client = 0;
-	if (s->uin.data)
-		s->uin.rd = s->uin.fwd = s->uin.parse = s->uin.wr = 0;
+	r->out.rd = r->out.wr = 0;
+	r->out_to_client = 0;
+	if (r->uin.data)
+		r->uin.rd = r->uin.fwd = r->uin.parse = r->uin.wr = 0;
 	const struct sl_proxy_ops *ops = s->w->d->ops;
-	if (ops->error_response && s->hold) {
-		s->status = status;
-		if (ops->error_response(s, s->ctx, status) == SL_DONE && s->local_resp)
-			return;
+	if (ops->error_response && r->phase != PH_ERROR_RESPONSE) {
+		uint32_t gen = s->gen;
+		r->status = status;
+		PHASE_CALL(s, PH_ERROR_RESPONSE, ops->error_response(s, r->ctx, status));
+		if (GONE(s, gen) || r->local_resp)
+			return; /* it answered (sl_respond), whatever it returned */
 	}
 	size_t len;
 	const char *body = error_body(status, &len);
-	int keep = (status == 404 || status == 503) && s->req_done;
-	queue_local(s, status, "text/plain", NULL, 0, body, len, !keep);
+	int keep = (status == 404 || status == 503) && r->req_done;
+	queue_local(s, status, "text/plain", status == 405 ? allow_hdr : NULL, status == 405, body,
+		    len, !keep, 0);
+}
+
+static const char *phase_name(enum sl_phase ph)
+{
+	static const char *const names[] = {
+	    [PH_NONE] = "no phase",
+	    [PH_REQUEST_FILTER] = "request_filter",
+	    [PH_UPSTREAM_PEER] = "upstream_peer",
+	    [PH_UPSTREAM_REQUEST_FILTER] = "upstream_request_filter",
+	    [PH_RESPONSE_FILTER] = "response_filter",
+	    [PH_REQUEST_BODY_FILTER] = "request_body_filter",
+	    [PH_RESPONSE_BODY_FILTER] = "response_body_filter",
+	    [PH_FAIL_TO_CONNECT] = "fail_to_connect",
+	    [PH_ERROR_RESPONSE] = "error_response",
+	    [PH_LOGGING] = "logging",
+	};
+	return names[ph];
 }
 
 int sl_respond(struct sl_session *s, int status, const char *content_type, const char *body,
 	       size_t body_len)
 {
-	if (s->resp_started || s->local_resp)
+	if (!s || s->closed || !s->r)
+		return -EINVAL;
+	struct sl_request *r = s->r;
+	switch (r->phase) {
+	case PH_REQUEST_FILTER:
+	case PH_UPSTREAM_PEER:
+	case PH_UPSTREAM_REQUEST_FILTER:
+	case PH_FAIL_TO_CONNECT:
+	case PH_ERROR_RESPONSE:
+		break;
+	default:
+		/* the response is already decided (or sent) in these phases */
+		sl_log(SL_LOG_ERROR, "msg=\"sl_respond not allowed in %s\" client=%s",
+		       phase_name(r->phase), s->client_str);
+		return -EINVAL;
+	}
+	if (r->resp_started || r->local_resp)
 		return -EALREADY;
-	if (s->up) {
-		s->up_broken = 1;
+	if (status < 200 || status > 599 || (body_len && !body) ||
+	    (content_type && strpbrk(content_type, "\r\n")))
+		return -EINVAL;
+	if (r->up) {
+		r->up_broken = 1;
 		up_release(s, 0);
 	}
-	queue_local(s, status, content_type, NULL, 0, body, body_len, 0);
-	return 0;
+	r->out.rd = r->out.wr = 0;
+	if (r->uin.data)
+		r->uin.rd = r->uin.fwd = r->uin.parse = r->uin.wr = 0;
+	int rc = queue_local(s, status, content_type, NULL, 0, body, body_len, 0, 1);
+	return rc == -ENOMEM || rc == -ENOSPC ? rc : 0;
 }
 
-int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *r)
+int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *c)
 {
-	queue_local(s, r->status, NULL, r->headers, r->n_headers, r->body, r->body_len, 0);
+	queue_local(s, c->status, NULL, c->headers, c->n_headers, c->body, c->body_len, 0, 0);
 	return SL_DONE;
 }
 
@@ -639,22 +770,90 @@ int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *
 
 static uint32_t head_limit(const struct sl_session *s)
 {
-	return (uint32_t)s->w->hold->conf->limits.max_header_bytes;
+	return (uint32_t)sconf(s)->limits.max_header_bytes;
 }
 
-static void start_request(struct sl_session *s)
+static struct sl_request *request_get(struct sl_worker *w)
 {
+	size_t ctx_size = w->d->ops->ctx_size;
+	struct sl_request *r = w->free_requests;
+	if (r) {
+		w->free_requests = r->next_free;
+		w->n_free_requests--;
+	} else {
+		r = malloc(sizeof(*r) + ctx_size + 16);
+		if (!r)
+			return NULL;
+	}
+	/* the two big heads are reset when used; zero everything around them */
+	memset(r, 0, offsetof(struct sl_request, req));
+	memset(&r->head_end, 0,
+	       offsetof(struct sl_request, resp) - offsetof(struct sl_request, head_end));
+	memset(&r->resp_head_done, 0, sizeof(*r) - offsetof(struct sl_request, resp_head_done));
+	r->ctx = ctx_size ? (char *)r + ((sizeof(*r) + 15) & ~(size_t)15) : NULL;
+	if (ctx_size)
+		memset(r->ctx, 0, ctx_size);
+	return r;
+}
+
+/* The request ends: everything it holds goes back, the session is between requests. */
+static void request_release(struct sl_session *s)
+{
+	struct sl_worker *w = s->w;
+	struct sl_request *r = s->r;
+	if (!r)
+		return;
+	queue_unlink(s);
+	if (r->up)
+		up_release(s, 0);
+	if (r->hold)
+		sl_worker_conf_put(w, r->hold);
+	iob_free(w, &r->uin);
+	iob_free(w, &r->out);
+	free(r->lbody_buf);
+	s->r = NULL;
+	s->gen++;
+	s->rp.head = NULL;
+	if (w->n_free_requests < 1024) {
+		r->next_free = w->free_requests;
+		w->free_requests = r;
+		w->n_free_requests++;
+	} else {
+		free(r);
+	}
+}
+
+void sl_session_free_requests(struct sl_worker *w)
+{
+	while (w->free_requests) {
+		struct sl_request *r = w->free_requests;
+		w->free_requests = r->next_free;
+		free(r);
+	}
+	w->n_free_requests = 0;
+}
+
+static int start_request(struct sl_session *s)
+{
+	struct sl_worker *w = s->w;
+	struct sl_request *r = request_get(w);
+	if (!r)
+		return -ENOMEM;
+	s->r = r;
 	s->state = SS_HEAD;
-	clock_gettime(CLOCK_MONOTONIC, &s->t_start);
-	const struct sl_conf *c = s->w->hold->conf;
-	sl_head_reset(&s->req, c->limits.max_header_count, (uint32_t)c->limits.max_target_length);
+	clock_gettime(CLOCK_MONOTONIC, &r->t_start);
+	r->hold = sl_worker_conf_get(w);
+	const struct sl_conf *c = r->hold->conf;
+	sl_head_reset(&r->req, c->limits.max_header_count, (uint32_t)c->limits.max_target_length);
+	s->rp.head = &r->req;
 	arm(s, ST_HEADER);
+	return 0;
 }
 
 /* Split the target into path and, for absolute-form, authority. 0 or -EPROTO. */
 static int split_target(struct sl_session *s)
 {
-	struct sl_head *h = &s->req;
+	struct sl_head *h = &s->r->req;
 	const char *t = s->in.data + h->target_off;
 	uint32_t n = h->target_len;
 	if (n && t[0] == '/') {
@@ -662,7 +861,7 @@ static int split_target(struct sl_session *s)
 		h->path_len = n;
 		return 0;
 	}
-	if (n == 1 && t[0] == '*') {
+	if (n == 1 && t[0] == '*' && s->rp.p.method == HTTP_OPTIONS) {
 		h->path_off = h->target_off;
 		h->path_len = 1;
 		return 0;
@@ -707,43 +906,59 @@ static int method_is_idempotent(int m)
 	}
 }
 
+/* A request that cannot be read on: answer status and close after it. */
+static void refuse_request(struct sl_session *s, int status, const char *why)
+{
+	sl_log(SL_LOG_DEBUG, "msg=\"bad request\" client=%s status=%d reason=\"%s\"", s->client_str,
+	       status, why ? why : "");
+	s->r->req_done = 1; /* nothing more will be read from this connection */
+	s->r->keepalive = 0;
+	send_error(s, status);
+}
+
 static void request_head_done(struct sl_session *s)
 {
-	struct sl_head *h = &s->req;
+	struct sl_request *r = s->r;
+	struct sl_head *h = &r->req;
 	const char *why = NULL;
 	struct sl_worker *w = s->w;
+	uint32_t gen = s->gen;
 
-	s->head_end = s->in.parse;
-	s->in.rd = s->in.fwd = s->head_end;
+	r->head_end = s->in.parse;
+	s->in.rd = s->in.fwd = r->head_end;
 	s->state = SS_PROXY;
-	s->hold = sl_worker_conf_get(w);
-	s->listener = &sconf(s)->listeners[s->lsn->index];
+	r->listener = &sconf(s)->listeners[s->lsn->index];
 	w->st->requests++;
-	s->keepalive = llhttp_should_keep_alive(&s->rp.p) && !w->draining;
-	s->is_head_req = s->rp.p.method == HTTP_HEAD;
-	s->idempotent = (uint8_t)method_is_idempotent(s->rp.p.method);
+	r->keepalive = llhttp_should_keep_alive(&s->rp.p) && !w->draining;
+	r->is_head_req = s->rp.p.method == HTTP_HEAD;
+	r->idempotent = (uint8_t)method_is_idempotent(s->rp.p.method);
 
-	if (sl_head_analyze(h, s->in.data, 1, &why) || split_target(s)) {
-		sl_log(SL_LOG_DEBUG, "msg=\"bad request\" client=%s reason=\"%s\"", s->client_str,
-		       why ? why : "bad target");
-		s->req_done = 1; /* nothing more will be read from this connection */
-		send_error(s, 400);
+	int st = sl_request_line_check(h, s->in.data, &why);
+	if (st) {
+		refuse_request(s, st, why);
+		return;
+	}
+	if (sl_head_analyze(h, s->in.data, 1, &why)) {
+		refuse_request(s, 400, why);
 		return;
 	}
 	if (s->rp.p.method == HTTP_CONNECT) {
-		s->req_done = 1;
-		send_error(s, 405);
+		/* authority-form is valid HTTP; sluice does not tunnel it */
+		refuse_request(s, 405, "CONNECT");
+		return;
+	}
+	if (split_target(s)) {
+		refuse_request(s, 400, "bad target");
 		return;
 	}
 	uint64_t max_body = sconf(s)->limits.max_body_size;
 	if (max_body && h->info.has_cl && s->rp.p.content_length > max_body) {
-		s->req_done = 1;
-		send_error(s, 413);
+		refuse_request(s, 413, "Content-Length over max_body_size");
 		return;
 	}
-	s->has_body = h->info.chunked || (h->info.has_cl && s->rp.p.content_length > 0);
-	s->upgrade_req = s->rp.p.upgrade && h->info.has_upgrade && h->info.conn_upgrade;
-	s->expect_continue = h->info.expect_continue && h->http_minor >= 1 &&
+	r->has_body = h->info.chunked || (h->info.has_cl && s->rp.p.content_length > 0);
+	r->upgrade_req = s->rp.p.upgrade && h->info.has_upgrade && h->info.conn_upgrade;
+	r->expect_continue = h->info.expect_continue && h->http_minor >= 1 &&
 			     (h->info.chunked || s->rp.p.content_length > 0);
 	if (h->info.expect_continue)
 		sl_head_remove(h, s->in.data, "expect", 6);
@@ -751,17 +966,15 @@ static void request_head_done(struct sl_session *s)
 
 	/* Run the parser over what follows the head: completes body-less requests now. */
 	pump_request_body(s);
-	if (s->closed || s->local_resp)
+	if (GONE(s, gen) || r->local_resp)
 		return;
 
 	const struct sl_proxy_ops *ops = w->d->ops;
-	if (ops->ctx_size)
-		memset(s->ctx, 0, ops->ctx_size);
 	if (ops->request_filter) {
-		int r = ops->request_filter(s, s->ctx);
-		if (r == SL_DONE || s->local_resp || s->closed)
+		int rc = PHASE_CALL(s, PH_REQUEST_FILTER, ops->request_filter(s, r->ctx));
+		if (GONE(s, gen) || r->local_resp || rc == SL_DONE)
 			return;
-		if (r < 0) {
+		if (rc < 0) {
 			send_error(s, 500);
 			return;
 		}
@@ -771,102 +984,136 @@ static void request_head_done(struct sl_session *s)
 
 static void parse_request_head(struct sl_session *s)
 {
+	struct sl_request *r = s->r;
 	struct sl_iob *b = &s->in;
 	size_t used;
 	llhttp_errno_t e =
 	    sl_http_execute(&s->rp, b->data, b->data + b->parse, b->wr - b->parse, &used);
 	b->parse += (uint32_t)used;
-	s->r_in += used;
+	r->r_in += used;
 	if (e == HPE_PAUSED && s->rp.headers_done) {
-		if (b->parse > head_limit(s))
-			goto too_big;
+		if (b->parse > head_limit(s)) {
+			refuse_request(s, 431, "head over max_header_bytes");
+			return;
+		}
 		request_head_done(s);
 		return;
 	}
 	if (e == HPE_OK) {
-		if (b->parse > head_limit(s))
-			goto too_big;
+		if (b->parse > head_limit(s)) {
+			refuse_request(s, 431, "head over max_header_bytes");
+			return;
+		}
 		rd_on(s); /* the rest of the head */
 		return;
 	}
-	s->req_done = 1;
-	s->keepalive = 0;
-	sl_log(SL_LOG_DEBUG, "msg=\"bad request\" client=%s reason=\"%s\"", s->client_str,
-	       llhttp_get_error_reason(&s->rp.p) ? llhttp_get_error_reason(&s->rp.p) : "");
-	if (!s->hold)
-		s->hold = sl_worker_conf_get(s->w);
-	send_error(s, s->req.err_status ? s->req.err_status : 400);
-	return;
-too_big:
-	s->req_done = 1;
-	s->keepalive = 0;
-	if (!s->hold)
-		s->hold = sl_worker_conf_get(s->w);
-	send_error(s, 431);
+	const char *why = llhttp_get_error_reason(&s->rp.p);
+	int st = r->req.err_status ? r->req.err_status : 400;
+	if (!r->req.err_status && e == HPE_INVALID_VERSION &&
+	    !(s->rp.p.http_major == 1 && s->rp.p.http_minor <= 1))
+		st = 505; /* HTTP/1.2, HTTP/3.0, ...: a version, just not ours */
+	refuse_request(s, st, why);
 }
 
 /* ---- request body and upstream head ---- */
 
 static int is_retryable(const struct sl_session *s)
 {
-	if (s->resp_started || s->resp_head_done || (s->uin.data && s->uin.wr))
+	const struct sl_request *r = s->r;
+	if (r->resp_started || r->resp_head_done || (r->uin.data && r->uin.wr))
 		return 0; /* a response byte arrived: the upstream acted on it */
-	unsigned int max = s->upstream ? s->upstream->retries : 1;
+	unsigned int max = r->upstream ? r->upstream->retries : 1;
 	/* a body can be sent again only while all of it is still in the buffer */
-	int body_gone = s->has_body && (!s->req_done || s->body_discarded);
-	if (s->up && s->up->reused && s->tries <= max + 1 && !body_gone)
+	int body_gone = r->has_body && (!r->req_done || r->body_discarded);
+	if (r->up && r->up->reused && r->tries <= max + 1 && !body_gone)
 		return 1; /* stale pooled connection: the upstream never saw the request */
-	return s->idempotent && !s->has_body && s->tries <= max;
+	return r->idempotent && !r->has_body && r->tries <= max;
+}
+
+/* The message is complete: rewrite its trailer section in place (forbidden fields
+ * dropped) and make it forwardable. Returns the new end of forwardable bytes. */
+static uint32_t trailers_done(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp)
+{
+	unsigned int dropped = 0;
+	size_t n =
+	    sl_trailer_filter(b->data + hp->trailer_off, b->parse - hp->trailer_off, &dropped);
+	if (dropped) {
+		w->st->trailers_dropped += dropped;
+		sl_log(SL_LOG_DEBUG, "msg=\"trailer fields dropped\" count=%u", dropped);
+	}
+	hp->in_trailer = 0;
+	return hp->trailer_off + (uint32_t)n;
+}
+
+/* Where forwardable bytes end after a parser run over a raw (not de-chunked) body:
+ * everything parsed, except a trailer section, which waits for its end. */
+static uint32_t raw_body_end(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp)
+{
+	if (!hp->in_trailer)
+		return b->parse;
+	if (hp->message_done)
+		return trailers_done(w, b, hp);
+	return hp->trailer_off;
 }
 
 static void pump_request_body(struct sl_session *s)
 {
+	struct sl_request *r = s->r;
 	struct sl_iob *b = &s->in;
 	const struct sl_proxy_ops *ops = s->w->d->ops;
-	if (!s->req_done) {
+	if (!r->req_done) {
 		size_t used;
-		uint32_t old = b->parse;
+		uint32_t old = b->fwd;
 		llhttp_errno_t e =
 		    sl_http_execute(&s->rp, b->data, b->data + b->parse, b->wr - b->parse, &used);
 		b->parse += (uint32_t)used;
-		b->fwd = b->parse;
-		s->r_in += used;
-		if (e == HPE_PAUSED && s->rp.message_done)
-			s->req_done = 1;
-		else if (e != HPE_OK) {
-			s->req_done = 1;
-			s->keepalive = 0;
-			send_error(s, 400);
+		r->r_in += used;
+		r->body_wire += used;
+		if (e == HPE_PAUSED && s->rp.message_done) {
+			r->req_done = 1;
+		} else if (e != HPE_OK) {
+			refuse_request(s, 400,
+				       s->rp.body_err == SL_BODY_EXT_TOO_LONG
+					   ? "chunk extension too long"
+				       : s->rp.body_err == SL_BODY_TRAILER_TOO_BIG
+					   ? "trailer section too big"
+					   : llhttp_get_error_reason(&s->rp.p));
 			return;
 		}
+		b->fwd = raw_body_end(s->w, b, &s->rp);
+		/* every byte of the body counts, chunk framing included */
 		uint64_t max = sconf(s)->limits.max_body_size;
-		if (max && s->rp.body_seen > max) {
-			s->req_done = 1;
-			s->keepalive = 0;
-			send_error(s, 413);
+		if (max && r->body_wire > max) {
+			refuse_request(s, 413, "body over max_body_size");
 			return;
 		}
-		if (ops->request_body_filter && (b->parse > old || s->req_done) && s->hold &&
+		if (ops->request_body_filter && (b->fwd > old || r->req_done) &&
 		    s->state == SS_PROXY) {
-			if (ops->request_body_filter(s, s->ctx, b->data + old, b->parse - old,
-						     s->req_done) < 0) {
-				s->keepalive = 0;
+			uint32_t gen = s->gen;
+			int rc = PHASE_CALL(s, PH_REQUEST_BODY_FILTER,
+					    ops->request_body_filter(s, r->ctx, b->data + old,
+								     b->fwd - old, r->req_done));
+			if (GONE(s, gen))
+				return;
+			if (rc < 0) {
+				r->keepalive = 0;
 				send_error(s, 400);
 				return;
 			}
 		}
-		if (s->req_done) {
+		if (r->req_done) {
 			if (s->timer == ST_BODY)
 				arm(s, ST_NONE);
 		}
 	}
-	if (s->up && !s->up->connecting && s->head_queued)
+	if (r->up && !r->up->connecting && r->head_queued)
 		up_flush(s);
 }
 
 static int build_upstream_head(struct sl_session *s)
 {
-	struct sl_head *h = &s->req;
+	struct sl_request *r = s->r;
+	struct sl_head *h = &r->req;
 	const char *base = s->in.data;
 	const struct sl_conf *c = sconf(s);
 	char tmp[1024];
@@ -920,42 +1167,31 @@ static int build_upstream_head(struct sl_session *s)
 	}
 
 	const struct sl_proxy_ops *ops = s->w->d->ops;
-	if (ops->upstream_request_filter && ops->upstream_request_filter(s, s->ctx) < 0)
-		return -ECANCELED;
+	if (ops->upstream_request_filter) {
+		uint32_t gen = s->gen;
+		int rc = PHASE_CALL(s, PH_UPSTREAM_REQUEST_FILTER,
+				    ops->upstream_request_filter(s, r->ctx));
+		if (GONE(s, gen) || r->local_resp)
+			return SL_DONE;
+		if (rc < 0)
+			return -ECANCELED;
+	}
 
-	if (iob_alloc(s->w, &s->out, SL_MEM_SMALL))
+	if (iob_alloc(s->w, &r->out, SL_MEM_SMALL))
 		return -ENOMEM;
+	const char *method = llhttp_method_name((llhttp_method_t)s->rp.p.method);
 	for (;;) {
 		struct sl_out o;
-		sl_out_init(&o, s->out.data, s->out.cap);
-		sl_out_str(&o, llhttp_method_name((llhttp_method_t)s->rp.p.method));
-		sl_out_put(&o, " ", 1);
-		if (h->authority_len && !h->path_len) {
-			sl_out_put(&o, "/", 1);
-			uint32_t q = h->authority_off + h->authority_len;
-			sl_out_put(&o, base + q, h->target_off + h->target_len - q);
-		} else {
-			sl_out_put(&o, base + h->path_off, h->path_len);
-		}
-		sl_out_str(&o, " HTTP/1.1\r\n");
-		sl_out_headers(&o, h, base);
-		if (s->upgrade_req && h->info.upgrade_idx >= 0) {
-			sl_out_str(&o, "Connection: upgrade\r\nUpgrade: ");
-			sl_out_put(&o, sl_hdr_value(h, base, (unsigned)h->info.upgrade_idx),
-				   h->h[h->info.upgrade_idx].value_len);
-			sl_out_str(&o, "\r\n");
-		}
-		if (h->info.chunked)
-			sl_out_str(&o, "Transfer-Encoding: chunked\r\n");
-		sl_out_str(&o, "\r\n");
+		sl_out_init(&o, r->out.data, r->out.cap);
+		sl_h1_render_request(&o, method, h, base, r->upgrade_req);
 		if (o.ok) {
-			s->out.rd = 0;
-			s->out.wr = (uint32_t)o.len;
-			s->out_to_client = 0;
-			s->head_queued = 1;
+			r->out.rd = 0;
+			r->out.wr = (uint32_t)o.len;
+			r->out_to_client = 0;
+			r->head_queued = 1;
 			return 0;
 		}
-		if (iob_grow(s->w, &s->out))
+		if (iob_grow(s->w, &r->out))
 			return -ENOSPC;
 	}
 }
@@ -964,21 +1200,26 @@ static int build_upstream_head(struct sl_session *s)
 
 static void up_connected(struct sl_session *s)
 {
-	struct sl_upconn *c = s->up;
+	struct sl_request *r = s->r;
+	struct sl_upconn *c = r->up;
 	c->connecting = 0;
 	up_rd_on(c);
 	c->requests++;
-	clock_gettime(CLOCK_MONOTONIC, &s->t_up);
-	sl_http_parser_init(&s->up_p, 0, &s->resp);
-	s->up_p.skip_body = s->is_head_req;
-	sl_head_reset(&s->resp, SL_HDR_MAX, 0);
-	if (s->expect_continue && !s->sent_continue && !s->req_done) {
-		/* sluice streams the body, so it may ask for it as soon as it has a peer */
-		ssize_t r = write(s->fd, SL_CONTINUE, sizeof(SL_CONTINUE) - 1);
-		(void)r;
-		s->sent_continue = 1;
+	clock_gettime(CLOCK_MONOTONIC, &r->t_up);
+	sl_http_parser_init(&r->up_p, 0, &r->resp);
+	r->up_p.skip_body = r->is_head_req;
+	sl_head_reset(&r->resp, SL_HDR_MAX, 0);
+	if (r->expect_continue && !r->sent_continue && !r->req_done) {
+		/* sluice streams the body, so it may ask for it as soon as it has a peer;
+		 * what a short write leaves goes out before anything else for the client */
+		r->sent_continue = 1;
+		r->cont_left = sizeof(SL_CONTINUE) - 1;
+		uint32_t gen = s->gen;
+		client_flush(s);
+		if (GONE(s, gen))
+			return;
 	}
-	if (s->req_done)
+	if (r->req_done)
 		arm(s, ST_RESPONSE);
 	else
 		arm(s, ST_BODY);
@@ -988,15 +1229,17 @@ static void up_connected(struct sl_session *s)
 /* -EBUSY: the peer is at pool.max_conns_per_server (the request queues). */
 static int up_connect(struct sl_session *s)
 {
+	struct sl_request *r = s->r;
 	struct sl_worker *w = s->w;
-	unsigned int max = s->upstream ? s->upstream->pool.max_conns_per_server : 0;
-	struct sl_peer_count *count = sl_conn_counter(s->peer_hash);
+	unsigned int max = r->upstream ? r->upstream->pool.max_conns_per_server : 0;
+	struct sl_peer_count *count = sl_conn_counter(r->peer_hash);
 	if (!sl_conn_count_take(count, max))
 		return -EBUSY;
-	int fd = socket(s->peer.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(r->peer.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
+		int err = -errno;
 		sl_conn_count_drop(count);
-		return -errno;
+		return err;
 	}
 	set_nodelay(fd);
 	struct sl_upconn *c = calloc(1, sizeof(*c));
@@ -1009,13 +1252,13 @@ static int up_connect(struct sl_session *s)
 	c->fd = fd;
 	c->w = w;
 	c->s = s;
-	c->peer = s->peer;
-	c->peer_hash = s->peer_hash;
+	c->peer = r->peer;
+	c->peer_hash = r->peer_hash;
 	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, c);
 	event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, up_write_cb, c);
-	s->up = c;
+	r->up = c;
 	w->st->up_new++;
-	if (connect(fd, (struct sockaddr *)&s->peer.addr, s->peer.addrlen) == 0) {
+	if (connect(fd, (struct sockaddr *)&r->peer.addr, r->peer.addrlen) == 0) {
 		up_connected(s);
 		return 0;
 	}
@@ -1026,62 +1269,79 @@ static int up_connect(struct sl_session *s)
 		return 0;
 	}
 	int err = -errno;
-	s->up = NULL;
+	r->up = NULL;
 	sl_upconn_close(c);
 	return err;
 }
 
-/* A connect failed: 1 when the proxy asked for another try, 0 when an error went out. */
+/* A connect failed: 1 when the proxy asked for another try, 0 when an error went out
+ * (or the request is gone). */
 static int connect_failed(struct sl_session *s, int err)
 {
+	struct sl_request *r = s->r;
 	const struct sl_proxy_ops *ops = s->w->d->ops;
 	sl_log(SL_LOG_WARN, "msg=\"upstream connect failed\" peer=%s err=\"%s\" try=%u",
-	       s->peer.name, strerror(-err), s->tries);
-	if (s->up) {
-		s->up_broken = 1;
+	       r->peer.name, strerror(-err), r->tries);
+	if (r->up) {
+		r->up_broken = 1;
 		up_release(s, 0);
 	}
-	if (ops->fail_to_connect && ops->fail_to_connect(s, s->ctx, &s->peer, err) == SL_RETRY)
-		return 1;
-	send_error(s, err == -ETIMEDOUT ? 504 : 502);
+	r->fail_status = err == -ETIMEDOUT ? 504 : 502;
+	if (ops->fail_to_connect) {
+		uint32_t gen = s->gen;
+		int rc = PHASE_CALL(s, PH_FAIL_TO_CONNECT,
+				    ops->fail_to_connect(s, r->ctx, &r->peer, err));
+		if (GONE(s, gen) || r->local_resp)
+			return 0;
+		if (rc == SL_RETRY)
+			return 1;
+	}
+	send_error(s, r->fail_status);
 	return 0;
 }
 
 static void connect_upstream(struct sl_session *s)
 {
+	struct sl_request *r = s->r;
 	const struct sl_proxy_ops *ops = s->w->d->ops;
+	uint32_t gen = s->gen;
 	for (;;) {
-		s->tries++;
-		s->tried_prev = s->tried;
-		memset(&s->peer, 0, sizeof(s->peer));
-		int r = ops->upstream_peer(s, s->ctx, &s->peer);
-		if (r == SL_DONE || s->local_resp || s->closed)
+		r->tries++;
+		r->n_tried_prev = r->n_tried;
+		memset(&r->peer, 0, sizeof(r->peer));
+		int rc = PHASE_CALL(s, PH_UPSTREAM_PEER, ops->upstream_peer(s, r->ctx, &r->peer));
+		if (GONE(s, gen) || r->local_resp || rc == SL_DONE)
 			return;
-		if (r < 0) {
-			send_error(s, (r == -EAGAIN || r == -ENOENT) ? 503 : 502);
+		if (rc < 0) {
+			/* nothing left to try after a failed attempt: that failure is the
+			 * answer, not "no upstream" */
+			int st = (rc == -EAGAIN || rc == -ENOENT) ? 503 : 502;
+			send_error(s, r->fail_status && st == 503 ? r->fail_status : st);
 			return;
 		}
-		if (!s->head_queued) {
-			r = build_upstream_head(s);
-			if (r) {
-				send_error(s, r == -ENOSPC ? 431 : 500);
+		if (!r->head_queued) {
+			rc = build_upstream_head(s);
+			if (GONE(s, gen) || rc == SL_DONE)
+				return;
+			if (rc) {
+				send_error(s, rc == -ENOSPC ? 431 : 500);
 				return;
 			}
 		}
-		s->out.rd = 0;
-		s->out_to_client = 0;
-		s->up_broken = 0; /* it described the previous attempt's connection */
-		if (s->uin.data)
-			s->uin.rd = s->uin.fwd = s->uin.parse = s->uin.wr = 0;
-		if (s->peer.tls) {
+		r->out.rd = 0;
+		r->out_to_client = 0;
+		r->up_broken = 0; /* it described the previous attempt's connection */
+		if (r->uin.data)
+			r->uin.rd = r->uin.fwd = r->uin.parse = r->uin.wr = 0;
+		if (r->peer.tls) {
 			sl_log(SL_LOG_ERROR,
 			       "msg=\"TLS to upstreams is not supported yet\" peer=%s",
-			       s->peer.name);
+			       r->peer.name);
 			send_error(s, 502);
 			return;
 		}
-		s->peer_hash = sl_peer_hash(&s->peer);
-		if (!acquire_connection(s))
+		r->peer_hash = sl_peer_hash(&r->peer);
+		if (!acquire_connection(s) || GONE(s, gen))
 			return;
 	}
 }
@@ -1091,21 +1351,22 @@ static void connect_upstream(struct sl_session *s)
  * should ask for another peer. */
 static int acquire_connection(struct sl_session *s)
 {
-	struct sl_upconn *c = s->fresh_only ? NULL : pool_take(s);
+	struct sl_request *r = s->r;
+	struct sl_upconn *c = r->fresh_only ? NULL : pool_take(s);
 	if (c) {
 		c->s = s;
 		c->reused = 1;
-		s->up = c;
+		r->up = c;
 		s->w->st->up_reused++;
 		up_connected(s);
 		return 0;
 	}
-	int r = up_connect(s);
-	if (r == -EBUSY) {
+	int rc = up_connect(s);
+	if (rc == -EBUSY) {
 		queue_wait(s);
 		return 0;
 	}
-	return r && connect_failed(s, r);
+	return rc && connect_failed(s, rc);
 }
 
 /* ---- waiting for a connection slot (pool.max_conns_per_server) ---- */
@@ -1131,9 +1392,10 @@ static void queue_unlink(struct sl_session *s)
 static void queue_wait(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
+	struct sl_request *r = s->r;
 	if (!s->queued) {
 		s->queued = 1;
-		s->wait_count = sl_conn_counter(s->peer_hash);
+		s->wait_count = sl_conn_counter(r->peer_hash);
 		sl_conn_wait_add(s->wait_count, 1);
 		s->wq_next = NULL;
 		s->wq_prev = w->wq_tail;
@@ -1147,7 +1409,7 @@ static void queue_wait(struct sl_session *s)
 		w->st->queue_waits++;
 		s->timer = ST_QUEUE;
 		event_add(&s->tev, sl_worker_common_tv(
-				       w, s->upstream ? s->upstream->pool.queue_timeout : 3000));
+				       w, r->upstream ? r->upstream->pool.queue_timeout : 3000));
 	}
 }
 
@@ -1167,8 +1429,9 @@ void sl_session_wake_queue(struct sl_worker *w)
 		struct sl_session *next = s->wq_next;
 		queue_unlink(s);
 		ENTER(s);
+		uint32_t gen = s->gen;
 		/* still at the limit: it goes back to the tail, its deadline unchanged */
-		if (acquire_connection(s) && !s->closed)
+		if (acquire_connection(s) && !GONE(s, gen))
 			connect_upstream(s);
 		LEAVE(s);
 		s = next;
@@ -1178,17 +1441,18 @@ void sl_session_wake_queue(struct sl_worker *w)
 
 static void retry_request(struct sl_session *s)
 {
-	if (s->up && s->up->reused) {
+	struct sl_request *r = s->r;
+	if (r->up && r->up->reused) {
 		s->w->st->pool_stale_retries++;
 		/* the peer is fine, the pooled connection was stale: same choice, new socket */
-		s->tried = s->tried_prev;
-		s->fresh_only = 1;
+		r->n_tried = r->n_tried_prev;
+		r->fresh_only = 1;
 	}
 	up_release(s, 0);
-	s->up_broken = 0;
-	s->req_sent = 0;
-	if (s->has_body)
-		s->in.rd = s->head_end; /* the whole body is still there (is_retryable) */
+	r->up_broken = 0;
+	r->req_sent = 0;
+	if (r->has_body)
+		s->in.rd = r->head_end; /* the whole body is still there (is_retryable) */
 	connect_upstream(s);
 }
 
@@ -1196,16 +1460,18 @@ static void retry_request(struct sl_session *s)
 
 static void up_write_failed(struct sl_session *s, int err)
 {
-	sl_log(SL_LOG_DEBUG, "msg=\"upstream write failed\" peer=%s err=%d", s->peer.name, -err);
-	s->up_broken = 1;
+	struct sl_request *r = s->r;
+	sl_log(SL_LOG_DEBUG, "msg=\"upstream write failed\" peer=%s err=%d", r->peer.name, -err);
+	r->up_broken = 1;
+	r->fail_status = 502;
 	if (is_retryable(s)) {
 		retry_request(s);
 		return;
 	}
-	if (s->uin.data && s->uin.wr) {
+	if (r->uin.data && r->uin.wr) {
 		/* a response is arriving: let the read side finish it */
-		s->keepalive = 0;
-		up_wr(s->up, 0);
+		r->keepalive = 0;
+		up_wr(r->up, 0);
 		return;
 	}
 	send_error(s, 502);
@@ -1213,17 +1479,18 @@ static void up_write_failed(struct sl_session *s, int err)
 
 static void up_flush(struct sl_session *s)
 {
-	struct sl_upconn *c = s->up;
+	struct sl_request *r = s->r;
+	struct sl_upconn *c = r->up;
 	struct sl_iob *b = &s->in;
-	if (!c || c->connecting || (s->up_broken && s->state != SS_TUNNEL))
+	if (!c || c->connecting || (r->up_broken && s->state != SS_TUNNEL))
 		return;
 	for (;;) {
 		struct iovec iov[2];
 		int n = 0;
 		size_t total = 0;
-		if (!s->out_to_client && s->out.rd < s->out.wr) {
-			iov[n].iov_base = s->out.data + s->out.rd;
-			iov[n++].iov_len = s->out.wr - s->out.rd;
+		if (!r->out_to_client && r->out.rd < r->out.wr) {
+			iov[n].iov_base = r->out.data + r->out.rd;
+			iov[n++].iov_len = r->out.wr - r->out.rd;
 		}
 		if (b->data && b->rd < b->fwd) {
 			iov[n].iov_base = b->data + b->rd;
@@ -1233,8 +1500,8 @@ static void up_flush(struct sl_session *s)
 			break;
 		for (int i = 0; i < n; i++)
 			total += iov[i].iov_len;
-		ssize_t r = writev(c->fd, iov, n);
-		if (r < 0) {
+		ssize_t wr = writev(c->fd, iov, n);
+		if (wr < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
@@ -1244,15 +1511,15 @@ static void up_flush(struct sl_session *s)
 			up_write_failed(s, -errno);
 			return;
 		}
-		size_t left = (size_t)r;
-		if (!s->out_to_client && s->out.rd < s->out.wr) {
-			size_t k = s->out.wr - s->out.rd;
+		size_t left = (size_t)wr;
+		if (!r->out_to_client && r->out.rd < r->out.wr) {
+			size_t k = r->out.wr - r->out.rd;
 			k = k < left ? k : left;
-			s->out.rd += (uint32_t)k;
+			r->out.rd += (uint32_t)k;
 			left -= k;
 		}
 		b->rd += (uint32_t)left;
-		if ((size_t)r < total) {
+		if ((size_t)wr < total) {
 			up_wr(c, 1);
 			return;
 		}
@@ -1263,113 +1530,111 @@ static void up_flush(struct sl_session *s)
 			b->rd = b->fwd = b->parse = b->wr = 0;
 		if (s->client_eof) {
 			shutdown(c->fd, SHUT_WR);
-			if (s->up_eof)
+			if (r->up_eof)
 				session_close(s);
 			return;
 		}
 		rd_on(s);
 		return;
 	}
-	if (!s->req_done && b->rd == b->parse && b->parse == b->wr && b->rd > s->head_end) {
-		b->rd = b->fwd = b->parse = b->wr = s->head_end;
-		s->body_discarded = 1;
+	if (!r->req_done && b->rd == b->parse && b->parse == b->wr && b->rd > r->head_end) {
+		b->rd = b->fwd = b->parse = b->wr = r->head_end;
+		r->body_discarded = 1;
 	}
-	if (!s->req_done && !s->client_eof)
+	if (!r->req_done && !s->client_eof)
 		rd_on(s);
-	if (s->req_done && !s->req_sent) {
-		s->req_sent = 1;
-		if (!s->resp_head_done)
+	if (r->req_done && !r->req_sent) {
+		r->req_sent = 1;
+		if (!r->resp_head_done)
 			arm(s, ST_RESPONSE);
 	}
 }
 
 /* ---- response ---- */
 
+/* The upstream's response is unusable: it gets a 502 and its connection is closed. */
+static void bad_response(struct sl_session *s, const char *why)
+{
+	struct sl_request *r = s->r;
+	sl_log(SL_LOG_WARN, "msg=\"bad upstream response\" peer=%s reason=\"%s\"", r->peer.name,
+	       why);
+	r->up_broken = 1;
+	send_error(s, 502);
+}
+
 static int response_head(struct sl_session *s)
 {
-	struct sl_head *h = &s->resp;
-	struct sl_iob *b = &s->uin;
+	struct sl_request *r = s->r;
+	struct sl_head *h = &r->resp;
+	struct sl_iob *b = &r->uin;
 	const char *why = NULL;
 	int st = h->status;
 	const struct sl_proxy_ops *ops = s->w->d->ops;
+	uint32_t gen = s->gen;
 
-	s->resp_head_done = 1;
+	r->resp_head_done = 1;
 	if (b->parse > head_limit(s)) {
-		sl_log(SL_LOG_WARN, "msg=\"upstream response head too big\" peer=%s bytes=%u",
-		       s->peer.name, b->parse);
-		s->up_broken = 1;
-		send_error(s, 502);
+		bad_response(s, "response head over max_header_bytes");
 		return -1;
 	}
-	if (st >= 100 && st < 200 && st != 101)
-		return 0; /* interim: dropped (sluice sent its own 100 Continue) */
-	if ((st == 101 && !s->upgrade_req) || (!s->out_to_client && s->out.rd < s->out.wr)) {
-		s->up_broken = 1;
-		send_error(s, 502);
+	if (st >= 100 && st < 200 && st != 101) {
+		r->interim = 1; /* dropped (sluice sent its own 100 Continue); not body */
+		return 0;
+	}
+	if (st == 101 && !r->upgrade_req) {
+		bad_response(s, "101 to a request that did not ask for an upgrade");
+		return -1;
+	}
+	if (!r->out_to_client && r->out.rd < r->out.wr) {
+		bad_response(s, "response before the request head was sent");
 		return -1;
 	}
 	if (sl_head_analyze(h, b->data, 0, &why)) {
-		sl_log(SL_LOG_WARN, "msg=\"bad upstream response\" peer=%s reason=\"%s\"",
-		       s->peer.name, why);
-		s->up_broken = 1;
-		send_error(s, 502);
+		bad_response(s, why);
 		return -1;
 	}
-	s->status = st;
-	s->up_time_ns = ns_since(&s->t_up);
-	if (ops->response_filter && ops->response_filter(s, s->ctx) < 0) {
-		s->up_broken = 1;
-		send_error(s, 502);
-		return -1;
+	r->status = st;
+	r->up_time_ns = ns_since(&r->t_up);
+	if (ops->response_filter) {
+		int rc = PHASE_CALL(s, PH_RESPONSE_FILTER, ops->response_filter(s, r->ctx));
+		if (GONE(s, gen))
+			return -1;
+		if (rc < 0) {
+			r->up_broken = 1;
+			send_error(s, 502);
+			return -1;
+		}
 	}
-	if (s->is_head_req || st == 204 || st == 304 || st == 101)
-		s->body_mode = BM_NONE;
+	if (r->is_head_req || st == 204 || st == 304 || st == 101)
+		r->body_mode = BM_NONE;
 	else if (h->info.chunked)
-		s->body_mode = s->req.http_minor >= 1 ? BM_RAW : BM_DECHUNK;
+		r->body_mode = r->req.http_minor >= 1 ? BM_RAW : BM_DECHUNK;
 	else if (h->info.has_cl)
-		s->body_mode = BM_RAW;
+		r->body_mode = BM_RAW;
 	else
-		s->body_mode = BM_EOF;
-	if (s->body_mode == BM_EOF || s->body_mode == BM_DECHUNK || !s->req_done ||
-	    (s->upgrade_req && st != 101) || s->w->draining)
-		s->keepalive = 0;
-	s->up_p.dechunk = s->body_mode == BM_DECHUNK;
+		r->body_mode = BM_EOF;
+	if (r->body_mode == BM_EOF || r->body_mode == BM_DECHUNK || !r->req_done ||
+	    (r->upgrade_req && st != 101) || s->w->draining)
+		r->keepalive = 0;
+	r->up_p.dechunk = r->body_mode == BM_DECHUNK;
 
+	enum sl_h1_conn conn = st == 101		? SL_H1_UPGRADE
+			       : !r->keepalive		? SL_H1_CLOSE
+			       : r->req.http_minor == 0 ? SL_H1_KEEP_10
+							: SL_H1_KEEP;
 	for (;;) {
 		struct sl_out o;
-		sl_out_init(&o, s->out.data, s->out.cap);
-		sl_out_str(&o, "HTTP/1.1 ");
-		sl_out_uint(&o, (uint64_t)st);
-		sl_out_put(&o, " ", 1);
-		sl_out_str(&o, sl_http_reason(st));
-		sl_out_str(&o, "\r\n");
-		sl_out_headers(&o, h, b->data);
-		if (s->body_mode == BM_RAW && h->info.chunked)
-			sl_out_str(&o, "Transfer-Encoding: chunked\r\n");
-		if (st == 101) {
-			sl_out_str(&o, "Connection: upgrade\r\n");
-			if (h->info.upgrade_idx >= 0) {
-				sl_out_str(&o, "Upgrade: ");
-				sl_out_put(&o,
-					   sl_hdr_value(h, b->data, (unsigned)h->info.upgrade_idx),
-					   h->h[h->info.upgrade_idx].value_len);
-				sl_out_str(&o, "\r\n");
-			}
-		} else if (!s->keepalive) {
-			sl_out_str(&o, "Connection: close\r\n");
-		} else if (s->req.http_minor == 0) {
-			sl_out_str(&o, "Connection: keep-alive\r\n");
-		}
-		sl_out_str(&o, "\r\n");
+		sl_out_init(&o, r->out.data, r->out.cap);
+		sl_h1_render_response(&o, st, h, b->data, r->body_mode == BM_RAW && h->info.chunked,
+				      conn);
 		if (o.ok) {
-			s->out.rd = 0;
-			s->out.wr = (uint32_t)o.len;
-			s->out_to_client = 1;
+			r->out.rd = 0;
+			r->out.wr = (uint32_t)o.len;
+			r->out_to_client = 1;
 			break;
 		}
-		if (iob_grow(s->w, &s->out)) {
-			s->up_broken = 1;
-			send_error(s, 502);
+		if (iob_grow(s->w, &r->out)) {
+			bad_response(s, "response head does not fit");
 			return -1;
 		}
 	}
@@ -1380,135 +1645,165 @@ static int response_head(struct sl_session *s)
 static void start_tunnel(struct sl_session *s);
 static void log_request(struct sl_session *s);
 
+static const char *up_parse_error(const struct sl_http_parser *hp)
+{
+	switch (hp->body_err) {
+	case SL_BODY_EXT_TOO_LONG:
+		return "chunk extension too long";
+	case SL_BODY_TRAILER_TOO_BIG:
+		return "trailer section too big";
+	default:
+		return llhttp_get_error_reason(&hp->p);
+	}
+}
+
 static void parse_response(struct sl_session *s)
 {
-	struct sl_iob *b = &s->uin;
+	struct sl_request *r = s->r;
+	struct sl_iob *b = &r->uin;
 	const struct sl_proxy_ops *ops = s->w->d->ops;
-	while (!s->resp_done) {
+	uint32_t gen = s->gen;
+	while (!r->resp_done) {
 		size_t used;
 		uint32_t old_fwd = b->fwd;
-		if (s->up_p.dechunk)
-			s->up_p.dechunk_wr = b->data + b->fwd;
+		if (r->up_p.dechunk)
+			r->up_p.dechunk_wr = b->data + b->fwd;
 		llhttp_errno_t e =
-		    sl_http_execute(&s->up_p, b->data, b->data + b->parse, b->wr - b->parse, &used);
+		    sl_http_execute(&r->up_p, b->data, b->data + b->parse, b->wr - b->parse, &used);
 		b->parse += (uint32_t)used;
-		if (s->resp_head_done) {
-			b->fwd =
-			    s->up_p.dechunk ? (uint32_t)(s->up_p.dechunk_wr - b->data) : b->parse;
+		if (e != HPE_OK && e != HPE_PAUSED) {
+			bad_response(s, up_parse_error(&r->up_p));
+			return;
+		}
+		if (r->resp_head_done && !r->interim) {
+			if (r->up_p.dechunk) {
+				b->fwd = (uint32_t)(r->up_p.dechunk_wr - b->data);
+				r->up_p.in_trailer = 0; /* an HTTP/1.0 client gets no trailers */
+			} else {
+				b->fwd = raw_body_end(s->w, b, &r->up_p);
+			}
 			if (ops->response_body_filter &&
-			    (b->fwd > old_fwd || s->up_p.message_done) &&
-			    ops->response_body_filter(s, s->ctx, b->data + old_fwd,
-						      b->fwd - old_fwd, s->up_p.message_done) < 0) {
-				s->up_broken = 1;
-				send_error(s, 502);
-				return;
+			    (b->fwd > old_fwd || r->up_p.message_done)) {
+				int rc = PHASE_CALL(s, PH_RESPONSE_BODY_FILTER,
+						    ops->response_body_filter(
+							s, r->ctx, b->data + old_fwd,
+							b->fwd - old_fwd, r->up_p.message_done));
+				if (GONE(s, gen))
+					return;
+				if (rc < 0) {
+					r->up_broken = 1;
+					send_error(s, 502);
+					return;
+				}
 			}
 		}
 		if (e == HPE_OK) {
-			if (!s->resp_head_done && b->wr > head_limit(s)) {
-				s->up_broken = 1;
-				send_error(s, 502);
+			if (!r->resp_head_done && b->wr > head_limit(s)) {
+				bad_response(s, "response head over max_header_bytes");
 				return;
 			}
 			break;
 		}
-		if (e != HPE_PAUSED) {
-			sl_log(SL_LOG_WARN, "msg=\"bad upstream response\" peer=%s reason=\"%s\"",
-			       s->peer.name, llhttp_get_error_reason(&s->up_p.p));
-			s->up_broken = 1;
-			send_error(s, 502);
-			return;
-		}
-		if (s->up_p.headers_done && !s->resp_head_done) {
+		if (r->up_p.headers_done && !r->resp_head_done) {
 			if (response_head(s))
 				return;
 			continue;
 		}
-		if (s->up_p.message_done) {
-			int st = s->resp.status;
-			if (st >= 100 && st < 200 && st != 101) {
+		if (r->up_p.message_done) {
+			if (r->interim) {
 				/* interim response consumed: parse the next head from offset 0 */
 				uint32_t left = b->wr - b->parse;
 				memmove(b->data, b->data + b->parse, left);
 				b->rd = b->fwd = b->parse = 0;
 				b->wr = left;
-				s->resp_head_done = 0;
-				int skip = s->up_p.skip_body;
-				sl_http_parser_next(&s->up_p);
-				s->up_p.skip_body = (uint8_t)skip;
-				sl_head_reset(&s->resp, SL_HDR_MAX, 0);
+				r->resp_head_done = 0;
+				r->interim = 0;
+				int skip = r->up_p.skip_body;
+				sl_http_parser_next(&r->up_p);
+				r->up_p.skip_body = (uint8_t)skip;
+				sl_head_reset(&r->resp, SL_HDR_MAX, 0);
 				continue;
 			}
-			s->resp_done = 1;
+			r->resp_done = 1;
 		}
 	}
-	if (s->resp_done && s->resp.status == 101) {
+	if (r->resp_done && r->resp.status == 101) {
 		start_tunnel(s);
 		return;
 	}
-	if (s->resp_head_done && !s->resp_done)
+	if (r->resp_head_done && !r->resp_done)
 		arm(s, ST_UPIDLE);
-	else if (s->resp_done && s->timer != ST_NONE)
+	else if (r->resp_done && s->timer != ST_NONE)
 		arm(s, ST_NONE);
 	client_flush(s);
 }
 
 static void start_tunnel(struct sl_session *s)
 {
-	struct sl_iob *b = &s->uin;
+	struct sl_request *r = s->r;
+	struct sl_iob *b = &r->uin;
 	s->state = SS_TUNNEL;
 	log_request(s);
 	b->parse = b->fwd = b->wr;
 	s->in.rd = s->in.parse;
 	s->in.parse = s->in.fwd = s->in.wr;
-	s->head_end = 0;
+	r->head_end = 0;
 	arm(s, ST_TUNNEL);
 	rd_on(s);
+	uint32_t gen = s->gen;
 	client_flush(s);
-	if (!s->closed && s->state == SS_TUNNEL && s->up)
+	if (!GONE(s, gen) && s->state == SS_TUNNEL && r->up)
 		up_flush(s);
 }
 
 static void up_eof(struct sl_session *s, int err)
 {
-	struct sl_upconn *c = s->up;
+	struct sl_request *r = s->r;
+	struct sl_upconn *c = r->up;
 	if (s->state == SS_TUNNEL) {
-		s->up_eof = 1;
+		r->up_eof = 1;
 		up_rd_off(c);
 		if (err) {
 			session_close(s);
 			return;
 		}
-		if (s->uin.rd == s->uin.fwd) {
+		if (r->uin.rd == r->uin.fwd) {
 			shutdown(s->fd, SHUT_WR);
 			if (s->client_eof)
 				session_close(s);
 		}
 		return;
 	}
-	s->up_broken = 1;
+	r->up_broken = 1;
 	up_rd_off(c);
-	if (!err && s->resp_head_done && s->body_mode == BM_EOF) {
-		llhttp_finish(&s->up_p.p);
-		s->resp_done = 1;
+	if (!err && r->resp_head_done && r->body_mode == BM_EOF) {
+		llhttp_finish(&r->up_p.p);
+		r->resp_done = 1;
 		arm(s, ST_NONE);
 		client_flush(s);
 		return;
 	}
-	if (!s->resp_head_done && is_retryable(s)) {
-		sl_log(SL_LOG_DEBUG, "msg=\"upstream closed before responding, retrying\" peer=%s",
-		       s->peer.name);
+	int nothing = !r->resp_head_done && !(r->uin.data && r->uin.wr);
+	if (nothing)
+		r->fail_status = 502;
+	if (!r->resp_head_done && is_retryable(s)) {
+		sl_log(SL_LOG_WARN,
+		       "msg=\"upstream closed before responding\" peer=%s err=%d retry=1",
+		       r->peer.name, -err);
 		retry_request(s);
 		return;
 	}
-	sl_log(SL_LOG_WARN, "msg=\"upstream closed mid-response\" peer=%s err=%d", s->peer.name,
-	       -err);
-	if (!s->resp_started) {
+	sl_log(SL_LOG_WARN, "msg=\"%s\" peer=%s err=%d",
+	       nothing		    ? "upstream closed before responding"
+	       : !r->resp_head_done ? "upstream closed in the response head"
+				    : "upstream closed mid-response",
+	       r->peer.name, -err);
+	if (!r->resp_started) {
 		send_error(s, 502);
 		return;
 	}
 	/* the client already has part of the response: close once what we have is out */
-	s->keepalive = 0;
+	r->keepalive = 0;
 	s->state = SS_CLOSING;
 	up_release(s, 0);
 	client_flush(s);
@@ -1524,21 +1819,26 @@ static void up_read_ev(evutil_socket_t fd, short what, void *arg)
 		idle_conn_event(c, what);
 		return;
 	}
-	struct sl_iob *b = &s->uin;
+	struct sl_request *r = s->r;
+	struct sl_iob *b = &r->uin;
 	if (iob_alloc(s->w, b, SL_MEM_IO)) {
 		send_error(s, 502);
 		return;
 	}
 	if (b->wr == b->cap) {
-		if (s->resp_head_done)
-			iob_compact(b, 0);
+		if (r->resp_head_done)
+			iob_compact(b, 0, &r->up_p);
 		if (b->wr == b->cap) {
-			if (!s->resp_head_done) {
+			if (!r->resp_head_done) {
 				if (iob_grow(s->w, b)) {
-					s->up_broken = 1;
-					send_error(s, 502);
+					bad_response(s, "response head does not fit");
 					return;
 				}
+			} else if (b->rd == b->fwd) {
+				/* nothing to send, no room to read: a trailer section or
+				 * framing that does not fit the buffer */
+				bad_response(s, "response framing does not fit the buffer");
+				return;
 			} else {
 				up_rd_off(c); /* backpressure: resumed when the client drains */
 				if (s->timer == ST_UPIDLE || s->timer == ST_NONE)
@@ -1551,8 +1851,8 @@ static void up_read_ev(evutil_socket_t fd, short what, void *arg)
 	if (n > 0) {
 		b->wr += (uint32_t)n;
 		if (s->state == SS_TUNNEL) {
-			b->parse = b->fwd =
-			    b->wr; /* raw bytes: everything received is forwardable */
+			/* raw bytes: everything received is forwardable */
+			b->parse = b->fwd = b->wr;
 			arm(s, ST_TUNNEL);
 			client_flush(s);
 			return;
@@ -1582,7 +1882,8 @@ static void up_write_ev(evutil_socket_t fd, short what, void *arg)
 			err = errno;
 		up_wr(c, 0);
 		if (err) {
-			if (connect_failed(s, -err))
+			uint32_t gen = s->gen;
+			if (connect_failed(s, -err) && !GONE(s, gen))
 				connect_upstream(s);
 			return;
 		}
@@ -1594,29 +1895,30 @@ static void up_write_ev(evutil_socket_t fd, short what, void *arg)
 
 static void client_eof(struct sl_session *s, int err)
 {
-	if (err || s->state == SS_IDLE || s->state == SS_HEAD || s->state == SS_CLOSING) {
+	struct sl_request *r = s->r;
+	if (err || !r || s->state == SS_IDLE || s->state == SS_HEAD || s->state == SS_CLOSING) {
 		session_close(s);
 		return;
 	}
 	if (s->state == SS_TUNNEL) {
 		s->client_eof = 1;
 		rd_off(s);
-		if (s->in.rd == s->in.fwd && s->up) {
-			shutdown(s->up->fd, SHUT_WR);
-			if (s->up_eof)
+		if (s->in.rd == s->in.fwd && r->up) {
+			shutdown(r->up->fd, SHUT_WR);
+			if (r->up_eof)
 				session_close(s);
 		}
 		return;
 	}
-	if (!s->req_done) {
+	if (!r->req_done) {
 		/* gone in the middle of its request body */
-		s->up_broken = 1;
+		r->up_broken = 1;
 		session_close(s);
 		return;
 	}
 	/* half-closed after a whole request: it may still read the response */
 	s->client_eof = 1;
-	s->keepalive = 0;
+	r->keepalive = 0;
 	rd_off(s);
 }
 
@@ -1633,18 +1935,25 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 			if (b->rd == b->wr) {
 				b->rd = b->fwd = b->parse = b->wr = 0; /* cannot happen; be safe */
 			} else if (iob_grow(s->w, b)) {
-				if (!s->hold)
-					s->hold = sl_worker_conf_get(s->w);
-				s->req_done = 1;
-				s->keepalive = 0;
-				send_error(s, 431);
+				if (!s->r && start_request(s)) {
+					session_close(s);
+					return;
+				}
+				refuse_request(s, 431, "head does not fit the buffer");
 				return;
 			}
 		} else {
-			if (s->state != SS_TUNNEL && b->rd > s->head_end)
-				s->body_discarded = 1;
-			iob_compact(b, s->state == SS_TUNNEL ? 0 : s->head_end);
+			struct sl_request *r = s->r;
+			if (s->state != SS_TUNNEL && b->rd > r->head_end)
+				r->body_discarded = 1;
+			iob_compact(b, s->state == SS_TUNNEL ? 0 : r->head_end, &s->rp);
 			if (b->wr == b->cap) {
+				if (s->state == SS_PROXY && !r->req_done && b->rd == b->fwd) {
+					/* nothing to forward and no room: trailers or framing
+					 * that do not fit */
+					refuse_request(s, 400, "request framing does not fit");
+					return;
+				}
 				rd_off(s);
 				return;
 			}
@@ -1666,13 +1975,16 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 parse:
 	switch (s->state) {
 	case SS_IDLE:
-		start_request(s);
+		if (start_request(s)) {
+			session_close(s);
+			return;
+		}
 		/* fallthrough */
 	case SS_HEAD:
 		parse_request_head(s);
 		break;
 	case SS_PROXY:
-		if (!s->req_done) {
+		if (!s->r->req_done) {
 			/* the body timer restarts on each read, but never replaces an upstream
 			 * timer (connect, queue, response) that is already running */
 			if (s->timer == ST_NONE || s->timer == ST_BODY)
@@ -1701,8 +2013,16 @@ static void client_write_ev(evutil_socket_t fd, short what, void *arg)
 static void timer_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_session *s = arg;
+	struct sl_request *r = s->r;
 	enum sl_timer_kind k = s->timer;
 	s->timer = ST_NONE;
+	if (!r && k != ST_NONE) {
+		/* between requests: keep-alive, or no first byte within client_header */
+		if (k == ST_HEADER)
+			s->w->st->header_timeouts++;
+		session_close(s);
+		return;
+	}
 	switch (k) {
 	case ST_NONE:
 		break;
@@ -1716,38 +2036,31 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 		session_close(s);
 		break;
 	case ST_HEADER:
-		if (s->state == SS_IDLE) {
-			session_close(s);
-			break;
-		}
-		if (!s->hold)
-			s->hold = sl_worker_conf_get(s->w);
-		s->req_done = 1;
-		s->keepalive = 0;
-		send_error(s, 408);
+		s->w->st->header_timeouts++;
+		refuse_request(s, 408, "request head not complete within client_header");
 		break;
 	case ST_BODY:
-		s->keepalive = 0;
-		s->req_done = 1;
-		send_error(s, 408);
+		refuse_request(s, 408, "request body stalled past client_body");
 		break;
-	case ST_CONNECT:
-		if (connect_failed(s, -ETIMEDOUT))
+	case ST_CONNECT: {
+		uint32_t gen = s->gen;
+		if (connect_failed(s, -ETIMEDOUT) && !GONE(s, gen))
 			connect_upstream(s);
 		break;
+	}
 	case ST_QUEUE:
 		queue_unlink(s);
 		s->w->st->queue_timeouts++;
 		sl_log(SL_LOG_WARN, "msg=\"no connection slot within queue_timeout\" peer=%s",
-		       s->peer.name);
+		       r->peer.name);
 		send_error(s, 503);
 		break;
 	case ST_RESPONSE:
 	case ST_UPIDLE:
-		sl_log(SL_LOG_WARN, "msg=\"upstream timed out\" peer=%s", s->peer.name);
-		s->up_broken = 1;
-		if (s->resp_started) {
-			s->keepalive = 0;
+		sl_log(SL_LOG_WARN, "msg=\"upstream timed out\" peer=%s", r->peer.name);
+		r->up_broken = 1;
+		if (r->resp_started) {
+			r->keepalive = 0;
 			s->state = SS_CLOSING;
 			up_release(s, 0);
 			client_flush(s);
@@ -1760,40 +2073,99 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 
 /* ---- request end, logging, session life ---- */
 
-static size_t put_val(char *p, size_t room, const char *v, size_t n)
+/* Access-log line builder: every append is bounded; a field that does not fit is cut
+ * with a "..." marker, and the line always ends in a newline within its room. */
+struct logline {
+	char *p;
+	size_t len, room;
+};
+
+static void ll_raw(struct logline *l, const char *s, size_t n)
 {
+	if (n > l->room - l->len)
+		n = l->room - l->len;
+	memcpy(l->p + l->len, s, n);
+	l->len += n;
+}
+
+static void ll_str(struct logline *l, const char *s)
+{
+	ll_raw(l, s, strlen(s));
+}
+
+static void ll_uint(struct logline *l, uint64_t v)
+{
+	char tmp[24];
+	int i = (int)sizeof(tmp);
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	ll_raw(l, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+static void ll_secs(struct logline *l, uint64_t ns)
+{
+	char tmp[32];
+	int n = snprintf(tmp, sizeof(tmp), "%.3f", (double)ns / 1e9);
+	ll_raw(l, tmp, n > 0 ? (size_t)n : 0);
+}
+
+/* A value: as is when it is a plain token, else quoted with " and \ escaped and other
+ * non-printable bytes as \xHH. At most max bytes of output. */
+static void ll_val(struct logline *l, const char *v, size_t n, size_t max)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t room = l->room - l->len;
+	if (max > room)
+		max = room;
 	int quote = n == 0;
 	for (size_t i = 0; i < n && !quote; i++)
-		if (v[i] <= ' ' || v[i] == '"' || v[i] == '\\' || (unsigned char)v[i] >= 0x7f)
+		if ((unsigned char)v[i] <= ' ' || v[i] == '"' || v[i] == '\\' ||
+		    (unsigned char)v[i] >= 0x7f)
 			quote = 1;
-	if (!quote) {
-		n = n < room ? n : room;
-		memcpy(p, v, n);
-		return n;
+	if (!quote && n <= max) {
+		ll_raw(l, v, n);
+		return;
 	}
-	size_t o = 0;
-	if (room < 2)
-		return 0;
+	if (max < 6) /* not even "..." fits */
+		return;
+	char *p = l->p + l->len;
+	size_t o = 0, end = max - 4; /* room for `..."` after the cut */
 	p[o++] = '"';
-	for (size_t i = 0; i < n && o + 5 < room; i++) {
+	size_t i = 0;
+	for (; i < n; i++) {
 		unsigned char ch = (unsigned char)v[i];
-		if (ch == '"' || ch == '\\') {
+		size_t need = (ch == '"' || ch == '\\') ? 2 : (ch < ' ' || ch >= 0x7f) ? 4 : 1;
+		if (o + need > end)
+			break;
+		if (need == 2) {
 			p[o++] = '\\';
 			p[o++] = (char)ch;
-		} else if (ch < ' ' || ch >= 0x7f) {
-			o += (size_t)snprintf(p + o, room - o, "\\x%02x", ch);
+		} else if (need == 4) {
+			p[o++] = '\\';
+			p[o++] = 'x';
+			p[o++] = hex[ch >> 4];
+			p[o++] = hex[ch & 15];
 		} else {
 			p[o++] = (char)ch;
 		}
 	}
+	if (i < n) {
+		memcpy(p + o, "...", 3);
+		o += 3;
+	}
 	p[o++] = '"';
-	return o;
+	l->len += o;
 }
+
+#define SL_ALOG_LINE 4096
 
 static void log_request(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
-	int st = s->status;
+	struct sl_request *r = s->r;
+	int st = r->status;
 	switch (st / 100) {
 	case 1:
 		w->st->resp_1xx++;
@@ -1812,87 +2184,67 @@ static void log_request(struct sl_session *s)
 		break;
 	}
 	const struct sl_proxy_ops *ops = w->d->ops;
-	if (ops->logging && s->hold)
-		ops->logging(s, s->ctx, st);
+	if (ops->logging) {
+		/* nothing a logging callback may call ends the request (sl_respond is
+		 * refused), so r stays valid; this also runs from session_close() */
+		r->phase = PH_LOGGING;
+		ops->logging(s, r->ctx, st);
+		r->phase = PH_NONE;
+	}
 	if (w->alog.fd < 0)
 		return;
-	char *p = sl_alog_reserve(&w->alog, 4096);
-	size_t room = 4096 - 1, o = 0;
+	struct logline l = {.p = sl_alog_reserve(&w->alog, SL_ALOG_LINE), .room = SL_ALOG_LINE - 1};
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
-	o += (size_t)snprintf(p + o, room - o, "ts=");
-	o += sl_fmt_time(p + o, room - o, &now);
-	o +=
-	    (size_t)snprintf(p + o, room - o, " worker=%u client=%s method=", w->id, s->client_str);
-	if (s->req.target_len && s->hold) {
+	ll_str(&l, "ts=");
+	l.len += sl_fmt_time(l.p + l.len, l.room - l.len, &now);
+	ll_str(&l, " worker=");
+	ll_uint(&l, w->id);
+	ll_str(&l, " client=");
+	ll_str(&l, s->client_str);
+	ll_str(&l, " method=");
+	if (r->req.target_len && s->rp.headers_done) {
 		const char *m = llhttp_method_name((llhttp_method_t)s->rp.p.method);
-		o += put_val(p + o, room - o, m, strlen(m));
-		o += (size_t)snprintf(p + o, room - o, " target=");
-		uint32_t tl = s->req.target_len > 1024 ? 1024 : s->req.target_len;
-		o += put_val(p + o, room - o, s->in.data + s->req.target_off, tl);
+		ll_val(&l, m, strlen(m), 32);
+		ll_str(&l, " target=");
+		ll_val(&l, s->in.data + r->req.target_off, r->req.target_len, 1024);
 	} else {
-		o += (size_t)snprintf(p + o, room - o, "- target=-");
+		ll_str(&l, "- target=-");
 	}
-	uint64_t total = ns_since(&s->t_start);
-	o += (size_t)snprintf(
-	    p + o, room - o, " status=%d in=%llu out=%llu upstream=%s upstream_time=%.3f time=%.3f",
-	    st, (unsigned long long)s->r_in, (unsigned long long)s->r_out,
-	    s->peer.name[0] ? s->peer.name : "-", (double)s->up_time_ns / 1e9, (double)total / 1e9);
-	if (s->log_extra_len && o + s->log_extra_len < room) {
-		memcpy(p + o, s->log_extra, s->log_extra_len);
-		o += s->log_extra_len;
-	}
-	p[o++] = '\n';
-	sl_alog_commit(&w->alog, o);
-}
-
-static void reset_request(struct sl_session *s)
-{
-	struct sl_worker *w = s->w;
-	queue_unlink(s);
-	if (s->hold) {
-		sl_worker_conf_put(w, s->hold);
-		s->hold = NULL;
-	}
-	iob_free(w, &s->uin);
-	iob_free(w, &s->out);
-	s->listener = NULL;
-	s->upstream = NULL;
-	s->head_end = 0;
-	s->req_done = s->req_sent = s->head_queued = 0;
-	s->expect_continue = s->sent_continue = 0;
-	s->upgrade_req = s->is_head_req = s->idempotent = 0;
-	s->has_body = s->body_discarded = 0;
-	s->local_resp = 0;
-	s->resp_head_done = s->resp_done = s->resp_started = s->up_broken = s->up_eof = 0;
-	s->body_mode = BM_NONE;
-	s->status = 0;
-	s->tries = 0;
-	s->tried = s->tried_prev = 0;
-	s->fresh_only = 0;
-	s->peer.name[0] = 0;
-	s->out_to_client = 0;
-	s->lbody = NULL;
-	s->lbody_len = s->lbody_off = 0;
-	s->up_time_ns = 0;
-	s->r_in = s->r_out = 0;
-	s->log_extra_len = 0;
-	s->req.target_len = 0;
+	/* the fixed tail must fit whatever came before: it is at most ~200 bytes */
+	ll_str(&l, " status=");
+	ll_uint(&l, (uint64_t)(st < 0 ? 0 : st));
+	ll_str(&l, " in=");
+	ll_uint(&l, r->r_in);
+	ll_str(&l, " out=");
+	ll_uint(&l, r->r_out);
+	ll_str(&l, " upstream=");
+	const char *peer = r->peer.name[0] ? r->peer.name : "-";
+	ll_val(&l, peer, strnlen(peer, sizeof(r->peer.name)), 80);
+	ll_str(&l, " upstream_time=");
+	ll_secs(&l, r->up_time_ns);
+	ll_str(&l, " time=");
+	ll_secs(&l, ns_since(&r->t_start));
+	if (r->log_extra_len && l.len + r->log_extra_len < l.room)
+		ll_raw(&l, r->log_extra, r->log_extra_len);
+	l.p[l.len++] = '\n';
+	sl_alog_commit(&w->alog, l.len);
 }
 
 static void finish_request(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
-	if (s->up) {
-		int reuse = !s->up_broken && s->req_sent && s->resp_done &&
-			    s->body_mode != BM_EOF && llhttp_should_keep_alive(&s->up_p.p) &&
-			    s->uin.parse == s->uin.wr;
+	struct sl_request *r = s->r;
+	if (r->up) {
+		int reuse = !r->up_broken && r->req_sent && r->resp_done &&
+			    r->body_mode != BM_EOF && llhttp_should_keep_alive(&r->up_p.p) &&
+			    r->uin.parse == r->uin.wr;
 		up_release(s, reuse);
 	}
 	log_request(s);
 	int keep =
-	    s->keepalive && s->req_done && !s->client_eof && !w->draining && s->state != SS_CLOSING;
-	reset_request(s);
+	    r->keepalive && r->req_done && !s->client_eof && !w->draining && s->state != SS_CLOSING;
+	request_release(s);
 	if (!keep) {
 		session_close(s);
 		return;
@@ -1940,16 +2292,16 @@ static void session_free(struct sl_session *s)
 static void session_close(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
+	struct sl_request *r = s->r;
 	if (s->closed)
 		return;
-	if (s->hold && s->state != SS_TUNNEL && (s->req.target_len || s->status)) {
-		if (!s->status)
-			s->status = 499; /* closed before a response was complete */
+	s->closed = 1; /* first: a logging callback that calls back in finds it closed */
+	if (r && s->state != SS_TUNNEL && (s->rp.headers_done || r->req.target_len || r->status)) {
+		if (!r->status)
+			r->status = 499; /* closed before a response was complete */
 		log_request(s);
 	}
-	if (s->up)
-		up_release(s, 0);
-	reset_request(s);
+	request_release(s);
 	event_del(&s->rev);
 	event_del(&s->wev);
 	event_del(&s->tev);
@@ -1964,7 +2316,6 @@ static void session_close(struct sl_session *s)
 	w->n_sessions--;
 	w->st->active--;
 	w->state->active--;
-	s->closed = 1;
 	if (!s->depth)
 		session_free(s);
 }
@@ -2024,23 +2375,17 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 		       const struct sockaddr_storage *sa, socklen_t salen)
 {
 	struct sl_session *s = w->free_sessions;
-	size_t ctx_size = w->d->ops->ctx_size;
 	if (s) {
 		w->free_sessions = s->next;
 		w->n_free_sessions--;
 	} else {
-		s = malloc(sizeof(*s) + ctx_size + 16);
+		s = malloc(sizeof(*s));
 		if (!s) {
 			close(fd);
 			return;
 		}
 	}
-	/* the two big heads are reset when used; zero everything around them */
-	memset(s, 0, offsetof(struct sl_session, req));
-	memset(&s->head_end, 0,
-	       offsetof(struct sl_session, resp) - offsetof(struct sl_session, head_end));
-	memset(&s->resp_head_done, 0, sizeof(*s) - offsetof(struct sl_session, resp_head_done));
-	s->ctx = ctx_size ? (char *)s + ((sizeof(*s) + 15) & ~(size_t)15) : NULL;
+	memset(s, 0, sizeof(*s));
 	s->fd = fd;
 	s->w = w;
 	s->lsn = l;
@@ -2065,8 +2410,7 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	event_assign(&s->rev, w->base, fd, EV_READ | EV_PERSIST, client_read_cb, s);
 	event_assign(&s->wev, w->base, fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
 	evtimer_assign(&s->tev, w->base, timer_cb, s);
-	sl_http_parser_init(&s->rp, 1, &s->req);
-	s->req.target_len = 0;
+	sl_http_parser_init(&s->rp, 1, NULL);
 	s->next = w->sessions;
 	if (w->sessions)
 		w->sessions->prev = s;
@@ -2091,8 +2435,8 @@ void sl_session_drain_all(struct sl_worker *w)
 		struct sl_session *next = s->next;
 		if (s->state == SS_IDLE && s->in.wr == 0)
 			session_close(s);
-		else
-			s->keepalive = 0;
+		else if (s->r)
+			s->r->keepalive = 0;
 		s = next;
 	}
 }
@@ -2108,4 +2452,5 @@ void sl_session_close_all(struct sl_worker *w)
 		session_close(w->sessions);
 	sl_pool_drain(&w->pool, close_cb, NULL);
 	sl_pool_destroy(&w->pool);
+	sl_session_free_requests(w);
 }

@@ -53,6 +53,79 @@ enum sl_body_mode {
 	BM_EOF,	     /* close-delimited response */
 };
 
+/* Which phase callback is running: sl_respond() is allowed in some of them only. */
+enum sl_phase {
+	PH_NONE = 0,
+	PH_REQUEST_FILTER,
+	PH_UPSTREAM_PEER,
+	PH_UPSTREAM_REQUEST_FILTER,
+	PH_RESPONSE_FILTER,
+	PH_REQUEST_BODY_FILTER,
+	PH_RESPONSE_BODY_FILTER,
+	PH_FAIL_TO_CONNECT,
+	PH_ERROR_RESPONSE,
+	PH_LOGGING,
+};
+
+#define SL_TRIED_MAX 16 /* servers one request may try */
+
+/* One request and its response: allocated when a request head starts, released as one
+ * thing when it ends (recycled through a per-worker free list). Nothing of it survives
+ * into the next request on the connection; code that called out to a phase callback
+ * checks the session's generation before touching it again (see GONE()). */
+struct sl_request {
+	struct sl_request *next_free;
+	struct sl_head req;
+	uint32_t head_end;
+	uint8_t req_done;    /* whole request read from the client */
+	uint8_t req_sent;    /* whole request written upstream */
+	uint8_t head_queued; /* request head built in out */
+	uint8_t expect_continue, sent_continue;
+	uint8_t upgrade_req, is_head_req, idempotent;
+	uint8_t has_body;	/* Content-Length > 0 or chunked */
+	uint8_t body_discarded; /* some body bytes left the buffer: it cannot be resent */
+	uint8_t keepalive;	/* client connection stays open after this response */
+	uint8_t local_resp;	/* response produced by sluice itself */
+	uint8_t interim;	/* the response head being parsed is a 1xx */
+	uint8_t cont_left;	/* bytes of "100 Continue" still to write */
+	enum sl_phase phase;
+	uint64_t body_wire; /* request body bytes on the wire, framing included */
+
+	struct sl_conf_hold *hold;
+	const struct sl_conf_listener *listener;
+	void *ctx;
+	struct sl_peer peer;
+	uint64_t peer_hash;
+	struct sl_upconn *up;
+	unsigned int tries;
+	uint8_t n_tried, n_tried_prev; /* servers tried; before the last pick */
+	uint16_t tried[SL_TRIED_MAX];  /* their indexes, for the config-driven balancer */
+	uint8_t fresh_only;	       /* retrying a stale pooled connection: connect anew */
+	int fail_status;	       /* the last attempt's error (502/504), for a failed retry */
+	const struct sl_conf_upstream *upstream;
+	struct sl_iob uin;
+	struct sl_http_parser up_p;
+	struct sl_head resp;
+	uint8_t resp_head_done, resp_done, resp_started, up_broken, up_eof;
+	enum sl_body_mode body_mode;
+	int status;
+
+	/* output head: the request head for upstream, later the response head */
+	struct sl_iob out;
+	uint8_t out_to_client;
+	const char *lbody; /* local response body: static, config-owned or lbody_buf */
+	size_t lbody_len, lbody_off;
+	char *lbody_buf; /* copy of an sl_respond() body that did not fit in out */
+
+	/* accounting */
+	struct timespec t_start, t_up;
+	uint64_t up_time_ns;
+	uint64_t r_in, r_out;
+	char log_extra[256];
+	size_t log_extra_len;
+};
+
+/* A client connection. Owned by its worker thread. */
 struct sl_session {
 	int fd;
 	struct event rev, wev, tev;
@@ -70,58 +143,22 @@ struct sl_session {
 	enum sl_timer_kind timer;
 	uint8_t rd_on, wr_on; /* rev / wev added */
 	uint8_t nodelay;      /* TCP_NODELAY set (once kept alive) */
-
-	/* request side */
-	struct sl_iob in;
-	struct sl_http_parser rp;
-	struct sl_head req;
-	uint32_t head_end;
-	uint8_t req_done;    /* whole request read from the client */
-	uint8_t req_sent;    /* whole request written upstream */
-	uint8_t head_queued; /* request head built in out */
-	uint8_t expect_continue, sent_continue;
-	uint8_t upgrade_req, is_head_req, idempotent;
-	uint8_t has_body;	/* Content-Length > 0 or chunked */
-	uint8_t body_discarded; /* some body bytes left the buffer: it cannot be resent */
-	uint8_t keepalive;	/* client connection stays open after this response */
 	uint8_t client_eof;
-	uint8_t local_resp; /* response produced by sluice itself */
 
-	/* upstream side */
-	struct sl_conf_hold *hold;
-	const struct sl_conf_listener *listener;
-	void *ctx;
-	struct sl_peer peer;
-	uint64_t peer_hash;
-	struct sl_upconn *up;
-	unsigned int tries;
-	uint64_t tried;	     /* bitmask of servers tried, for the config-driven balancer */
-	uint64_t tried_prev; /* before the last pick: a stale-connection retry restores it */
-	uint8_t fresh_only;  /* retrying a stale pooled connection: connect anew */
-	uint8_t queued;	     /* in the worker's wait list (max_conns_per_server) */
+	struct sl_iob in;	  /* bytes from the client; heads are offsets into it */
+	struct sl_http_parser rp; /* request parser, across the connection's requests */
+	struct sl_request *r;	  /* the request in progress, NULL between requests */
+	uint32_t gen;		  /* bumped each time a request ends */
+
+	/* waiting for a connection slot (max_conns_per_server) */
+	uint8_t queued;
 	struct sl_peer_count *wait_count;
 	struct sl_session *wq_prev, *wq_next;
-	const struct sl_conf_upstream *upstream;
-	struct sl_iob uin;
-	struct sl_http_parser up_p;
-	struct sl_head resp;
-	uint8_t resp_head_done, resp_done, resp_started, up_broken, up_eof;
-	enum sl_body_mode body_mode;
-	int status;
-
-	/* output head: the request head for upstream, later the response head */
-	struct sl_iob out;
-	uint8_t out_to_client;
-	const char *lbody; /* local response body (config or static), sent after out */
-	size_t lbody_len, lbody_off;
-
-	/* accounting */
-	struct timespec t_start, t_up;
-	uint64_t up_time_ns;
-	uint64_t r_in, r_out;
-	char log_extra[256];
-	size_t log_extra_len;
 };
+
+/* After a call-out that may answer, end or close the request: nonzero if the request
+ * the caller was working on is gone and nothing of it may be touched. */
+#define GONE(s, g) ((s)->closed || (s)->gen != (g))
 
 /* Take over an accepted client socket. */
 void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
@@ -139,6 +176,8 @@ void sl_session_pool_share_waited(struct sl_worker *w);
 void sl_session_pool_hand_over(struct sl_worker *w);
 /* 1 while u has a server this request has not tried (the config-driven retry rule). */
 int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u);
+/* Free the worker's recycled request objects (worker exit). */
+void sl_session_free_requests(struct sl_worker *w);
 /* Answer with a configured fixed response; returns SL_DONE. */
 int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *r);
 

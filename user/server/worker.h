@@ -16,6 +16,7 @@
 #include "upstream/pool.h"
 
 struct sl_session;
+struct sl_request;
 struct sl_daemon;
 
 /* A worker's hold on one config snapshot: requests count users locally, so the
@@ -56,6 +57,8 @@ struct sl_worker {
 	struct sl_pool pool;
 	struct sl_session *free_sessions;
 	unsigned int n_free_sessions;
+	struct sl_request *free_requests; /* request objects, recycled like sessions */
+	unsigned int n_free_requests;
 	struct sl_session *sessions; /* live client connections, for draining */
 	unsigned int n_sessions;
 	struct sl_session *wq_head, *wq_tail; /* waiting for max_conns_per_server */
