@@ -46,7 +46,7 @@ PROXY_SRC := $(wildcard selftests/proxies/*.c)
 PROXY_BIN := $(PROXY_SRC:selftests/proxies/%.c=$(B)/selftests/proxies/%)
 
 .PHONY: all deps run test asan bench format lint examples clean unit-tests bpf-tests fuzz \
-	test-proxies
+	test-proxies fuzz-build fuzz-smoke
 all: $(B)/sluiced $(B)/sluicectl $(B)/libsluice.a $(BPF_OBJ) $(BPF_SKEL)
 
 deps:
@@ -126,20 +126,67 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tools/bench/bench.py
 
-# libFuzzer targets (clang): each runs FUZZ_SECONDS on its seed corpus.
+# libFuzzer targets (clang, selftests/fuzz/fuzz_*.c). `make fuzz` builds them and runs each
+# for FUZZ_SECONDS on its seed corpus (new inputs go to $(B)/fuzz/corpus-<target>, crashes
+# to $(B)/fuzz/artifacts/); `make test` runs each for FUZZ_SMOKE_SECONDS (tools/run-tests.py).
 FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_MAX_LEN ?= 131072
+# e.g. LLHTTP_DEFS=-DLLHTTP_STRICT_MODE=1 to fuzz llhttp's strict build
+LLHTTP_DEFS ?=
 FUZZ_SRC := $(wildcard selftests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:selftests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -std=gnu11 -D_GNU_SOURCE \
+	-DSL_VERSION=\"$(VERSION)\" -Icommon -Iuser -Iuser/include -I$(LLHTTP_INC) $(PKG_CFLAGS)
+FUZZ_HTTP := $(B)/fuzz/obj/user/http/http.o $(B)/fuzz/obj/llhttp/llhttp.o \
+	$(B)/fuzz/obj/llhttp/api.o $(B)/fuzz/obj/llhttp/http.o
+FUZZ_HDR := $(wildcard selftests/fuzz/*.h) user/http/http.h
+
+$(B)/fuzz/obj/user/%.o: user/%.c
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) $(LLHTTP_DEFS) $(WARN) -MMD -MP -c -o $@ $<
+
+$(B)/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) $(LLHTTP_DEFS) -c -o $@ $<
+
+$(B)/fuzz/obj/%.o: selftests/fuzz/%.c $(FUZZ_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
+
+# what each target links: the HTTP codec, the config loader, the admin API (included by
+# its harness) with the config loader, libevent and jansson
+$(B)/fuzz/fuzz_http_head $(B)/fuzz/fuzz_request $(B)/fuzz/fuzz_response: $(FUZZ_HTTP)
+$(B)/fuzz/fuzz_config: $(B)/fuzz/obj/user/config/config.o
+$(B)/fuzz/fuzz_config: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1)
+$(B)/fuzz/fuzz_admin: $(B)/fuzz/obj/user/config/config.o
+$(B)/fuzz/fuzz_admin: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libevent jansson)
+$(B)/fuzz/obj/fuzz_admin.o: user/admin/admin.c
+
+$(B)/fuzz/%: $(B)/fuzz/obj/%.o
+	$(CLANG) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(FUZZ_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+.PRECIOUS: $(B)/fuzz/obj/%.o
+
 fuzz: deps
-	@mkdir -p $(B)/fuzz
-	@for f in $(FUZZ_SRC); do \
-		n=$$(basename $$f .c); t=$${n#fuzz_}; \
-		$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iuser -Icommon \
-			-I$(LLHTTP_INC) $$f user/http/http.c $(LLHTTP_SRC)/llhttp.c $(LLHTTP_SRC)/api.c \
-			$(LLHTTP_SRC)/http.c -o $(B)/fuzz/$$n || exit 1; \
+	@$(MAKE) --no-print-directory fuzz-build
+	@mkdir -p $(B)/fuzz/artifacts
+	@for f in $(FUZZ_BIN); do \
+		n=$$(basename $$f); t=$${n#fuzz_}; \
 		mkdir -p $(B)/fuzz/corpus-$$t; \
-		$(B)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/corpus-$$t \
-			selftests/fuzz/corpus/$$t || exit 1; \
+		echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=$(B)/fuzz/artifacts/$$n- \
+			$(B)/fuzz/corpus-$$t selftests/fuzz/corpus/$$t || exit 1; \
 	done
+
+# the smoke run of `make test`, alone
+fuzz-smoke: fuzz-build
+	@SLUICE_BUILD=$(B) FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) $(PYTHON) tools/run-tests.py fuzz
+
+-include $(wildcard $(B)/fuzz/obj/*.d $(B)/fuzz/obj/user/*/*.d)
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h')
 format:

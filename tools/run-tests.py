@@ -2,14 +2,18 @@
 """Run every sluice test suite and print one total line: N passed, N failed, N skipped.
 
 Suites: cmocka unit tests (build/selftests/unit), BPF tests (build/selftests/bpf, same
-cmocka-style summary), pytest integration tests (selftests/integration).
+cmocka-style summary), libFuzzer smoke runs (build/fuzz/fuzz_*, each FUZZ_SMOKE_SECONDS on
+its seed corpus, one test per target), pytest integration tests (selftests/integration).
+Arguments name the suites to run (unit, bpf, fuzz, integration); none means all.
 Exit status is non-zero when anything failed or a suite could not run.
 """
 import glob
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 
 BUILD = os.environ.get("SLUICE_BUILD", "build")
@@ -51,6 +55,50 @@ def run_binaries(pattern, label):
             totals[k] += got[k]
 
 
+def run_fuzz():
+    """Each libFuzzer target for FUZZ_SMOKE_SECONDS on a scratch copy of its seed corpus
+    (the committed corpus is never written). A target passes when it exits 0: no crash,
+    leak, oracle abort or timeout. Needs no terminal; runs as any user."""
+    secs = int(os.environ.get("FUZZ_SMOKE_SECONDS", "3"))
+    bins = sorted(b for b in glob.glob(os.path.join(ROOT, BUILD, "fuzz", "fuzz_*"))
+                  if os.access(b, os.X_OK) and os.path.isfile(b))
+    for b in bins:
+        name = os.path.basename(b)
+        seeds = os.path.join(ROOT, "selftests", "fuzz", "corpus", name[len("fuzz_"):])
+        work = tempfile.mkdtemp(prefix="sluice-%s-" % name)
+        try:
+            corpus = os.path.join(work, "corpus")
+            if os.path.isdir(seeds):
+                shutil.copytree(seeds, corpus)
+            else:
+                os.mkdir(corpus)
+            args = [b, "-max_total_time=%d" % secs, "-max_len=131072", "-timeout=10",
+                    "-rss_limit_mb=2048", "-print_final_stats=1",
+                    "-artifact_prefix=%s/" % work, corpus]
+            try:
+                p = subprocess.run(args, cwd=work, stdin=subprocess.DEVNULL,
+                                   capture_output=True, text=True, errors="replace",
+                                   timeout=secs + 120)
+                out, rc = p.stdout + p.stderr, p.returncode
+            except subprocess.TimeoutExpired:
+                out, rc = "TIMEOUT\n", -1
+            m = re.search(r"stat::number_of_executed_units: (\d+)", out)
+            execs = m.group(1) if m else "?"
+            if rc != 0:
+                sys.stdout.write(out[-6000:])
+                for a in glob.glob(os.path.join(work, "crash-*")) + \
+                        glob.glob(os.path.join(work, "leak-*")) + \
+                        glob.glob(os.path.join(work, "timeout-*")):
+                    keep = os.path.join(ROOT, BUILD, "fuzz", os.path.basename(a))
+                    shutil.copy(a, keep)
+                    print("fuzz: reproducer kept in %s" % keep)
+            print("fuzz %-28s %d passed, %d failed, 0 skipped (%s runs in %d s)" %
+                  (name, rc == 0, rc != 0, execs, secs), flush=True)
+            totals["passed" if rc == 0 else "failed"] += 1
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def run_pytest():
     xml = os.path.join(ROOT, BUILD, "pytest.xml")
     env = dict(os.environ, SLUICE_BUILD=os.path.join(ROOT, BUILD))
@@ -76,9 +124,19 @@ def run_pytest():
 
 
 def main():
-    run_binaries("selftests/unit/test_*", "unit")
-    run_binaries("selftests/bpf/test_*", "bpf ")
-    if glob.glob(os.path.join(ROOT, "selftests", "integration", "test_*.py")):
+    want = set(sys.argv[1:]) or {"unit", "bpf", "fuzz", "integration"}
+    unknown = want - {"unit", "bpf", "fuzz", "integration"}
+    if unknown:
+        print("usage: run-tests.py [unit] [bpf] [fuzz] [integration]", file=sys.stderr)
+        return 2
+    if "unit" in want:
+        run_binaries("selftests/unit/test_*", "unit")
+    if "bpf" in want:
+        run_binaries("selftests/bpf/test_*", "bpf ")
+    if "fuzz" in want:
+        run_fuzz()
+    if "integration" in want and \
+            glob.glob(os.path.join(ROOT, "selftests", "integration", "test_*.py")):
         run_pytest()
     line = "%d passed, %d failed" % (totals["passed"], totals["failed"])
     if totals["skipped"]:

@@ -1,0 +1,174 @@
+/* libFuzzer target: raw bytes on an admin API connection. The admin API's request parsing
+ * is libevent's evhttp plus admin.c's routing, method checks, bearer-token check and query
+ * parsing (on_request() and the handlers); none of it takes a byte buffer, so the whole
+ * evhttp server of admin.c runs here, on abstract Unix sockets, against a fake daemon.
+ * admin.c is included so that its static new_http() and routes are the ones fuzzed.
+ *
+ * Input: byte 0 bit 0 picks the TCP-style server (bearer token required) or the Unix
+ * one; the rest is what the client sends before it half-closes. */
+#include "../../user/admin/admin.c"
+
+#include <stdarg.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+
+/* What admin.c calls outside itself: the daemon's reload and poke, and the log. */
+enum sl_log_level sl_log_level_cur = SL_LOG_DEBUG;
+
+void sl_log_emit(enum sl_log_level level, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap); /* formats every argument, prints nothing */
+	va_end(ap);
+}
+
+int sl_daemon_reload(struct sl_daemon *d)
+{
+	snprintf(d->reload_err, sizeof(d->reload_err), "fuzz: reload refused");
+	return -EINVAL;
+}
+
+void sl_worker_poke(struct sl_worker *w)
+{
+	atomic_store(&w->stall_ms, 0);
+}
+
+static const char conf_yaml[] = "listeners:\n"
+				"  - address: \"127.0.0.1:1\"\n"
+				"    routes:\n"
+				"      - upstream: u\n"
+				"upstreams:\n"
+				"  u:\n"
+				"    servers:\n"
+				"      - address: 127.0.0.1:2\n"
+				"      - address: 127.0.0.1:3\n"
+				"admin:\n"
+				"  token: fuzz-token\n"
+				"  debug: true\n";
+
+static struct {
+	struct sl_daemon d;
+	struct admin a;
+	int lfd[2];
+	struct sockaddr_un sa[2];
+	socklen_t salen[2];
+	int echo;
+} g;
+
+struct client {
+	int fd;
+	const uint8_t *p;
+	size_t len, off;
+	int done;
+	struct event *ev, *tmo;
+};
+
+static void client_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	char buf[16384];
+	if (what & EV_TIMEOUT) {
+		c->done = 1;
+		event_base_loopbreak(g.d.base);
+		return;
+	}
+	if (what & EV_WRITE) {
+		if (c->off < c->len) {
+			ssize_t n = send(fd, c->p + c->off, c->len - c->off, MSG_NOSIGNAL);
+			if (n > 0)
+				c->off += (size_t)n;
+			else if (n < 0 && errno != EAGAIN && errno != EINTR)
+				c->off = c->len; /* the server closed: stop sending */
+		}
+		if (c->off == c->len) {
+			shutdown(fd, SHUT_WR);
+			event_del(c->ev);
+			event_assign(c->ev, g.d.base, fd, EV_READ | EV_PERSIST, client_cb, c);
+			event_add(c->ev, NULL);
+		}
+	}
+	if (what & EV_READ) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n > 0 && g.echo) /* FUZZ_ADMIN_ECHO=1: show the replies (reproducers) */
+			fwrite(buf, 1, (size_t)n, stderr);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			c->done = 1;
+			event_base_loopbreak(g.d.base);
+		}
+	}
+}
+
+static int setup(void)
+{
+	char err[256];
+	struct sl_conf *conf =
+	    sl_conf_parse(conf_yaml, sizeof(conf_yaml) - 1, "fuzz", err, sizeof(err));
+	if (!conf) {
+		fprintf(stderr, "fuzz_admin: config: %s\n", err);
+		abort();
+	}
+	g.echo = getenv("FUZZ_ADMIN_ECHO") != NULL;
+	g.d.base = event_base_new();
+	atomic_store(&g.d.conf, conf);
+	g.d.conf_path = "fuzz.yaml";
+	g.d.n_workers = 2;
+	g.d.workers = calloc(2, sizeof(struct sl_worker));
+	for (unsigned int i = 0; i < 2; i++) {
+		struct sl_worker *w = &g.d.workers[i];
+		w->id = i;
+		w->cpu = (int)i;
+		w->d = &g.d;
+		w->st = &w->st_local;
+		w->state = &w->state_local;
+		w->state_local.state = SL_WORKER_READY;
+	}
+	g.a.d = &g.d;
+	clock_gettime(CLOCK_MONOTONIC, &g.a.started);
+	struct admin_srv *srv[2] = {&g.a.unix_srv, &g.a.tcp_srv};
+	for (int i = 0; i < 2; i++) {
+		if (!new_http(&g.a, srv[i], i))
+			abort();
+		g.lfd[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		g.sa[i].sun_family = AF_UNIX;
+		/* abstract names: nothing on disk, nothing to clean up */
+		int n = snprintf(g.sa[i].sun_path + 1, sizeof(g.sa[i].sun_path) - 1,
+				 "sluice-fuzz-admin-%d-%d", (int)getpid(), i);
+		g.salen[i] = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+		if (g.lfd[i] < 0 || bind(g.lfd[i], (struct sockaddr *)&g.sa[i], g.salen[i]) ||
+		    listen(g.lfd[i], 16) || evhttp_accept_socket(srv[i]->http, g.lfd[i]))
+			abort();
+	}
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static int ready;
+	if (!ready)
+		ready = !setup();
+	if (size < 1)
+		return 0;
+	int i = data[0] & 1;
+	struct client c = {.p = data + 1, .len = size - 1};
+	c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c.fd < 0)
+		abort();
+	if (connect(c.fd, (struct sockaddr *)&g.sa[i], g.salen[i]) && errno != EAGAIN)
+		abort();
+	c.ev = event_new(g.d.base, c.fd, EV_WRITE | EV_PERSIST, client_cb, &c);
+	c.tmo = evtimer_new(g.d.base, client_cb, &c);
+	struct timeval tv = {2, 0}; /* evhttp closes at EOF; this only bounds a hang */
+	event_add(c.ev, NULL);
+	event_add(c.tmo, &tv);
+	while (!c.done)
+		event_base_loop(g.d.base, EVLOOP_ONCE);
+	event_free(c.ev);
+	event_free(c.tmo);
+	close(c.fd);
+	/* let evhttp see the close and free its connection before the next input */
+	event_base_loop(g.d.base, EVLOOP_NONBLOCK);
+	return 0;
+}
