@@ -2,8 +2,13 @@
 config files are rejected quickly with FILE:LINE:COLUMN, and a rejected reload leaves the
 old config serving."""
 import os
+import socket
+import subprocess
+import tempfile
 
+from client import HTTPClient
 from daemon import wait_for
+from env import SCALE, SLUICED, TIMEOUT
 
 
 def test_unpinnable_steering_program_is_logged_and_steering_stays_on(sluice, backend):
@@ -19,3 +24,63 @@ def test_unpinnable_steering_program_is_logged_and_steering_stays_on(sluice, bac
     assert line and "steer_prog" in line, sl.stderr()
     with sl.client() as c:
         assert c.request("GET", "/").status == 200
+
+
+def deep_config(levels):
+    """A config whose listeners value is a flow sequence nested `levels` deep."""
+    return "listeners: " + "[" * levels + "]" * levels + "\n"
+
+
+def test_t_rejects_deep_nesting_at_once(tmp_path):
+    """100,000 levels took over a minute to reject; now the 64th nested sequence is named
+    as FILE:LINE:COLUMN straight away (the timeout only guards against a hang)."""
+    path = str(tmp_path / "deep.yaml")
+    with open(path, "w") as f:
+        f.write(deep_config(100000))
+    p = subprocess.run([SLUICED, "-t", "-c", path], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=10 * SCALE)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert p.stderr.strip() == \
+        "%s:1:75: nested deeper than 64 levels of mappings and sequences" % path, p.stderr
+
+
+def admin_request(path, method, target, timeout):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    with HTTPClient(0, sock=s, timeout=timeout) as c:
+        return c.request(method, target, host="localhost")
+
+
+def served_body(sl):
+    with HTTPClient(sl.port, timeout=TIMEOUT) as c:
+        r = c.request("GET", "/")
+    assert r.status == 200, r
+    return r.body
+
+
+def test_admin_reload_of_deep_config_fails_fast_and_old_config_serves(sluice, tmp_path):
+    sock = os.path.join(str(tmp_path), "admin.sock")
+    if len(sock) > 100:  # sun_path
+        sock = os.path.join(tempfile.mkdtemp(prefix="sl-adm-"), "admin.sock")
+    sl = sluice.new()
+    good = sluice.config([{"respond": {"status": 200, "body": "old\n"}}], sl=sl,
+                         admin={"socket": sock})
+    sl.start(good)
+    assert wait_for(lambda: os.path.exists(sock), 5 * SCALE), sl.stderr()
+    keep = sl.client()
+    assert keep.request("GET", "/").body == b"old\n"
+    sl.write_config(deep_config(60000))
+    # 60,000 levels blocked the admin API for 11 s: the answer must come well within the
+    # client's timeout, and it names the file, line and column
+    r = admin_request(sock, "POST", "/reload", timeout=TIMEOUT)
+    assert r.status == 400, r
+    err = r.json()["error"]
+    assert err == "%s:1:75: nested deeper than 64 levels of mappings and sequences" % \
+        sl.config_path, err
+    assert sl.wait_log(lambda ln: "reload rejected" in ln and "nested deeper" in ln)
+    # the old config keeps serving, on the kept-alive connection and on new ones
+    assert keep.request("GET", "/").body == b"old\n"
+    assert served_body(sl) == b"old\n"
+    st = admin_request(sock, "GET", "/status", timeout=TIMEOUT).json()
+    assert st["reloads"] == 0 and st["last_reload_error"] == err

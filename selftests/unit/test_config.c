@@ -775,6 +775,106 @@ static void test_err_syntax(void **state)
 		   "t.yaml:1:25: listeners[0].address contains a NUL byte");
 }
 
+/* text = prefix + n x open + mid + n x close + suffix, on the heap */
+static char *nest(const char *prefix, const char *open, unsigned int n, const char *mid,
+		  const char *close, const char *suffix)
+{
+	size_t lo = strlen(open), lc = strlen(close), lp = strlen(prefix), lm = strlen(mid);
+	char *t = malloc(lp + n * (lo + lc) + lm + strlen(suffix) + 1), *o = t;
+
+	assert_non_null(t);
+	o = stpcpy(o, prefix);
+	for (unsigned int i = 0; i < n; i++)
+		o = stpcpy(o, open);
+	o = stpcpy(o, mid);
+	for (unsigned int i = 0; i < n; i++)
+		o = stpcpy(o, close);
+	strcpy(o, suffix);
+	return t;
+}
+
+/* Nesting is capped at SL_CONF_MAX_DEPTH (64) levels, the error names the first node too
+ * deep, and a hostile depth is rejected at once (100,000 levels took over a minute). */
+static void test_err_nesting(void **state)
+{
+	char *t;
+
+	assert_int_equal(SL_CONF_MAX_DEPTH, 64);
+	/* the top-level mapping is level 1: 63 sequences under it are allowed ... */
+	t = nest("listeners: ", "[", 63, "", "]", "\n");
+	expect_err(t, "t.yaml:1:13: listeners[0] must be a mapping");
+	free(t);
+	/* ... the 64th is one too many; it starts at column 12 + 63 */
+	t = nest("listeners: ", "[", 64, "", "]", "\n");
+	expect_err(t, "t.yaml:1:75: nested deeper than 64 levels of mappings and sequences");
+	free(t);
+	t = nest("listeners: ", "[", 100000, "", "]", "\n");
+	expect_err(t, "t.yaml:1:75: nested deeper than 64 levels of mappings and sequences");
+	free(t);
+	t = nest("listeners: ", "{a: ", 100000, "1", "}", "\n");
+	expect_err(t, "t.yaml:1:264: nested deeper than 64 levels of mappings and sequences");
+	free(t);
+	/* block style, one mapping per line and indent */
+	char *b = malloc(70 * 72), *o = b;
+	assert_non_null(b);
+	for (int i = 0; i < 70; i++)
+		o += sprintf(o, "%*sk%d:\n", i, "", i);
+	strcpy(o, "\n");
+	expect_err(b, "t.yaml:65:65: nested deeper than 64 levels of mappings and sequences");
+	free(b);
+	/* also when the deep part is in a second document */
+	t = nest("listeners: [ { address: \":1\" } ]\n---\n", "[", 65, "", "]", "\n");
+	expect_err(t, "t.yaml:3:65: nested deeper than 64 levels of mappings and sequences");
+	free(t);
+}
+
+/* Duplicate keys in a large mapping: the first key, in file order, that repeats an earlier
+ * one; 100,000 distinct keys are read in a moment (a pairwise check took over a minute). */
+static void test_err_wide_mappings(void **state)
+{
+	size_t cap = 100000 * 24 + 256, n;
+	char *t = malloc(cap);
+
+	assert_non_null(t);
+	n = sprintf(t, "listeners: [ { address: \":1\", routes: [ { respond: { headers: {\n");
+	for (int i = 0; i < 100; i++)
+		n += sprintf(t + n, "  X-H%d: v,\n", i == 50 ? 10 : i == 80 ? 5 : i);
+	strcpy(t + n, "} } } ] } ]\n");
+	expect_err(t, "t.yaml:52:3: duplicate key 'X-H10' in "
+		      "listeners[0].routes[0].respond.headers");
+	n = sprintf(t, "listeners:\n  - address: \":1\"\n    routes:\n      - respond:\n"
+		       "          headers:\n");
+	for (int i = 0; i < 100000; i++)
+		n += sprintf(t + n, "            X-H%d: v\n", i);
+	n += sprintf(t + n, "            X-H99999: w\n");
+	expect_err(t, "t.yaml:100006:13: duplicate key 'X-H99999' in "
+		      "listeners[0].routes[0].respond.headers");
+	/* distinct: accepted */
+	t[n - strlen("            X-H99999: w\n")] = '\0';
+	struct sl_conf *c = parse_ok(t);
+	assert_int_equal(c->listeners[0].routes[0].respond.n_headers, 100000);
+	sl_conf_put(c);
+	free(t);
+}
+
+/* Workers keep a fixed array of SL_MAX_LISTENERS listening sockets. */
+static void test_err_too_many_listeners(void **state)
+{
+	char *t = malloc(65 * 32 + 32), *o = t;
+
+	assert_non_null(t);
+	o = stpcpy(o, "listeners:\n");
+	for (int i = 0; i < 65; i++)
+		o += sprintf(o, "  - address: \":%d\"\n", 1000 + i);
+	expect_err(t, "t.yaml:2:3: too many listeners (65, at most 64)");
+	/* 64 are fine */
+	*strstr(t, "  - address: \":1064\"") = '\0';
+	struct sl_conf *c = parse_ok(t);
+	assert_int_equal(c->n_listeners, 64);
+	sl_conf_put(c);
+	free(t);
+}
+
 static void test_parse_duration(void **state)
 {
 	static const struct {
@@ -1071,6 +1171,9 @@ int main(void)
 	    cmocka_unit_test(test_err_upstreams),
 	    cmocka_unit_test(test_err_listeners),
 	    cmocka_unit_test(test_err_syntax),
+	    cmocka_unit_test(test_err_nesting),
+	    cmocka_unit_test(test_err_wide_mappings),
+	    cmocka_unit_test(test_err_too_many_listeners),
 	    cmocka_unit_test(test_parse_duration),
 	    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_parse_addr),

@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "config/config.h"
+#include "sluice_common.h"
 
 /* A configuration is a few KiB; refuse to slurp something absurd by mistake. */
 #define CONF_FILE_MAX (16u << 20)
@@ -105,29 +106,74 @@ static bool is_null(const yaml_node_t *n)
 	       !strcmp(s, "NULL");
 }
 
+struct key_ref {
+	const yaml_node_t *k;
+	size_t pos; /* index of the pair in the mapping */
+};
+
+static int key_cmp(const void *pa, const void *pb)
+{
+	const struct key_ref *a = pa, *b = pb;
+	size_t la = a->k->data.scalar.length, lb = b->k->data.scalar.length;
+	int r;
+
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	r = memcmp(a->k->data.scalar.value, b->k->data.scalar.value, la);
+	if (r)
+		return r;
+	return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+static bool same_key(const yaml_node_t *a, const yaml_node_t *b)
+{
+	return a->data.scalar.length == b->data.scalar.length &&
+	       !memcmp(a->data.scalar.value, b->data.scalar.value, a->data.scalar.length);
+}
+
 /* Keys must be strings and unique: libyaml keeps duplicates, and a silent last-one-wins
- * would hide the typo that produced them. */
+ * would hide the typo that produced them. The reported duplicate is the first key, in file
+ * order, that repeats an earlier one. Large mappings are checked by sorting: comparing every
+ * pair made a 100,000-key mapping take over a minute to reject. */
 static int want_map(struct parse *p, yaml_node_t *n, const char *what)
 {
 	yaml_node_pair_t *a, *b;
+	size_t cnt, i, first = SIZE_MAX;
+	struct key_ref *refs;
 
 	if (n->type != YAML_MAPPING_NODE)
 		return fail(p, n, "%s must be a mapping", what);
+	cnt = n_pairs(n);
 	for (a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top; a++) {
 		yaml_node_t *k = node_at(p, a->key);
 
 		if (k->type != YAML_SCALAR_NODE)
 			return fail(p, k, "keys of %s must be strings", what);
-		for (b = n->data.mapping.pairs.start; b < a; b++) {
-			yaml_node_t *o = node_at(p, b->key);
-
-			if (o->data.scalar.length == k->data.scalar.length &&
-			    !memcmp(o->data.scalar.value, k->data.scalar.value,
-				    k->data.scalar.length))
+		if (cnt > 16)
+			continue;
+		for (b = n->data.mapping.pairs.start; b < a; b++)
+			if (same_key(node_at(p, b->key), k))
 				return fail(p, k, "duplicate key '%s' in %s", sval(k), what);
-		}
 	}
-	return 0;
+	if (cnt <= 16)
+		return 0;
+	refs = malloc(cnt * sizeof(*refs));
+	if (!refs)
+		return oom(p);
+	for (i = 0; i < cnt; i++) {
+		refs[i].k = node_at(p, n->data.mapping.pairs.start[i].key);
+		refs[i].pos = i;
+	}
+	qsort(refs, cnt, sizeof(*refs), key_cmp);
+	/* equal keys sort together by position: every one but the first of a run repeats it */
+	for (i = 1; i < cnt; i++)
+		if (same_key(refs[i - 1].k, refs[i].k) && refs[i].pos < first)
+			first = refs[i].pos;
+	free(refs);
+	if (first == SIZE_MAX)
+		return 0;
+	yaml_node_t *k = node_at(p, n->data.mapping.pairs.start[first].key);
+	return fail(p, k, "duplicate key '%s' in %s", sval(k), what);
 }
 
 static int unknown(struct parse *p, yaml_node_t *k, const char *where)
@@ -872,6 +918,10 @@ static int parse_listeners(struct parse *p, yaml_node_t *n)
 		return fail(p, n, "listeners must be a sequence");
 	if (!n_items(n))
 		return fail(p, n, "no listeners defined");
+	/* workers keep one listening socket per listener in a fixed array */
+	if (n_items(n) > SL_MAX_LISTENERS)
+		return fail(p, n, "too many listeners (%zu, at most %u)", n_items(n),
+			    SL_MAX_LISTENERS);
 	c->listeners = calloc(n_items(n), sizeof(*c->listeners));
 	if (!c->listeners)
 		return oom(p);
@@ -1065,6 +1115,51 @@ static void syntax_error(struct parse *p, const yaml_parser_t *ps, const char *t
 		fail_at(p, m, "%s", problem);
 }
 
+/* libyaml has no nesting limit, and its scanner and composer slow down with depth (a
+ * flow sequence nested 100,000 deep took over a minute to reject). An event pass that
+ * stops at the first node too deep bounds that work before anything is built; sluice's
+ * own schema needs 6 levels. */
+static int check_depth(struct parse *p, const char *text, size_t len)
+{
+	yaml_parser_t ps;
+	yaml_event_t ev;
+	unsigned int depth = 0;
+	int ret = 0, done = 0;
+
+	if (!yaml_parser_initialize(&ps))
+		return oom(p);
+	yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
+	while (!done && !ret) {
+		if (!yaml_parser_parse(&ps, &ev)) {
+			syntax_error(p, &ps, text, len);
+			ret = -EINVAL;
+			break;
+		}
+		switch (ev.type) {
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			if (++depth > SL_CONF_MAX_DEPTH)
+				ret = fail_at(
+				    p, ev.start_mark,
+				    "nested deeper than %u levels of mappings and sequences",
+				    SL_CONF_MAX_DEPTH);
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			depth--;
+			break;
+		case YAML_STREAM_END_EVENT:
+			done = 1;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&ps);
+	return ret;
+}
+
 static void conf_free(struct sl_conf *c)
 {
 	unsigned int i, j, h;
@@ -1156,6 +1251,8 @@ struct sl_conf *sl_conf_parse(const char *text, size_t len, const char *name, ch
 		return NULL;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (check_depth(&p, text, len))
+		goto out;
 	if (!yaml_parser_load(&parser, &doc)) {
 		syntax_error(&p, &parser, text, len);
 		goto out;

@@ -4,6 +4,10 @@
 
 #include "config-t.h"
 
+/* Mappings and sequences nested deeper than this are rejected (FILE:LINE:COLUMN of the
+ * first one too deep) before the document is built. */
+#define SL_CONF_MAX_DEPTH 64
+
 /* Parse and validate a file. On failure returns NULL and writes
  * "FILE:LINE:COLUMN: reason" into err. The snapshot starts with refcnt 1. */
 struct sl_conf *sl_conf_load(const char *path, char *err, size_t errlen);
