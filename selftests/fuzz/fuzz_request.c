@@ -195,10 +195,10 @@ static size_t one_request(struct conn *c, size_t pos, struct sl_http_parser *hp,
 	int method = hp->p.method;
 	if (sl_request_line_check(h, b, &why))
 		goto out;
-	if (sl_head_analyze(h, b, 1, &why) || split_target(h, b))
+	if (sl_head_analyze(h, b, 1, &why))
 		goto out;
-	if (method == HTTP_CONNECT)
-		goto out;
+	if (method == HTTP_CONNECT || split_target(h, b))
+		goto out; /* 405, 400 */
 	if (l->max_body && h->info.has_cl && hp->p.content_length > l->max_body)
 		goto out;
 	int upgrade = hp->p.upgrade && h->info.has_upgrade && h->info.conn_upgrade;
@@ -208,6 +208,7 @@ static size_t one_request(struct conn *c, size_t pos, struct sl_http_parser *hp,
 	/* pump_request_body(), first with what is buffered, then read by read; the head
 	 * goes out once the first pump is through (connect_upstream) */
 	int req_done = 0, head_sent = 0;
+	uint64_t body_wire = 0; /* every body byte, chunk framing included */
 	size_t fwd = parse;
 	for (;;) {
 		e = sl_http_execute(hp, b, b + parse, avail - parse, &used);
@@ -216,7 +217,8 @@ static size_t one_request(struct conn *c, size_t pos, struct sl_http_parser *hp,
 			req_done = 1;
 		else if (e != HPE_OK)
 			break; /* 400 */
-		if (l->max_body && hp->body_seen > l->max_body)
+		body_wire += used;
+		if (l->max_body && body_wire > l->max_body)
 			break; /* 413 */
 		/* bytes of a trailer section stay back until it is complete and filtered */
 		size_t hold = hp->in_trailer ? hp->trailer_off : parse;

@@ -32,7 +32,7 @@ struct run {
 	struct sl_head h;
 	struct fz_buf out;  /* bytes written to the client */
 	struct fz_buf pend; /* queued in this turn, not yet flushed (s->out + uin rd..fwd) */
-	int resp_started, resp_head_done, resp_done, keepalive, failed;
+	int resp_started, resp_head_done, resp_done, interim, keepalive, failed;
 	enum body_mode mode;
 };
 
@@ -79,8 +79,10 @@ static int response_head(struct run *r, struct up *u)
 	r->resp_head_done = 1;
 	if (u->parse > r->head_limit)
 		return -1;
-	if (st >= 100 && st < 200 && st != 101)
+	if (st >= 100 && st < 200 && st != 101) {
+		r->interim = 1; /* dropped; not body */
 		return 0;
+	}
 	if (st == 101)
 		return -1; /* no upgrade was asked for */
 	if (sl_head_analyze(h, u->b, 0, &why))
@@ -127,9 +129,12 @@ static int parse_response(struct run *r, struct up *u)
 		llhttp_errno_t e =
 		    sl_http_execute(hp, u->b, u->b + u->parse, u->wr - u->parse, &used);
 		u->parse += used;
-		if (r->resp_head_done) {
+		if (e != HPE_OK && e != HPE_PAUSED)
+			return -1;
+		if (r->resp_head_done && !r->interim) {
 			if (hp->dechunk) {
 				u->fwd = (size_t)(hp->dechunk_wr - u->b);
+				hp->in_trailer = 0; /* an HTTP/1.0 client gets no trailers */
 			} else {
 				/* a trailer section stays back until it is complete and filtered */
 				size_t hold = hp->in_trailer ? hp->trailer_off : u->parse;
@@ -149,21 +154,19 @@ static int parse_response(struct run *r, struct up *u)
 				return -1;
 			return 0;
 		}
-		if (e != HPE_PAUSED)
-			return -1;
 		if (hp->headers_done && !r->resp_head_done) {
 			if (response_head(r, u))
 				return -1;
 			continue;
 		}
 		if (hp->message_done) {
-			int st = r->h.status;
-			if (st >= 100 && st < 200 && st != 101) {
+			if (r->interim) {
 				size_t left = u->wr - u->parse;
 				memmove(u->b, u->b + u->parse, left);
 				u->rd = u->fwd = u->parse = 0;
 				u->wr = left;
 				r->resp_head_done = 0;
+				r->interim = 0;
 				int skip = hp->skip_body;
 				sl_http_parser_next(hp);
 				hp->skip_body = (uint8_t)skip;
@@ -217,7 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r.client_keep = r.client_minor == 1 || (data[0] & 4);
 	r.head_req = !!(data[0] & 2);
 	r.head_limit = data[0] & 0x80 ? 128 * 1024 : 32 * 1024;
-	r.resp_started = r.resp_head_done = r.resp_done = r.failed = 0;
+	r.resp_started = r.resp_head_done = r.resp_done = r.interim = r.failed = 0;
 	r.keepalive = r.client_keep;
 	r.mode = BM_NONE;
 	struct up u = {.in = data + 1, .len = size - 1, .step = fz_step((data[0] >> 3) & 15, size)};
