@@ -62,7 +62,8 @@ struct client {
 	int fd;
 	const uint8_t *p;
 	size_t len, off;
-	int done;
+	size_t got; /* reply bytes so far */
+	int done, shut;
 	struct event *ev, *tmo;
 };
 
@@ -84,7 +85,6 @@ static void client_cb(evutil_socket_t fd, short what, void *arg)
 				c->off = c->len; /* the server closed: stop sending */
 		}
 		if (c->off == c->len) {
-			shutdown(fd, SHUT_WR);
 			event_del(c->ev);
 			event_assign(c->ev, g.d.base, fd, EV_READ | EV_PERSIST, client_cb, c);
 			event_add(c->ev, NULL);
@@ -92,6 +92,8 @@ static void client_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (what & EV_READ) {
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n > 0)
+			c->got += (size_t)n;
 		if (n > 0 && g.echo) /* FUZZ_ADMIN_ECHO=1: show the replies (reproducers) */
 			fwrite(buf, 1, (size_t)n, stderr);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -163,8 +165,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct timeval tv = {2, 0}; /* evhttp closes at EOF; this only bounds a hang */
 	event_add(c.ev, NULL);
 	event_add(c.tmo, &tv);
-	while (!c.done)
-		event_base_loop(g.d.base, EVLOOP_ONCE);
+	/* All sent, the client half-closes only once the server has gone quiet: evhttp
+	 * closes at EOF, and pipelined requests behind the first would never be parsed. */
+	int idle = 0;
+	while (!c.done) {
+		if (c.shut || c.off < c.len) {
+			event_base_loop(g.d.base, EVLOOP_ONCE);
+			continue;
+		}
+		size_t before = c.got;
+		event_base_loop(g.d.base, EVLOOP_NONBLOCK);
+		idle = c.got == before ? idle + 1 : 0;
+		if (idle >= 4) {
+			shutdown(c.fd, SHUT_WR);
+			c.shut = 1;
+		}
+	}
 	event_free(c.ev);
 	event_free(c.tmo);
 	close(c.fd);
