@@ -121,6 +121,28 @@ def test_refused_connect_is_502(sluice, backend, tmp_path):
     assert sl.client().request("GET", "/ok").status == 200
 
 
+@pytest.mark.parametrize("method,path,retries", [
+    ("POST", "/f/rst", None), ("POST", "/f/fin", None),  # a body: never retried
+    ("GET", "/f/rst", 0), ("GET", "/f/fin", 0),
+    ("GET", "/f/rst", None), ("GET", "/f/fin", None),  # retried, but one server only
+])
+def test_closed_before_any_byte_is_502(sluice, backend, tmp_path, method, path, retries):
+    """Accepted, request read, then reset (or FIN) before any response byte: 502 with an
+    accurate reason, not 503 (there is a server, it failed)."""
+    b = backend("a", fault_handler({}))
+    sl, adm = start(sluice, tmp_path, b, retries=retries)
+    c = sl.client()
+    r = c.request(method, path, body=b"payload" if method == "POST" else None)
+    assert r.status == 502, r
+    if method == "POST":
+        assert len(b.requests) == 1, "POST sent upstream more than once: %r" % b.requests
+    assert sl.wait_log(lambda ln: "upstream closed before responding" in ln), \
+        sl.stderr()[-2000:]
+    if "close" not in r.connection_tokens():
+        assert c.request("GET", "/ok").status == 200  # a kept connection still works
+    assert_not_pooled(sl, adm, b)
+
+
 def test_hanging_backend_is_504(sluice, backend, tmp_path):
     fault = {"hang_closed": threading.Event()}
     b = backend("a", fault_handler(fault))
