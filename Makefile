@@ -173,14 +173,14 @@ fuzz-build: $(FUZZ_BIN)
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build
 	@mkdir -p $(B)/fuzz/artifacts
-	@for f in $(FUZZ_BIN); do \
+	@rc=0; for f in $(FUZZ_BIN); do \
 		n=$$(basename $$f); t=$${n#fuzz_}; \
 		mkdir -p $(B)/fuzz/corpus-$$t; \
 		echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 \
 			-print_final_stats=1 -artifact_prefix=$(B)/fuzz/artifacts/$$n- \
-			$(B)/fuzz/corpus-$$t selftests/fuzz/corpus/$$t || exit 1; \
-	done
+			$(B)/fuzz/corpus-$$t selftests/fuzz/corpus/$$t || rc=1; \
+	done; exit $$rc
 
 # the smoke run of `make test`, alone
 fuzz-smoke: fuzz-build
