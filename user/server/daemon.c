@@ -94,8 +94,10 @@ int sl_daemon_reload(struct sl_daemon *d)
 		sl_spool_set_limits(d->spool, max_idle, idle_ms);
 	}
 	atomic_store_explicit(&d->conf, n, memory_order_release);
-	for (unsigned int i = 0; i < d->n_workers; i++)
+	for (unsigned int i = 0; i < d->n_workers; i++) {
+		sl_worker_publish(&d->workers[i], n);
 		sl_worker_poke(&d->workers[i]);
+	}
 	sl_conf_put(old); /* workers hold their own references */
 	sl_log(SL_LOG_INFO, "msg=\"config reloaded\" file=%s", path);
 	d->reload_err[0] = 0;
@@ -322,6 +324,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		for (unsigned int k = 0; k < SL_MAX_LISTENERS; k++)
 			w->lsn[k].fd = -1;
 	}
+	for (unsigned int i = 0; i < d.n_workers; i++)
+		sl_worker_publish(&d.workers[i], conf);
 	for (unsigned int i = 0; i < d.n_workers && !rc; i++)
 		rc = sl_worker_listen(&d.workers[i], conf);
 	if (!rc)

@@ -72,17 +72,48 @@ void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h)
 	free(h);
 }
 
-/* Move this worker to the published snapshot if it changed. */
+/*
+ * Publication. Every reference to a snapshot has exactly one owner at any instant: the
+ * daemon (d->conf), a worker's pending slot, or a worker's hold. A reference changes
+ * owner only through an atomic exchange of the slot, which reads the pointer and takes
+ * over its reference in one indivisible step, so no thread ever holds a pointer it owns
+ * no reference for. (Loading d->conf and then calling sl_conf_get() left a window in
+ * which two reloads could free the snapshot under the worker.) The publisher releases a
+ * snapshot a worker never took only after swapping it out of the slot, when the worker
+ * can no longer reach it.
+ */
+void sl_worker_publish(struct sl_worker *w, struct sl_conf *c)
+{
+	sl_conf_get(c);
+	/* acq_rel: the worker's acquire sees the snapshot fully built */
+	struct sl_conf *old = atomic_exchange_explicit(&w->pending, c, memory_order_acq_rel);
+	if (old)
+		sl_conf_put(old);
+}
+
+struct sl_conf *sl_worker_take_conf(struct sl_worker *w)
+{
+	if (!atomic_load_explicit(&w->pending, memory_order_relaxed))
+		return NULL; /* the common case on every poke: no RMW */
+	return atomic_exchange_explicit(&w->pending, NULL, memory_order_acq_rel);
+}
+
+/* Move this worker to the snapshot published for it, if any. */
 static void pick_up_conf(struct sl_worker *w)
 {
-	struct sl_conf *c = atomic_load_explicit(&w->d->conf, memory_order_acquire);
-	if (w->hold && w->hold->conf == c)
+	struct sl_conf *c = sl_worker_take_conf(w);
+	if (!c)
 		return;
 	struct sl_conf_hold *h = calloc(1, sizeof(*h));
-	if (!h)
-		return; /* try again on the next poke or tick */
-	sl_conf_get(c);
-	h->conf = c;
+	if (!h) {
+		/* give it back for the next poke, unless a newer one arrived meanwhile */
+		struct sl_conf *none = NULL;
+		if (!atomic_compare_exchange_strong_explicit(
+			&w->pending, &none, c, memory_order_acq_rel, memory_order_acquire))
+			sl_conf_put(c);
+		return;
+	}
+	h->conf = c; /* the reference taken from pending */
 	struct sl_conf_hold *old = w->hold;
 	w->hold = h;
 	apply_timeouts(w, c);
@@ -342,6 +373,7 @@ int sl_worker_start(struct sl_worker *w)
 
 void sl_worker_destroy(struct sl_worker *w)
 {
+	sl_conf_put(atomic_exchange(&w->pending, NULL));
 	while (w->old_hold) {
 		struct sl_conf_hold *h = w->old_hold;
 		w->old_hold = h->next;

@@ -50,6 +50,9 @@ struct sl_worker {
 	unsigned int n_lsn;
 	struct sl_conf_hold *hold;     /* current snapshot */
 	struct sl_conf_hold *old_hold; /* older ones still used by requests */
+	/* Published snapshot this worker has not switched to yet, with the reference the
+	 * publisher took for it: the worker takes pointer and reference in one exchange. */
+	_Atomic(struct sl_conf *) pending;
 	struct sl_mem mem;
 	struct sl_alog alog;
 	uint64_t alog_flushed_ns;
@@ -84,7 +87,7 @@ struct sl_worker {
 
 struct sl_daemon {
 	const struct sl_proxy_ops *ops;
-	_Atomic(struct sl_conf *) conf; /* published snapshot; workers pick it up */
+	_Atomic(struct sl_conf *) conf; /* current snapshot (main thread's reference) */
 	struct sl_worker *workers;
 	unsigned int n_workers;
 	atomic_int stop; /* 0 run, 1 graceful, 2 fast */
@@ -107,10 +110,17 @@ int sl_worker_start(struct sl_worker *w);
 int sl_daemon_reload(struct sl_daemon *d);
 /* Free what the worker owns once its thread has been joined. */
 void sl_worker_destroy(struct sl_worker *w);
-/* Ask a worker to look at d->stop and d->conf again (any thread). */
+/* Ask a worker to look at d->stop and its pending config again (any thread). */
 void sl_worker_poke(struct sl_worker *w);
 /* Open the listening sockets of conf for one worker (SO_REUSEPORT). */
 int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf);
+
+/* Main thread: hand c to worker w (takes a reference for it; a snapshot w never picked
+ * up is released). Poke the worker afterwards. */
+void sl_worker_publish(struct sl_worker *w, struct sl_conf *c);
+/* Worker thread: the snapshot published since the last call, with its reference (now
+ * the caller's), or NULL. */
+struct sl_conf *sl_worker_take_conf(struct sl_worker *w);
 
 /* Request-scope config: take the current snapshot / let it go. */
 struct sl_conf_hold *sl_worker_conf_get(struct sl_worker *w);
