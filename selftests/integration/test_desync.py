@@ -8,6 +8,7 @@ naming a framing header, forbidden trailers, unparseable bytes, unexpected reque
 Issue #8; the cases that failed on main before its fixes say so in their docstring.
 """
 import socket
+import threading
 
 import pytest
 
@@ -253,6 +254,21 @@ def test_transfer_encoding_in_request_trailer_never_forwarded(strict, sluice):
     assert_proxy_still_clean(sl, b)
 
 
+def test_response_forbidden_trailers_dropped(strict, sluice):
+    b = strict(expect=["/rt", "/after"])
+    b.on("/rt", Reply(headers=[("Trailer", "X-Checksum")], chunks=[b"hello", b" world"],
+                      trailers=[("X-Checksum", "abc")] + FORBIDDEN_IN_TRAILER +
+                      [("X-Other", "1")]))
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(build_request("GET", "/rt") + build_request("GET", "/after"))
+    r = c.read_response()
+    assert (r.status, r.framing, r.body) == (200, "chunked", b"hello world"), r
+    assert r.trailers == ["X-Checksum: abc", "X-Other: 1"], r.trailers
+    answered(c.read_response(), "GET", "/after")
+    assert_saw(b, [("GET", "/rt", 0), ("GET", "/after", 0)])
+
+
 def test_response_trailers_not_sent_to_http10_client(strict, sluice):
     b = strict(expect=["/rt"])
     b.on("/rt", Reply(headers=[("Trailer", "X-Checksum")], chunks=[b"hello", b" world"],
@@ -266,6 +282,56 @@ def test_response_trailers_not_sent_to_http10_client(strict, sluice):
     assert c.wait_closed()
     assert c.buf == b"", "bytes after the response: %r" % c.buf
     assert_saw(b, [("GET", "/rt", 0)])
+
+
+def test_many_small_chunk_extensions_over_limit_get_413(strict, sluice):
+    """Failed on main before the fix: only decoded bytes counted (100 here)."""
+    b = strict()
+    sl = sluice.proxy(b, limits={"max_body_size": 1024})
+    c = sl.client()
+    chunks = b"".join(b"1;" + b"e" * 500 + b"\r\nx\r\n" for _ in range(100))
+    c.send(b"POST /ext HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + chunks +
+           b"0\r\n\r\n", ignore_errors=True)
+    assert_sluice_error(c.read_response(), 413, c)
+    assert_saw_no_request(b, head_level=False)
+    assert_proxy_still_clean(sl, b)
+
+
+def test_megabytes_of_chunk_extensions_get_413(strict, sluice):
+    """The issue's case (8 MB of extensions passed a 1 KiB limit), with each extension
+    under the 4 KiB cap and the decoded data (1000 bytes) under the limit: 4 MB on the
+    wire. Failed on main before the fix (200)."""
+    b = strict()
+    sl = sluice.proxy(b, limits={"max_body_size": 1024})
+    c = sl.client()
+    c.send(b"POST /ext HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"1;" + b"e" * 4000 + b"\r\nx\r\n"
+    stop = threading.Event()
+
+    def pump():  # the client keeps sending until sluice stops reading or closes
+        s = c.sock.dup()
+        s.settimeout(1)
+        try:
+            for i in range(0, 1000, 50):
+                if stop.is_set():
+                    break
+                s.sendall(chunk * 50)
+            s.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            s.close()
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        r = c.read_response(timeout=10 * SCALE)
+    finally:
+        stop.set()
+        t.join(5)
+    assert r.status == 413, r
+    assert "close" in r.connection_tokens(), r.raw_head
+    assert_saw_no_request(b, head_level=False)
+    assert_proxy_still_clean(sl, b)
 
 
 def test_chunked_body_under_limit_with_framing_passes(strict, sluice):
@@ -285,9 +351,51 @@ LONG_EXT_RESPONSE = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;" 
                      b"e" * 100000 + b"\r\nhello\r\n0\r\n\r\n")
 
 
+# -- 6. access log bounds ---------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1000, 5000])
+def test_access_log_line_bounded_for_0xff_target(strict, sluice, n):
+    """Failed on main before the fix: the line overran its 4096-byte reservation."""
+    b = strict()
+    sl = sluice.proxy(b)
+    target = b"/" + b"\xff" * n
+    c = sl.client()
+    c.send(b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
+    r = c.read_response()
+    if r.status == 200:
+        assert_saw(b, [("GET", target.decode("latin-1"), 0)])
+    else:
+        assert_saw_no_request(b)
+    sl.wait_access(1, timeout=5 * SCALE)
+    with open(sl.access_log, "rb") as f:
+        raw = f.read()
+    lines = raw.split(b"\n")
+    assert lines[-1] == b"", "access log does not end in a newline: %r" % raw[-100:]
+    lines = lines[:-1]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert len(line) + 1 <= 4096, "access log line of %d bytes" % (len(line) + 1)
+    assert b"\0" not in line, line
+    assert all(0x20 <= ch < 0x7f for ch in line), "non-printable byte in %r" % line[:300]
+    e = sl.access_entries()[0]
+    assert e.get("status") == str(r.status), line
+    assert "time" in e, line
+    assert e.get("method") == "GET", line
+    assert b'target="/\\xff\\xff' in line, line[:200]  # parse_kv drops the backslashes
+    assert e["target"].endswith("..."), "truncated target without a marker: %r" % line[:200]
+    # the daemon is fine and the next line is well-formed too
+    answered(sl.client().request("GET", "/next"), "GET", "/next")
+    assert sl.wait_access(2)[-1].get("target") == "/next"
+
+
 # -- request-line grammar (RFC 9112 section 3) ------------------------------------------------
 REQUEST_LINES = [
+    ("two-sp-after-method", b"GET  / HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("two-sp-before-version", b"GET /  HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("tab-separator", b"GET\t/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("http09-no-version", b"GET /\r\n" + H + b"\r\n", 400),
+    ("http2", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
+    ("http12", b"GET / HTTP/1.2\r\n" + H + b"\r\n", 505),
+    ("http3", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505),
 ]
 
 
@@ -300,6 +408,24 @@ def test_request_line_grammar(strict, sluice, raw, status):
     c.send(raw)
     assert_sluice_error(c.read_response(), status, c)
     assert_saw_no_request(b)
+    assert_proxy_still_clean(sl, b)
+
+
+def test_connect_gets_405_with_allow(strict, sluice):
+    b = strict()
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 405, r
+    allow = {t.strip() for t in r.header("Allow", "").split(",") if t.strip()}
+    assert {"GET", "HEAD", "POST"} <= allow and "CONNECT" not in allow, r.headers
+    if "close" in r.connection_tokens():
+        assert c.wait_closed()
+        assert_saw_no_request(b)
+    else:  # kept: the next request on it is the first the origin sees
+        answered(c.request("GET", "/same-conn"), "GET", "/same-conn")
+        assert_saw(b, [("GET", "/same-conn", 0)])
     assert_proxy_still_clean(sl, b)
 
 
@@ -323,6 +449,8 @@ def test_absolute_form_authority_wins_over_host(strict, sluice):
 PIPELINE_STOPPERS = [
     ("then-cl-te", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 6\r\nTransfer-Encoding: chunked"
      b"\r\n\r\n0\r\n\r\nG", 400),
+    ("then-two-sp", b"GET  /x HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("then-http2", b"GET /x HTTP/2.0\r\n" + H + b"\r\n", 505),
     ("then-long-name", b"GET /x HTTP/1.1\r\n" + H + b"X-" + b"n" * 5000 + b": v\r\n\r\n", 431),
 ]
 
@@ -384,6 +512,8 @@ LENIENT_OR_REJECTED = [
      b"5;a=\x01\r\nhello\r\n0\r\n\r\n"),
     ("bare-lf-trailer", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
      b"5\r\nhello\r\n0\r\nX-T: 1\nX-U: 2\r\n\r\n"),
+    ("obs-fold-trailer", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n"),
     ("leading-crlf", b"\r\nGET /x HTTP/1.1\r\n" + H + b"\r\n"),
     ("cl-trailing-space", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 5 \r\n\r\nhello"),
     ("del-in-value", b"GET /x HTTP/1.1\r\n" + H + b"X-A: a\x7fb\r\n\r\n"),
