@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,19 @@ static inline void fz_free(struct fz_buf *b)
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
+}
+
+/* FUZZ_ECHO=1: print what the codec would send, to read a reproducer. */
+static inline void fz_echo(const struct fz_buf *b, const char *to)
+{
+	static int on = -1;
+	if (on < 0)
+		on = getenv("FUZZ_ECHO") != NULL;
+	if (!on)
+		return;
+	fprintf(stderr, "---- to %s: %zu bytes\n", to, b->len);
+	fwrite(b->p, 1, b->len, stderr);
+	fprintf(stderr, "\n----\n");
 }
 
 #endif

@@ -251,6 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
+	fz_echo(&r.out, r.failed && !r.resp_started ? "client (replaced by a 502)" : "client");
 	if ((r.resp_started || !r.failed) && !setjmp(sh_known_jmp))
 		oracle(&r, complete);
 	fz_free(&r.out);

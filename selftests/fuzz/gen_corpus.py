@@ -42,6 +42,12 @@ REQUESTS = {
     + chunked(b"data", trailers=b"Content-Length: 40\r\nTransfer-Encoding: chunked\r\nHost: evil\r\n"
               b"X-Checksum: 1\r\nCookie: a=b\r\nIf-Match: x\r\nProxy-Authorization: y\r\n")
     + b"GET /n HTTP/1.1\r\nHost: h\r\n\r\n",
+    # llhttp itself refuses framing fields in trailers; these are the ones it passes on
+    "trailer_forbidden_kept": b"POST /t HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + chunked(b"data", trailers=b"Host: evil\r\nX-Checksum: 1\r\nCookie: a=b\r\nIf-Match: x\r\n"
+              b"Proxy-Authorization: y\r\nAuthorization: z\r\nConnection: close\r\nExpect: 100-continue\r\n"
+              b"Trailer: X\r\nTE: trailers\r\nUpgrade: h2c\r\nMax-Forwards: 1\r\nRange: bytes=0-\r\n")
+    + b"GET /n HTTP/1.1\r\nHost: h\r\n\r\n",
     "chunk_ext_5k": b"POST /e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
     + chunked(b"x", ext=b";" + b"e" * 5000),
     "chunk_ext_100k": b"POST /e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -102,6 +108,7 @@ REQ_FLAGS = {
     "chunked_ext_trailer": [RQ_BYTES, RQ_SMALL, RQ_WHOLE | 0x80],
     "conn_nominates_cl": [RQ_SMALL],
     "trailer_forbidden": [RQ_SMALL, RQ_BYTES],
+    "trailer_forbidden_kept": [RQ_SMALL, RQ_BYTES],
     "chunk_ext_many": [RQ_WHOLE | RQ_LIMIT],
     "chunk_ext_100k": [0x0B],
 }
@@ -122,6 +129,10 @@ RESPONSES = {
     "chunked_forbidden_trailers": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     + chunked(b"abc", trailers=b"Content-Length: 99\r\nSet-Cookie: a=b\r\nX-Ok: 1\r\n"
               b"Transfer-Encoding: chunked\r\nWWW-Authenticate: Basic\r\n"),
+    "chunked_forbidden_trailers_kept": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + chunked(b"abc", trailers=b"Set-Cookie: a=b\r\nX-Ok: 1\r\nWWW-Authenticate: Basic\r\n"
+              b"Location: /x\r\nVary: *\r\nDate: now\r\nContent-Type: text/html\r\nConnection: close\r\n")
+    + b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nX",
     "early_hints": b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     "interim_with_cl": b"HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\n"
