@@ -394,6 +394,24 @@ static void test_chunk_extension_limit(void **state)
 	assert_int_equal(chunked(buf, (size_t)n, &hp, &dropped), 0);
 	assert_false(hp.message_done);
 	assert_int_equal(hp.body_err, SL_BODY_EXT_TOO_LONG);
+	/* a name-only extension: llhttp 8 calls no extension callback for it */
+	n = snprintf(buf, sizeof(buf),
+		     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;");
+	memset(buf + n, 'e', 5000);
+	n += 5000;
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "\r\nhello\r\n0\r\n\r\n");
+	dropped = 0;
+	assert_int_equal(chunked(buf, (size_t)n, &hp, &dropped), 0);
+	assert_false(hp.message_done);
+	assert_int_equal(hp.body_err, SL_BODY_EXT_TOO_LONG);
+	/* leading zeros are framing too */
+	n = snprintf(buf, sizeof(buf),
+		     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+	memset(buf + n, '0', 5000);
+	n += 5000;
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "5\r\nhello\r\n0\r\n\r\n");
+	assert_int_equal(chunked(buf, (size_t)n, &hp, &dropped), 0);
+	assert_int_equal(hp.body_err, SL_BODY_EXT_TOO_LONG);
 	/* a short one passes */
 	n = snprintf(buf, sizeof(buf),
 		     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "

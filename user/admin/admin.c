@@ -219,6 +219,8 @@ static const struct {
     {"queue_waits", OFF(queue_waits)},
     {"queue_timeouts", OFF(queue_timeouts)},
     {"rescued", OFF(rescued)},
+    {"trailers_dropped", OFF(trailers_dropped)},
+    {"header_timeouts", OFF(header_timeouts)},
 };
 
 static json_t *worker_json(const struct sl_worker *w)
@@ -370,6 +372,13 @@ static const struct metric metrics[] = {
      "outcome",
      {"waited", "timed_out"},
      {OFF(queue_waits), OFF(queue_timeouts)}},
+    {"sluice_hostile_total",
+     "counter",
+     "Hostile or broken input handled: trailer fields dropped (RFC 9110 6.5.1), connections "
+     "cut at timeouts.client_header.",
+     "event",
+     {"trailer_dropped", "header_timeout"},
+     {OFF(trailers_dropped), OFF(header_timeouts)}},
 };
 
 static void get_metrics(struct admin *a, struct evhttp_request *req)

@@ -127,23 +127,11 @@ static int on_header_value_complete(llhttp_t *p)
 	return 0;
 }
 
-static int on_chunk_extension(llhttp_t *p, const char *at, size_t len)
-{
-	struct sl_http_parser *hp = hp_of(p);
-	hp->ext_len += (uint32_t)(len < SL_CHUNK_EXT_MAX ? len : SL_CHUNK_EXT_MAX);
-	if (hp->ext_len > SL_CHUNK_EXT_MAX) {
-		hp->body_err = SL_BODY_EXT_TOO_LONG;
-		return -1;
-	}
-	return 0;
-}
-
 /* After each chunk-size line. The last chunk pauses the parser so that
  * sl_http_execute() can note where the trailer section starts. */
 static int on_chunk_header(llhttp_t *p)
 {
 	struct sl_http_parser *hp = hp_of(p);
-	hp->ext_len = 0;
 	if (p->content_length == 0) {
 		hp->in_trailer = 1;
 		hp->mark_trailer = 1;
@@ -170,9 +158,26 @@ static int on_headers_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
+/* Bytes of framing between two pieces of data (or before the first) on one chunk line.
+ * 0, or -1 with body_err set when the run is too long. */
+static int framing_run(struct sl_http_parser *hp, const char *upto)
+{
+	hp->framing += (uint32_t)(upto - hp->frame_from);
+	hp->frame_from = upto;
+	if (hp->framing > SL_CHUNK_LINE_MAX) {
+		hp->body_err = SL_BODY_EXT_TOO_LONG;
+		return -1;
+	}
+	return 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct sl_http_parser *hp = hp_of(p);
+	if (hp->frame_from && framing_run(hp, at))
+		return -1;
+	hp->framing = 0;
+	hp->frame_from = at + len;
 	hp->body_seen += len;
 	if (hp->dechunk) {
 		if (hp->dechunk_wr != at)
@@ -199,8 +204,6 @@ static void settings_init(llhttp_settings_t *s, int is_request)
 		s->on_version = on_version;
 	}
 	s->on_chunk_header = on_chunk_header;
-	s->on_chunk_extension_name = on_chunk_extension;
-	s->on_chunk_extension_value = on_chunk_extension;
 	s->on_header_field = on_header_field;
 	s->on_header_field_complete = on_header_field_complete;
 	s->on_header_value = on_header_value;
@@ -237,7 +240,8 @@ void sl_http_parser_next(struct sl_http_parser *hp)
 	hp->mark_trailer = 0;
 	hp->trailer_off = 0;
 	hp->trailer_len = 0;
-	hp->ext_len = 0;
+	hp->framing = 0;
+	hp->frame_from = NULL;
 	hp->dechunk_wr = NULL;
 }
 
@@ -265,16 +269,28 @@ llhttp_errno_t sl_http_execute(struct sl_http_parser *hp, const char *base, cons
 	size_t done = 0;
 	hp->base = base;
 	for (;;) {
+		/* count framing only in a body: the head's bytes are not framing */
+		int in_body = hp->headers_done && !hp->message_done && !hp->in_trailer;
+		hp->frame_from = in_body ? data + done : NULL;
 		llhttp_errno_t e = llhttp_execute(&hp->p, data + done, len - done);
 		if (e == HPE_OK) {
 			*used = len;
+			if (in_body && hp->frame_from && framing_run(hp, data + len))
+				return HPE_USER;
+			hp->frame_from = NULL;
 			return e;
 		}
 		if (e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
 			*used = done;
+			hp->frame_from = NULL;
 			return e;
 		}
 		done = (size_t)(llhttp_get_error_pos(&hp->p) - data);
+		if (in_body && hp->frame_from && framing_run(hp, data + done)) {
+			*used = done;
+			return HPE_USER;
+		}
+		hp->frame_from = NULL;
 		if (e == HPE_PAUSED_UPGRADE) {
 			llhttp_resume_after_upgrade(&hp->p);
 			*used = done;

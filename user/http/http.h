@@ -14,7 +14,8 @@
 #define SL_XBUF_SIZE 2048     /* bytes for names/values set by filters */
 #define SL_HDR_NAME_MAX 4096  /* a longer header name gets 431 */
 #define SL_CHUNK_EXT_MAX 4096 /* bytes of extensions on one chunk-size line */
-#define SL_TRAILER_MAX 16384  /* bytes of one trailer section */
+#define SL_CHUNK_LINE_MAX (SL_CHUNK_EXT_MAX + 64) /* ... with the size, CRLFs, spaces */
+#define SL_TRAILER_MAX 16384			  /* bytes of one trailer section */
 
 /* Header flags. */
 #define SL_HDR_REMOVED 0x1 /* dropped by a filter or as hop-by-hop */
@@ -92,9 +93,12 @@ struct sl_http_parser {
 	uint8_t in_trailer; /* past the last chunk: trailer_off is where its trailer starts */
 	uint8_t body_err;   /* enum sl_body_err */
 	uint8_t mark_trailer;
-	uint32_t trailer_off; /* offset from base; the caller shifts it when it moves bytes */
-	uint32_t trailer_len; /* trailer bytes seen, capped at SL_TRAILER_MAX */
-	uint32_t ext_len;     /* extension bytes of the current chunk-size line */
+	uint32_t trailer_off;	/* offset from base; the caller shifts it when it moves bytes */
+	uint32_t trailer_len;	/* trailer bytes seen, capped at SL_TRAILER_MAX */
+	uint32_t framing;	/* body bytes since the last data byte: chunk-size lines,
+				 * extensions, CRLFs (llhttp reports no extension callback
+				 * for a name-only extension, so the bytes are counted) */
+	const char *frame_from; /* where the current framing run started (this call) */
 	char *dechunk_wr;
 };
 

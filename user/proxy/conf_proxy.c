@@ -15,6 +15,8 @@ static int conf_request_filter(struct sl_session *s, void *ctx)
 	size_t hl = 0, pl = 0;
 	const char *host = sl_req_host(s, &hl);
 	const char *path = sl_req_path(s, &pl);
+	if (pl == 1 && path[0] == '*') /* OPTIONS *: about the server, routed as "/" */
+		path = "/";
 	c->route = sl_route_match(s->r->listener, host, hl, path, pl);
 	if (!c->route) {
 		static const char body[] = "404 Not Found\n";

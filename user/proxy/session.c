@@ -37,6 +37,7 @@ static void up_read_cb(evutil_socket_t fd, short what, void *arg);
 static void up_write_cb(evutil_socket_t fd, short what, void *arg);
 static void parse_request_head(struct sl_session *s);
 static void pump_request_body(struct sl_session *s);
+static int body_filter(struct sl_session *s, uint32_t from);
 static void connect_upstream(struct sl_session *s);
 static int acquire_connection(struct sl_session *s);
 static void queue_wait(struct sl_session *s);
@@ -979,6 +980,9 @@ static void request_head_done(struct sl_session *s)
 			return;
 		}
 	}
+	r->body_filter_on = 1;
+	if (body_filter(s, r->head_end) || r->local_resp)
+		return;
 	connect_upstream(s);
 }
 
@@ -1056,11 +1060,34 @@ static uint32_t raw_body_end(struct sl_worker *w, struct sl_iob *b, struct sl_ht
 	return hp->trailer_off;
 }
 
+/* Hand body bytes [from, fwd) of the input to request_body_filter. 1 if the request is
+ * gone or answered (the caller stops), 0 to go on. */
+static int body_filter(struct sl_session *s, uint32_t from)
+{
+	struct sl_request *r = s->r;
+	const struct sl_proxy_ops *ops = s->w->d->ops;
+	struct sl_iob *b = &s->in;
+	if (!ops->request_body_filter || (b->fwd <= from && !r->req_done) || r->body_filter_end)
+		return 0;
+	uint32_t gen = s->gen;
+	r->body_filter_end = r->req_done;
+	int rc = PHASE_CALL(
+	    s, PH_REQUEST_BODY_FILTER,
+	    ops->request_body_filter(s, r->ctx, b->data + from, b->fwd - from, r->req_done));
+	if (GONE(s, gen))
+		return 1;
+	if (rc < 0) {
+		r->keepalive = 0;
+		send_error(s, 400);
+		return 1;
+	}
+	return 0;
+}
+
 static void pump_request_body(struct sl_session *s)
 {
 	struct sl_request *r = s->r;
 	struct sl_iob *b = &s->in;
-	const struct sl_proxy_ops *ops = s->w->d->ops;
 	if (!r->req_done) {
 		size_t used;
 		uint32_t old = b->fwd;
@@ -1087,20 +1114,9 @@ static void pump_request_body(struct sl_session *s)
 			refuse_request(s, 413, "body over max_body_size");
 			return;
 		}
-		if (ops->request_body_filter && (b->fwd > old || r->req_done) &&
-		    s->state == SS_PROXY) {
-			uint32_t gen = s->gen;
-			int rc = PHASE_CALL(s, PH_REQUEST_BODY_FILTER,
-					    ops->request_body_filter(s, r->ctx, b->data + old,
-								     b->fwd - old, r->req_done));
-			if (GONE(s, gen))
-				return;
-			if (rc < 0) {
-				r->keepalive = 0;
-				send_error(s, 400);
-				return;
-			}
-		}
+		/* the filter sees the body only once request_filter has seen the head */
+		if (r->body_filter_on && body_filter(s, old))
+			return;
 		if (r->req_done) {
 			if (s->timer == ST_BODY)
 				arm(s, ST_NONE);
@@ -2255,7 +2271,9 @@ static void finish_request(struct sl_session *s)
 		memmove(b->data, b->data + b->parse, left);
 	b->rd = b->fwd = b->parse = 0;
 	b->wr = left;
-	sl_http_parser_next(&s->rp);
+	/* a fresh parser, not a continued one: what llhttp learnt from this message (a
+	 * "Connection: close" smuggled into its trailer, say) must not outlive it */
+	sl_http_parser_init(&s->rp, 1, NULL);
 	s->state = SS_IDLE;
 	if (!s->nodelay) {
 		/* kept alive: small responses must not wait behind Nagle from now on (nginx's

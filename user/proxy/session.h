@@ -82,12 +82,14 @@ struct sl_request {
 	uint8_t head_queued; /* request head built in out */
 	uint8_t expect_continue, sent_continue;
 	uint8_t upgrade_req, is_head_req, idempotent;
-	uint8_t has_body;	/* Content-Length > 0 or chunked */
-	uint8_t body_discarded; /* some body bytes left the buffer: it cannot be resent */
-	uint8_t keepalive;	/* client connection stays open after this response */
-	uint8_t local_resp;	/* response produced by sluice itself */
-	uint8_t interim;	/* the response head being parsed is a 1xx */
-	uint8_t cont_left;	/* bytes of "100 Continue" still to write */
+	uint8_t has_body;	 /* Content-Length > 0 or chunked */
+	uint8_t body_discarded;	 /* some body bytes left the buffer: it cannot be resent */
+	uint8_t keepalive;	 /* client connection stays open after this response */
+	uint8_t local_resp;	 /* response produced by sluice itself */
+	uint8_t interim;	 /* the response head being parsed is a 1xx */
+	uint8_t cont_left;	 /* bytes of "100 Continue" still to write */
+	uint8_t body_filter_on;	 /* request_filter has run: body bytes go to the filter */
+	uint8_t body_filter_end; /* the filter had its end=1 call */
 	enum sl_phase phase;
 	uint64_t body_wire; /* request body bytes on the wire, framing included */
 
