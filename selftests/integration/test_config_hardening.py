@@ -84,3 +84,39 @@ def test_admin_reload_of_deep_config_fails_fast_and_old_config_serves(sluice, tm
     assert served_body(sl) == b"old\n"
     st = admin_request(sock, "GET", "/status", timeout=TIMEOUT).json()
     assert st["reloads"] == 0 and st["last_reload_error"] == err
+
+
+def big_head_headers(total):
+    """Request headers of about `total` bytes, in 1,000-byte values (well under the
+    header count limit)."""
+    return [("X-Fill-%d" % i, "v" * 1000) for i in range(total // 1000)]
+
+
+def test_reload_raising_max_header_bytes_takes_effect(sluice, backend):
+    """The big buffer class was sized once at start, so a reload that raised
+    limits.max_header_bytes was silently capped at the old size: a 40 KiB head got 431
+    after raising the limit from 16k to 64k. Workers now grow the class when they switch."""
+    b = backend("a")
+    sl = sluice.new()
+    sl.start(sluice.proxy_config(b, sl=sl, workers=2, limits={"max_header_bytes": "16k"}))
+    with sl.client() as c:
+        assert c.request("GET", "/", headers=big_head_headers(40000)).status == 431
+    old = sl.client()  # a kept-alive connection from before the reload
+    assert old.request("GET", "/").status == 200
+    sl.reload(sluice.proxy_config(b, sl=sl, workers=2, limits={"max_header_bytes": "64k"}))
+    assert sl.wait_log(lambda ln: 'msg="config reloaded"' in ln), sl.stderr()
+
+    def big_ok():
+        with sl.client() as c:
+            return c.request("GET", "/big", headers=big_head_headers(40000)).status == 200
+    # every worker switched: several new connections (spread over both workers) all pass
+    assert wait_for(big_ok, 5 * SCALE), sl.stderr()[-2000:]
+    for _ in range(6):
+        assert big_ok()
+    assert old.request("GET", "/again", headers=big_head_headers(40000)).status == 200
+    assert b.wait_requests(3)
+    got = [r for r in b.requests if r.path == "/big"]
+    assert got and all(len(r.header("X-Fill-39")) == 1000 for r in got)
+    # a head over the new limit is still refused
+    with sl.client() as c:
+        assert c.request("GET", "/", headers=big_head_headers(70000)).status == 431

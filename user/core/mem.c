@@ -3,6 +3,19 @@
 
 #include "core/mem.h"
 
+/* Each buffer carries the size it was allocated with, just before its data: a buffer
+ * handed back after its class was resized is freed instead of being handed out again at
+ * a size it does not have. Two words keep the data 16-byte aligned. */
+struct hdr {
+	size_t size;
+	size_t pad;
+};
+
+static struct hdr *hdr_of(void *p)
+{
+	return (struct hdr *)p - 1;
+}
+
 void sl_mem_init(struct sl_mem *m, size_t big_size, unsigned int max_free)
 {
 	m->size[SL_MEM_SMALL] = 4096;
@@ -15,16 +28,28 @@ void sl_mem_init(struct sl_mem *m, size_t big_size, unsigned int max_free)
 	m->max_free = max_free;
 }
 
+static void drain(struct sl_mem *m, enum sl_mem_class c)
+{
+	while (m->free[c]) {
+		struct sl_mem_free *f = m->free[c];
+		m->free[c] = f->next;
+		free(hdr_of(f));
+	}
+	m->n_free[c] = 0;
+}
+
 void sl_mem_destroy(struct sl_mem *m)
 {
-	for (int c = 0; c < SL_MEM_NCLASS; c++) {
-		while (m->free[c]) {
-			struct sl_mem_free *f = m->free[c];
-			m->free[c] = f->next;
-			free(f);
-		}
-		m->n_free[c] = 0;
-	}
+	for (int c = 0; c < SL_MEM_NCLASS; c++)
+		drain(m, c);
+}
+
+void sl_mem_grow(struct sl_mem *m, enum sl_mem_class c, size_t size)
+{
+	if (size <= m->size[c])
+		return;
+	m->size[c] = size;
+	drain(m, c); /* too small now; those still in use are freed as they come back */
 }
 
 void *sl_mem_get(struct sl_mem *m, enum sl_mem_class c)
@@ -35,15 +60,19 @@ void *sl_mem_get(struct sl_mem *m, enum sl_mem_class c)
 		m->n_free[c]--;
 		return f;
 	}
-	return malloc(m->size[c]);
+	struct hdr *h = malloc(sizeof(*h) + m->size[c]);
+	if (!h)
+		return NULL;
+	h->size = m->size[c];
+	return h + 1;
 }
 
 void sl_mem_put(struct sl_mem *m, enum sl_mem_class c, void *p)
 {
 	if (!p)
 		return;
-	if (m->n_free[c] >= m->max_free) {
-		free(p);
+	if (m->n_free[c] >= m->max_free || hdr_of(p)->size != m->size[c]) {
+		free(hdr_of(p));
 		return;
 	}
 	struct sl_mem_free *f = p;

@@ -26,8 +26,11 @@ struct sl_mem {
 
 void sl_mem_init(struct sl_mem *m, size_t big_size, unsigned int max_free);
 void sl_mem_destroy(struct sl_mem *m);
-/* Returns a buffer of class c (size m->size[c]) or NULL. */
+/* Returns a buffer of class c (of m->size[c] bytes at the time of the call) or NULL. */
 void *sl_mem_get(struct sl_mem *m, enum sl_mem_class c);
 void sl_mem_put(struct sl_mem *m, enum sl_mem_class c, void *p);
+/* Raise class c to size bytes (never shrinks it). Buffers of the old size still in use
+ * keep working at the size they were handed out with and are freed when put back. */
+void sl_mem_grow(struct sl_mem *m, enum sl_mem_class c, size_t size);
 
 #endif

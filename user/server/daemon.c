@@ -307,7 +307,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	d.workers = calloc(d.n_workers, sizeof(*d.workers));
 	if (!d.workers)
 		return 1;
-	size_t big = conf->limits.max_header_bytes + 8192;
+	size_t big = sl_worker_big_size(conf);
 	int started = 0;
 	rc = 0;
 	for (unsigned int i = 0; i < d.n_workers; i++) {

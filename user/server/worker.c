@@ -72,6 +72,11 @@ void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h)
 	free(h);
 }
 
+size_t sl_worker_big_size(const struct sl_conf *c)
+{
+	return c->limits.max_header_bytes + 8192; /* slack: the body bytes read with a head */
+}
+
 /*
  * Publication. Every reference to a snapshot has exactly one owner at any instant: the
  * daemon (d->conf), a worker's pending slot, or a worker's hold. A reference changes
@@ -117,6 +122,9 @@ static void pick_up_conf(struct sl_worker *w)
 	struct sl_conf_hold *old = w->hold;
 	w->hold = h;
 	apply_timeouts(w, c);
+	/* heads up to max_header_bytes must fit one buffer: a reload that raises the limit
+	 * raises the big class with it (requests already in a buffer keep theirs) */
+	sl_mem_grow(&w->mem, SL_MEM_BIG, sl_worker_big_size(c));
 	if (!old)
 		return;
 	if (old->users == 0) {

@@ -122,6 +122,9 @@ void sl_worker_publish(struct sl_worker *w, struct sl_conf *c);
  * the caller's), or NULL. */
 struct sl_conf *sl_worker_take_conf(struct sl_worker *w);
 
+/* Size of the big buffer class that c's max_header_bytes needs. */
+size_t sl_worker_big_size(const struct sl_conf *c);
+
 /* Request-scope config: take the current snapshot / let it go. */
 struct sl_conf_hold *sl_worker_conf_get(struct sl_worker *w);
 void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h);
