@@ -1,5 +1,6 @@
 /* Unit tests for user/server/worker.c: config publication (a snapshot moves to a worker
- * with its reference, never as a bare pointer), under a publisher and a worker racing. */
+ * with its reference, never as a bare pointer), under a publisher and a worker racing;
+ * borrowing another worker's listening socket against its owner closing it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -140,12 +148,62 @@ static void test_race_frees(void **state)
 	race(NULL);
 }
 
+static int listening_socket(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	return fd;
+}
+
+static void *closer(void *arg)
+{
+	sl_listen_close(arg);
+	return NULL;
+}
+
+/* rescue_stalled() accepts on another worker's listening socket: while it has it
+ * borrowed, the owner's close waits; once closed, borrowing fails. */
+static void test_listen_borrow_holds_off_close(void **state)
+{
+	struct sl_listen l = {.fd = listening_socket()};
+	int fd = l.fd;
+	assert_int_equal(sl_listen_borrow(&l), fd);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, closer, &l), 0);
+	while (__atomic_load_n(&l.fd, __ATOMIC_SEQ_CST) >= 0)
+		sched_yield(); /* the owner has begun closing */
+	/* it may not finish while the socket is borrowed (the wait proves a negative) */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 200 * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	assert_int_equal(pthread_timedjoin_np(t, NULL, &until), ETIMEDOUT);
+	/* still our listening socket: accept says "nothing queued", not EBADF */
+	assert_int_equal(accept4(fd, NULL, NULL, SOCK_NONBLOCK), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(sl_listen_borrow(&l), -1); /* new borrowers are turned away */
+	sl_listen_return(&l);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(sl_listen_borrow(&l), -1);
+	assert_int_equal(l.users, 0);
+	sl_listen_close(&l); /* closing twice is a no-op */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_publish_take),
 	    cmocka_unit_test(test_race_counts),
 	    cmocka_unit_test(test_race_frees),
+	    cmocka_unit_test(test_listen_borrow_holds_off_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

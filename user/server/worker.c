@@ -189,16 +189,48 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * A healthy worker accepts from a stalled one's listening socket while the owner may
+ * be closing it. Reading the fd and then calling accept4() let the owner's close() fall
+ * in between, and the number could by then name another socket. So a borrower announces
+ * itself (users++) before reading fd, and the owner publishes -1 before reading users and
+ * waits for them to leave before close(). All four are sequentially consistent: if the
+ * owner reads users == 0, the borrower's increment comes later in the single total order,
+ * so its read of fd comes after the -1 and it never touches the socket.
+ */
+int sl_listen_borrow(struct sl_listen *l)
+{
+	__atomic_fetch_add(&l->users, 1, __ATOMIC_SEQ_CST);
+	int fd = __atomic_load_n(&l->fd, __ATOMIC_SEQ_CST);
+	if (fd < 0)
+		__atomic_fetch_sub(&l->users, 1, __ATOMIC_SEQ_CST);
+	return fd;
+}
+
+void sl_listen_return(struct sl_listen *l)
+{
+	__atomic_fetch_sub(&l->users, 1, __ATOMIC_SEQ_CST);
+}
+
+void sl_listen_close(struct sl_listen *l)
+{
+	int fd = l->fd; /* only the owner writes it */
+	if (fd < 0)
+		return;
+	__atomic_store_n(&l->fd, -1, __ATOMIC_SEQ_CST);
+	/* a borrower holds it for at most one batch of non-blocking accept4() calls */
+	while (__atomic_load_n(&l->users, __ATOMIC_SEQ_CST))
+		sched_yield();
+	close(fd);
+}
+
 static void stop_listening(struct sl_worker *w)
 {
 	for (unsigned int i = 0; i < w->n_lsn; i++) {
 		if (w->lsn[i].fd < 0)
 			continue;
 		event_del(&w->lsn[i].ev);
-		int fd = w->lsn[i].fd;
-		/* -1 first: a worker rescuing this one reads the fd from another thread */
-		__atomic_store_n(&w->lsn[i].fd, -1, __ATOMIC_RELAXED);
-		close(fd);
+		sl_listen_close(&w->lsn[i]);
 	}
 }
 
@@ -260,17 +292,28 @@ static void rescue_stalled(struct sl_worker *w, uint64_t now)
 			continue;
 		unsigned int got = 0;
 		for (unsigned int l = 0; l < w->n_lsn && l < o->n_lsn; l++) {
-			int lfd = __atomic_load_n(&o->lsn[l].fd, __ATOMIC_RELAXED);
-			for (int k = 0; lfd >= 0 && k < 64; k++) {
+			struct {
+				int fd;
+				socklen_t len;
 				struct sockaddr_storage sa;
-				socklen_t len = sizeof(sa);
-				int c = accept4(lfd, (struct sockaddr *)&sa, &len,
-						SOCK_NONBLOCK | SOCK_CLOEXEC);
-				if (c < 0)
+			} acc[64];
+			int n = 0;
+			int lfd = sl_listen_borrow(&o->lsn[l]);
+			if (lfd < 0)
+				continue;
+			/* only accept4() while borrowed: the owner may be waiting to close */
+			for (; n < 64; n++) {
+				acc[n].len = sizeof(acc[n].sa);
+				acc[n].fd = accept4(lfd, (struct sockaddr *)&acc[n].sa, &acc[n].len,
+						    SOCK_NONBLOCK | SOCK_CLOEXEC);
+				if (acc[n].fd < 0)
 					break;
+			}
+			sl_listen_return(&o->lsn[l]);
+			for (int k = 0; k < n; k++) {
 				got++;
 				w->st->rescued++;
-				sl_session_accept(w, &w->lsn[l], c, &sa, len);
+				sl_session_accept(w, &w->lsn[l], acc[k].fd, &acc[k].sa, acc[k].len);
 			}
 		}
 		if (got && j < 64 && now - w->rescue_logged_ns[j] > 1000000000ull) {

@@ -31,7 +31,8 @@ struct sl_conf_hold {
 };
 
 struct sl_listen {
-	int fd;
+	int fd;		    /* -1 once closed; read by rescuing workers (sl_listen_borrow) */
+	unsigned int users; /* other workers accepting on fd right now */
 	unsigned int index; /* position in conf->listeners */
 	struct event ev;
 	struct sl_worker *w;
@@ -121,6 +122,13 @@ void sl_worker_publish(struct sl_worker *w, struct sl_conf *c);
 /* Worker thread: the snapshot published since the last call, with its reference (now
  * the caller's), or NULL. */
 struct sl_conf *sl_worker_take_conf(struct sl_worker *w);
+
+/* Another worker's listening socket, for accepting from its queue: its fd, open until
+ * sl_listen_return(), or -1 once its owner closed it (then do not return it). */
+int sl_listen_borrow(struct sl_listen *l);
+void sl_listen_return(struct sl_listen *l);
+/* Owner: close the listening socket, after any borrower is done with it. */
+void sl_listen_close(struct sl_listen *l);
 
 /* Size of the big buffer class that c's max_header_bytes needs. */
 size_t sl_worker_big_size(const struct sl_conf *c);
