@@ -24,6 +24,7 @@ def totals(path):
     ws = get_json(path, "/workers")
     return {"active": sum(w["active"] for w in ws),
             "errors_client": sum(w["errors_client"] for w in ws),
+            "header_timeouts": sum(w["header_timeouts"] for w in ws),
             "4xx": sum(w["responses"]["4xx"] for w in ws)}
 
 
@@ -143,6 +144,7 @@ def test_slow_heads_cut_at_client_header(sluice, backend, tmp_path):
     assert all(d.sent[s] >= 2 for s in d.socks), "connections were cut before dribbling"
     after = totals(path)
     n408 = ends.count("408")
+    assert after["header_timeouts"] - before["header_timeouts"] == N_SLOW, (before, after)
     assert after["errors_client"] - before["errors_client"] == N_SLOW, (before, after)
     assert after["4xx"] - before["4xx"] == n408, (before, after, n408)
     assert len(b.requests) == 25, "a slow head reached the backend: %r" % b.requests[:5]
