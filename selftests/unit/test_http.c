@@ -279,6 +279,19 @@ static void test_connection_cannot_nominate_framing(void **state)
 }
 
 /* A name over SL_HDR_NAME_MAX is refused whole (it used to be cut to 16 bits). */
+/* llhttp accepts an empty or 000 status code: sluice must not forward it. */
+static void test_status_out_of_range(void **state)
+{
+	struct parsed *p = parse("HTTP/1.1 \r\nContent-Length: 0\r\n\r\n", 0, 0, 100);
+	assert_int_not_equal(p->rc, 0);
+	p = parse("HTTP/1.1 000 X\r\nContent-Length: 0\r\n\r\n", 0, 0, 100);
+	assert_int_not_equal(p->rc, 0);
+	p = parse("HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n", 0, 0, 100);
+	assert_int_not_equal(p->rc, 0);
+	p = parse("HTTP/1.1 599 X\r\nContent-Length: 0\r\n\r\n", 0, 0, 100);
+	assert_int_equal(p->rc, 0);
+}
+
 static void test_long_header_name(void **state)
 {
 	static char text[70000];
@@ -427,6 +440,7 @@ int main(void)
 	    cmocka_unit_test(test_simple_request),
 	    cmocka_unit_test(test_connection_cannot_nominate_framing),
 	    cmocka_unit_test(test_long_header_name),
+	    cmocka_unit_test(test_status_out_of_range),
 	    cmocka_unit_test(test_request_line_grammar),
 	    cmocka_unit_test(test_trailers_filtered),
 	    cmocka_unit_test(test_chunk_extension_limit),

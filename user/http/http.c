@@ -477,6 +477,11 @@ int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const c
 			break;
 		}
 	}
+	if (!is_request && (h->status < 100 || h->status > 599)) {
+		/* llhttp takes "HTTP/1.1 \r\n" and "000" as status codes */
+		*why = "status code out of range";
+		return -EPROTO;
+	}
 	if (in->has_te && in->has_cl) {
 		*why = "both Content-Length and Transfer-Encoding";
 		return -EPROTO;
