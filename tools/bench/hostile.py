@@ -330,6 +330,7 @@ def readers_main(port, n, size, ready, drain, out):
 def sluice_stats(admin):
     ws = unix_json(admin, "GET", "/workers")
     return {"errors_client": sum(w["errors_client"] for w in ws),
+            "header_timeouts": sum(w.get("header_timeouts", 0) for w in ws),
             "resp_4xx": sum(w["responses"]["4xx"] for w in ws),
             "active": sum(w["active"] for w in ws),
             "accepted": sum(w["accepted"] for w in ws),
@@ -337,7 +338,8 @@ def sluice_stats(admin):
 
 
 def delta(a, b):
-    return {k: b[k] - a[k] for k in ("errors_client", "resp_4xx", "accepted")}
+    return {k: b[k] - a[k] for k in ("errors_client", "header_timeouts", "resp_4xx",
+                                     "accepted")}
 
 
 def start_sluice(tmp, sluiced, workers, backend_port, big_port, header_s, send_s):
@@ -552,13 +554,13 @@ def main():
         cut = sl["cut_408"] + sl["cut_close"] + sl["cut_reset"]
         print("slowloris %d: %d conns (ramp %.1f s, %d open in sluiced), %d connects, %d "
               "connect errors; cut %d (408 %d, close %d, reset %d) after p10 %.2f / median "
-              "%.2f / p90 %.2f / max %.2f s; sluiced errors_client +%d (4xx +%d) in the "
-              "phase, +%d until stopped; idle again %s; attacker CPU %.1f s"
+              "%.2f / p90 %.2f / max %.2f s; sluiced header_timeouts +%d (errors_client +%d, "
+              "4xx +%d) in the phase, +%d until stopped; idle again %s; attacker CPU %.1f s"
               % (r + 1, a.slow, sl["ramp"], sl["open_at_start"], sl["connects"],
                  sl["connect_err"], cut, sl["cut_408"], sl["cut_close"], sl["cut_reset"],
                  ca[len(ca) // 10], statistics.median(ca), ca[len(ca) * 9 // 10], ca[-1],
-                 sl["during"]["errors_client"], sl["during"]["resp_4xx"],
-                 sl["until_stop"]["errors_client"],
+                 sl["during"]["header_timeouts"], sl["during"]["errors_client"],
+                 sl["during"]["resp_4xx"], sl["until_stop"]["header_timeouts"],
                  "after %.1f s" % sl["back_idle"] if sl["back_idle"] is not None else "NEVER",
                  sl["cpu_s"]))
     for r, rd in enumerate(rds):
