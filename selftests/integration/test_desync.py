@@ -7,13 +7,15 @@ violation (CL+TE, duplicate Content-Length, obs-fold, bare LF, control bytes, Co
 naming a framing header, forbidden trailers, unparseable bytes, unexpected requests).
 Issue #8; the cases that failed on main before its fixes say so in their docstring.
 """
+import os
 import socket
+import tempfile
 import threading
 
 import pytest
 
 from checks import assert_sluice_error
-from client import HTTPClient, build_request, encode_chunked
+from client import ConnectionClosed, HTTPClient, build_request, encode_chunked
 from daemon import wait_for
 from env import SCALE, TIMEOUT
 from strict_backend import Reply, StrictBackend
@@ -260,6 +262,42 @@ def admin_get(path, target):
     return r.json()
 
 
+def test_dropped_trailers_are_counted(strict, sluice, tmp_path):
+    """CONTRACT: dropped trailer fields are counted in the worker stats (trailers_dropped)."""
+    b = strict(expect=["/tr"])
+    path = os.path.join(tempfile.mkdtemp(prefix="sl-h3-"), "admin.sock")
+    sl = sluice.proxy(b, admin={"socket": path})
+    assert wait_for(lambda: os.path.exists(path), 5 * SCALE), sl.stderr()[-2000:]
+    c = sl.client()
+    c.send(b"POST /tr HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" +
+           chunked_with_trailers(b"hello", [("Content-Length", "5"), ("Host", "x"),
+                                            ("X-Ok", "1"), ("Set-Cookie", "a")]))
+    answered(c.read_response(), "POST", "/tr", 5)
+    assert_saw(b, [("POST", "/tr", 5)])
+
+    def dropped():
+        return sum(w.get("trailers_dropped", 0) for w in admin_get(path, "/workers"))
+    assert wait_for(lambda: dropped() == 3, 5 * SCALE), admin_get(path, "/workers")
+
+
+def test_connection_close_trailer_does_not_stall_the_connection(strict, sluice):
+    """Found on main: a request trailer `Connection: close` left the client connection open
+    (the response did not say close) but sluice never answered the next request on it."""
+    b = strict(expect=["/tr", "/after"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"POST /tr HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" +
+           chunked_with_trailers(b"hello", [("Connection", "close")]))
+    r = c.read_response()
+    answered(r, "POST", "/tr", 5)
+    if "close" in r.connection_tokens():
+        assert c.wait_closed()
+        assert_saw(b, [("POST", "/tr", 5)])
+    else:
+        answered(c.request("GET", "/after"), "GET", "/after")
+        assert_saw(b, [("POST", "/tr", 5), ("GET", "/after", 0)])
+
+
 def test_transfer_encoding_in_request_trailer_never_forwarded(strict, sluice):
     """CONTRACT says dropped; llhttp may refuse the message instead (400). Either way the
     origin must never see it, in the head or the trailer."""
@@ -308,6 +346,22 @@ def test_response_trailers_not_sent_to_http10_client(strict, sluice):
     assert c.wait_closed()
     assert c.buf == b"", "bytes after the response: %r" % c.buf
     assert_saw(b, [("GET", "/rt", 0)])
+
+
+# -- 4. max_body_size counts every byte of chunked framing ------------------------------------
+@pytest.mark.parametrize("limit", [0, 1024])
+def test_request_chunk_extension_over_4k_rejected(strict, sluice, limit):
+    """400 for the extension; under max_body_size 1024 the same 5000 framing bytes are also
+    over the body limit, and CONTRACT does not order the two checks: 400 or 413 there."""
+    b = strict()
+    sl = sluice.proxy(b, limits={"max_body_size": limit})
+    c = sl.client()
+    c.send(b"POST /ext HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+           b"5;" + b"e" * 5000 + b"\r\nhello\r\n0\r\n\r\n")
+    r = c.read_response()
+    assert_sluice_error(r, 400 if limit == 0 or r.status != 413 else 413, c)
+    assert_saw_no_request(b, head_level=False)
+    assert_proxy_still_clean(sl, b)
 
 
 def test_many_small_chunk_extensions_over_limit_get_413(strict, sluice):
@@ -375,6 +429,25 @@ def test_chunked_body_under_limit_with_framing_passes(strict, sluice):
 # -- 5. a long chunk extension from the upstream ----------------------------------------------
 LONG_EXT_RESPONSE = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;" +
                      b"e" * 100000 + b"\r\nhello\r\n0\r\n\r\n")
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
+def test_upstream_100k_chunk_extension_gets_502_at_once(strict, sluice, version):
+    """Failed on main before the fix (HTTP/1.0): stalled until client_body, then truncated.
+    The client waits TIMEOUT seconds, far below the 60 s client_body/upstream_idle."""
+    b = strict(expect=["/ext", "/after-check"])
+    b.on("/ext", Reply(raw=LONG_EXT_RESPONSE))
+    sl = sluice.proxy(b, timeouts={"client_body": "60s", "upstream_idle": "60s"})
+    c = sl.client()
+    c.send(b"GET /ext %s\r\n" % version.encode() + H + b"\r\n")
+    try:
+        r = c.read_response()
+    except ConnectionClosed as e:
+        raise AssertionError("connection closed without a 502: %r" % e.partial[:200])
+    assert_sluice_error(r, 502, c)
+    assert_saw(b, [("GET", "/ext", 0)])
+    assert_proxy_still_clean(sl, b)
+    assert b.requests[-1].conn_id != b.requests[0].conn_id, "bad upstream connection pooled"
 
 
 # -- 6. access log bounds ---------------------------------------------------------------------
@@ -455,6 +528,17 @@ def test_connect_gets_405_with_allow(strict, sluice):
     assert_proxy_still_clean(sl, b)
 
 
+def test_options_asterisk_forwarded(strict, sluice):
+    b = strict()
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n")
+    answered(c.read_response(), "OPTIONS", "*")
+    assert_saw(b, [("OPTIONS", "*", 0)])
+    assert b.requests[0].request_line == b"OPTIONS * HTTP/1.1"
+    assert c.is_open()
+
+
 def test_absolute_form_authority_wins_over_host(strict, sluice):
     """RFC 9112 3.2.2 and docs/configuration.md (routing): with an absolute-form target the
     authority is the host. The route is chosen by it and the origin gets it as Host, never
@@ -506,6 +590,12 @@ HOSTILE_BUT_VALID = [
 
 def test_pipeline_of_hostile_but_valid_requests_stays_in_sync(strict, sluice):
     pipeline_in_sync(strict, sluice, HOSTILE_BUT_VALID)
+
+
+def test_pipeline_with_options_asterisk_stays_in_sync(strict, sluice):
+    parts = list(HOSTILE_BUT_VALID)
+    parts.insert(2, ("OPTIONS", "*", 0, b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n"))
+    pipeline_in_sync(strict, sluice, parts)
 
 
 PIPELINE_STOPPERS = [
