@@ -216,8 +216,8 @@ def test_header_name_of_4096_bytes_forwarded_whole(strict, sluice):
 
 # -- 3. trailers ------------------------------------------------------------------------------
 # Connection: close has a test of its own (it stalled the connection)
-FORBIDDEN_IN_TRAILER = [("Content-Length", "50"), ("Host", "evil.test"), ("Set-Cookie", "a=b"), ("Authorization", "Bearer x"), ("If-Match", "*"),
-                        ("Proxy-Foo", "y"),
+FORBIDDEN_IN_TRAILER = [("Content-Length", "50"), ("Host", "evil.test"), ("Set-Cookie", "a=b"),
+                        ("Authorization", "Bearer x"), ("If-Match", "*"), ("Proxy-Foo", "y"),
                         ("Content-Type", "text/evil"), ("Cache-Control", "no-store")]
 
 
@@ -752,3 +752,52 @@ def test_strict_backend_flags(strict, raw, want):
         assert wait_for(lambda: b.violations, TIMEOUT), b.report()
     assert b.settle()
     assert any(want in v for _, _, v in b.violations), b.report()
+
+
+# -- a broken origin: what sluice passes on is clean, and a connection that said too much dies --
+BROKEN_RESPONSES = [
+    # (id, method, raw response, the upstream connection is spoiled by bytes past the response)
+    ("head-with-body", "HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", True),
+    ("204-with-body", "GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", True),
+    ("304-chunked-body", "GET", b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", True),
+    ("bytes-after-chunked", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED", True),
+    ("trailer-obs-fold", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n", False),
+    ("trailer-bare-lf", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nX-T: 1\nX-U: 2\r\n\r\n", False),
+    ("trailer-ctl", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nX-T: a\x01b\r\n\r\n", False),
+    ("chunk-size-bare-lf", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\nhello\r\n0\r\n\r\n", False),
+    ("chunk-ext-ctl", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5;a=\x01\r\nhello\r\n0\r\n\r\n", False),
+    ("connection-close-content-length", "GET", b"HTTP/1.1 200 OK\r\nConnection: close, "
+     b"Content-Length\r\nContent-Length: 5\r\n\r\nhello", True),
+]
+
+
+@pytest.mark.parametrize("method,raw,spoiled", [(m, r, s) for _, m, r, s in BROKEN_RESPONSES],
+                         ids=[i for i, _, _, _ in BROKEN_RESPONSES])
+def test_broken_origin_response_passed_on_clean_or_502(strict, sluice, method, raw, spoiled):
+    b = strict(expect=["/bad", "/after", "/after-check"])
+    b.on("/bad", Reply(raw=raw))
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(build_request(method, "/bad"))
+    r = c.read_response(method=method)
+    if r.status == 502:
+        assert_sluice_error(r, 502, c)
+    else:
+        assert r.status == int(raw[9:12]), r
+        for t in r.trailers:  # client.py checks heads; trailers are checked here
+            assert t[:1] not in (" ", "\t") and not any(ord(ch) < 0x20 for ch in t), r.trailers
+        if r.status not in (204, 304) and method != "HEAD":
+            assert r.body == (b"ok" if b"\n2\r\nok" in raw else b"hello"), r
+        answered(c.request("GET", "/after"), "GET", "/after")
+        assert_saw(b, [("GET" if method == "GET" else "HEAD", "/bad", 0), ("GET", "/after", 0)])
+        if spoiled:
+            assert b.requests[1].conn_id != b.requests[0].conn_id, \
+                "upstream connection reused after bytes past its response"
+    assert_proxy_still_clean(sl, b)
