@@ -132,8 +132,10 @@ bench:
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_MAX_LEN ?= 131072
-# e.g. LLHTTP_DEFS=-DLLHTTP_STRICT_MODE=1 to fuzz llhttp's strict build
+# e.g. LLHTTP_DEFS=-DLLHTTP_STRICT_MODE=1 to fuzz llhttp's strict build;
+# FUZZ_USER_COV=-fno-sanitize-coverage=trace-cmp doubles the speed of long runs
 LLHTTP_DEFS ?=
+FUZZ_USER_COV ?=
 FUZZ_SRC := $(wildcard selftests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:selftests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -145,7 +147,7 @@ FUZZ_HDR := $(wildcard selftests/fuzz/*.h) user/http/http.h
 
 $(B)/fuzz/obj/user/%.o: user/%.c
 	@mkdir -p $(@D)
-	$(CLANG) $(FUZZ_CFLAGS) $(LLHTTP_DEFS) $(WARN) -MMD -MP -c -o $@ $<
+	$(CLANG) $(FUZZ_CFLAGS) $(LLHTTP_DEFS) $(FUZZ_USER_COV) $(WARN) -MMD -MP -c -o $@ $<
 
 $(B)/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)

@@ -218,8 +218,10 @@ static size_t one_request(struct conn *c, size_t pos, struct sl_http_parser *hp,
 		else if (e != HPE_OK)
 			break; /* 400 */
 		body_wire += used;
-		if (l->max_body && body_wire > l->max_body)
-			break; /* 413 */
+		if (l->max_body && body_wire > l->max_body) {
+			req_done = 0; /* 413, even when this read completed it: refused */
+			break;
+		}
 		/* bytes of a trailer section stay back until it is complete and filtered */
 		size_t hold = hp->in_trailer ? hp->trailer_off : parse;
 		if (req_done && hp->in_trailer) {
