@@ -143,6 +143,7 @@ static void test_docs_example(void **state)
 	assert_int_equal(c->limits.max_header_bytes, 32768);
 	assert_int_equal(c->limits.max_target_length, 8192);
 	assert_int_equal(c->limits.max_body_size, 0);
+	assert_int_equal(c->limits.max_connections, 0); /* derived from the fd limit */
 	assert_int_equal(c->timeouts.client_header, 10000);
 	assert_int_equal(c->timeouts.client_keepalive, 60000);
 	assert_int_equal(c->timeouts.client_body, 60000);
@@ -231,6 +232,7 @@ static void test_every_key_non_default(void **state)
 				     "  max_header_bytes: 16KiB\n"
 				     "  max_target_length: 2k\n"
 				     "  max_body_size: 10m\n"
+				     "  max_connections: 5000\n"
 				     "timeouts:\n"
 				     "  client_header: 1s\n"
 				     "  client_keepalive: 2s\n"
@@ -274,6 +276,7 @@ static void test_every_key_non_default(void **state)
 	assert_int_equal(c->limits.max_header_bytes, 16384);
 	assert_int_equal(c->limits.max_target_length, 2048);
 	assert_int_equal(c->limits.max_body_size, 10 << 20);
+	assert_int_equal(c->limits.max_connections, 5000);
 	assert_int_equal(c->timeouts.client_header, 1000);
 	assert_int_equal(c->timeouts.client_keepalive, 2000);
 	assert_int_equal(c->timeouts.client_body, 3000);
@@ -586,6 +589,10 @@ static void test_err_ranges(void **state)
 		   "t.yaml:1:30: limits.max_target_length out of range (256..1m)");
 	expect_err("limits: { max_target_length: 2m }\n",
 		   "t.yaml:1:30: limits.max_target_length out of range (256..1m)");
+	expect_err("limits: { max_connections: 0 }\n",
+		   "t.yaml:1:28: limits.max_connections out of range (1..10000000)");
+	expect_err("limits: { max_connections: 10000001 }\n",
+		   "t.yaml:1:28: limits.max_connections out of range (1..10000000)");
 	expect_err("timeouts: { upstream_connect: 0s }\n",
 		   "t.yaml:1:31: timeouts.upstream_connect out of range (at least 1ms)");
 	expect_err("upstreams: { u: { servers: [ { address: \"127.0.0.1:1\", weight: 0 } ] } }\n",

@@ -1,6 +1,7 @@
 /* Unit tests for user/server/worker.c: config publication (a snapshot moves to a worker
  * with its reference, never as a bare pointer), under a publisher and a worker racing;
- * borrowing another worker's listening socket against its owner closing it. */
+ * borrowing another worker's listening socket against its owner closing it; the
+ * connection cap's default and its split across workers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,6 +198,24 @@ static void test_listen_borrow_holds_off_close(void **state)
 	sl_listen_close(&l); /* closing twice is a no-op */
 }
 
+/* The default cap leaves room for an upstream connection per client and a reserve;
+ * shares add up to the total and never leave a worker at 0 (which would mean no cap). */
+static void test_connection_cap(void **state)
+{
+	assert_int_equal(sl_worker_auto_max_conns(256, 2, 1), (256 - 64 - 2 * 3) / 2);
+	assert_int_equal(sl_worker_auto_max_conns(1024, 2, 1), (1024 - 64 - 2 * 3) / 2);
+	assert_int_equal(sl_worker_auto_max_conns(1048576, 8, 2), (1048576 - 64 - 8 * 4) / 2);
+	/* tiny limits: at least one connection per worker */
+	assert_int_equal(sl_worker_auto_max_conns(16, 4, 1), 4);
+	unsigned int total = 0;
+	for (unsigned int i = 0; i < 3; i++)
+		total += sl_worker_conn_share(11, 3, i);
+	assert_int_equal(total, 11);
+	assert_int_equal(sl_worker_conn_share(11, 3, 0), 4);
+	assert_int_equal(sl_worker_conn_share(11, 3, 2), 3);
+	assert_int_equal(sl_worker_conn_share(2, 4, 3), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -204,6 +223,7 @@ int main(void)
 	    cmocka_unit_test(test_race_counts),
 	    cmocka_unit_test(test_race_frees),
 	    cmocka_unit_test(test_listen_borrow_holds_off_close),
+	    cmocka_unit_test(test_connection_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,6 +88,8 @@ struct sl_conf_limits {
 	size_t max_header_bytes;       /* default 32 KiB, at most 1 MiB */
 	size_t max_target_length;      /* default 8 KiB */
 	uint64_t max_body_size;	       /* 0 = unlimited (default) */
+	unsigned int max_connections;  /* client connections per process, split across the
+					* workers; 0 = derived from the open file limit */
 };
 
 /* All durations in milliseconds. */

@@ -429,6 +429,9 @@ static int parse_limits(struct parse *p, yaml_node_t *n)
 		} else if (KEY_IS(k, "max_body_size")) {
 			ret = get_size(p, v, "limits", "max_body_size", 0, UINT64_MAX, "", &x);
 			lim->max_body_size = x;
+		} else if (KEY_IS(k, "max_connections")) {
+			ret = get_uint(p, v, "limits", "max_connections", 1, 10000000, &x);
+			lim->max_connections = x;
 		} else {
 			ret = unknown(p, k, "limits");
 		}

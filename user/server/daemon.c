@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -59,6 +60,48 @@ static void spool_limits(const struct sl_conf *c, unsigned int *max_idle, unsign
 	}
 }
 
+/* Raise the soft RLIMIT_NOFILE to the hard limit (as nginx's worker_rlimit_nofile and
+ * HAProxy do): the default connection cap is derived from it. Returns the limit in force. */
+static uint64_t raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t from = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (!setrlimit(RLIMIT_NOFILE, &rl)) {
+			sl_log(SL_LOG_INFO, "msg=\"open file limit raised\" from=%llu to=%llu",
+			       (unsigned long long)from, (unsigned long long)rl.rlim_cur);
+		} else {
+			sl_log(SL_LOG_WARN,
+			       "msg=\"cannot raise the open file limit\" nofile=%llu hard=%llu "
+			       "err=\"%s\"",
+			       (unsigned long long)from, (unsigned long long)rl.rlim_max,
+			       strerror(errno));
+			rl.rlim_cur = from;
+		}
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : (uint64_t)rl.rlim_cur;
+}
+
+/* One line saying what the connection cap is and where it comes from, and a warning
+ * when a configured cap leaves no room under the open file limit. */
+static void log_conn_cap(const struct sl_daemon *d, const struct sl_conf *c)
+{
+	unsigned int set = c->limits.max_connections, total = set ? set : d->auto_max_conns;
+	sl_log(SL_LOG_INFO,
+	       "msg=\"connection cap\" max_connections=%u per_worker=%u source=%s nofile=%llu",
+	       total, sl_worker_conn_share(total, d->n_workers, 0), set ? "config" : "derived",
+	       (unsigned long long)d->nofile);
+	if (set > d->auto_max_conns)
+		sl_log(SL_LOG_WARN,
+		       "msg=\"limits.max_connections is above what the open file limit leaves "
+		       "room for; accepting will pause at the limit\" max_connections=%u fits=%u "
+		       "nofile=%llu",
+		       set, d->auto_max_conns, (unsigned long long)d->nofile);
+}
+
 int sl_daemon_reload(struct sl_daemon *d)
 {
 	const char *path = d->conf_path;
@@ -93,6 +136,8 @@ int sl_daemon_reload(struct sl_daemon *d)
 		spool_limits(n, &max_idle, &idle_ms);
 		sl_spool_set_limits(d->spool, max_idle, idle_ms);
 	}
+	if (n->limits.max_connections != old->limits.max_connections)
+		log_conn_cap(d, n);
 	atomic_store_explicit(&d->conf, n, memory_order_release);
 	for (unsigned int i = 0; i < d->n_workers; i++) {
 		sl_worker_publish(&d->workers[i], n);
@@ -277,6 +322,9 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	    conf->workers > 0 ? (unsigned int)conf->workers : (unsigned int)(ncpu > 0 ? ncpu : 1);
 	if (d.n_workers > SL_MAX_WORKERS)
 		d.n_workers = SL_MAX_WORKERS;
+	d.nofile = raise_nofile();
+	d.auto_max_conns = sl_worker_auto_max_conns(d.nofile, d.n_workers, conf->n_listeners);
+	log_conn_cap(&d, conf);
 	d.alog_fd = sl_alog_open(conf->log.access_log);
 	if (conf->log.access_log && d.alog_fd < 0) {
 		fprintf(stderr, "%s: cannot open access log %s: %s\n", path, conf->log.access_log,

@@ -72,6 +72,23 @@ void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h)
 	free(h);
 }
 
+static void accept_check_cap(struct sl_worker *w);
+
+/* This worker's share of limits.max_connections, published where steering reads it so
+ * that it sends new connections to workers with room (bpf.max_conns_per_worker, when
+ * lower, still applies to steering alone). */
+static void apply_conn_cap(struct sl_worker *w, const struct sl_conf *c)
+{
+	unsigned int total =
+	    c->limits.max_connections ? c->limits.max_connections : w->d->auto_max_conns;
+	w->max_conns = total ? sl_worker_conn_share(total, w->d->n_workers, w->id) : 0;
+	unsigned int steer = c->bpf.max_conns_per_worker;
+	if (!steer || (w->max_conns && w->max_conns < steer))
+		steer = w->max_conns;
+	__atomic_store_n(&w->state->max_conns, steer, __ATOMIC_RELAXED);
+	accept_check_cap(w);
+}
+
 size_t sl_worker_big_size(const struct sl_conf *c)
 {
 	return c->limits.max_header_bytes + 8192; /* slack: the body bytes read with a head */
@@ -125,6 +142,7 @@ static void pick_up_conf(struct sl_worker *w)
 	/* heads up to max_header_bytes must fit one buffer: a reload that raises the limit
 	 * raises the big class with it (requests already in a buffer keep theirs) */
 	sl_mem_grow(&w->mem, SL_MEM_BIG, sl_worker_big_size(c));
+	apply_conn_cap(w, c);
 	if (!old)
 		return;
 	if (old->users == 0) {
@@ -169,21 +187,130 @@ int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf)
 	return 0;
 }
 
+unsigned int sl_worker_auto_max_conns(uint64_t nofile, unsigned int n_workers,
+				      unsigned int n_listeners)
+{
+	/* stdio, logs, signalfd, admin, shared pool, BPF maps and programs: 64; per worker
+	 * its epoll, eventfd and listening sockets */
+	uint64_t reserve = 64 + (uint64_t)n_workers * (n_listeners + 2);
+	uint64_t n = nofile > reserve ? (nofile - reserve) / 2 : 0;
+	if (n > 10000000)
+		n = 10000000;
+	return n > n_workers ? (unsigned int)n : n_workers;
+}
+
+unsigned int sl_worker_conn_share(unsigned int total, unsigned int n_workers, unsigned int i)
+{
+	unsigned int share = total / n_workers + (i < total % n_workers);
+	return share ? share : 1;
+}
+
+static void listen_events(struct sl_worker *w, int on)
+{
+	for (unsigned int i = 0; i < w->n_lsn; i++) {
+		if (w->lsn[i].fd < 0)
+			continue;
+		if (on)
+			event_add(&w->lsn[i].ev, NULL); /* assigned at start: cannot fail */
+		else
+			event_del(&w->lsn[i].ev);
+	}
+}
+
+static void accept_pause(struct sl_worker *w, unsigned int why)
+{
+	if (!w->accept_off)
+		listen_events(w, 0);
+	w->accept_off |= why;
+}
+
+static void accept_resume(struct sl_worker *w, unsigned int why)
+{
+	if (!(w->accept_off & why))
+		return;
+	w->accept_off &= ~why;
+	if (!w->accept_off && !w->draining)
+		listen_events(w, 1);
+}
+
+/* Resume accepting once below the cap (a connection closed, or a reload raised it). */
+static void accept_check_cap(struct sl_worker *w)
+{
+	if ((w->accept_off & SL_ACCEPT_FULL) && w->n_sessions < w->max_conns)
+		accept_resume(w, SL_ACCEPT_FULL);
+}
+
+static void backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	accept_resume(arg, SL_ACCEPT_BACKOFF);
+}
+
+/* One line per second for the whole process, however many workers fail how often,
+ * with the count of failures not logged since the last line. */
+static uint64_t accept_err_logged_ns;
+static unsigned long accept_err_suppressed;
+
+static void log_accept_error(struct sl_worker *w, int err)
+{
+	uint64_t now = sl_mono_ns();
+	uint64_t last = __atomic_load_n(&accept_err_logged_ns, __ATOMIC_RELAXED);
+	if ((last && now - last < 1000000000ull) ||
+	    !__atomic_compare_exchange_n(&accept_err_logged_ns, &last, now, 0, __ATOMIC_RELAXED,
+					 __ATOMIC_RELAXED)) {
+		__atomic_fetch_add(&accept_err_suppressed, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	unsigned long n = __atomic_exchange_n(&accept_err_suppressed, 0, __ATOMIC_RELAXED);
+	sl_log(SL_LOG_ERROR,
+	       "msg=\"accept failed, pausing accept\" worker=%u err=\"%s\" pause_ms=%u "
+	       "open=%u suppressed=%lu",
+	       w->id, strerror(err), SL_ACCEPT_BACKOFF_MS, w->n_sessions, n);
+}
+
+/* 0 go on accepting, -1 stop this batch. */
+static int accept_failed(struct sl_worker *w, int err)
+{
+	switch (err) {
+	case EMFILE:
+	case ENFILE:
+	case ENOBUFS:
+	case ENOMEM:
+		/* The connection stays queued and the socket stays readable: accepting again
+		 * at once would spin. Pause; a connection of ours closing ends it early. */
+		log_accept_error(w, err);
+		accept_pause(w, SL_ACCEPT_BACKOFF);
+		struct timeval tv = {0, SL_ACCEPT_BACKOFF_MS * 1000};
+		if (evtimer_add(&w->backoff_ev, &tv))
+			accept_resume(w, SL_ACCEPT_BACKOFF); /* never stay off for good */
+		return -1;
+	case EINTR:
+	case ECONNABORTED: /* that connection is gone; the next may be fine */
+	case EPROTO:
+	case EPERM:
+		return 0;
+	default: /* EAGAIN: the queue is empty */
+		return -1;
+	}
+}
+
 static void accept_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_listen *l = arg;
 	struct sl_worker *w = l->w;
 	/* bounded batch: other connections get their turn on the loop */
 	for (int i = 0; i < 64 && !w->draining; i++) {
+		if (w->max_conns && w->n_sessions >= w->max_conns) {
+			/* refuse before the fd limit: the rest wait in the backlog */
+			accept_pause(w, SL_ACCEPT_FULL);
+			return;
+		}
 		struct sockaddr_storage sa;
 		socklen_t len = sizeof(sa);
 		int c = accept4(fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
-				sl_log(SL_LOG_ERROR, "msg=\"accept failed\" worker=%u err=\"%s\"",
-				       w->id, strerror(errno));
-			return;
+			if (accept_failed(w, errno))
+				return;
+			continue;
 		}
 		sl_session_accept(w, l, c, &sa, len);
 	}
@@ -238,6 +365,13 @@ void sl_worker_session_gone(struct sl_worker *w)
 {
 	if (w->draining && w->n_sessions == 0)
 		event_base_loopbreak(w->base);
+	if (!w->accept_off)
+		return;
+	accept_check_cap(w);
+	if (w->accept_off & SL_ACCEPT_BACKOFF) { /* an fd was freed: try again now */
+		event_del(&w->backoff_ev);
+		accept_resume(w, SL_ACCEPT_BACKOFF);
+	}
 }
 
 static void check_control(struct sl_worker *w)
@@ -291,7 +425,7 @@ static void rescue_stalled(struct sl_worker *w, uint64_t now)
 		    now < hb || now - hb <= d->stall_ns)
 			continue;
 		unsigned int got = 0;
-		for (unsigned int l = 0; l < w->n_lsn && l < o->n_lsn; l++) {
+		for (unsigned int l = 0; l < w->n_lsn && l < o->n_lsn && !w->accept_off; l++) {
 			struct {
 				int fd;
 				socklen_t len;
@@ -301,15 +435,25 @@ static void rescue_stalled(struct sl_worker *w, uint64_t now)
 			int lfd = sl_listen_borrow(&o->lsn[l]);
 			if (lfd < 0)
 				continue;
-			/* only accept4() while borrowed: the owner may be waiting to close */
-			for (; n < 64; n++) {
+			/* only accept4() while borrowed: the owner may be waiting to close; and
+			 * no more than this worker's own cap leaves room for */
+			unsigned int room = !w->max_conns ? 64
+					    : w->n_sessions >= w->max_conns
+						? 0
+						: w->max_conns - w->n_sessions;
+			int err = 0;
+			for (; n < 64 && (unsigned int)n < room; n++) {
 				acc[n].len = sizeof(acc[n].sa);
 				acc[n].fd = accept4(lfd, (struct sockaddr *)&acc[n].sa, &acc[n].len,
 						    SOCK_NONBLOCK | SOCK_CLOEXEC);
-				if (acc[n].fd < 0)
+				if (acc[n].fd < 0) {
+					err = errno;
 					break;
+				}
 			}
 			sl_listen_return(&o->lsn[l]);
+			if (err)
+				accept_failed(w, err);
 			for (int k = 0; k < n; k++) {
 				got++;
 				w->st->rescued++;
@@ -331,6 +475,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_worker *w = arg;
 	uint64_t now = sl_mono_ns();
 	__atomic_store_n(&w->state->heartbeat_ns, now, __ATOMIC_RELAXED);
+	if (w->accept_off & SL_ACCEPT_FULL) /* closes are noticed at once; this is a net */
+		accept_check_cap(w);
 	if (w->d->steering && !w->draining && w->d->n_workers > 1)
 		rescue_stalled(w, now);
 	if (atomic_load_explicit(&sl_waiters_total, memory_order_relaxed)) {
@@ -396,6 +542,7 @@ int sl_worker_start(struct sl_worker *w)
 	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->ctl_fd < 0)
 		return -errno;
+	evtimer_assign(&w->backoff_ev, w->base, backoff_cb, w);
 	pick_up_conf(w);
 	/* A worker missing one of these would never be stopped, never beat, or never
 	 * accept: refuse to start it. */
@@ -444,6 +591,7 @@ void sl_worker_destroy(struct sl_worker *w)
 	if (w->base) {
 		event_del(&w->ctl_ev);
 		event_del(&w->tick_ev);
+		event_del(&w->backoff_ev);
 		event_base_free(w->base);
 	}
 	if (w->ctl_fd >= 0)

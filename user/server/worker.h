@@ -67,6 +67,12 @@ struct sl_worker {
 	unsigned int n_sessions;
 	struct sl_session *wq_head, *wq_tail; /* waiting for max_conns_per_server */
 	int waking;			      /* in sl_session_wake_queue() */
+	/* Accepting: off while the worker holds max_conns client connections (they wait in
+	 * the kernel's backlog, steering sends new ones elsewhere) and for a short back-off
+	 * after accept4() ran out of fds or memory. */
+	unsigned int max_conns;	 /* this worker's share of limits.max_connections */
+	unsigned int accept_off; /* SL_ACCEPT_* reasons accepting is paused */
+	struct event backoff_ev;
 	int draining;
 	int stopped;
 	struct timeval tv_header, tv_keepalive, tv_body, tv_connect, tv_resp, tv_upidle;
@@ -86,6 +92,16 @@ struct sl_worker {
 	atomic_uint stall_ms; /* admin /debug/stall: block the loop this long when poked */
 };
 
+enum {
+	SL_ACCEPT_FULL = 1,    /* at max_conns */
+	SL_ACCEPT_BACKOFF = 2, /* accept4() failed with EMFILE, ENFILE, ENOBUFS or ENOMEM */
+};
+
+/* How long accepting stays off after running out of fds or memory, unless one of the
+ * worker's connections closes first. nginx waits 500 ms; closing connections free fds
+ * sooner, and they end the pause at once. */
+#define SL_ACCEPT_BACKOFF_MS 100
+
 struct sl_daemon {
 	const struct sl_proxy_ops *ops;
 	_Atomic(struct sl_conf *) conf; /* current snapshot (main thread's reference) */
@@ -103,6 +119,8 @@ struct sl_daemon {
 	struct sl_spool *spool; /* shared overflow pool of idle upstream connections */
 	int steering;		/* the BPF program steers; stalled workers are rescued */
 	uint64_t stall_ns;
+	uint64_t nofile;	     /* RLIMIT_NOFILE soft limit the daemon runs with */
+	unsigned int auto_max_conns; /* limits.max_connections when the config has none */
 };
 
 int sl_worker_start(struct sl_worker *w);
@@ -129,6 +147,13 @@ int sl_listen_borrow(struct sl_listen *l);
 void sl_listen_return(struct sl_listen *l);
 /* Owner: close the listening socket, after any borrower is done with it. */
 void sl_listen_close(struct sl_listen *l);
+
+/* limits.max_connections derived from an open file limit: room for each client
+ * connection's upstream connection and a reserve for listeners, logs, epoll and BPF. */
+unsigned int sl_worker_auto_max_conns(uint64_t nofile, unsigned int n_workers,
+				      unsigned int n_listeners);
+/* Worker i's share of a process-wide connection cap (at least 1). */
+unsigned int sl_worker_conn_share(unsigned int total, unsigned int n_workers, unsigned int i);
 
 /* Size of the big buffer class that c's max_header_bytes needs. */
 size_t sl_worker_big_size(const struct sl_conf *c);
