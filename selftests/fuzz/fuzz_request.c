@@ -171,6 +171,8 @@ static size_t one_request(struct conn *c, size_t pos, struct sl_http_parser *hp,
 	const char *why = NULL;
 
 	sl_head_reset(h, l->max_hdr, 8192);
+	/* start_request(): a fresh parser per request, nothing learnt from the last one */
+	sl_http_parser_init(hp, 1, h);
 	/* parse_request_head() */
 	for (;;) {
 		if (parse == avail) {
@@ -301,7 +303,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz_buf out = {0};
 	sn.n_done = 0;
 	sn.aborted = 0;
-	sl_http_parser_init(&hp, 1, &head);
 	size_t pos = 0;
 	for (;;) {
 		size_t n = one_request(&c, pos, &hp, &head, &out, &sn);
@@ -310,7 +311,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pos += n;
 		if (c.rd < pos)
 			c.rd = pos;
-		sl_http_parser_next(&hp);
 	}
 	fz_echo(&out, "upstream");
 	if (!setjmp(sh_known_jmp)) /* a known, reported violation gives the input up */
