@@ -79,6 +79,7 @@ struct sl_worker_stats {
 	__u64 rescued;		  /* connections taken from a stalled worker's accept queue */
 	__u64 trailers_dropped;	  /* trailer fields RFC 9110 6.5.1 forbids, not forwarded */
 	__u64 header_timeouts;	  /* connections cut at timeouts.client_header (slow heads) */
+	__u64 send_timeouts;	  /* clients cut for leaving a response unread (slow readers) */
 } __attribute__((aligned(64)));
 
 /* ---- XDP guard (bpf/xdp_guard.bpf.c) ---- */

@@ -25,6 +25,7 @@ def totals(path):
     return {"active": sum(w["active"] for w in ws),
             "errors_client": sum(w["errors_client"] for w in ws),
             "header_timeouts": sum(w["header_timeouts"] for w in ws),
+            "send_timeouts": sum(w["send_timeouts"] for w in ws),
             "4xx": sum(w["responses"]["4xx"] for w in ws)}
 
 
@@ -170,8 +171,9 @@ def test_slow_readers_cut_at_send_timeout(sluice, backend, tmp_path):
         assert totals(path)["active"] >= N_READERS, \
             "readers gone before the normal client finished (machine too slow for a 2 s " \
             "send timeout?): %r" % totals(path)
-        # cut at the send timeout: sluiced holds none of them any more
+        # cut at the send timeout: sluiced holds none of them any more, and says so
         assert wait_for(lambda: totals(path)["active"] == 0, 15 * SCALE), totals(path)
+        assert totals(path)["send_timeouts"] == N_READERS, totals(path)
         got = []
         for s in readers:  # each drains what it was sent: short of the whole body
             s.settimeout(5 * SCALE)

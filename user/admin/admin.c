@@ -221,6 +221,7 @@ static const struct {
     {"rescued", OFF(rescued)},
     {"trailers_dropped", OFF(trailers_dropped)},
     {"header_timeouts", OFF(header_timeouts)},
+    {"send_timeouts", OFF(send_timeouts)},
 };
 
 static json_t *worker_json(const struct sl_worker *w)
@@ -375,10 +376,10 @@ static const struct metric metrics[] = {
     {"sluice_hostile_total",
      "counter",
      "Hostile or broken input handled: trailer fields dropped (RFC 9110 6.5.1), connections "
-     "cut at timeouts.client_header.",
+     "cut at timeouts.client_header (slow heads) or for leaving a response unread.",
      "event",
-     {"trailer_dropped", "header_timeout"},
-     {OFF(trailers_dropped), OFF(header_timeouts)}},
+     {"trailer_dropped", "header_timeout", "send_timeout"},
+     {OFF(trailers_dropped), OFF(header_timeouts), OFF(send_timeouts)}},
 };
 
 static void get_metrics(struct admin *a, struct evhttp_request *req)

@@ -21,7 +21,7 @@ const char *sl_req_method(const struct sl_session *s, size_t *len)
 			*len = 0;
 		return NULL;
 	}
-	const char *m = llhttp_method_name((llhttp_method_t)s->rp.p.method);
+	const char *m = llhttp_method_name((llhttp_method_t)s->r->rp.p.method);
 	if (len)
 		*len = strlen(m);
 	return m;

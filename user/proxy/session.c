@@ -29,6 +29,10 @@
 #include "upstream/shared_pool.h"
 
 #define SL_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
+/* Free-list bounds per worker: enough for steady load, and memory goes back after a
+ * burst (a request object is ~16 KB, a session ~0.5 KB). */
+#define SL_FREE_REQUESTS 32
+#define SL_FREE_SESSIONS 256
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg);
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -436,11 +440,12 @@ static struct sl_upconn *pool_take(struct sl_session *s)
 
 static void client_wr(struct sl_session *s, int on)
 {
-	if (on && !s->wr_on)
-		event_add(&s->wev, NULL);
-	else if (!on && s->wr_on)
-		event_del(&s->wev);
-	s->wr_on = (uint8_t)on;
+	struct sl_request *r = s->r;
+	if (on && !r->wr_on)
+		event_add(&r->wev, NULL);
+	else if (!on && r->wr_on)
+		event_del(&r->wev);
+	r->wr_on = (uint8_t)on;
 }
 
 /* Write what is pending for the client: the rest of a "100 Continue", out (if it holds
@@ -807,6 +812,8 @@ static void request_release(struct sl_session *s)
 	queue_unlink(s);
 	if (r->up)
 		up_release(s, 0);
+	if (r->wr_on)
+		event_del(&r->wev);
 	if (r->hold)
 		sl_worker_conf_put(w, r->hold);
 	iob_free(w, &r->uin);
@@ -814,8 +821,7 @@ static void request_release(struct sl_session *s)
 	free(r->lbody_buf);
 	s->r = NULL;
 	s->gen++;
-	s->rp.head = NULL;
-	if (w->n_free_requests < 1024) {
+	if (w->n_free_requests < SL_FREE_REQUESTS) {
 		r->next_free = w->free_requests;
 		w->free_requests = r;
 		w->n_free_requests++;
@@ -842,11 +848,16 @@ static int start_request(struct sl_session *s)
 		return -ENOMEM;
 	s->r = r;
 	s->state = SS_HEAD;
+	/* the client write event lives with the request: an idle connection has none */
+	event_assign(&r->wev, w->base, s->fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
 	clock_gettime(CLOCK_MONOTONIC, &r->t_start);
 	r->hold = sl_worker_conf_get(w);
 	const struct sl_conf *c = r->hold->conf;
 	sl_head_reset(&r->req, c->limits.max_header_count, (uint32_t)c->limits.max_target_length);
-	s->rp.head = &r->req;
+	/* a fresh parser for each request, not a continued one: what llhttp learnt from
+	 * the last message (a "Connection: close" smuggled into its trailer, say) must
+	 * not outlive it */
+	sl_http_parser_init(&r->rp, 1, &r->req);
 	arm(s, ST_HEADER);
 	return 0;
 }
@@ -862,7 +873,7 @@ static int split_target(struct sl_session *s)
 		h->path_len = n;
 		return 0;
 	}
-	if (n == 1 && t[0] == '*' && s->rp.p.method == HTTP_OPTIONS) {
+	if (n == 1 && t[0] == '*' && s->r->rp.p.method == HTTP_OPTIONS) {
 		h->path_off = h->target_off;
 		h->path_len = 1;
 		return 0;
@@ -930,9 +941,9 @@ static void request_head_done(struct sl_session *s)
 	s->state = SS_PROXY;
 	r->listener = &sconf(s)->listeners[s->lsn->index];
 	w->st->requests++;
-	r->keepalive = llhttp_should_keep_alive(&s->rp.p) && !w->draining;
-	r->is_head_req = s->rp.p.method == HTTP_HEAD;
-	r->idempotent = (uint8_t)method_is_idempotent(s->rp.p.method);
+	r->keepalive = llhttp_should_keep_alive(&s->r->rp.p) && !w->draining;
+	r->is_head_req = s->r->rp.p.method == HTTP_HEAD;
+	r->idempotent = (uint8_t)method_is_idempotent(s->r->rp.p.method);
 
 	int st = sl_request_line_check(h, s->in.data, &why);
 	if (st) {
@@ -943,7 +954,7 @@ static void request_head_done(struct sl_session *s)
 		refuse_request(s, 400, why);
 		return;
 	}
-	if (s->rp.p.method == HTTP_CONNECT) {
+	if (s->r->rp.p.method == HTTP_CONNECT) {
 		/* authority-form is valid HTTP; sluice does not tunnel it */
 		refuse_request(s, 405, "CONNECT");
 		return;
@@ -953,17 +964,17 @@ static void request_head_done(struct sl_session *s)
 		return;
 	}
 	uint64_t max_body = sconf(s)->limits.max_body_size;
-	if (max_body && h->info.has_cl && s->rp.p.content_length > max_body) {
+	if (max_body && h->info.has_cl && s->r->rp.p.content_length > max_body) {
 		refuse_request(s, 413, "Content-Length over max_body_size");
 		return;
 	}
-	r->has_body = h->info.chunked || (h->info.has_cl && s->rp.p.content_length > 0);
-	r->upgrade_req = s->rp.p.upgrade && h->info.has_upgrade && h->info.conn_upgrade;
+	r->has_body = h->info.chunked || (h->info.has_cl && s->r->rp.p.content_length > 0);
+	r->upgrade_req = s->r->rp.p.upgrade && h->info.has_upgrade && h->info.conn_upgrade;
 	r->expect_continue = h->info.expect_continue && h->http_minor >= 1 &&
-			     (h->info.chunked || s->rp.p.content_length > 0);
+			     (h->info.chunked || s->r->rp.p.content_length > 0);
 	if (h->info.expect_continue)
 		sl_head_remove(h, s->in.data, "expect", 6);
-	arm(s, (h->info.chunked || s->rp.p.content_length) ? ST_BODY : ST_NONE);
+	arm(s, (h->info.chunked || s->r->rp.p.content_length) ? ST_BODY : ST_NONE);
 
 	/* Run the parser over what follows the head: completes body-less requests now. */
 	pump_request_body(s);
@@ -992,10 +1003,10 @@ static void parse_request_head(struct sl_session *s)
 	struct sl_iob *b = &s->in;
 	size_t used;
 	llhttp_errno_t e =
-	    sl_http_execute(&s->rp, b->data, b->data + b->parse, b->wr - b->parse, &used);
+	    sl_http_execute(&s->r->rp, b->data, b->data + b->parse, b->wr - b->parse, &used);
 	b->parse += (uint32_t)used;
 	r->r_in += used;
-	if (e == HPE_PAUSED && s->rp.headers_done) {
+	if (e == HPE_PAUSED && s->r->rp.headers_done) {
 		if (b->parse > head_limit(s)) {
 			refuse_request(s, 431, "head over max_header_bytes");
 			return;
@@ -1011,10 +1022,10 @@ static void parse_request_head(struct sl_session *s)
 		rd_on(s); /* the rest of the head */
 		return;
 	}
-	const char *why = llhttp_get_error_reason(&s->rp.p);
+	const char *why = llhttp_get_error_reason(&s->r->rp.p);
 	int st = r->req.err_status ? r->req.err_status : 400;
 	if (!r->req.err_status && e == HPE_INVALID_VERSION &&
-	    !(s->rp.p.http_major == 1 && s->rp.p.http_minor <= 1))
+	    !(s->r->rp.p.http_major == 1 && s->r->rp.p.http_minor <= 1))
 		st = 505; /* HTTP/1.2, HTTP/3.0, ...: a version, just not ours */
 	refuse_request(s, st, why);
 }
@@ -1091,23 +1102,23 @@ static void pump_request_body(struct sl_session *s)
 	if (!r->req_done) {
 		size_t used;
 		uint32_t old = b->fwd;
-		llhttp_errno_t e =
-		    sl_http_execute(&s->rp, b->data, b->data + b->parse, b->wr - b->parse, &used);
+		llhttp_errno_t e = sl_http_execute(&s->r->rp, b->data, b->data + b->parse,
+						   b->wr - b->parse, &used);
 		b->parse += (uint32_t)used;
 		r->r_in += used;
 		r->body_wire += used;
-		if (e == HPE_PAUSED && s->rp.message_done) {
+		if (e == HPE_PAUSED && s->r->rp.message_done) {
 			r->req_done = 1;
 		} else if (e != HPE_OK) {
 			refuse_request(s, 400,
-				       s->rp.body_err == SL_BODY_EXT_TOO_LONG
+				       s->r->rp.body_err == SL_BODY_EXT_TOO_LONG
 					   ? "chunk extension too long"
-				       : s->rp.body_err == SL_BODY_TRAILER_TOO_BIG
+				       : s->r->rp.body_err == SL_BODY_TRAILER_TOO_BIG
 					   ? "trailer section too big"
-					   : llhttp_get_error_reason(&s->rp.p));
+					   : llhttp_get_error_reason(&s->r->rp.p));
 			return;
 		}
-		b->fwd = raw_body_end(s->w, b, &s->rp);
+		b->fwd = raw_body_end(s->w, b, &s->r->rp);
 		/* every byte of the body counts, chunk framing included */
 		uint64_t max = sconf(s)->limits.max_body_size;
 		if (max && r->body_wire > max) {
@@ -1156,11 +1167,11 @@ static int build_upstream_head(struct sl_session *s)
 				sl_out_put(&o, ", ", 2);
 				h->h[i].flags |= SL_HDR_REMOVED;
 			}
-			sl_out_str(&o, s->client_ip);
+			sl_out_put(&o, s->client_str + s->ip_off, s->ip_len);
 			if (!o.ok || sl_head_append(h, "X-Forwarded-For", 15, tmp, o.len))
 				return -ENOSPC;
-		} else if (sl_head_append(h, "X-Forwarded-For", 15, s->client_ip,
-					  strlen(s->client_ip))) {
+		} else if (sl_head_append(h, "X-Forwarded-For", 15, s->client_str + s->ip_off,
+					  s->ip_len)) {
 			return -ENOSPC;
 		}
 	}
@@ -1195,7 +1206,7 @@ static int build_upstream_head(struct sl_session *s)
 
 	if (iob_alloc(s->w, &r->out, SL_MEM_SMALL))
 		return -ENOMEM;
-	const char *method = llhttp_method_name((llhttp_method_t)s->rp.p.method);
+	const char *method = llhttp_method_name((llhttp_method_t)s->r->rp.p.method);
 	for (;;) {
 		struct sl_out o;
 		sl_out_init(&o, r->out.data, r->out.cap);
@@ -1962,7 +1973,7 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 			struct sl_request *r = s->r;
 			if (s->state != SS_TUNNEL && b->rd > r->head_end)
 				r->body_discarded = 1;
-			iob_compact(b, s->state == SS_TUNNEL ? 0 : r->head_end, &s->rp);
+			iob_compact(b, s->state == SS_TUNNEL ? 0 : r->head_end, &s->r->rp);
 			if (b->wr == b->cap) {
 				if (s->state == SS_PROXY && !r->req_done && b->rd == b->fwd) {
 					/* nothing to forward and no room: trailers or framing
@@ -2047,6 +2058,7 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 		session_close(s);
 		break;
 	case ST_SEND:
+		s->w->st->send_timeouts++;
 		sl_log(SL_LOG_DEBUG, "msg=\"client stopped reading, closed\" client=%s",
 		       s->client_str);
 		session_close(s);
@@ -2219,8 +2231,8 @@ static void log_request(struct sl_session *s)
 	ll_str(&l, " client=");
 	ll_str(&l, s->client_str);
 	ll_str(&l, " method=");
-	if (r->req.target_len && s->rp.headers_done) {
-		const char *m = llhttp_method_name((llhttp_method_t)s->rp.p.method);
+	if (r->req.target_len && s->r->rp.headers_done) {
+		const char *m = llhttp_method_name((llhttp_method_t)s->r->rp.p.method);
 		ll_val(&l, m, strlen(m), 32);
 		ll_str(&l, " target=");
 		ll_val(&l, s->in.data + r->req.target_off, r->req.target_len, 1024);
@@ -2271,9 +2283,6 @@ static void finish_request(struct sl_session *s)
 		memmove(b->data, b->data + b->parse, left);
 	b->rd = b->fwd = b->parse = 0;
 	b->wr = left;
-	/* a fresh parser, not a continued one: what llhttp learnt from this message (a
-	 * "Connection: close" smuggled into its trailer, say) must not outlive it */
-	sl_http_parser_init(&s->rp, 1, NULL);
 	s->state = SS_IDLE;
 	if (!s->nodelay) {
 		/* kept alive: small responses must not wait behind Nagle from now on (nginx's
@@ -2295,7 +2304,7 @@ static void finish_request(struct sl_session *s)
 static void session_free(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
-	if (w->n_free_sessions < 1024) {
+	if (w->n_free_sessions < SL_FREE_SESSIONS) {
 		s->next = w->free_sessions;
 		w->free_sessions = s;
 		w->n_free_sessions++;
@@ -2314,14 +2323,14 @@ static void session_close(struct sl_session *s)
 	if (s->closed)
 		return;
 	s->closed = 1; /* first: a logging callback that calls back in finds it closed */
-	if (r && s->state != SS_TUNNEL && (s->rp.headers_done || r->req.target_len || r->status)) {
+	if (r && s->state != SS_TUNNEL &&
+	    (s->r->rp.headers_done || r->req.target_len || r->status)) {
 		if (!r->status)
 			r->status = 499; /* closed before a response was complete */
 		log_request(s);
 	}
 	request_release(s);
 	event_del(&s->rev);
-	event_del(&s->wev);
 	event_del(&s->tev);
 	close(s->fd);
 	iob_free(w, &s->in);
@@ -2407,28 +2416,28 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	s->fd = fd;
 	s->w = w;
 	s->lsn = l;
-	memcpy(&s->client, sa, salen);
-	s->client_len = salen;
+	memcpy(&s->client, sa, salen < sizeof(s->client) ? salen : sizeof(s->client));
+	s->client_len = salen < sizeof(s->client) ? salen : sizeof(s->client);
+	char ip[INET6_ADDRSTRLEN] = "?";
 	uint16_t port = 0;
+	int v6 = 0;
 	if (sa->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
-			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], s->client_ip,
-				  sizeof(s->client_ip));
-		else
-			inet_ntop(AF_INET6, &a->sin6_addr, s->client_ip, sizeof(s->client_ip));
+		const struct sockaddr_in6 *a = &s->client.in6;
+		v6 = !IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
+		inet_ntop(v6 ? AF_INET6 : AF_INET,
+			  v6 ? (const void *)&a->sin6_addr
+			     : (const void *)&a->sin6_addr.s6_addr[12],
+			  ip, sizeof(ip));
 		port = ntohs(a->sin6_port);
-	} else {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &a->sin_addr, s->client_ip, sizeof(s->client_ip));
-		port = ntohs(a->sin_port);
+	} else if (sa->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &s->client.in.sin_addr, ip, sizeof(ip));
+		port = ntohs(s->client.in.sin_port);
 	}
-	snprintf(s->client_str, sizeof(s->client_str),
-		 sa->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", s->client_ip, port);
+	snprintf(s->client_str, sizeof(s->client_str), v6 ? "[%s]:%u" : "%s:%u", ip, port);
+	s->ip_off = (uint8_t)v6;
+	s->ip_len = (uint8_t)strlen(ip);
 	event_assign(&s->rev, w->base, fd, EV_READ | EV_PERSIST, client_read_cb, s);
-	event_assign(&s->wev, w->base, fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
 	evtimer_assign(&s->tev, w->base, timer_cb, s);
-	sl_http_parser_init(&s->rp, 1, NULL);
 	s->next = w->sessions;
 	if (w->sessions)
 		w->sessions->prev = s;

@@ -75,6 +75,9 @@ enum sl_phase {
  * checks the session's generation before touching it again (see GONE()). */
 struct sl_request {
 	struct sl_request *next_free;
+	struct event wev; /* client writable: armed only while a response waits on it */
+	uint8_t wr_on;
+	struct sl_http_parser rp; /* request parser, fresh for each request */
 	struct sl_head req;
 	uint32_t head_end;
 	uint8_t req_done;    /* whole request read from the client */
@@ -130,27 +133,30 @@ struct sl_request {
 /* A client connection. Owned by its worker thread. */
 struct sl_session {
 	int fd;
-	struct event rev, wev, tev;
+	struct event rev, tev;
 	struct sl_worker *w;
 	struct sl_session *prev, *next; /* worker's live list */
 	struct sl_listen *lsn;
-	struct sockaddr_storage client;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} client;
 	socklen_t client_len;
-	char client_str[INET6_ADDRSTRLEN + 8]; /* "ip:port" */
-	char client_ip[INET6_ADDRSTRLEN];
+	char client_str[INET6_ADDRSTRLEN + 8]; /* "ip:port" or "[ip]:port" */
+	uint8_t ip_off, ip_len;		       /* the ip alone, inside client_str */
 
 	enum sl_sess_state state;
 	uint8_t closed; /* torn down; freed when the outermost callback returns */
 	uint8_t depth;	/* event callbacks on the stack */
 	enum sl_timer_kind timer;
-	uint8_t rd_on, wr_on; /* rev / wev added */
-	uint8_t nodelay;      /* TCP_NODELAY set (once kept alive) */
+	uint8_t rd_on;	 /* rev added */
+	uint8_t nodelay; /* TCP_NODELAY set (once kept alive) */
 	uint8_t client_eof;
 
-	struct sl_iob in;	  /* bytes from the client; heads are offsets into it */
-	struct sl_http_parser rp; /* request parser, across the connection's requests */
-	struct sl_request *r;	  /* the request in progress, NULL between requests */
-	uint32_t gen;		  /* bumped each time a request ends */
+	struct sl_iob in;     /* bytes from the client; heads are offsets into it */
+	struct sl_request *r; /* the request in progress, NULL between requests */
+	uint32_t gen;	      /* bumped each time a request ends */
 
 	/* waiting for a connection slot (max_conns_per_server) */
 	uint8_t queued;
