@@ -11,7 +11,8 @@ then sluice/nginx and sluice/HAProxy ratios) and writes docs/benchmarks.md.
 
 Scenarios live in scenarios.py (keep-alive and `Connection: close` clients, 1 and 2
 workers; upstream pools over 1 and 64 backend ports; sluice's BPF steering on and
-off: balance between workers, a stalled worker); servers.py holds the server
+off: balance between workers, a stalled worker; RSS per idle keep-alive client
+connection, 5,000 of them; RSS after 100k and 1M requests); servers.py holds the server
 configurations. A scenario may have its own rows (variants: e.g. sluice with steering
 on and off) instead of one per proxy; they are interleaved the same way. Everything runs on 127.0.0.1
 from a private temp directory; every process started is stopped at the end, also on
@@ -26,9 +27,11 @@ Environment:
   BENCH_WARMUP     seconds of unmeasured load before each run (default 1; 0 = none)
   BENCH_QUICK=1    smoke test: 3 s, 1 repeat
   BENCH_SCENARIOS  comma-separated scenario names, prefixes or globs
-                   (e.g. "keepalive", "close-2w", "pool", "steer"; default: all)
+                   (e.g. "keepalive", "close-2w", "pool", "steer", "idle-memory",
+                   "rss-flat-1m"; default: all)
   BENCH_PROXIES    comma-separated subset of sluice,nginx,haproxy (default: all three)
-  SLUICED          sluiced binary (default build/sluiced)
+  SLUICED          sluiced binary (default $B/sluiced, e.g. `make B=build/x bench`;
+                   else build/sluiced)
   BENCH_OUTPUT     markdown report path (default docs/benchmarks.md; "-" = do not write)
   BENCH_JSON       also write every run's raw figures to this JSON file
   BENCH_KEEP_TMP=1 keep the temp directory (configs, logs) and print its path
@@ -62,7 +65,7 @@ from servers import (PROXIES, Lab, remove_all_pins, start_backend, start_proxy, 
                      stop_proxy)
 
 ENV_SHOWN = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_REPEAT", "BENCH_CONNS", "BENCH_THREADS",
-             "BENCH_WARMUP", "BENCH_SCENARIOS", "BENCH_PROXIES", "SLUICED")
+             "BENCH_WARMUP", "BENCH_SCENARIOS", "BENCH_PROXIES", "SLUICED", "B")
 
 
 def log(msg):
@@ -195,7 +198,10 @@ def main():
         log("bench: %s" % e)
         return 2
 
-    sluiced = os.environ.get("SLUICED") or os.path.join(ROOT, "build", "sluiced")
+    # `make B=build/x bench` builds into build/x (make exports command-line variables
+    # to the recipe): measure that sluiced, not build/'s
+    sluiced = os.environ.get("SLUICED") or os.path.join(
+        ROOT, os.environ.get("B") or "build", "sluiced")
     lab = Lab(tmp="", nofile=0,
               nginx=os.environ.get("BENCH_NGINX", "/usr/sbin/nginx"),
               haproxy=os.environ.get("BENCH_HAPROXY", "/usr/sbin/haproxy"),

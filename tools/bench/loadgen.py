@@ -3,6 +3,7 @@ accept queues of listening sockets (ss), sluice's admin API and BPF maps (bpftoo
 import json
 import os
 import re
+import signal
 import subprocess
 
 from procs import http_get, unix_json
@@ -77,6 +78,29 @@ def run_wrk(wrk, port, duration, conns, threads=1, headers=(), path="/", timeout
     if p.returncode != 0:
         raise WrkError("wrk exited with status %d: %s" % (p.returncode, raw.strip()[-300:]))
     return parse_wrk(raw), raw
+
+
+def spawn_wrk(wrk, port, duration, conns, threads=1, headers=(), path="/", timeout_s=2):
+    """wrk started in the background (its output on a pipe): for loads that end when the
+    caller has seen enough (stop_wrk), not after a fixed time."""
+    argv = _wrk_argv(wrk, port, duration, conns, threads, headers, path, timeout_s)
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def stop_wrk(p, timeout=10):
+    """SIGINT (wrk then prints its summary) and wait; (parsed or None, raw output)."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    try:
+        return parse_wrk(out), out
+    except (WrkError, ValueError):
+        return None, out
 
 
 def run_wrk_split(wrk, port, duration, conns, threads=1, headers=(), cpus=(0, 1),

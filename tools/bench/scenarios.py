@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import connload
-from loadgen import (listener_queues, run_wrk, run_wrk_split, sluice_workers, steer_stats,
-                     stub_counters, STEER_REASONS)
+import idleconn
+from loadgen import (listener_queues, run_wrk, run_wrk_split, sluice_workers, spawn_wrk,
+                     steer_stats, stop_wrk, stub_counters, STEER_REASONS)
 from procs import cpu_delta_seconds, cpu_ticks, rss_kib, unix_http
 
 
@@ -375,6 +376,177 @@ def measure_stall(ctx):
     return m
 
 
+# ---------------------------------------------------------------- idle memory
+
+IDLE_CONNS = 5000
+IDLE_SETTLE_S = 1.0
+
+
+def _fd_room(ctx, n):
+    """RunError unless the load generator (this process) and the proxy can all hold n
+    client connections more (plus their upstream pool and some spare)."""
+    from servers import NGINX_KEEPALIVE, SLUICE_KEEPALIVE, haproxy_maxconn, \
+        nginx_worker_connections
+    nofile = ctx.lab.nofile
+    need = n + max(NGINX_KEEPALIVE, SLUICE_KEEPALIVE) + 100
+    room = {"sluice": nofile, "nginx": nginx_worker_connections(nofile),
+            "haproxy": haproxy_maxconn(nofile)}[ctx.proxy]
+    if nofile < need or room < need:
+        raise RunError("%d connections need an fd limit of at least %d for the client and "
+                       "%d connections for %s (fd limit %d; nginx worker_connections %d, "
+                       "HAProxy maxconn %d)"
+                       % (n, need, need, ctx.proxy, nofile, nginx_worker_connections(nofile),
+                          haproxy_maxconn(nofile)))
+
+
+def measure_idle(ctx):
+    """Idle keep-alive clients: the proxy's VmRSS (summed over its processes) just after
+    it started and answered its readiness GET, then after N client connections have
+    each had one keep-alive request answered and have sat idle IDLE_SETTLE_S, then
+    again IDLE_SETTLE_S after they are all closed. Bytes per idle connection =
+    (idle - before) / N."""
+    n = ctx.scenario.conns or IDLE_CONNS
+    _fd_room(ctx, n)
+    pids0 = ctx.child.pids()
+    before = rss_kib(pids0)
+    socks, open_s = idleconn.open_idle(ctx.port, n)
+    try:
+        time.sleep(IDLE_SETTLE_S)  # let the proxy finish with the last responses
+        if not ctx.child.alive():
+            raise RunError("%s with the connections open" % ctx.child.exit_reason())
+        pids = ctx.child.pids()
+        idle = rss_kib(pids)
+        left = idleconn.still_open(socks)
+    finally:
+        idleconn.close_all(socks)
+    if left != n:
+        raise RunError("the proxy closed %d of the %d idle connections" % (n - left, n))
+    time.sleep(IDLE_SETTLE_S)
+    closed = rss_kib(ctx.child.pids())
+    return {
+        "conns": n,
+        "open_s": open_s,
+        "rss_before_kib": before,
+        "rss_idle_kib": idle,
+        "rss_closed_kib": closed,
+        "bytes_per_conn": (idle - before) * 1024.0 / n,
+        "kept_kib": closed - before,
+        "processes": len(pids),
+    }
+
+
+IDLE_COLUMNS = (
+    Column("bytes_per_conn", "bytes per idle conn", "{:.0f}", "lower"),
+    Column("rss_before_kib", "RSS before KiB", "{:.0f}", "lower"),
+    Column("rss_idle_kib", "RSS with conns idle KiB", "{:.0f}", "lower"),
+    Column("rss_closed_kib", "RSS after close KiB", "{:.0f}", "lower"),
+)
+
+IDLE_BAR = 0.7  # issue 9, "Memory bar": at most 0.7× nginx's in the same run
+
+
+def idle_bar(result):
+    s = median_of(result, "sluice", "bytes_per_conn")
+    ng = median_of(result, "nginx", "bytes_per_conn")
+    ratio = s / ng if s is not None and ng else None
+    return [("RSS per idle keep-alive client connection at most %.1f× nginx's: sluice %s B, "
+             "nginx %s B (%s×)" % (IDLE_BAR, _fmt(s, "{:.0f}"), _fmt(ng, "{:.0f}"),
+                                   _fmt(ratio)),
+             None if ratio is None else ratio <= IDLE_BAR)]
+
+
+def idle_notes(result):
+    out = []
+    for v in result["variants"]:
+        ok = [r["metrics"] for r in result["runs"].get(v.key, []) if r["ok"]]
+        if ok:
+            out.append("%s per run: bytes per idle conn %s; opened in %s s; kept after "
+                       "close %s KiB" % (
+                           v.label, ", ".join("%.0f" % m["bytes_per_conn"] for m in ok),
+                           ", ".join("%.2f" % m["open_s"] for m in ok),
+                           ", ".join("%+d" % m["kept_kib"] for m in ok)))
+    return out
+
+
+# ---------------------------------------------------------------- RSS over many requests
+
+RSS_POINTS = (100000, 1000000)
+
+
+def _count(n):
+    return "%dM" % (n // 1000000) if n % 1000000 == 0 else (
+        "%dk" % (n // 1000) if n % 1000 == 0 else str(n))
+
+
+def measure_rss_flat(ctx):
+    """One long keep-alive wrk load; the proxy's VmRSS when the backend has served the
+    first and the last of RSS_POINTS requests since the load began (its stub_status
+    polled every 10 ms; each poll is a request of its own, not counted), and the proxy's
+    CPU per request between them. wrk is stopped at the last point."""
+    s, sc = ctx.settings, ctx.scenario
+    points = ctx.option("rss_points", RSS_POINTS)
+    conns = sc.conns or s.conns
+    status_port = ctx.backends[0].status_port
+    base, polls = stub_counters(status_port)[1], 0
+    limit = 300
+    p = spawn_wrk(ctx.lab.wrk, ctx.port, limit, conns, s.threads, list(sc.headers))
+    t0 = time.monotonic()
+    readings, served = [], 0
+    try:
+        for target in points:
+            while True:
+                if p.poll() is not None:
+                    _, raw = stop_wrk(p)
+                    raise RunError("wrk ended after %d requests: %s"
+                                   % (served, raw.strip().replace("\n", " ")[-200:]))
+                if not ctx.child.alive():
+                    raise RunError("%s during the load" % ctx.child.exit_reason())
+                polls += 1
+                served = stub_counters(status_port)[1] - base - polls
+                if served >= target:
+                    break
+                if time.monotonic() - t0 > limit - 5:
+                    raise RunError("only %d requests in %d s" % (served, limit - 5))
+                time.sleep(0.01)
+            pids = ctx.child.pids()
+            readings.append((served, rss_kib(pids), cpu_ticks(pids), time.monotonic()))
+    finally:
+        wrk, raw = stop_wrk(p)
+    (n0, rss0, cpu0, t_0), (n1, rss1, cpu1, t_1) = readings[0], readings[-1]
+    m = {
+        "rss_first_mib": rss0 / 1024.0,
+        "rss_last_mib": rss1 / 1024.0,
+        "growth_kib": rss1 - rss0,
+        "interval_cpu_us_per_req": cpu_delta_seconds(cpu0, cpu1) * 1e6 / max(1, n1 - n0),
+        "rps": (n1 - n0) / (t_1 - t_0) if t_1 > t_0 else None,
+        "points": [(n, r) for n, r, _, _ in readings],
+        "processes": len(pids),
+    }
+    if wrk is not None:
+        m["errors"], m["non2xx"] = wrk["errors"], wrk["non2xx"]
+    return m
+
+
+RSS_FLAT_COLUMNS = (
+    Column("rss_first_mib", "RSS at %s req MiB" % _count(RSS_POINTS[0]), "{:.2f}", "lower"),
+    Column("rss_last_mib", "RSS at %s req MiB" % _count(RSS_POINTS[-1]), "{:.2f}", "lower"),
+    Column("growth_kib", "growth KiB", "{:+.0f}", "lower"),
+    Column("interval_cpu_us_per_req", "CPU µs/req", "{:.1f}", "lower"),
+    Column("rps", "rps", "{:.0f}", "higher"),
+)
+
+
+def rss_flat_notes(result):
+    out = []
+    for v in result["variants"]:
+        ok = [r["metrics"] for r in result["runs"].get(v.key, []) if r["ok"]]
+        if ok:
+            out.append("%s per run: RSS %s" % (v.label, "; ".join(
+                ", ".join("%.2f MiB at %d req" % (kib / 1024.0, n) for n, kib in m["points"])
+                for m in ok)))
+    return out
+
+
 # ---------------------------------------------------------------- scenarios
 
 @dataclass
@@ -663,6 +835,24 @@ SCENARIOS = [
                  Variant("nginx-reuseport", "nginx", "nginx reuseport (kernel hash)",
                          {"nginx_reuseport": True}),),
              ratios=STEER_RATIOS, bars=(stall_bar,), notes=stall_notes),
+    Scenario("idle-memory", "Idle keep-alive connections", 1,
+             "%d client connections (tools/bench/idleconn.py, at most 256 connecting at a "
+             "time), one keep-alive `GET /` answered on each, then left open and idle. The "
+             "proxy's VmRSS, summed over its processes (/proc/PID/status), is read just "
+             "after it started, %g s after the last connection's response, and %g s after "
+             "the client closed them all; bytes per idle connection = (idle − before) / %d. "
+             "1 worker; nginx `worker_connections` and HAProxy `maxconn` are those of the "
+             "other scenarios (both above %d)."
+             % (IDLE_CONNS, IDLE_SETTLE_S, IDLE_SETTLE_S, IDLE_CONNS, IDLE_CONNS),
+             conns=IDLE_CONNS, measure=measure_idle, columns=IDLE_COLUMNS,
+             bars=(idle_bar,), notes=idle_notes),
+    Scenario("rss-flat-1m", "RSS over %s keep-alive requests" % _count(RSS_POINTS[-1]), 1,
+             "One wrk (keep-alive, BENCH_CONNS connections) runs until the backend has "
+             "served %s requests through the proxy; the proxy's VmRSS at %s and at %s "
+             "requests (reported, not a bar: a proxy that holds per-request memory grows "
+             "between the two). CPU µs/req and rps are over the same interval."
+             % (_count(RSS_POINTS[-1]), _count(RSS_POINTS[0]), _count(RSS_POINTS[-1])),
+             measure=measure_rss_flat, columns=RSS_FLAT_COLUMNS, notes=rss_flat_notes),
 ]
 
 
