@@ -864,6 +864,25 @@ static void test_err_wide_mappings(void **state)
 	free(t);
 }
 
+static void test_err_too_many_servers(void **state)
+{
+	size_t cap = 65537 * 40 + 256, n;
+	char *t = malloc(cap);
+
+	assert_non_null(t);
+	n = sprintf(t, "listeners: [ { address: \":1\" } ]\nupstreams:\n  u:\n    servers:\n");
+	for (int i = 0; i < 65537; i++)
+		n += sprintf(t + n, "      - address: 127.0.0.%d:%d\n", 1 + i / 60000,
+			     1 + i % 60000);
+	expect_err(t, "t.yaml:5:7: upstream 'u' has too many servers (65537, at most 65536)");
+	/* the last line dropped: 65536 are fine */
+	t[n - strlen("      - address: 127.0.0.2:5537\n")] = '\0';
+	struct sl_conf *c = parse_ok(t);
+	assert_int_equal(c->upstreams[0].n_servers, 65536);
+	sl_conf_put(c);
+	free(t);
+}
+
 /* Workers keep a fixed array of SL_MAX_LISTENERS listening sockets. */
 static void test_err_too_many_listeners(void **state)
 {
@@ -1181,6 +1200,7 @@ int main(void)
 	    cmocka_unit_test(test_err_nesting),
 	    cmocka_unit_test(test_err_wide_mappings),
 	    cmocka_unit_test(test_err_too_many_listeners),
+	    cmocka_unit_test(test_err_too_many_servers),
 	    cmocka_unit_test(test_parse_duration),
 	    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_parse_addr),

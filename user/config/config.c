@@ -608,6 +608,10 @@ static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 	cnt = n_items(servers);
 	if (!cnt)
 		return fail(p, servers, "upstream '%s' has no servers", u->name);
+	/* a request records the servers it tried as 16-bit indices */
+	if (cnt > SL_CONF_MAX_SERVERS)
+		return fail(p, servers, "upstream '%s' has too many servers (%zu, at most %u)",
+			    u->name, cnt, SL_CONF_MAX_SERVERS);
 	u->servers = calloc(cnt, sizeof(*u->servers));
 	if (!u->servers)
 		return oom(p);

@@ -7,6 +7,8 @@
 /* Mappings and sequences nested deeper than this are rejected (FILE:LINE:COLUMN of the
  * first one too deep) before the document is built. */
 #define SL_CONF_MAX_DEPTH 64
+/* Servers in one upstream. */
+#define SL_CONF_MAX_SERVERS 65536
 
 /* Parse and validate a file. On failure returns NULL and writes
  * "FILE:LINE:COLUMN: reason" into err. The snapshot starts with refcnt 1. */
