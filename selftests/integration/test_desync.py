@@ -598,6 +598,29 @@ def test_pipeline_with_options_asterisk_stays_in_sync(strict, sluice):
     pipeline_in_sync(strict, sluice, parts)
 
 
+def test_long_mixed_pipeline_stays_in_sync(strict, sluice):
+    """300 requests in one write (Content-Length, chunked with trailers, Connection naming
+    framing headers), so requests straddle sluice's reads at every offset."""
+    parts = []
+    for i in range(300):
+        body = bytes([0x41 + i % 26]) * (i * 37 % 700)
+        k = i % 4
+        if k == 0:
+            parts.append(("GET", "/g%d" % i, 0, build_request("GET", "/g%d" % i)))
+        elif k == 1:
+            parts.append(("POST", "/c%d" % i, len(body), build_request(
+                "POST", "/c%d" % i, headers=[("Connection", "Content-Length")], body=body)))
+        elif k == 2:
+            parts.append(("POST", "/t%d" % i, len(body),
+                          b"POST /t%d HTTP/1.1\r\n" % i + H +
+                          b"Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                          chunked_with_trailers(body, [("X-I", str(i)), ("Host", "x")])))
+        else:
+            parts.append(("GET", "/h%d" % i, 0, b"GET /h%d HTTP/1.1\r\n" % i + H +
+                          b"Connection: keep-alive, Host\r\n\r\n"))
+    pipeline_in_sync(strict, sluice, parts)
+
+
 PIPELINE_STOPPERS = [
     ("then-cl-te", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 6\r\nTransfer-Encoding: chunked"
      b"\r\n\r\n0\r\n\r\nG", 400),
