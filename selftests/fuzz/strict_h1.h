@@ -41,7 +41,8 @@ struct sh_msg {
  * it. Then the input is given up (the oracle longjmps to sh_known_jmp). Classes:
  * chunk-crlf (bytes other than CRLF after chunk data), status (outside 100..599),
  * ext (a chunk extension over SH_MAX_EXT), ext-ctl (a control byte such as DEL in a
- * chunk extension, which llhttp's quoted-string accepts). */
+ * chunk extension, which llhttp's quoted-string accepts), asterisk ("*" as the target
+ * of a method other than OPTIONS, RFC 9112 3.2.4). */
 static jmp_buf sh_known_jmp;
 
 static inline int sh_known(const char *cls)
@@ -333,7 +334,7 @@ static inline int sh_request(const uint8_t *b, size_t len, size_t *off, struct s
 	if (!(p[t] == '/' || (i - t == 1 && p[t] == '*')))
 		SH_BAD("request target not in origin or asterisk form");
 	if (p[t] == '*' && strcmp(m->method, "OPTIONS"))
-		SH_BAD("asterisk form with a method other than OPTIONS");
+		SH_KNOWN("asterisk", "asterisk form with a method other than OPTIONS");
 	i++;
 	if (ll - i != 8 || memcmp(p + i, "HTTP/1.1", 8))
 		SH_BAD("request line version is not HTTP/1.1");
