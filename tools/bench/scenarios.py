@@ -389,14 +389,16 @@ def _fd_room(ctx, n):
         nginx_worker_connections
     nofile = ctx.lab.nofile
     need = n + max(NGINX_KEEPALIVE, SLUICE_KEEPALIVE) + 100
-    room = {"sluice": nofile, "nginx": nginx_worker_connections(nofile),
+    # sluice: limits.max_connections as sluiced derives it (docs/configuration.md)
+    sluice = (nofile - 64 - ctx.scenario.workers * 3) // 2
+    room = {"sluice": sluice, "nginx": nginx_worker_connections(nofile),
             "haproxy": haproxy_maxconn(nofile)}[ctx.proxy]
     if nofile < need or room < need:
         raise RunError("%d connections need an fd limit of at least %d for the client and "
-                       "%d connections for %s (fd limit %d; nginx worker_connections %d, "
-                       "HAProxy maxconn %d)"
-                       % (n, need, need, ctx.proxy, nofile, nginx_worker_connections(nofile),
-                          haproxy_maxconn(nofile)))
+                       "%d connections for %s (fd limit %d; sluice max_connections %d, "
+                       "nginx worker_connections %d, HAProxy maxconn %d)"
+                       % (n, need, need, ctx.proxy, nofile, sluice,
+                          nginx_worker_connections(nofile), haproxy_maxconn(nofile)))
 
 
 def measure_idle(ctx):
@@ -841,8 +843,8 @@ SCENARIOS = [
              "proxy's VmRSS, summed over its processes (/proc/PID/status), is read just "
              "after it started, %g s after the last connection's response, and %g s after "
              "the client closed them all; bytes per idle connection = (idle − before) / %d. "
-             "1 worker; nginx `worker_connections` and HAProxy `maxconn` are those of the "
-             "other scenarios (both above %d)."
+             "1 worker; nginx `worker_connections`, HAProxy `maxconn` and sluice's derived "
+             "`limits.max_connections` are those of the other scenarios (all above %d)."
              % (IDLE_CONNS, IDLE_SETTLE_S, IDLE_SETTLE_S, IDLE_CONNS, IDLE_CONNS),
              conns=IDLE_CONNS, measure=measure_idle, columns=IDLE_COLUMNS,
              bars=(idle_bar,), notes=idle_notes),
