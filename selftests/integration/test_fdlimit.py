@@ -8,6 +8,7 @@ import os
 import resource
 import socket
 import subprocess
+import tempfile
 import time
 from unittest import mock
 
@@ -210,3 +211,46 @@ def test_cap_is_published_for_steering(sluice, backend):
         rows = {e["formatted"]["key"]: e["formatted"]["value"] for e in json.loads(out)}
         return [rows[0]["max_conns"], rows[1]["max_conns"]]
     assert wait_for(lambda: shares() == [20, 20], 5 * SCALE), shares()
+
+
+def test_admin_api_at_fd_limit_pauses_too(sluice, backend, tmp_path):
+    """The admin API's listener (libevent's) retried a failing accept at once, forever:
+    one admin connection pending at the fd limit had the main thread spin and log a
+    warning per try (fails on main). It pauses like the workers and answers again once
+    fds are free."""
+    b = backend("a")
+    sl = sluice.new()
+    sock = os.path.join(str(tmp_path), "admin.sock")
+    if len(sock) > 100:  # sun_path
+        sock = os.path.join(tempfile.mkdtemp(prefix="sl-adm-"), "admin.sock")
+    cfg = sluice.proxy_config(b, sl=sl, workers=2, limits={"max_connections": 100000},
+                              timeouts={"client_header": "60s"}, admin={"socket": sock})
+    start_with_nofile(sl, cfg, 256)
+    assert wait_for(lambda: os.path.exists(sock), 5 * SCALE), sl.stderr()
+    held = hold(sl.port, HELD)
+    adm = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        assert sl.wait_log(lambda ln: "accept failed" in ln), sl.stderr()[-2000:]
+        adm.connect(sock)  # queued: sluiced has no fd to accept it with
+        assert sl.wait_log(lambda ln: 'msg="admin accept failed, pausing accept"' in ln), \
+            sl.stderr()[-2000:]
+        size0, c0, t0 = os.path.getsize(sl.stderr_path), cpu_seconds(sl.pid), time.monotonic()
+        time.sleep(2)  # the measurement window, not a wait for a condition
+        cpu, wall = cpu_seconds(sl.pid) - c0, time.monotonic() - t0
+        grew = os.path.getsize(sl.stderr_path) - size0
+        assert cpu < 0.1 * wall, "sluiced used %.2fs CPU in %.2fs" % (cpu, wall)
+        assert grew < 2000, "error log grew %d bytes in %.1fs" % (grew, wall)
+    finally:
+        for s in held:
+            s.close()
+    # fds free again: the queued admin connection is served
+    adm.settimeout(10 * SCALE)
+    adm.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        d = adm.recv(4096)
+        if not d:
+            break
+        data += d
+    adm.close()
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]

@@ -15,9 +15,11 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 
 #include "admin/admin.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "server/worker.h"
 
@@ -33,6 +35,10 @@ struct admin_srv {
 	struct admin *a;
 	struct evhttp *http;
 	int tcp;
+	struct evconnlistener *lev; /* evhttp's listener, paused after accept errors */
+	struct event *resume;
+	uint64_t err_logged_ns;
+	unsigned long err_suppressed;
 };
 
 struct admin {
@@ -514,6 +520,56 @@ static struct evhttp *new_http(struct admin *a, struct admin_srv *srv, int tcp)
 	return srv->http;
 }
 
+/* At the fd limit accept() fails and the socket stays readable, and libevent's
+ * listener retries at once, forever (the main thread spun, logging a warning per try).
+ * Pause it instead, as the workers do, with one log line a second. */
+static struct admin_srv *err_srvs[2];
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin_srv *srv = arg;
+	evconnlistener_enable(srv->lev);
+}
+
+static void accept_error_cb(struct evconnlistener *lev, void *ptr)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	struct admin_srv *srv = NULL;
+	for (unsigned int i = 0; i < 2; i++)
+		if (err_srvs[i] && err_srvs[i]->lev == lev)
+			srv = err_srvs[i];
+	if (!srv)
+		return;
+	struct timeval tv = {0, SL_ACCEPT_BACKOFF_MS * 1000};
+	evconnlistener_disable(lev);
+	if (event_add(srv->resume, &tv))
+		evconnlistener_enable(lev);
+	uint64_t now = sl_mono_ns();
+	if (srv->err_logged_ns && now - srv->err_logged_ns < 1000000000ull) {
+		srv->err_suppressed++;
+		return;
+	}
+	srv->err_logged_ns = now;
+	sl_log(SL_LOG_ERROR,
+	       "msg=\"admin accept failed, pausing accept\" err=\"%s\" pause_ms=%u "
+	       "suppressed=%lu",
+	       strerror(err), SL_ACCEPT_BACKOFF_MS, srv->err_suppressed);
+	srv->err_suppressed = 0;
+}
+
+static void watch_accept_errors(struct admin_srv *srv, struct evhttp_bound_socket *bs)
+{
+	srv->lev = evhttp_bound_socket_get_listener(bs);
+	srv->resume = evtimer_new(srv->a->d->base, accept_resume_cb, srv);
+	if (!srv->lev || !srv->resume) {
+		sl_log(SL_LOG_WARN, "msg=\"admin accept errors not watched\" reason=\"out of "
+				    "memory\"");
+		return;
+	}
+	err_srvs[srv->tcp] = srv;
+	evconnlistener_set_error_cb(srv->lev, accept_error_cb);
+}
+
 static int unix_listen(struct admin *a, const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -568,8 +624,9 @@ static int unix_listen(struct admin *a, const char *path)
 	a->sock_dev = st.st_dev;
 	a->sock_ino = st.st_ino;
 	a->sock_path = strdup(path);
+	struct evhttp_bound_socket *bs = NULL;
 	if (!a->sock_path || !new_http(a, &a->unix_srv, 0) ||
-	    !evhttp_accept_socket_with_handle(a->unix_srv.http, fd)) {
+	    !(bs = evhttp_accept_socket_with_handle(a->unix_srv.http, fd))) {
 		err = -ENOMEM;
 		sl_log(SL_LOG_ERROR, "msg=\"cannot serve admin socket\" path=%s", path);
 		unlink(path);
@@ -577,6 +634,7 @@ static int unix_listen(struct admin *a, const char *path)
 		a->sock_path = NULL;
 		goto fail;
 	}
+	watch_accept_errors(&a->unix_srv, bs);
 	return 0;
 fail:
 	close(fd);
@@ -602,12 +660,14 @@ static int tcp_listen(struct admin *a, const struct sl_conf_admin *ca)
 		close(fd);
 		return err;
 	}
+	struct evhttp_bound_socket *bs = NULL;
 	if (!new_http(a, &a->tcp_srv, 1) ||
-	    !evhttp_accept_socket_with_handle(a->tcp_srv.http, fd)) {
+	    !(bs = evhttp_accept_socket_with_handle(a->tcp_srv.http, fd))) {
 		sl_log(SL_LOG_ERROR, "msg=\"cannot serve admin listener\" address=%s", ca->listen);
 		close(fd);
 		return -ENOMEM;
 	}
+	watch_accept_errors(&a->tcp_srv, bs);
 	return 0;
 }
 
@@ -654,6 +714,12 @@ void sl_admin_stop(struct sl_daemon *d)
 		evhttp_free(a->unix_srv.http);
 	if (a->tcp_srv.http)
 		evhttp_free(a->tcp_srv.http);
+	for (unsigned int i = 0; i < 2; i++) {
+		struct admin_srv *srv = i ? &a->tcp_srv : &a->unix_srv;
+		if (srv->resume)
+			event_free(srv->resume);
+		err_srvs[i] = NULL;
+	}
 	/* Another process may have taken the path since: remove only our own file. */
 	if (a->sock_path && lstat(a->sock_path, &st) == 0 && st.st_dev == a->sock_dev &&
 	    st.st_ino == a->sock_ino)
