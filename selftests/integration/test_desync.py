@@ -539,6 +539,19 @@ def test_options_asterisk_forwarded(strict, sluice):
     assert c.is_open()
 
 
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_asterisk_form_only_for_options(strict, sluice, method):
+    """RFC 9112 3.2.4: asterisk-form is only for OPTIONS; `GET *` and `POST *` were
+    forwarded on main."""
+    b = strict()
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"%s * HTTP/1.1\r\n" % method.encode() + H + b"Content-Length: 0\r\n\r\n")
+    assert_sluice_error(c.read_response(), 400, c)
+    assert_saw_no_request(b)
+    assert_proxy_still_clean(sl, b)
+
+
 def test_absolute_form_authority_wins_over_host(strict, sluice):
     """RFC 9112 3.2.2 and docs/configuration.md (routing): with an absolute-form target the
     authority is the host. The route is chosen by it and the origin gets it as Host, never
@@ -619,6 +632,23 @@ def test_long_mixed_pipeline_stays_in_sync(strict, sluice):
             parts.append(("GET", "/h%d" % i, 0, b"GET /h%d HTTP/1.1\r\n" % i + H +
                           b"Connection: keep-alive, Host\r\n\r\n"))
     pipeline_in_sync(strict, sluice, parts)
+
+
+@pytest.mark.parametrize("first", [
+    build_request("GET", "/p1", headers=[("Connection", "close")]),
+    build_request("GET", "/p1", version="HTTP/1.0"),
+    build_request("GET", "/p1", headers=[("Connection", "close, Content-Length")]),
+], ids=["close", "http10", "close-naming-cl"])
+def test_pipeline_after_close_not_forwarded(strict, sluice, first):
+    """Bytes after a request that closes the connection are never forwarded."""
+    b = strict(expect=["/p1"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(first + build_request("GET", "/never") + build_request("GET", "/never2"))
+    answered(c.read_response(), "GET", "/p1")
+    assert c.wait_closed(), "connection kept after Connection: close"
+    assert c.buf == b"", c.buf[:200]
+    assert_saw(b, [("GET", "/p1", 0)])
 
 
 PIPELINE_STOPPERS = [
