@@ -42,7 +42,8 @@ struct sh_msg {
  * chunk-crlf (bytes other than CRLF after chunk data), status (outside 100..599),
  * ext (a chunk extension over SH_MAX_EXT), ext-ctl (a control byte such as DEL in a
  * chunk extension, which llhttp's quoted-string accepts), asterisk ("*" as the target
- * of a method other than OPTIONS, RFC 9112 3.2.4). */
+ * of a method other than OPTIONS, RFC 9112 3.2.4), trailer-ctl (a control byte such
+ * as NUL in a forwarded trailer field). */
 static jmp_buf sh_known_jmp;
 
 static inline int sh_known(const char *cls)
@@ -305,6 +306,10 @@ static inline int sh_chunked(const uint8_t *b, size_t len, size_t *off, struct s
 			return 0;
 		if (ll == 0)
 			return 1;
+		for (size_t i = ls; i < ls + ll; i++)
+			if (!sh_vchar(b[i]))
+				SH_KNOWN("trailer-ctl", "control byte 0x%02x in a trailer field",
+					 b[i]);
 		sh_field(b, ls, ll, &nl, &vs, &vl);
 		if (sh_forbidden_trailer(b + ls, nl))
 			SH_BAD("forbidden trailer field %.*s", (int)nl, (const char *)b + ls);
