@@ -42,7 +42,7 @@ static struct sl_upconn *mkconn(const struct sl_peer *peer, int id)
 	assert_non_null(c);
 	assert_true(n_made < MAX_CONNS);
 	made[n_made++] = c;
-	c->fd = id;
+	c->io.fd = id;
 	c->peer = *peer;
 	c->peer_hash = sl_peer_hash(peer);
 	return c;
@@ -562,7 +562,7 @@ static void test_drain_visits_everything(void **state)
 	/* oldest first within a group */
 	int last[3] = {-1, -1, -1};
 	for (unsigned int j = 0; j < log.n; j++) {
-		int id = log.seen[j]->fd;
+		int id = log.seen[j]->io.fd;
 		assert_true(id > last[id % 3]);
 		last[id % 3] = id;
 	}

@@ -215,20 +215,14 @@ static void arm(struct sl_session *s, enum sl_timer_kind k)
 	event_add(&s->tev, tv);
 }
 
-static void set_nodelay(int fd)
-{
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 /* ---- upstream connections ---- */
 
 void sl_upconn_close(struct sl_upconn *c)
 {
-	if (c->fd >= 0) {
+	if (c->io.fd >= 0) {
 		event_del(&c->rev);
 		event_del(&c->wev);
-		close(c->fd);
+		sl_io_close(&c->io);
 		if (c->count)
 			sl_conn_count_drop(c->count);
 	}
@@ -269,8 +263,8 @@ static void to_shared(struct sl_worker *w, struct sl_upconn *c)
 	}
 	event_del(&c->rev);
 	event_del(&c->wev);
-	int fd = c->fd;
-	c->fd = -1;
+	int fd = c->io.fd;
+	c->io.fd = -1;
 	sl_spool_put(w->d->spool, fd, &c->peer, c->peer_hash, c->requests, c->count);
 	sl_upconn_close(c);
 }
@@ -352,12 +346,8 @@ static void up_release(struct sl_session *s, int reusable)
 
 static void idle_conn_event(struct sl_upconn *c, short what)
 {
-	char b[1];
-	if (!(what & EV_TIMEOUT)) {
-		ssize_t n = recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-	}
+	if (!(what & EV_TIMEOUT) && !sl_io_idle_check(&c->io))
+		return;
 	/* EOF, error, unexpected bytes or idle timeout: never reuse it */
 	c->w->st->pool_idle_closed++;
 	sl_pool_remove(&c->w->pool, c);
@@ -366,17 +356,15 @@ static void idle_conn_event(struct sl_upconn *c, short what)
 
 /* Before reusing a connection: nothing pending (no EOF, no stray bytes) and still
  * connected to the peer it was opened for. 0 usable, -1 closed it. */
-static int reuse_check(struct sl_worker *w, int fd, const struct sl_peer *peer)
+static int reuse_check(struct sl_worker *w, struct sl_io *io, const struct sl_peer *peer)
 {
-	char b[1];
-	ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
-	if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+	if (sl_io_idle_check(io)) {
 		w->st->pool_idle_closed++;
 		return -1;
 	}
 	struct sockaddr_storage sa;
 	socklen_t len = sizeof(sa);
-	if (getpeername(fd, (struct sockaddr *)&sa, &len) || len != peer->addrlen ||
+	if (getpeername(io->fd, (struct sockaddr *)&sa, &len) || len != peer->addrlen ||
 	    memcmp(&sa, &peer->addr, len)) {
 		w->st->pool_fd_mismatch++;
 		sl_log(SL_LOG_WARN,
@@ -400,7 +388,7 @@ static struct sl_upconn *pool_take(struct sl_session *s)
 	struct sl_upconn *c;
 	while ((c = sl_pool_get(&w->pool, peer, hash))) {
 		if (sl_mono_coarse_ns() - c->idle_since_ns < RECHECK_IDLE_NS ||
-		    !reuse_check(w, c->fd, peer)) {
+		    !reuse_check(w, &c->io, peer)) {
 			w->st->pool_local++;
 			event_add(&c->rev, NULL); /* drop the idle timeout */
 			return c;
@@ -413,13 +401,15 @@ static struct sl_upconn *pool_take(struct sl_session *s)
 	struct sl_peer_count *count;
 	int fd;
 	while ((fd = sl_spool_get(w->d->spool, peer, hash, &requests, &count)) >= 0) {
-		if (reuse_check(w, fd, peer) || !(c = calloc(1, sizeof(*c)))) {
-			close(fd);
+		struct sl_io io;
+		sl_io_init_raw(&io, fd);
+		if (reuse_check(w, &io, peer) || !(c = calloc(1, sizeof(*c)))) {
+			sl_io_close(&io);
 			if (count)
 				sl_conn_count_drop(count);
 			continue;
 		}
-		c->fd = fd;
+		c->io = io;
 		c->count = count;
 		c->w = w;
 		c->peer = *peer;
@@ -480,7 +470,7 @@ static int client_write_pending(struct sl_session *s)
 			return 0;
 		for (int i = 0; i < n; i++)
 			total += iov[i].iov_len;
-		ssize_t wr = writev(s->fd, iov, n);
+		ssize_t wr = sl_io_writev(&s->io, iov, n);
 		if (wr < 0) {
 			if (errno == EINTR)
 				continue;
@@ -551,7 +541,7 @@ static void client_flush(struct sl_session *s)
 	}
 	if (s->state == SS_TUNNEL) {
 		if (r->up_eof) {
-			shutdown(s->fd, SHUT_WR);
+			sl_io_shutdown_wr(&s->io);
 			if (s->client_eof)
 				session_close(s);
 		} else if (r->up) {
@@ -849,7 +839,7 @@ static int start_request(struct sl_session *s)
 	s->r = r;
 	s->state = SS_HEAD;
 	/* the client write event lives with the request: an idle connection has none */
-	event_assign(&r->wev, w->base, s->fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
+	event_assign(&r->wev, w->base, s->io.fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
 	clock_gettime(CLOCK_MONOTONIC, &r->t_start);
 	r->hold = sl_worker_conf_get(w);
 	const struct sl_conf *c = r->hold->conf;
@@ -888,8 +878,8 @@ static int split_target(struct sl_session *s)
 	uint32_t a = skip;
 	while (a < n && t[a] != '/' && t[a] != '?')
 		a++;
-	if (a == skip)
-		return -EPROTO;
+	if (a == skip || !sl_authority_valid(t + skip, a - skip))
+		return -EPROTO; /* no authority, or userinfo, a list, a space... */
 	h->authority_off = h->target_off + skip;
 	h->authority_len = a - skip;
 	if (a < n && t[a] == '/') {
@@ -952,6 +942,11 @@ static void request_head_done(struct sl_session *s)
 	}
 	if (sl_head_analyze(h, s->in.data, 1, &why)) {
 		refuse_request(s, 400, why);
+		return;
+	}
+	if (h->info.te_other) {
+		/* RFC 9112 6.1: codings other than chunked are not ours to pass on */
+		refuse_request(s, 501, "transfer coding other than chunked");
 		return;
 	}
 	if (s->r->rp.p.method == HTTP_CONNECT) {
@@ -1262,13 +1257,11 @@ static int up_connect(struct sl_session *s)
 	struct sl_peer_count *count = sl_conn_counter(r->peer_hash);
 	if (!sl_conn_count_take(count, max))
 		return -EBUSY;
-	int fd = socket(r->peer.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = sl_net_tcp_socket(r->peer.addr.ss_family);
 	if (fd < 0) {
-		int err = -errno;
 		sl_conn_count_drop(count);
-		return err;
+		return fd;
 	}
-	set_nodelay(fd);
 	struct sl_upconn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
@@ -1276,7 +1269,7 @@ static int up_connect(struct sl_session *s)
 		return -ENOMEM;
 	}
 	c->count = count;
-	c->fd = fd;
+	sl_io_init_raw(&c->io, fd);
 	c->w = w;
 	c->s = s;
 	c->peer = r->peer;
@@ -1527,7 +1520,7 @@ static void up_flush(struct sl_session *s)
 			break;
 		for (int i = 0; i < n; i++)
 			total += iov[i].iov_len;
-		ssize_t wr = writev(c->fd, iov, n);
+		ssize_t wr = sl_io_writev(&c->io, iov, n);
 		if (wr < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1556,7 +1549,7 @@ static void up_flush(struct sl_session *s)
 		if (b->rd == b->wr)
 			b->rd = b->fwd = b->parse = b->wr = 0;
 		if (s->client_eof) {
-			shutdown(c->fd, SHUT_WR);
+			sl_io_shutdown_wr(&c->io);
 			if (r->up_eof)
 				session_close(s);
 			return;
@@ -1634,7 +1627,11 @@ static int response_head(struct sl_session *s)
 	}
 	if (r->is_head_req || st == 204 || st == 304 || st == 101)
 		r->body_mode = BM_NONE;
-	else if (h->info.chunked)
+	else if (h->info.chunked && h->info.te_other && r->req.http_minor == 0) {
+		/* de-chunked for HTTP/1.0, the other codings would go unannounced */
+		bad_response(s, "transfer coding other than chunked for an HTTP/1.0 client");
+		return -1;
+	} else if (h->info.chunked)
 		r->body_mode = r->req.http_minor >= 1 ? BM_RAW : BM_DECHUNK;
 	else if (h->info.has_cl)
 		r->body_mode = BM_RAW;
@@ -1795,7 +1792,7 @@ static void up_eof(struct sl_session *s, int err)
 			return;
 		}
 		if (r->uin.rd == r->uin.fwd) {
-			shutdown(s->fd, SHUT_WR);
+			sl_io_shutdown_wr(&s->io);
 			if (s->client_eof)
 				session_close(s);
 		}
@@ -1874,7 +1871,7 @@ static void up_read_ev(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 	}
-	ssize_t n = read(fd, b->data + b->wr, b->cap - b->wr);
+	ssize_t n = sl_io_read(&c->io, b->data + b->wr, b->cap - b->wr);
 	if (n > 0) {
 		b->wr += (uint32_t)n;
 		if (s->state == SS_TUNNEL) {
@@ -1931,7 +1928,7 @@ static void client_eof(struct sl_session *s, int err)
 		s->client_eof = 1;
 		rd_off(s);
 		if (s->in.rd == s->in.fwd && r->up) {
-			shutdown(r->up->fd, SHUT_WR);
+			sl_io_shutdown_wr(&r->up->io);
 			if (r->up_eof)
 				session_close(s);
 		}
@@ -1986,7 +1983,7 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 	}
-	ssize_t n = read(fd, b->data + b->wr, b->cap - b->wr);
+	ssize_t n = sl_io_read(&s->io, b->data + b->wr, b->cap - b->wr);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (s->state == SS_IDLE && b->wr > b->parse)
@@ -2287,7 +2284,7 @@ static void finish_request(struct sl_session *s)
 	if (!s->nodelay) {
 		/* kept alive: small responses must not wait behind Nagle from now on (nginx's
 		 * tcp_nodelay does the same); one-request connections never need the call */
-		set_nodelay(s->fd);
+		sl_net_nodelay(s->io.fd);
 		s->nodelay = 1;
 	}
 	rd_on(s);
@@ -2332,7 +2329,7 @@ static void session_close(struct sl_session *s)
 	request_release(s);
 	event_del(&s->rev);
 	event_del(&s->tev);
-	close(s->fd);
+	sl_io_close(&s->io);
 	iob_free(w, &s->in);
 	if (s->prev)
 		s->prev->next = s->next;
@@ -2413,7 +2410,7 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 		}
 	}
 	memset(s, 0, sizeof(*s));
-	s->fd = fd;
+	sl_io_init_raw(&s->io, fd);
 	s->w = w;
 	s->lsn = l;
 	memcpy(&s->client, sa, salen < sizeof(s->client) ? salen : sizeof(s->client));

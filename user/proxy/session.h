@@ -132,7 +132,7 @@ struct sl_request {
 
 /* A client connection. Owned by its worker thread. */
 struct sl_session {
-	int fd;
+	struct sl_io io; /* the client connection */
 	struct event rev, tev;
 	struct sl_worker *w;
 	struct sl_session *prev, *next; /* worker's live list */

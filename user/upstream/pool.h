@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "net/transport.h"
 #include "sluice/sluice.h"
 
 struct sl_peer_count;
@@ -23,7 +24,7 @@ struct sl_pool_key;
 
 /* One upstream connection, in use by a session or idle in the pool. */
 struct sl_upconn {
-	int fd;
+	struct sl_io io;
 	struct event rev, wev;
 	struct sl_worker *w;
 	struct sl_session *s; /* owner while in use; NULL while idle */
