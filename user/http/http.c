@@ -1,4 +1,5 @@
 /* HTTP/1.1 heads on top of llhttp: collection, framing checks, rewriting. */
+#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
@@ -468,6 +469,7 @@ int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const c
 				in->has_te = 1;
 				in->te_idx = (int)i;
 				in->chunked = te_ends_chunked(v, vl);
+				in->te_other = in->chunked && memchr(v, ',', vl) != NULL;
 				x->flags |= SL_HDR_HOP;
 			}
 			break;
@@ -513,6 +515,12 @@ int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const c
 		*why = "missing Host";
 		return -EPROTO;
 	}
+	if (is_request && in->host_idx >= 0 &&
+	    !sl_authority_valid(base + h->h[in->host_idx].value_off,
+				h->h[in->host_idx].value_len)) {
+		*why = "invalid Host";
+		return -EPROTO;
+	}
 	return 0;
 }
 
@@ -539,12 +547,47 @@ int sl_request_line_check(const struct sl_head *h, const char *base, const char 
 			*why = "control byte or space in the target";
 			return 400;
 		}
+		if (t[i] == '#') { /* a fragment is the client's business, never sent */
+			*why = "fragment in the target";
+			return 400;
+		}
 	}
 	if (h->http_major != 1 || h->http_minor > 1) {
 		*why = "unsupported HTTP version";
 		return h->http_major == 0 ? 400 : 505;
 	}
 	return 0;
+}
+
+int sl_authority_valid(const char *v, size_t n)
+{
+	/* RFC 3986 reg-name / IPv4: unreserved, pct-encoded and the sub-delims but ','
+	 * (a list would route one name and deliver another) */
+	static const char ok[256] = {
+	    ['-'] = 1,	['.'] = 1, ['_'] = 1, ['~'] = 1, ['%'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1,
+	    ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [';'] = 1, ['='] = 1,
+	};
+	size_t i = 0;
+	if (n && v[0] == '[') { /* IP-literal */
+		for (i = 1; i < n && v[i] != ']'; i++)
+			if (!(isxdigit((unsigned char)v[i]) || v[i] == ':' || v[i] == '.'))
+				return 0;
+		if (i == n || i == 1)
+			return 0;
+		i++;
+	} else {
+		for (; i < n && v[i] != ':'; i++)
+			if (!isalnum((unsigned char)v[i]) && !ok[(unsigned char)v[i]])
+				return 0;
+	}
+	if (i == n)
+		return 1;
+	if (v[i] != ':')
+		return 0;
+	for (i++; i < n; i++) /* port: digits, maybe none (RFC 3986 allows "host:") */
+		if (!isdigit((unsigned char)v[i]))
+			return 0;
+	return 1;
 }
 
 int sl_trailer_forbidden(const char *n, size_t nl)
@@ -748,8 +791,14 @@ void sl_h1_render_response(struct sl_out *o, int status, const struct sl_head *h
 	sl_out_str(o, sl_http_reason(status));
 	sl_out_str(o, "\r\n");
 	sl_out_headers(o, h, base);
-	if (chunked)
+	if (chunked && h->info.te_other && h->info.te_idx >= 0) {
+		sl_out_str(o, "Transfer-Encoding: ");
+		sl_out_put(o, sl_hdr_value(h, base, (unsigned)h->info.te_idx),
+			   h->h[h->info.te_idx].value_len);
+		sl_out_str(o, "\r\n");
+	} else if (chunked) {
 		sl_out_str(o, "Transfer-Encoding: chunked\r\n");
+	}
 	switch (conn) {
 	case SL_H1_KEEP:
 		break;

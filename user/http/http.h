@@ -33,7 +33,8 @@ struct sl_hdr {
 
 /* Framing facts and validation outcome, filled by sl_head_analyze(). */
 struct sl_head_info {
-	uint8_t chunked; /* Transfer-Encoding ends in chunked */
+	uint8_t chunked;  /* Transfer-Encoding ends in chunked */
+	uint8_t te_other; /* ... after other codings (gzip, chunked): kept when forwarded */
 	uint8_t has_te;
 	uint8_t has_cl;
 	uint8_t conn_close;	  /* Connection: close */
@@ -119,9 +120,13 @@ llhttp_errno_t sl_http_execute(struct sl_http_parser *hp, const char *base, cons
 int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const char **why);
 
 /* RFC 9112 section 3 on a parsed request head: one SP between the parts, a target of
- * visible bytes, HTTP/1.0 or HTTP/1.1. Returns 0, or the status to answer (400, 505)
- * with a static reason in *why. */
+ * visible bytes without a fragment, HTTP/1.0 or HTTP/1.1. Returns 0, or the status to
+ * answer (400, 505) with a static reason in *why. */
 int sl_request_line_check(const struct sl_head *h, const char *base, const char **why);
+
+/* A Host value or an absolute-form authority: host (reg-name, IPv4 or [IPv6]) and an
+ * optional port, nothing else (no userinfo, list, path or space). */
+int sl_authority_valid(const char *v, size_t n);
 
 /* 1 if a field of this name may not appear in a trailer section (RFC 9110 6.5.1):
  * framing, routing, request modifiers, authentication, response control data and
@@ -192,7 +197,8 @@ enum sl_h1_conn {
 };
 
 /* The response head sent to the client: status line, live end-to-end headers,
- * Transfer-Encoding when the body stays chunked, and the connection headers. */
+ * Transfer-Encoding when the body stays chunked (the upstream's codings, unchanged),
+ * and the connection headers. */
 void sl_h1_render_response(struct sl_out *o, int status, const struct sl_head *h, const char *base,
 			   int chunked, enum sl_h1_conn conn);
 
