@@ -140,10 +140,12 @@ static int parse_response(struct run *r, struct up *u)
 				size_t hold = hp->in_trailer ? hp->trailer_off : u->parse;
 				if (hp->message_done && hp->in_trailer) {
 					unsigned int dropped = 0;
-					hold =
-					    hp->trailer_off +
+					size_t n =
 					    sl_trailer_filter(u->b + hp->trailer_off,
 							      u->parse - hp->trailer_off, &dropped);
+					if (n == SL_TRAILER_BAD)
+						return -1; /* 502, as the session does */
+					hold = hp->trailer_off + n;
 				}
 				if (hold > u->fwd)
 					u->fwd = hold;

@@ -382,6 +382,15 @@ static void test_trailers_filtered(void **state)
 	assert_int_equal(n, strlen("X-Sum: abc\r\n\r\n"));
 	assert_memory_equal(buf + hp.trailer_off, "X-Sum: abc\r\n\r\n", n);
 	assert_memory_equal(buf + hp.trailer_off - 3, "0\r\n", 3);
+	/* a trailer line ending in a bare LF cannot be rewritten in place: refused */
+	char lf[] = "X-Sum: abc\n\r\n";
+	dropped = 0;
+	assert_true(sl_trailer_filter(lf, strlen(lf), &dropped) == SL_TRAILER_BAD);
+	char nul[] = "X-A: 1\r\nX-B: a\0b\r\n\r\n";
+	dropped = 0;
+	n = sl_trailer_filter(nul, sizeof(nul) - 1, &dropped);
+	assert_int_equal(dropped, 1);
+	assert_memory_equal(nul, "X-A: 1\r\n\r\n", n);
 	/* no trailer at all */
 	text = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
 	len = strlen(text);
@@ -425,6 +434,16 @@ static void test_chunk_extension_limit(void **state)
 	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "5\r\nhello\r\n0\r\n\r\n");
 	assert_int_equal(chunked(buf, (size_t)n, &hp, &dropped), 0);
 	assert_int_equal(hp.body_err, SL_BODY_EXT_TOO_LONG);
+	/* forwarded as is, so it must be clean: DEL in an extension, a bare CR or LF */
+	const char *dirty[] = {"5;a\x7f\r\nhello\r\n0\r\n\r\n", "5\rX\r\nhello\r\n0\r\n\r\n",
+			       "5\nhello\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n"};
+	for (unsigned i = 0; i < sizeof(dirty) / sizeof(dirty[0]); i++) {
+		n = snprintf(buf, sizeof(buf),
+			     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+			     dirty[i]);
+		chunked(buf, (size_t)n, &hp, &dropped);
+		assert_false(hp.message_done);
+	}
 	/* a short one passes */
 	n = snprintf(buf, sizeof(buf),
 		     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "

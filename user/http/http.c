@@ -163,6 +163,21 @@ static int on_headers_complete(llhttp_t *p)
  * 0, or -1 with body_err set when the run is too long. */
 static int framing_run(struct sl_http_parser *hp, const char *upto)
 {
+	/* what is forwarded as is must be clean, whatever llhttp let through: no control
+	 * or non-ASCII bytes, CR only before LF, LF only after CR */
+	for (const char *q = hp->frame_from; q < upto; q++) {
+		unsigned char ch = (unsigned char)*q;
+		if (ch == '\n' && hp->frame_cr) {
+			hp->frame_cr = 0;
+			continue;
+		}
+		if (hp->frame_cr || ch == '\n' || (ch < ' ' && ch != '\t' && ch != '\r') ||
+		    ch >= 0x7f) {
+			hp->body_err = SL_BODY_BAD_FRAMING;
+			return -1;
+		}
+		hp->frame_cr = ch == '\r';
+	}
 	hp->framing += (uint32_t)(upto - hp->frame_from);
 	hp->frame_from = upto;
 	if (hp->framing > SL_CHUNK_LINE_MAX) {
@@ -242,6 +257,7 @@ void sl_http_parser_next(struct sl_http_parser *hp)
 	hp->trailer_off = 0;
 	hp->trailer_len = 0;
 	hp->framing = 0;
+	hp->frame_cr = 0;
 	hp->frame_from = NULL;
 	hp->dechunk_wr = NULL;
 }
@@ -639,32 +655,29 @@ size_t sl_trailer_filter(char *p, size_t len, unsigned int *dropped)
 	size_t in = 0, out = 0;
 	while (in < len) {
 		char *eol = memchr(p + in, '\n', len - in);
-		size_t line = eol ? (size_t)(eol - (p + in)) + 1 : len - in;
-		size_t body = line;
-		while (body && (p[in + body - 1] == '\n' || p[in + body - 1] == '\r'))
-			body--;
+		if (!eol || eol == p + in || eol[-1] != '\r')
+			return SL_TRAILER_BAD; /* bare LF, or no line end at all */
+		size_t line = (size_t)(eol - (p + in)) + 1, body = line - 2;
 		if (body == 0) { /* the final empty line */
-			memcpy(p + out, "\r\n", 2);
+			memmove(p + out, "\r\n", 2);
 			return out + 2;
 		}
 		const char *colon = memchr(p + in, ':', body);
 		size_t nl = colon ? (size_t)(colon - (p + in)) : body;
-		if (!colon || !is_token(p + in, nl) || sl_trailer_forbidden(p + in, nl)) {
+		int ctl = 0;
+		for (size_t k = 0; k < body && !ctl; k++) {
+			unsigned char ch = (unsigned char)p[in + k];
+			ctl = (ch < ' ' && ch != '\t') || ch == 0x7f;
+		}
+		if (!colon || ctl || !is_token(p + in, nl) || sl_trailer_forbidden(p + in, nl)) {
 			(*dropped)++;
 		} else {
-			memmove(p + out, p + in, body);
-			out += body;
-			memcpy(p + out, "\r\n", 2);
-			out += 2;
+			memmove(p + out, p + in, line); /* CRLF included */
+			out += line;
 		}
 		in += line;
 	}
-	/* no final empty line (llhttp completes a message only after one): end it here */
-	if (out + 2 <= len) {
-		memcpy(p + out, "\r\n", 2);
-		out += 2;
-	}
-	return out;
+	return SL_TRAILER_BAD; /* no final empty line */
 }
 
 int sl_head_find(const struct sl_head *h, const char *base, const char *name, size_t name_len)

@@ -77,6 +77,7 @@ enum sl_body_err {
 	SL_BODY_OK = 0,
 	SL_BODY_EXT_TOO_LONG, /* one chunk's extensions over SL_CHUNK_EXT_MAX */
 	SL_BODY_TRAILER_TOO_BIG,
+	SL_BODY_BAD_FRAMING, /* a control byte, bare CR or bare LF in chunk framing */
 };
 
 /* What llhttp callbacks need: the head being filled and the buffer base the
@@ -94,6 +95,7 @@ struct sl_http_parser {
 	uint8_t in_trailer; /* past the last chunk: trailer_off is where its trailer starts */
 	uint8_t body_err;   /* enum sl_body_err */
 	uint8_t mark_trailer;
+	uint8_t frame_cr;	/* the last framing byte was a CR */
 	uint32_t trailer_off;	/* offset from base; the caller shifts it when it moves bytes */
 	uint32_t trailer_len;	/* trailer bytes seen, capped at SL_TRAILER_MAX */
 	uint32_t framing;	/* body bytes since the last data byte: chunk-size lines,
@@ -134,7 +136,11 @@ int sl_authority_valid(const char *v, size_t n);
 int sl_trailer_forbidden(const char *name, size_t len);
 
 /* Rewrite a trailer section (field lines then the final CRLF, as llhttp accepted it) in
- * place, dropping forbidden fields. Returns the new length; *dropped counts them. */
+ * place, dropping forbidden fields and fields with control bytes. Returns the new
+ * length (never more than len; *dropped counts the fields dropped), or SL_TRAILER_BAD
+ * when a line does not end in CRLF (llhttp lets a bare LF through there): the message
+ * must then be refused, since rewriting it would have to grow it. */
+#define SL_TRAILER_BAD ((size_t)-1)
 size_t sl_trailer_filter(char *p, size_t len, unsigned int *dropped);
 
 static inline const char *sl_hdr_name(const struct sl_head *h, const char *base, unsigned i)

@@ -1041,12 +1041,15 @@ static int is_retryable(const struct sl_session *s)
 }
 
 /* The message is complete: rewrite its trailer section in place (forbidden fields
- * dropped) and make it forwardable. Returns the new end of forwardable bytes. */
+ * dropped) and make it forwardable. Returns the new end of forwardable bytes, or
+ * UINT32_MAX when the section is malformed. */
 static uint32_t trailers_done(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp)
 {
 	unsigned int dropped = 0;
 	size_t n =
 	    sl_trailer_filter(b->data + hp->trailer_off, b->parse - hp->trailer_off, &dropped);
+	if (n == SL_TRAILER_BAD)
+		return UINT32_MAX;
 	if (dropped) {
 		w->st->trailers_dropped += dropped;
 		sl_log(SL_LOG_DEBUG, "msg=\"trailer fields dropped\" count=%u", dropped);
@@ -1056,7 +1059,8 @@ static uint32_t trailers_done(struct sl_worker *w, struct sl_iob *b, struct sl_h
 }
 
 /* Where forwardable bytes end after a parser run over a raw (not de-chunked) body:
- * everything parsed, except a trailer section, which waits for its end. */
+ * everything parsed, except a trailer section, which waits for its end. UINT32_MAX for
+ * a malformed trailer section. */
 static uint32_t raw_body_end(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp)
 {
 	if (!hp->in_trailer)
@@ -1064,6 +1068,20 @@ static uint32_t raw_body_end(struct sl_worker *w, struct sl_iob *b, struct sl_ht
 	if (hp->message_done)
 		return trailers_done(w, b, hp);
 	return hp->trailer_off;
+}
+
+static const char *parse_error(const struct sl_http_parser *hp)
+{
+	switch (hp->body_err) {
+	case SL_BODY_EXT_TOO_LONG:
+		return "chunk extension too long";
+	case SL_BODY_TRAILER_TOO_BIG:
+		return "trailer section too big";
+	case SL_BODY_BAD_FRAMING:
+		return "control byte or bare CR/LF in chunk framing";
+	default:
+		return llhttp_get_error_reason(&hp->p);
+	}
 }
 
 /* Hand body bytes [from, fwd) of the input to request_body_filter. 1 if the request is
@@ -1105,15 +1123,15 @@ static void pump_request_body(struct sl_session *s)
 		if (e == HPE_PAUSED && s->r->rp.message_done) {
 			r->req_done = 1;
 		} else if (e != HPE_OK) {
-			refuse_request(s, 400,
-				       s->r->rp.body_err == SL_BODY_EXT_TOO_LONG
-					   ? "chunk extension too long"
-				       : s->r->rp.body_err == SL_BODY_TRAILER_TOO_BIG
-					   ? "trailer section too big"
-					   : llhttp_get_error_reason(&s->r->rp.p));
+			refuse_request(s, 400, parse_error(&s->r->rp));
 			return;
 		}
-		b->fwd = raw_body_end(s->w, b, &s->r->rp);
+		uint32_t end = raw_body_end(s->w, b, &s->r->rp);
+		if (end == UINT32_MAX) {
+			refuse_request(s, 400, "trailer line without CRLF");
+			return;
+		}
+		b->fwd = end;
 		/* every byte of the body counts, chunk framing included */
 		uint64_t max = sconf(s)->limits.max_body_size;
 		if (max && r->body_wire > max) {
@@ -1669,18 +1687,6 @@ static int response_head(struct sl_session *s)
 static void start_tunnel(struct sl_session *s);
 static void log_request(struct sl_session *s);
 
-static const char *up_parse_error(const struct sl_http_parser *hp)
-{
-	switch (hp->body_err) {
-	case SL_BODY_EXT_TOO_LONG:
-		return "chunk extension too long";
-	case SL_BODY_TRAILER_TOO_BIG:
-		return "trailer section too big";
-	default:
-		return llhttp_get_error_reason(&hp->p);
-	}
-}
-
 static void parse_response(struct sl_session *s)
 {
 	struct sl_request *r = s->r;
@@ -1696,7 +1702,7 @@ static void parse_response(struct sl_session *s)
 		    sl_http_execute(&r->up_p, b->data, b->data + b->parse, b->wr - b->parse, &used);
 		b->parse += (uint32_t)used;
 		if (e != HPE_OK && e != HPE_PAUSED) {
-			bad_response(s, up_parse_error(&r->up_p));
+			bad_response(s, parse_error(&r->up_p));
 			return;
 		}
 		if (r->resp_head_done && !r->interim) {
@@ -1704,7 +1710,12 @@ static void parse_response(struct sl_session *s)
 				b->fwd = (uint32_t)(r->up_p.dechunk_wr - b->data);
 				r->up_p.in_trailer = 0; /* an HTTP/1.0 client gets no trailers */
 			} else {
-				b->fwd = raw_body_end(s->w, b, &r->up_p);
+				uint32_t end = raw_body_end(s->w, b, &r->up_p);
+				if (end == UINT32_MAX) {
+					bad_response(s, "trailer line without CRLF");
+					return;
+				}
+				b->fwd = end;
 			}
 			if (ops->response_body_filter &&
 			    (b->fwd > old_fwd || r->up_p.message_done)) {
