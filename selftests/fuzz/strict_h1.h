@@ -228,9 +228,29 @@ static inline int sh_fields(const uint8_t *b, size_t len, size_t *off, struct sh
 		} else if (sh_ieq(n, nl, "transfer-encoding")) {
 			if (m->chunked)
 				SH_BAD("repeated Transfer-Encoding");
-			/* sluice regenerates Transfer-Encoding: exactly "chunked" */
-			if (!sh_ieq(v, vl, "chunked"))
-				SH_BAD("Transfer-Encoding other than chunked");
+			/* a list of codings (empty elements are ignored, RFC 9110 5.6.1) whose
+			 * last one, and only that one, is chunked */
+			int last_chunked = 0, n_chunked = 0;
+			for (size_t i = 0; i < vl;) {
+				size_t s = i;
+				while (i < vl && v[i] != ',')
+					i++;
+				size_t e = i++;
+				while (s < e && (v[s] == ' ' || v[s] == '\t'))
+					s++;
+				while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+					e--;
+				if (s == e)
+					continue;
+				for (size_t k = s; k < e; k++)
+					if (!sh_tchar(v[k]) && v[k] != ';' && v[k] != '=' &&
+					    v[k] != ' ')
+						SH_BAD("bad Transfer-Encoding coding");
+				last_chunked = sh_ieq(v + s, e - s, "chunked");
+				n_chunked += last_chunked;
+			}
+			if (!last_chunked || n_chunked != 1)
+				SH_BAD("Transfer-Encoding does not end in one chunked");
 			m->chunked = 1;
 		} else if (sh_ieq(n, nl, "connection")) {
 			if (sh_token_list_has(v, vl, "close"))
