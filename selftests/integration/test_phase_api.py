@@ -4,12 +4,13 @@ stack, in freed heap memory, or are too big for one write. Whatever the proxy do
 request is answered exactly once and the kept-alive connection stays in sync; forbidden
 phases get -EINVAL and the request carries on; the body is copied; 1xx interim heads are
 not body. Under `make asan` the daemon teardown fails on any sanitizer report."""
+import errno
 import os
 import socket
 
 import pytest
 
-from backends import dead_address
+from backends import dead_address, raw_handler
 from client import HTTPClient, build_request
 from daemon import parse_kv, wait_for
 from env import BUILD, SCALE, TIMEOUT
@@ -18,6 +19,9 @@ PHASE_PROXY = os.path.join(BUILD, "selftests", "proxies", "phase_proxy")
 
 ALLOWED = ["request_filter", "upstream_peer", "upstream_request_filter", "fail_to_connect",
            "error_response"]
+FORBIDDEN = ["response_filter", "request_body_filter", "response_body_filter", "logging"]
+RETURNS = ["0", "done", "retry", "neg"]
+BODY_MODES = ["static", "stack", "heap-freed", "big"]
 # phases that only run when connecting fails: their default upstream refuses connections
 NEEDS_DEAD = {"fail_to_connect", "error_response"}
 STATUS = 203  # phase_proxy's default status for sl_respond()
@@ -93,6 +97,10 @@ def rc(s, key="rc", rid="t"):
     return got[0]
 
 
+def error_lines(s, phase):
+    return [ln for ln in s.log_lines() if "sl_respond not allowed in %s" % phase in ln]
+
+
 def phase_headers(phase, ret=None, body=None, rid="t", **extra):
     h = [("X-Phase", phase), ("X-Id", rid)]
     if ret is not None:
@@ -133,10 +141,10 @@ def start_for(sluice, backend, phase):
     return start_phase(sluice, b.address), b
 
 
-# More phases, return values and body modes come with the ops-API fix (issue #8).
-@pytest.mark.parametrize("body", ["static"])
-@pytest.mark.parametrize("ret", ["done"])
-@pytest.mark.parametrize("phase", ["request_filter", "upstream_peer"])
+# -- allowed phases ---------------------------------------------------------------------
+@pytest.mark.parametrize("body", BODY_MODES)
+@pytest.mark.parametrize("ret", RETURNS)
+@pytest.mark.parametrize("phase", ALLOWED)
 def test_respond_from_allowed_phase(sluice, backend, phase, ret, body):
     s, b = start_for(sluice, backend, phase)
     c = client(s)
@@ -152,6 +160,123 @@ def test_respond_from_allowed_phase(sluice, backend, phase, ret, body):
         assert [q.target for q in b.requests] == ["/next"], b.requests
 
 
+@pytest.mark.parametrize("phase", ALLOWED)
+def test_second_respond_is_ealready(sluice, backend, phase):
+    s, b = start_for(sluice, backend, phase)
+    c = client(s)
+    r = c.request("GET", "/t", headers=phase_headers(phase, "done", "stack", twice="1"))
+    assert r.status == STATUS, r
+    diff = body_diff(r.body, body_of("stack"))
+    assert diff is None, diff
+    assert_only_response(c, r, b, local=b is None)
+    assert (rc(s), rc(s, "rc2")) == ("0", str(-errno.EALREADY))
+    entry(s, "/t")
+
+
+@pytest.mark.parametrize("status", ["99", "199", "600", "1000"])
+def test_respond_bad_status_is_einval(sluice, backend, status):
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    # X-Return 0: the refused answer leaves the request to go on upstream
+    r = c.request("GET", "/t", headers=phase_headers("request_filter", "0", status=status))
+    assert r.status == 200 and r.json()["target"] == "/t", r
+    assert_only_response(c, r, b)
+    assert rc(s) == str(-errno.EINVAL)
+    entry(s, "/t")
+
+
+def test_respond_content_type_crlf_is_einval(sluice, backend):
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    r = c.request("GET", "/t", headers=phase_headers("request_filter", "0", ctype="bad"))
+    assert r.status == 200 and r.json()["target"] == "/t", r
+    assert not r.has("X-Injected"), r.headers
+    assert_only_response(c, r, b)
+    assert rc(s) == str(-errno.EINVAL)
+    entry(s, "/t")
+
+
+def test_respond_null_session_is_einval(sluice, backend):
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    r = c.request("GET", "/t", headers=[("X-Null", "1"), ("X-Id", "t")])
+    assert r.status == 200 and r.json()["target"] == "/t", r
+    assert_only_response(c, r, b)
+    assert rc(s, "rc_null") == str(-errno.EINVAL)
+    entry(s, "/t")
+
+
+# -- forbidden phases -------------------------------------------------------------------
+@pytest.mark.parametrize("body", BODY_MODES)
+@pytest.mark.parametrize("ret", ["0", "done"])
+@pytest.mark.parametrize("phase", FORBIDDEN)
+def test_respond_from_forbidden_phase(sluice, backend, phase, ret, body):
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    sent = b"request body for the backend\n" * 10
+    r = c.request("POST", "/t", headers=phase_headers(phase, ret, body), body=sent)
+    assert r.status == 200, "%r %r" % (r, r.body[:200])
+    got = r.json()
+    assert got["target"] == "/t" and got["body"] == sent.decode(), got
+    assert_only_response(c, r, b)
+    assert rc(s) == str(-errno.EINVAL)
+    e = entry(s, "/t")
+    assert e.get("status") == "200", e
+    # the filters saw the whole of both bodies, once each
+    assert (e.get("qbf_bytes"), e.get("qbf_end")) == (str(len(sent)), "1"), e
+    assert (e.get("rbf_bytes"), e.get("rbf_end")) == (str(len(r.body)), "1"), e
+    assert len(error_lines(s, phase)) == 1, error_lines(s, phase)
+
+
+def test_request_body_filter_after_100_continue(sluice, backend):
+    """The body arrives after the head (the client waits for 100 Continue)."""
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    sent = b"x" * 5000
+    head = ("POST /t HTTP/1.1\r\nHost: sluice.test\r\nContent-Length: %d\r\n"
+            "Expect: 100-continue\r\nX-Phase: request_body_filter\r\nX-Body: big\r\n"
+            "X-Id: t\r\n\r\n"
+            % len(sent)).encode()
+    c.send(head)
+    interim = c.read_response(skip_1xx=False)
+    assert interim.status == 100, interim
+    c.send(sent)
+    r = c.read_response()
+    assert r.status == 200 and r.json()["body_len"] == len(sent), r
+    assert_only_response(c, r, b)
+    assert rc(s) == str(-errno.EINVAL)
+    e = entry(s, "/t")
+    assert (e.get("qbf_bytes"), e.get("qbf_end")) == (str(len(sent)), "1"), e
+
+
+# -- error_response from broken upstreams -------------------------------------------------
+BROKEN = {
+    "interim-then-garbage": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nNOT HTTP\r\n\r\n",
+    "garbage": b"SPROING 200 OK\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("body", ["static", "big"])
+@pytest.mark.parametrize("ret", RETURNS)
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_error_response_broken_upstream(sluice, backend, kind, ret, body):
+    b = backend("default", handler=raw_handler(BROKEN[kind], after="close"))
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    r = c.request("GET", "/t", headers=phase_headers("error_response", ret, body))
+    assert r.status == STATUS, "%r %r" % (r, r.body[:200])
+    diff = body_diff(r.body, body_of(body))
+    assert diff is None, diff
+    assert_only_response(c, r, local=True)
+    assert rc(s) == "0"
+    assert entry(s, "/t").get("err_status") == "502"
+
+
 def test_error_response_not_answering_gets_core_error(sluice):
     """error_response that does not answer: the core's own 502, once."""
     s = start_phase(sluice, dead_address())
@@ -162,8 +287,68 @@ def test_error_response_not_answering_gets_core_error(sluice):
     assert entry(s, "/t").get("err_status") == "502"
 
 
-@pytest.mark.parametrize("body", ["static"])
-@pytest.mark.parametrize("ret", ["done"])
+# -- 1xx interim responses are not body ---------------------------------------------------
+@pytest.mark.parametrize("code", [103, 100])
+def test_interim_response_not_seen_as_body(sluice, backend, code):
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    r = c.request("GET", "/_/early?code=%d" % code)
+    assert r.status == 200 and r.json()["target"] == "/_/early?code=%d" % code, r
+    assert_only_response(c, r, b)
+    e = entry(s, "/_/early?code=%d" % code)
+    assert e.get("rbf_bytes") == str(len(r.body)), e
+    assert e.get("rbf_end") == "1", e
+
+
+def test_interim_response_forbidden_respond_in_body_filter(sluice, backend):
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    r = c.request("GET", "/_/early?code=103",
+                  headers=phase_headers("response_body_filter", "0", "heap-freed"))
+    assert r.status == 200 and r.json()["target"] == "/_/early?code=103", r
+    assert_only_response(c, r, b)
+    assert rc(s) == str(-errno.EINVAL)
+    e = entry(s, "/_/early?code=103")
+    assert (e.get("rbf_bytes"), e.get("rbf_end")) == (str(len(r.body)), "1"), e
+
+
+# -- the context belongs to one request ---------------------------------------------------
+def test_bad_request_does_not_get_previous_context(sluice, backend):
+    """A head that fails to parse never ran request_filter: error_response must not see
+    the finished context of the request before it on the connection."""
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    r = c.request("GET", "/first", headers=phase_headers("error_response", "done"))
+    assert r.status == 200 and r.json()["target"] == "/first", r
+    c.send(b"GET /bad HTTP/1.1\r\nHost: sluice.test\r\nContent-Length: zz\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 400, "%r %r" % (r, r.body[:200])
+    assert c.wait_closed() and c.buf == b""
+    entries = s.wait_access(2)
+    assert not [e for e in entries if "stale_ctx" in e], entries
+
+
+def test_body_with_head_context_is_fresh(sluice, backend):
+    """A body that arrives with its head is filtered with this request's fresh context,
+    not the previous request's (the second request on a connection)."""
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    r = c.request("GET", "/first")
+    assert r.status == 200, r
+    sent = b"abc" * 100
+    r = c.request("POST", "/second", body=sent)
+    assert r.status == 200 and r.json()["body_len"] == len(sent), r
+    e = entry(s, "/second")
+    assert "stale_ctx" not in e, e
+    assert (e.get("qbf_bytes"), e.get("qbf_end")) == (str(len(sent)), "1"), e
+
+
+@pytest.mark.parametrize("body", ["static", "big"])
+@pytest.mark.parametrize("ret", RETURNS)
 @pytest.mark.parametrize("phase", ["request_filter", "upstream_peer"])
 def test_pipelined_requests_answered_in_turn(sluice, backend, phase, ret, body):
     """A request answered at once while the next one is already buffered: each gets its
