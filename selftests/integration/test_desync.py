@@ -569,6 +569,93 @@ def test_absolute_form_authority_wins_over_host(strict, sluice):
     assert o.requests[0].headers_named("Host") == ["other.test"], o.requests[0].headers
 
 
+def test_absolute_form_with_userinfo_rejected(strict, sluice):
+    """Found on main: `GET http://a@other.test/x` was routed as host "a@other.test" (not
+    other.test, so a host route was bypassed) and forwarded with `Host: a@other.test`, which
+    an origin that drops userinfo reads as other.test. RFC 9110 4.2.4: treat userinfo in an
+    http(s) URI as an error."""
+    a = strict()
+    sl = sluice.start([{"host": "other.test", "respond": {"status": 403, "body": "no\n"}},
+                       {"upstream": "u"}], {"u": {"servers": [{"address": a.address}]}})
+    c = sl.client()
+    c.send(b"GET http://a@other.test/x HTTP/1.1\r\nHost: other.test\r\n\r\n")
+    assert_sluice_error(c.read_response(), 400, c)
+    assert_saw_no_request(a)
+
+
+@pytest.mark.parametrize("host", [b"sluice.test, other.test", b"sluice .test", b"a@other.test",
+                                  b"other.test/x"],
+                         ids=["list", "space", "userinfo", "slash"])
+def test_invalid_host_value_rejected(strict, sluice, host):
+    """Found on main: forwarded as is, and routed by the whole value (so a host route for
+    other.test is bypassed) while an origin may pick other.test out of it. RFC 9112 3.2: a
+    Host field with an invalid value gets 400."""
+    a = strict()
+    sl = sluice.start([{"host": "other.test", "respond": {"status": 403, "body": "no\n"}},
+                       {"upstream": "u"}], {"u": {"servers": [{"address": a.address}]}})
+    c = sl.client()
+    c.send(b"GET /x HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert_sluice_error(c.read_response(), 400, c)
+    assert_saw_no_request(a)
+
+
+def test_unknown_transfer_coding_not_dropped(strict, sluice):
+    """Found on main: `Transfer-Encoding: gzip, chunked` was forwarded as `chunked` alone, so
+    the origin took gzip bytes for the body. Either refuse it (501/400, RFC 9112 6.1) or
+    forward the codings sluice did not remove."""
+    b = strict(expect=["/gz", "/after-check"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"POST /gz HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+           b"5\r\nhello\r\n0\r\n\r\n")
+    r = c.read_response()
+    if r.status in (400, 501):
+        assert_sluice_error(r, r.status, c)
+        assert_saw_no_request(b)
+    else:
+        answered(r, "POST", "/gz", 5)
+        b.settle()
+        te = [t.strip().lower() for v in b.requests[0].headers_named("Transfer-Encoding")
+              for t in v.split(",")]
+        assert te == ["gzip", "chunked"], b.requests[0].headers
+    assert_proxy_still_clean(sl, b)
+
+
+def test_unknown_transfer_coding_in_response_not_dropped(strict, sluice):
+    """Found on main: an upstream `Transfer-Encoding: gzip, chunked` reached the client as
+    `chunked` alone (gzip bytes presented as the body). 502, or the codings kept."""
+    b = strict(expect=["/gz", "/after-check"])
+    b.on("/gz", Reply(raw=b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                         b"5\r\nhello\r\n0\r\n\r\n"))
+    sl = sluice.proxy(b)
+    c = sl.client()
+    r = c.request("GET", "/gz")
+    if r.status == 502:
+        assert_sluice_error(r, 502, c)
+    else:
+        te = [t.strip().lower() for v in r.headers_named("Transfer-Encoding")
+              for t in v.split(",")]
+        assert te == ["gzip", "chunked"], r.raw_head
+    assert_saw(b, [("GET", "/gz", 0)])
+    assert_proxy_still_clean(sl, b)
+
+
+def test_fragment_in_request_target_not_forwarded(strict, sluice):
+    """RFC 9112 3.2: a request target has no fragment; found forwarded as `GET /a#frag`."""
+    b = strict(expect=["/a", "/after-check"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"GET /a#frag HTTP/1.1\r\n" + H + b"\r\n")
+    r = c.read_response()
+    if r.status == 400:
+        assert_sluice_error(r, 400, c)
+        assert_saw_no_request(b)
+    else:
+        answered(r, "GET", "/a")
+        assert_saw(b, [("GET", "/a", 0)])
+    assert_proxy_still_clean(sl, b)
+
+
 # -- pipelines mixing the above ---------------------------------------------------------------
 def pipeline_in_sync(strict, sluice, parts):
     """Send every (method, target, body_len, raw) in one write; each answer must be the
@@ -717,6 +804,10 @@ LENIENT_OR_REJECTED = [
      b"5;a=\x01\r\nhello\r\n0\r\n\r\n"),
     ("bare-lf-trailer", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
      b"5\r\nhello\r\n0\r\nX-T: 1\nX-U: 2\r\n\r\n"),
+    ("bare-lf-ending-trailers", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked"
+     b"\r\n\r\n5\r\nhello\r\n0\r\nContent:6440\xff\xff x\r\n\n"),
+    ("ctl-in-trailer", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nX-T: a\x00b\r\n\r\n"),
     ("obs-fold-trailer", b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
      b"5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n"),
     ("leading-crlf", b"\r\nGET /x HTTP/1.1\r\n" + H + b"\r\n"),
@@ -820,6 +911,10 @@ BROKEN_RESPONSES = [
      b"5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n", False),
     ("trailer-bare-lf", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"5\r\nhello\r\n0\r\nX-T: 1\nX-U: 2\r\n\r\n", False),
+    ("trailer-nul", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nX-T: a\x00b\r\n\r\n", False),
+    ("trailers-end-bare-lf", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nX-T: 1\r\n\n", False),
     ("trailer-ctl", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"5\r\nhello\r\n0\r\nX-T: a\x01b\r\n\r\n", False),
     ("chunk-size-bare-lf", "GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
