@@ -230,8 +230,10 @@ static size_t one_request(struct conn *c, size_t pos, struct sl_http_parser *hp,
 			unsigned int dropped = 0;
 			size_t n = sl_trailer_filter(b + hp->trailer_off, parse - hp->trailer_off,
 						     &dropped);
-			if (n == SL_TRAILER_BAD)
-				goto out; /* refused (400), as the session does */
+			if (n == SL_TRAILER_BAD) {
+				req_done = 0; /* refused (400): what went out before is cut */
+				break;
+			}
 			hold = hp->trailer_off + n;
 		}
 		if (hold > fwd)
