@@ -1,4 +1,5 @@
 /* Per-worker buffer free lists (see mem.h). */
+#include <malloc.h>
 #include <stdlib.h>
 
 #include "core/mem.h"
@@ -26,6 +27,8 @@ void sl_mem_init(struct sl_mem *m, size_t big_size, unsigned int max_free)
 		m->n_free[c] = 0;
 	}
 	m->max_free = max_free;
+	m->released = 0;
+	m->trimmed_ns = 0;
 }
 
 static void drain(struct sl_mem *m, enum sl_mem_class c)
@@ -72,6 +75,7 @@ void sl_mem_put(struct sl_mem *m, enum sl_mem_class c, void *p)
 	if (!p)
 		return;
 	if (m->n_free[c] >= m->max_free || hdr_of(p)->size != m->size[c]) {
+		m->released += hdr_of(p)->size;
 		free(hdr_of(p));
 		return;
 	}
@@ -79,4 +83,25 @@ void sl_mem_put(struct sl_mem *m, enum sl_mem_class c, void *p)
 	f->next = m->free[c];
 	m->free[c] = f;
 	m->n_free[c]++;
+}
+
+#define TRIM_BYTES (256u << 10)
+#define RESERVE 4 /* buffers per class kept through a quiet spell */
+
+void sl_mem_trim(struct sl_mem *m, uint64_t now_ns)
+{
+	for (int c = 0; c < SL_MEM_NCLASS; c++) {
+		while (m->n_free[c] > RESERVE) {
+			struct sl_mem_free *f = m->free[c];
+			m->free[c] = f->next;
+			m->n_free[c]--;
+			m->released += hdr_of(f)->size;
+			free(hdr_of(f));
+		}
+	}
+	if (m->released < TRIM_BYTES || now_ns - m->trimmed_ns < 1000000000ull)
+		return;
+	m->released = 0;
+	m->trimmed_ns = now_ns;
+	malloc_trim(0);
 }

@@ -22,6 +22,8 @@ struct sl_mem {
 	struct sl_mem_free *free[SL_MEM_NCLASS];
 	unsigned int n_free[SL_MEM_NCLASS];
 	unsigned int max_free; /* kept per class; beyond that buffers go back to malloc */
+	size_t released;       /* bytes given back to malloc since the last trim */
+	uint64_t trimmed_ns;
 };
 
 void sl_mem_init(struct sl_mem *m, size_t big_size, unsigned int max_free);
@@ -29,6 +31,15 @@ void sl_mem_destroy(struct sl_mem *m);
 /* Returns a buffer of class c (of m->size[c] bytes at the time of the call) or NULL. */
 void *sl_mem_get(struct sl_mem *m, enum sl_mem_class c);
 void sl_mem_put(struct sl_mem *m, enum sl_mem_class c, void *p);
+/* Count bytes of other per-worker objects given back to malloc (sessions, requests). */
+static inline void sl_mem_note_free(struct sl_mem *m, size_t n)
+{
+	m->released += n;
+}
+/* A quiet worker (no request for a while): shrink the free lists to a small reserve
+ * and, when enough went back to malloc, at most once a second, have glibc return its
+ * free pages to the kernel (otherwise RSS never comes down after a burst). */
+void sl_mem_trim(struct sl_mem *m, uint64_t now_ns);
 /* Raise class c to size bytes (never shrinks it). Buffers of the old size still in use
  * keep working at the size they were handed out with and are freed when put back. */
 void sl_mem_grow(struct sl_mem *m, enum sl_mem_class c, size_t size);

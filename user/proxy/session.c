@@ -29,10 +29,13 @@
 #include "upstream/shared_pool.h"
 
 #define SL_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
-/* Free-list bounds per worker: enough for steady load, and memory goes back after a
- * burst (a request object is ~16 KB, a session ~0.5 KB). */
-#define SL_FREE_REQUESTS 32
-#define SL_FREE_SESSIONS 256
+/* Free-list bounds per worker: enough for steady load; a quiet worker keeps only the
+ * reserves (sl_session_trim), so memory goes back after a burst (a request object is
+ * ~16 KB, a session ~0.5 KB). */
+#define SL_FREE_REQUESTS 64
+#define SL_FREE_SESSIONS 1024
+#define SL_RESERVE_REQUESTS 4
+#define SL_RESERVE_SESSIONS 64
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg);
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -78,14 +81,6 @@ static void send_error(struct sl_session *s, int status);
 	})
 
 static void session_free(struct sl_session *s);
-
-static uint64_t ns_since(const struct timespec *t0)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)(t.tv_sec - t0->tv_sec) * 1000000000ull + (uint64_t)t.tv_nsec -
-	       (uint64_t)t0->tv_nsec;
-}
 
 static const struct sl_conf *sconf(const struct sl_session *s)
 {
@@ -816,7 +811,27 @@ static void request_release(struct sl_session *s)
 		w->free_requests = r;
 		w->n_free_requests++;
 	} else {
+		sl_mem_note_free(&w->mem, sizeof(*r) + w->d->ops->ctx_size);
 		free(r);
+	}
+}
+
+void sl_session_trim(struct sl_worker *w)
+{
+	size_t rsize = sizeof(struct sl_request) + w->d->ops->ctx_size;
+	while (w->n_free_requests > SL_RESERVE_REQUESTS) {
+		struct sl_request *r = w->free_requests;
+		w->free_requests = r->next_free;
+		w->n_free_requests--;
+		sl_mem_note_free(&w->mem, rsize);
+		free(r);
+	}
+	while (w->n_free_sessions > SL_RESERVE_SESSIONS) {
+		struct sl_session *s = w->free_sessions;
+		w->free_sessions = s->next;
+		w->n_free_sessions--;
+		sl_mem_note_free(&w->mem, sizeof(*s));
+		free(s);
 	}
 }
 
@@ -840,7 +855,7 @@ static int start_request(struct sl_session *s)
 	s->state = SS_HEAD;
 	/* the client write event lives with the request: an idle connection has none */
 	event_assign(&r->wev, w->base, s->io.fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
-	clock_gettime(CLOCK_MONOTONIC, &r->t_start);
+	r->t_start = sl_mono_ns();
 	r->hold = sl_worker_conf_get(w);
 	const struct sl_conf *c = r->hold->conf;
 	sl_head_reset(&r->req, c->limits.max_header_count, (uint32_t)c->limits.max_target_length);
@@ -1245,7 +1260,7 @@ static void up_connected(struct sl_session *s)
 	c->connecting = 0;
 	up_rd_on(c);
 	c->requests++;
-	clock_gettime(CLOCK_MONOTONIC, &r->t_up);
+	r->t_up = sl_mono_ns();
 	sl_http_parser_init(&r->up_p, 0, &r->resp);
 	r->up_p.skip_body = r->is_head_req;
 	sl_head_reset(&r->resp, SL_HDR_MAX, 0);
@@ -1632,7 +1647,7 @@ static int response_head(struct sl_session *s)
 		return -1;
 	}
 	r->status = st;
-	r->up_time_ns = ns_since(&r->t_up);
+	r->up_time_ns = sl_mono_ns() - r->t_up;
 	if (ops->response_filter) {
 		int rc = PHASE_CALL(s, PH_RESPONSE_FILTER, ops->response_filter(s, r->ctx));
 		if (GONE(s, gen))
@@ -1999,6 +2014,9 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (s->state == SS_IDLE && b->wr > b->parse)
 				goto parse; /* pipelined request left from the previous one */
+			if (s->state == SS_IDLE && !b->wr)
+				iob_free(s->w,
+					 b); /* nothing yet: a waiting connection holds none */
 			rd_on(s);
 			return;
 		}
@@ -2260,7 +2278,7 @@ static void log_request(struct sl_session *s)
 	ll_str(&l, " upstream_time=");
 	ll_secs(&l, r->up_time_ns);
 	ll_str(&l, " time=");
-	ll_secs(&l, ns_since(&r->t_start));
+	ll_secs(&l, sl_mono_ns() - r->t_start);
 	if (r->log_extra_len && l.len + r->log_extra_len < l.room)
 		ll_raw(&l, r->log_extra, r->log_extra_len);
 	l.p[l.len++] = '\n';
@@ -2317,6 +2335,7 @@ static void session_free(struct sl_session *s)
 		w->free_sessions = s;
 		w->n_free_sessions++;
 	} else {
+		sl_mem_note_free(&w->mem, sizeof(*s));
 		free(s);
 	}
 	sl_worker_session_gone(w);

@@ -123,7 +123,7 @@ struct sl_request {
 	char *lbody_buf; /* copy of an sl_respond() body that did not fit in out */
 
 	/* accounting */
-	struct timespec t_start, t_up;
+	uint64_t t_start, t_up; /* sl_mono_ns() */
 	uint64_t up_time_ns;
 	uint64_t r_in, r_out;
 	char log_extra[256];
@@ -184,6 +184,8 @@ void sl_session_pool_share_waited(struct sl_worker *w);
 void sl_session_pool_hand_over(struct sl_worker *w);
 /* 1 while u has a server this request has not tried (the config-driven retry rule). */
 int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u);
+/* A quiet worker: shrink the session and request free lists to their reserves. */
+void sl_session_trim(struct sl_worker *w);
 /* Free the worker's recycled request objects (worker exit). */
 void sl_session_free_requests(struct sl_worker *w);
 /* Answer with a configured fixed response; returns SL_DONE. */

@@ -367,7 +367,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		w->alog.fd = d.alog_fd;
 		w->st = &w->st_local;
 		w->state = &w->state_local;
-		sl_mem_init(&w->mem, big, 256);
+		sl_mem_init(&w->mem, big, 64); /* trimmed to a reserve when the worker is quiet */
 		sl_pool_init(&w->pool);
 		for (unsigned int k = 0; k < SL_MAX_LISTENERS; k++)
 			w->lsn[k].fd = -1;

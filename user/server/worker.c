@@ -484,6 +484,15 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		if (w->wq_head) /* slots freed by other workers are noticed here */
 			sl_session_wake_queue(w);
 	}
+	/* quiet for 100 ms after a burst: give its memory back */
+	if (w->st->requests != w->trim_requests) {
+		w->trim_requests = w->st->requests;
+		w->trim_quiet_since = now;
+	} else if (w->trim_quiet_since && now - w->trim_quiet_since >= 100000000ull) {
+		w->trim_quiet_since = 0;
+		sl_session_trim(w);
+		sl_mem_trim(&w->mem, now);
+	}
 	if (w->alog.len && now - w->alog_flushed_ns >= 100000000ull) {
 		sl_alog_flush(&w->alog);
 		w->alog_flushed_ns = now;

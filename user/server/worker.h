@@ -63,7 +63,8 @@ struct sl_worker {
 	unsigned int n_free_sessions;
 	struct sl_request *free_requests; /* request objects, recycled like sessions */
 	unsigned int n_free_requests;
-	struct sl_session *sessions; /* live client connections, for draining */
+	uint64_t trim_requests, trim_quiet_since; /* quiet-spell detection for trims */
+	struct sl_session *sessions;		  /* live client connections, for draining */
 	unsigned int n_sessions;
 	struct sl_session *wq_head, *wq_tail; /* waiting for max_conns_per_server */
 	int waking;			      /* in sl_session_wake_queue() */

@@ -1,32 +1,25 @@
 /* Peer identity: what makes two upstream connections interchangeable. */
 #include <string.h>
 
+#include "core/hash.h"
 #include "sluice/sluice.h"
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
-}
 
 static uint64_t fnv_str(uint64_t h, const char *s)
 {
-	return s ? fnv(h, s, strlen(s) + 1) : fnv(h, "", 1);
+	return s ? sl_fnv(h, s, strlen(s) + 1) : sl_fnv(h, "", 1);
 }
 
 uint64_t sl_peer_hash(const struct sl_peer *p)
 {
-	uint64_t h = 14695981039346656037ull;
-	h = fnv(h, &p->addr, p->addrlen);
-	h = fnv(h, &p->tls, 1);
-	h = fnv(h, &p->verify, 1);
+	uint64_t h = SL_FNV_INIT;
+	h = sl_fnv(h, &p->addr, p->addrlen);
+	h = sl_fnv(h, &p->tls, 1);
+	h = sl_fnv(h, &p->verify, 1);
 	h = fnv_str(h, p->sni);
 	h = fnv_str(h, p->ca_file);
 	h = fnv_str(h, p->client_cert);
 	h = fnv_str(h, p->client_key);
-	h = fnv(h, &p->proxy, p->proxy_len);
+	h = sl_fnv(h, &p->proxy, p->proxy_len);
 	return h;
 }
 

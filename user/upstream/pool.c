@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "upstream/pool.h"
 
 #define MAX_KEYS 4096 /* distinct peers remembered; empty keys beyond that are dropped */
@@ -19,9 +20,7 @@ unsigned int sl_pool_group(struct sl_pool *p, const char *name)
 	/* names are kept truncated: compare the full length and a hash of the whole name
 	 * too, so two long names sharing a prefix stay two groups */
 	size_t n = strlen(name);
-	uint64_t h = 14695981039346656037ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)name[i]) * 1099511628211ull;
+	uint64_t h = sl_fnv(SL_FNV_INIT, name, n);
 	for (unsigned int i = 0; i < p->n_groups; i++)
 		if (p->groups[i].hash == h && p->groups[i].len == n &&
 		    !strncmp(p->groups[i].name, name, sizeof(p->groups[i].name) - 1))
