@@ -36,9 +36,9 @@ static inline void sl_mem_note_free(struct sl_mem *m, size_t n)
 {
 	m->released += n;
 }
-/* A quiet worker (no request for a while): shrink the free lists to a small reserve
- * and, when enough went back to malloc, at most once a second, have glibc return its
- * free pages to the kernel (otherwise RSS never comes down after a burst). */
+/* A quiet worker (no request for a while; called once per quiet spell): shrink the
+ * free lists to a small reserve and, when enough went back to malloc, have glibc
+ * return its free pages to the kernel (otherwise RSS never comes down after a burst). */
 void sl_mem_trim(struct sl_mem *m, uint64_t now_ns);
 /* Raise class c to size bytes (never shrinks it). Buffers of the old size still in use
  * keep working at the size they were handed out with and are freed when put back. */
