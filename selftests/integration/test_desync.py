@@ -837,6 +837,27 @@ def test_lenient_input_is_rejected_or_normalised(strict, sluice, raw):
     assert_proxy_still_clean(sl, b)
 
 
+@pytest.mark.parametrize("end", [b"0\r\nX-T: 1\r\n\n", b"0\r\n\n"], ids=["field", "empty"])
+def test_bare_lf_ending_trailers_leaves_next_request_intact(strict, sluice, end):
+    """Found on the tree at d0dc6ab: the trailer filter rewrote the final bare LF as CRLF one
+    byte past the trailer section, over the first byte of the pipelined next request (which
+    then got 400); at the end of the buffer it is the fuzzers' heap overflow."""
+    b = strict(expect=["/x", "/next", "/after-check"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    c.send(b"POST /x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" +
+           end + build_request("GET", "/next"))
+    r = c.read_response()
+    if r.status == 400:
+        assert_sluice_error(r, 400, c)
+        assert b.settle() and not b.requests, b.report()
+    else:
+        answered(r, "POST", "/x", 5)
+        answered(c.read_response(), "GET", "/next")
+        assert_saw(b, [("POST", "/x", 5), ("GET", "/next", 0)])
+    assert_proxy_still_clean(sl, b)
+
+
 def test_identical_duplicate_content_length_never_forwarded_twice(strict, sluice):
     b = strict(expect=["/x", "/after-check"])
     sl = sluice.proxy(b)
