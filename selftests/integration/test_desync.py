@@ -970,3 +970,89 @@ def test_broken_origin_response_passed_on_clean_or_502(strict, sluice, method, r
             assert b.requests[1].conn_id != b.requests[0].conn_id, \
                 "upstream connection reused after bytes past its response"
     assert_proxy_still_clean(sl, b)
+
+
+# -- found by the adversarial review of the landing ------------------------------------------
+def test_request_trailer_after_a_pause_at_the_last_chunk(strict, sluice):
+    """Failed before the fix: the last chunk ending a read let the input buffer restart
+    under a held trailer offset; the trailer's CRLF then made sluice scan and forward stale
+    or unmapped memory (SEGV under ASan, smuggled requests, another client's headers)."""
+    b = strict(expect=["/t", "/after"])
+    sl = sluice.proxy(b)
+    c = sl.client()
+    body = b"30\r\nGET /admin?smuggled HTTP/1.1\r\nHost: internal\r\n\r\n\r\n0\r\n"
+    c.send(b"POST /t HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    assert wait_for(lambda: b.bytes_received >= len(body), TIMEOUT), "body never forwarded"
+    c.send(b"\r\n")
+    answered(c.read_response(), "POST", "/t", 0x30)
+    answered(c.request("GET", "/after"), "GET", "/after")
+    assert_saw(b, [("POST", "/t", 0x30), ("GET", "/after", 0)])
+
+
+def test_response_trailer_after_a_pause_at_the_last_chunk(sluice):
+    """Failed before the fix (SIGSEGV): the same with an upstream that pauses after 0\\r\\n."""
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(4)
+    go = threading.Event()
+
+    def origin():
+        conn, _ = lsn.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n")
+            go.wait(TIMEOUT)
+            conn.sendall(b"X-Sum: 1\r\nContent-Length: 9\r\n\r\n")
+            conn.recv(65536)
+    t = threading.Thread(target=origin, daemon=True)
+    t.start()
+    sl = sluice.start([{"upstream": "u"}],
+                      {"u": {"servers": [{"address": "127.0.0.1:%d" % lsn.getsockname()[1]}]}})
+    c = socket.create_connection(("127.0.0.1", sl.port), timeout=TIMEOUT)
+    c.sendall(b"GET /r HTTP/1.1\r\n" + H + b"\r\n")
+    got = b""
+    while not got.endswith(b"0\r\n"):  # sluice forwarded the last chunk and waits
+        data = c.recv(65536)
+        assert data, got
+        got += data
+    go.set()
+    while not got.endswith(b"\r\n\r\n"):
+        data = c.recv(65536)
+        assert data, got
+        got += data
+    assert got.endswith(b"5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n"), got
+    c.sendall(b"GET /again HTTP/1.1\r\n" + H + b"\r\n")  # still in sync: answered or closed
+    c.close()
+    lsn.close()
+
+
+@pytest.mark.parametrize("te", [b"chunked\t", b"chunked \t", b"gzip,chunked\t"])
+def test_transfer_encoding_llhttp_reads_otherwise(strict, sluice, te):
+    """Failed before the fix: `chunked<TAB>` was chunked to sluice's checks and not to
+    llhttp, which read the response to the close; an injected second response reached the
+    client. Request: 400; response: 502."""
+    b = strict(expect=["/te", "/after-check"])
+    b.on("/te", Reply(raw=b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + te + b"\r\n\r\n"
+                          b"2\r\nhi\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n"
+                          b"X-Injected: 1\r\n\r\npoisoned", close=True))
+    sl = sluice.proxy(b)
+    c = sl.client()
+    r = c.request("GET", "/te")
+    assert_sluice_error(r, 502, c)
+    c = sl.client()
+    c.send(b"POST /te HTTP/1.1\r\n" + H + b"Transfer-Encoding: " + te + b"\r\n\r\n0\r\n\r\n")
+    assert r.header("X-Injected") is None
+    assert_sluice_error(c.read_response(), 400, c)
+
+
+def test_bodiless_answer_announcing_a_body_is_not_pooled(strict, sluice):
+    """Failed before the fix: the connection that answered HEAD with Content-Length: 44 was
+    pooled, and the late 44 bytes became another client's response."""
+    b = strict(expect=["/h", "/v"])
+    b.on("/h", Reply(raw=b"HTTP/1.1 200 OK\r\nContent-Length: 44\r\n\r\n"))
+    sl = sluice.proxy(b)
+    r = sl.client().request("HEAD", "/h")
+    assert r.status == 200 and r.body == b"", r
+    r = sl.client().request("GET", "/v")
+    answered(r, "GET", "/v")
+    assert wait_for(lambda: len(b.conns) == 2, TIMEOUT), "HEAD's connection was reused"

@@ -148,6 +148,8 @@ static int on_headers_complete(llhttp_t *p)
 	h->http_major = p->http_major;
 	h->http_minor = p->http_minor;
 	h->status = p->status_code;
+	h->ll_chunked = (p->flags & F_CHUNKED) != 0;
+	h->ll_cl = (p->flags & F_CONTENT_LENGTH) != 0;
 	hp->headers_done = 1;
 	/* responses to HEAD, and 1xx, 204 and 304, have no body whatever their
 	 * Content-Length says (RFC 9112 6.3); llhttp leaves that to the caller */
@@ -276,6 +278,7 @@ void sl_head_reset(struct sl_head *h, unsigned int max_headers, uint32_t target_
 	h->max = max_headers > SL_HDR_MAX ? SL_HDR_MAX : (uint16_t)max_headers;
 	h->target_max = target_max;
 	h->err_status = 0;
+	h->ll_chunked = h->ll_cl = 0;
 	h->xlen = 0;
 	memset(&h->info, 0, sizeof(h->info));
 }
@@ -498,6 +501,12 @@ int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const c
 	if (!is_request && (h->status < 100 || h->status > 599)) {
 		/* llhttp takes "HTTP/1.1 \r\n" and "000" as status codes */
 		*why = "status code out of range";
+		return -EPROTO;
+	}
+	if (in->chunked != h->ll_chunked || in->has_cl != h->ll_cl) {
+		/* "chunked\t" is chunked to us and not to llhttp: the body would be framed
+		 * one way and forwarded as the other */
+		*why = "framing headers llhttp reads otherwise";
 		return -EPROTO;
 	}
 	if (in->has_te && in->has_cl) {

@@ -65,7 +65,8 @@ struct sl_head {
 	uint16_t n;
 	uint16_t max; /* limits.max_header_count */
 	uint32_t target_max;
-	int err_status; /* set by a callback that refused the head (414, 431) */
+	int err_status;		   /* set by a callback that refused the head (414, 431) */
+	uint8_t ll_chunked, ll_cl; /* how llhttp itself frames it (F_CHUNKED, F_CONTENT_LENGTH) */
 	struct sl_hdr h[SL_HDR_MAX + SL_HDR_EXTRA];
 	struct sl_head_info info;
 	uint32_t xlen;

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/route.h"
 #include "lb/lb.h"
@@ -85,6 +86,20 @@ static int head_get(const struct sl_head *h, const char *base, const char *name,
 	return 0;
 }
 
+/* Headers that frame the message or the connection: sluice frames the body from its
+ * own parse and writes these itself, so a filter may not touch them (one that removed
+ * Content-Length would make the next hop read the body as a request). */
+static int framing_header(const char *name)
+{
+	static const char *const names[] = {
+	    "content-length", "transfer-encoding", "connection",      "keep-alive", "te",
+	    "trailer",	      "upgrade",	   "proxy-connection"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcasecmp(name, names[i]))
+			return 1;
+	return 0;
+}
+
 int sl_req_header(const struct sl_session *s, const char *name, const char **val, size_t *len)
 {
 	if (!req_of(s) || !name)
@@ -96,6 +111,8 @@ int sl_req_header_set(struct sl_session *s, const char *name, const char *value)
 {
 	if (!req_of(s) || !name || !value || s->r->head_queued)
 		return -EINVAL; /* once the head is built, an edit would be silently lost */
+	if (framing_header(name))
+		return -EPERM;
 	return sl_head_set(&s->r->req, s->in.data, name, value);
 }
 
@@ -103,6 +120,8 @@ int sl_req_header_remove(struct sl_session *s, const char *name)
 {
 	if (!req_of(s) || !name || s->r->head_queued)
 		return -EINVAL;
+	if (framing_header(name))
+		return -EPERM;
 	return sl_head_remove(&s->r->req, s->in.data, name, strlen(name));
 }
 
@@ -131,6 +150,8 @@ int sl_resp_header_set(struct sl_session *s, const char *name, const char *value
 {
 	if (!resp_ok(s) || !name || !value || s->r->phase != PH_RESPONSE_FILTER)
 		return -EINVAL;
+	if (framing_header(name))
+		return -EPERM;
 	return sl_head_set(&s->r->resp, s->r->uin.data, name, value);
 }
 
@@ -138,6 +159,8 @@ int sl_resp_header_remove(struct sl_session *s, const char *name)
 {
 	if (!resp_ok(s) || !name || s->r->phase != PH_RESPONSE_FILTER)
 		return -EINVAL;
+	if (framing_header(name))
+		return -EPERM;
 	return sl_head_remove(&s->r->resp, s->r->uin.data, name, strlen(name));
 }
 

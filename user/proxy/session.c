@@ -152,6 +152,15 @@ static void iob_compact(struct sl_iob *b, uint32_t base, struct sl_http_parser *
 	b->wr = b->parse + u;
 }
 
+/* Everything received was parsed and sent on: start over at base. A trailer section
+ * that starts here (the last chunk was the last byte) moves with it. */
+static void iob_restart(struct sl_iob *b, uint32_t base, struct sl_http_parser *hp)
+{
+	b->rd = b->fwd = b->parse = b->wr = base;
+	if (hp && hp->in_trailer)
+		hp->trailer_off = base;
+}
+
 static void rd_on(struct sl_session *s)
 {
 	if (!s->rd_on) {
@@ -529,7 +538,7 @@ static void client_flush(struct sl_session *s)
 		return;
 	struct sl_iob *b = &r->uin;
 	if (b->data && b->rd == b->parse && b->parse == b->wr)
-		b->rd = b->fwd = b->parse = b->wr = 0;
+		iob_restart(b, 0, &r->up_p);
 	if (s->state == SS_CLOSING) {
 		session_close(s);
 		return;
@@ -1061,6 +1070,8 @@ static int is_retryable(const struct sl_session *s)
 static uint32_t trailers_done(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp)
 {
 	unsigned int dropped = 0;
+	if (hp->trailer_off > b->parse || hp->trailer_off < b->fwd)
+		return UINT32_MAX; /* lost track of it: refuse rather than guess */
 	size_t n =
 	    sl_trailer_filter(b->data + hp->trailer_off, b->parse - hp->trailer_off, &dropped);
 	if (n == SL_TRAILER_BAD)
@@ -1591,7 +1602,7 @@ static void up_flush(struct sl_session *s)
 		return;
 	}
 	if (!r->req_done && b->rd == b->parse && b->parse == b->wr && b->rd > r->head_end) {
-		b->rd = b->fwd = b->parse = b->wr = r->head_end;
+		iob_restart(b, r->head_end, &r->rp);
 		r->body_discarded = 1;
 	}
 	if (!r->req_done && !s->client_eof)
@@ -1722,8 +1733,9 @@ static void parse_response(struct sl_session *s)
 		}
 		if (r->resp_head_done && !r->interim) {
 			if (r->up_p.dechunk) {
+				/* an HTTP/1.0 client gets no trailers: the de-chunked
+				 * data ends before them, and they are never forwarded */
 				b->fwd = (uint32_t)(r->up_p.dechunk_wr - b->data);
-				r->up_p.in_trailer = 0; /* an HTTP/1.0 client gets no trailers */
 			} else {
 				uint32_t end = raw_body_end(s->w, b, &r->up_p);
 				if (end == UINT32_MAX) {
@@ -2290,7 +2302,12 @@ static void finish_request(struct sl_session *s)
 	struct sl_worker *w = s->w;
 	struct sl_request *r = s->r;
 	if (r->up) {
-		int reuse = !r->up_broken && r->req_sent && r->resp_done &&
+		/* a HEAD/204/304 answer announcing a body: a broken upstream may send that
+		 * body late, into the next request's response */
+		int announced =
+		    r->body_mode == BM_NONE && r->resp.status != 101 &&
+		    (r->resp.info.chunked || (r->resp.info.has_cl && r->up_p.p.content_length > 0));
+		int reuse = !r->up_broken && r->req_sent && r->resp_done && !announced &&
 			    r->body_mode != BM_EOF && llhttp_should_keep_alive(&r->up_p.p) &&
 			    r->uin.parse == r->uin.wr;
 		up_release(s, reuse);
