@@ -67,9 +67,12 @@ $(B)/%.o: %.c $(BPF_SKEL)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
+# llhttp's strict build: its default (lenient) one takes any two bytes after chunk data
+# as the CRLF, and sluice forwards chunk framing as it came.
+LLHTTP_DEFS ?= -DLLHTTP_STRICT_MODE=1
 $(B)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
-	$(CC) $(OPT) -g $(SANITIZE) -I$(LLHTTP_INC) -c -o $@ $<
+	$(CC) $(OPT) -g $(SANITIZE) $(LLHTTP_DEFS) -I$(LLHTTP_INC) -c -o $@ $<
 
 # BPF: .bpf.c -> .bpf.o -> bpftool gen skeleton -> .skel.h (CO-RE against the running kernel).
 $(B)/bpf/vmlinux.h:
@@ -112,13 +115,13 @@ run: deps
 	$(B)/sluiced -c examples/sluice.yaml
 
 test: deps
-	@$(MAKE) --no-print-directory all unit-tests bpf-tests examples test-proxies
+	@$(MAKE) --no-print-directory all unit-tests bpf-tests examples test-proxies fuzz-build
 	@SLUICE_BUILD=$(B) $(PYTHON) tools/run-tests.py
 
 asan: deps
 	@$(MAKE) --no-print-directory B=build/asan OPT=-O1 \
 		SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-		all unit-tests bpf-tests examples test-proxies
+		all unit-tests bpf-tests examples test-proxies fuzz-build
 	@SLUICE_BUILD=build/asan SLUICE_ASAN=1 $(PYTHON) tools/run-tests.py
 
 bench:
@@ -132,9 +135,8 @@ bench:
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_MAX_LEN ?= 131072
-# e.g. LLHTTP_DEFS=-DLLHTTP_STRICT_MODE=1 to fuzz llhttp's strict build;
+# the fuzz targets use the daemon's LLHTTP_DEFS (strict llhttp);
 # FUZZ_USER_COV=-fno-sanitize-coverage=trace-cmp doubles the speed of long runs
-LLHTTP_DEFS ?=
 FUZZ_USER_COV ?=
 FUZZ_SRC := $(wildcard selftests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:selftests/fuzz/%.c=$(B)/fuzz/%)

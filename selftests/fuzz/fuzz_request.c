@@ -33,45 +33,6 @@ struct seen {
 	uint64_t body[MAX_REQS];
 };
 
-/* split_target() of session.c: path and, for absolute-form, authority. */
-static int split_target(struct sl_head *h, const char *base)
-{
-	const char *t = base + h->target_off;
-	uint32_t n = h->target_len;
-	if (n && t[0] == '/') {
-		h->path_off = h->target_off;
-		h->path_len = n;
-		return 0;
-	}
-	if (n == 1 && t[0] == '*') {
-		h->path_off = h->target_off;
-		h->path_len = 1;
-		return 0;
-	}
-	uint32_t skip = 0;
-	if (n > 7 && !strncasecmp(t, "http://", 7))
-		skip = 7;
-	else if (n > 8 && !strncasecmp(t, "https://", 8))
-		skip = 8;
-	else
-		return -EPROTO;
-	uint32_t a = skip;
-	while (a < n && t[a] != '/' && t[a] != '?')
-		a++;
-	if (a == skip)
-		return -EPROTO;
-	h->authority_off = h->target_off + skip;
-	h->authority_len = a - skip;
-	if (a < n && t[a] == '/') {
-		h->path_off = h->target_off + a;
-		h->path_len = n - a;
-	} else {
-		h->path_off = 0;
-		h->path_len = 0;
-	}
-	return 0;
-}
-
 /* build_upstream_head() of session.c, without the ops call-out. */
 static int upstream_head(struct sl_head *h, const char *base, const struct lim *l, int method,
 			 int upgrade, struct fz_buf *out)
@@ -199,7 +160,7 @@ static size_t one_request(struct conn *c, size_t pos, struct sl_http_parser *hp,
 		goto out;
 	if (sl_head_analyze(h, b, 1, &why))
 		goto out;
-	if (method == HTTP_CONNECT || split_target(h, b))
+	if (method == HTTP_CONNECT || sl_request_target_split(h, b, method))
 		goto out; /* 405, 400 */
 	if (l->max_body && h->info.has_cl && hp->p.content_length > l->max_body)
 		goto out;

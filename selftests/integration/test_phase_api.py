@@ -209,6 +209,24 @@ def test_respond_null_session_is_einval(sluice, backend):
     entry(s, "/t")
 
 
+def test_filter_cannot_edit_framing_headers(sluice, backend):
+    """Found by review: a filter removing Content-Length made the backend read the body as a
+    request; setting Transfer-Encoding forwarded it next to Content-Length. Both -EPERM;
+    Host may still be rewritten."""
+    b = backend("default")
+    s = start_phase(sluice, b.address)
+    c = client(s)
+    smuggled = b"GET /internal HTTP/1.1\r\nHost: x\r\n\r\n"
+    r = c.request("POST", "/t", body=smuggled, headers=[("X-Edit-Framing", "1"), ("X-Id", "t")])
+    assert r.status == 200 and r.json()["target"] == "/t", r
+    assert r.json()["body_len"] == len(smuggled), r.json()
+    assert_only_response(c, r, b)
+    assert rc(s, "rc_rm_cl") == str(-errno.EPERM)
+    assert rc(s, "rc_set_te") == str(-errno.EPERM)
+    assert rc(s, "rc_set_host") == "0"
+    assert [q.target for q in b.requests] == ["/t", "/next"], b.requests  # no /internal
+
+
 # -- forbidden phases -------------------------------------------------------------------
 @pytest.mark.parametrize("body", BODY_MODES)
 @pytest.mark.parametrize("ret", ["0", "done"])

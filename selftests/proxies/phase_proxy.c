@@ -242,6 +242,15 @@ static int phase_request_filter(struct sl_session *s, void *ctx)
 		c->rc_null = sl_respond(NULL, 200, "text/plain", b, 1);
 		report(c, "request_filter", "rc_null", c->rc_null);
 	}
+	const char *v;
+	size_t vl;
+	if (sl_req_header(s, "X-Edit-Framing", &v, &vl) == 0) {
+		/* careless on purpose: a filter that strips or adds framing headers */
+		report(c, "request_filter", "rc_rm_cl", sl_req_header_remove(s, "Content-Length"));
+		report(c, "request_filter", "rc_set_te",
+		       sl_req_header_set(s, "Transfer-Encoding", "chunked"));
+		report(c, "request_filter", "rc_set_host", sl_req_header_set(s, "Host", "edited"));
+	}
 	if (c->phase == P_REQUEST_FILTER) {
 		answer(s, c);
 		return c->ret;

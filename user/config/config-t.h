@@ -8,15 +8,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define SL_CONF_ERR_MAX 512
+#include "core/log.h" /* enum sl_log_level */
 
-enum sl_log_level {
-	SL_LOG_DEBUG = 0,
-	SL_LOG_INFO,
-	SL_LOG_WARN,
-	SL_LOG_ERROR,
-	SL_LOG_OFF,
-};
+#define SL_CONF_ERR_MAX 512
 
 struct sl_conf_header {
 	char *name;

@@ -4,7 +4,15 @@
 
 #include <stdarg.h>
 #include <stddef.h>
-#include "config/config-t.h"
+
+/* core/ includes nothing above it: the config refers to this enum, not the reverse. */
+enum sl_log_level {
+	SL_LOG_DEBUG = 0,
+	SL_LOG_INFO,
+	SL_LOG_WARN,
+	SL_LOG_ERROR,
+	SL_LOG_OFF,
+};
 
 extern enum sl_log_level sl_log_level_cur;
 

@@ -386,6 +386,29 @@ static int te_ends_chunked(const char *v, size_t len)
 	return name_is(v + s, len - s, "chunked", 7);
 }
 
+/* Each comma-separated coding of Transfer-Encoding is a token (forwarded as they are
+ * when they come before chunked). Empty list elements are allowed (RFC 9110 5.6.1). */
+static int te_codings_valid(const struct sl_head *h, const char *base)
+{
+	const struct sl_hdr *x = &h->h[h->info.te_idx];
+	const char *v = base + x->value_off;
+	size_t i = 0, n = x->value_len;
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		size_t st = i;
+		while (i < n && v[i] != ',')
+			i++;
+		size_t e = i;
+		while (e > st && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e > st && !is_token(v + st, e - st))
+			return 0;
+		i++; /* the comma */
+	}
+	return 1;
+}
+
 static int conn_may_nominate(const char *n, size_t nl)
 {
 	return !name_is(n, nl, "content-length", 14) && !name_is(n, nl, "transfer-encoding", 17) &&
@@ -513,6 +536,10 @@ int sl_head_analyze(struct sl_head *h, const char *base, int is_request, const c
 		*why = "both Content-Length and Transfer-Encoding";
 		return -EPROTO;
 	}
+	if (in->te_other && !te_codings_valid(h, base)) {
+		*why = "Transfer-Encoding coding is not a token";
+		return -EPROTO;
+	}
 	if (in->has_te && !in->chunked) {
 		*why = "Transfer-Encoding does not end in chunked";
 		return -EPROTO;
@@ -580,6 +607,45 @@ int sl_request_line_check(const struct sl_head *h, const char *base, const char 
 	if (h->http_major != 1 || h->http_minor > 1) {
 		*why = "unsupported HTTP version";
 		return h->http_major == 0 ? 400 : 505;
+	}
+	return 0;
+}
+
+int sl_request_target_split(struct sl_head *h, const char *base, int method)
+{
+	const char *t = base + h->target_off;
+	uint32_t n = h->target_len;
+	if (n && t[0] == '/') {
+		h->path_off = h->target_off;
+		h->path_len = n;
+		return 0;
+	}
+	if (n == 1 && t[0] == '*' && method == HTTP_OPTIONS) {
+		h->path_off = h->target_off;
+		h->path_len = 1;
+		return 0;
+	}
+	uint32_t skip = 0;
+	if (n > 7 && !strncasecmp(t, "http://", 7))
+		skip = 7;
+	else if (n > 8 && !strncasecmp(t, "https://", 8))
+		skip = 8;
+	else
+		return -EPROTO;
+	uint32_t a = skip;
+	while (a < n && t[a] != '/' && t[a] != '?')
+		a++;
+	if (a == skip || !sl_authority_valid(t + skip, a - skip))
+		return -EPROTO; /* no authority, or userinfo, a list, a space... */
+	h->authority_off = h->target_off + skip;
+	h->authority_len = a - skip;
+	if (a < n && t[a] == '/') {
+		h->path_off = h->target_off + a;
+		h->path_len = n - a;
+	} else {
+		/* "http://host" or "http://host?q": the path is "/" (+ query) */
+		h->path_off = 0;
+		h->path_len = 0;
 	}
 	return 0;
 }

@@ -131,6 +131,10 @@ int sl_request_line_check(const struct sl_head *h, const char *base, const char 
  * optional port, nothing else (no userinfo, list, path or space). */
 int sl_authority_valid(const char *v, size_t n);
 
+/* Split the request target into path and, for absolute-form, a validated authority;
+ * asterisk-form only for OPTIONS. 0 or -EPROTO. */
+int sl_request_target_split(struct sl_head *h, const char *base, int method);
+
 /* 1 if a field of this name may not appear in a trailer section (RFC 9110 6.5.1):
  * framing, routing, request modifiers, authentication, response control data and
  * payload processing fields. */

@@ -24,6 +24,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "proxy/access_log.h"
 #include "proxy/session.h"
 #include "upstream/conn_count.h"
 #include "upstream/shared_pool.h"
@@ -74,7 +75,9 @@ static void send_error(struct sl_session *s, int status);
 		uint32_t g_ = (s)->gen;                                                            \
 		enum sl_phase prev_ = r_->phase;                                                   \
 		r_->phase = (ph);                                                                  \
+		(s)->in_phase++;                                                                   \
 		int rc_ = (call);                                                                  \
+		(s)->in_phase--;                                                                   \
 		if (!GONE((s), g_))                                                                \
 			r_->phase = prev_;                                                         \
 		rc_;                                                                               \
@@ -319,13 +322,13 @@ static void up_release(struct sl_session *s, int reusable)
 		reusable = 0;
 	if (!reusable) {
 		sl_upconn_close(c);
-		if (w->wq_head) /* a slot is free */
+		if (!sl_waitq_empty(&w->waitq)) /* a slot is free */
 			sl_session_wake_queue(w);
 		return;
 	}
 	/* Draining, or requests on other workers wait for a connection to this peer (at
 	 * max_conns_per_server): the shared pool is where they can get it. */
-	if (w->draining || (c->count && !w->wq_head &&
+	if (w->draining || (c->count && sl_waitq_empty(&w->waitq) &&
 			    atomic_load_explicit(&c->count->waiters, memory_order_relaxed))) {
 		to_shared(w, c);
 		return;
@@ -344,7 +347,7 @@ static void up_release(struct sl_session *s, int reusable)
 		w->st->pool_evicted++;
 		to_shared(w, evicted);
 	}
-	if (w->wq_head) /* hand it straight to a waiting request */
+	if (!sl_waitq_empty(&w->waitq)) /* hand it straight to a waiting request */
 		sl_session_wake_queue(w);
 }
 
@@ -728,8 +731,10 @@ static const char *phase_name(enum sl_phase ph)
 int sl_respond(struct sl_session *s, int status, const char *content_type, const char *body,
 	       size_t body_len)
 {
-	if (!s || s->closed || !s->r)
+	if (!s)
 		return -EINVAL;
+	if (s->closed || !s->r) /* inside a phase: its request was answered and ended */
+		return s->in_phase ? -EALREADY : -EINVAL;
 	struct sl_request *r = s->r;
 	switch (r->phase) {
 	case PH_REQUEST_FILTER:
@@ -876,47 +881,6 @@ static int start_request(struct sl_session *s)
 	return 0;
 }
 
-/* Split the target into path and, for absolute-form, authority. 0 or -EPROTO. */
-static int split_target(struct sl_session *s)
-{
-	struct sl_head *h = &s->r->req;
-	const char *t = s->in.data + h->target_off;
-	uint32_t n = h->target_len;
-	if (n && t[0] == '/') {
-		h->path_off = h->target_off;
-		h->path_len = n;
-		return 0;
-	}
-	if (n == 1 && t[0] == '*' && s->r->rp.p.method == HTTP_OPTIONS) {
-		h->path_off = h->target_off;
-		h->path_len = 1;
-		return 0;
-	}
-	uint32_t skip = 0;
-	if (n > 7 && !strncasecmp(t, "http://", 7))
-		skip = 7;
-	else if (n > 8 && !strncasecmp(t, "https://", 8))
-		skip = 8;
-	else
-		return -EPROTO;
-	uint32_t a = skip;
-	while (a < n && t[a] != '/' && t[a] != '?')
-		a++;
-	if (a == skip || !sl_authority_valid(t + skip, a - skip))
-		return -EPROTO; /* no authority, or userinfo, a list, a space... */
-	h->authority_off = h->target_off + skip;
-	h->authority_len = a - skip;
-	if (a < n && t[a] == '/') {
-		h->path_off = h->target_off + a;
-		h->path_len = n - a;
-	} else {
-		/* "http://host" or "http://host?q": the path is "/" (+ query) */
-		h->path_off = 0;
-		h->path_len = 0;
-	}
-	return 0;
-}
-
 static int method_is_idempotent(int m)
 {
 	switch (m) {
@@ -978,7 +942,7 @@ static void request_head_done(struct sl_session *s)
 		refuse_request(s, 405, "CONNECT");
 		return;
 	}
-	if (split_target(s)) {
+	if (sl_request_target_split(&s->r->req, s->in.data, s->r->rp.p.method)) {
 		refuse_request(s, 400, "bad target");
 		return;
 	}
@@ -1437,37 +1401,37 @@ static int acquire_connection(struct sl_session *s)
 
 static void queue_unlink(struct sl_session *s)
 {
-	struct sl_worker *w = s->w;
-	if (!s->queued)
+	if (!s->waiting)
 		return;
-	if (s->wq_prev)
-		s->wq_prev->wq_next = s->wq_next;
-	else
-		w->wq_head = s->wq_next;
-	if (s->wq_next)
-		s->wq_next->wq_prev = s->wq_prev;
-	else
-		w->wq_tail = s->wq_prev;
-	s->wq_prev = s->wq_next = NULL;
-	s->queued = 0;
+	sl_waitq_remove(&s->w->waitq, &s->waiter);
+	s->waiting = 0;
 	sl_conn_wait_add(s->wait_count, -1);
+}
+
+/* A connection may have come back to the pool or a slot freed: try again. Still at the
+ * limit, the request goes back to the tail, its deadline unchanged. */
+static void queue_wake(struct sl_waiter *wt)
+{
+	struct sl_session *s =
+	    (struct sl_session *)((char *)wt - offsetof(struct sl_session, waiter));
+	queue_unlink(s); /* the queue let go of it already; this drops the count */
+	ENTER(s);
+	uint32_t gen = s->gen;
+	if (acquire_connection(s) && !GONE(s, gen))
+		connect_upstream(s);
+	LEAVE(s);
 }
 
 static void queue_wait(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
 	struct sl_request *r = s->r;
-	if (!s->queued) {
-		s->queued = 1;
+	if (!s->waiting) {
+		s->waiting = 1;
 		s->wait_count = sl_conn_counter(r->peer_hash);
 		sl_conn_wait_add(s->wait_count, 1);
-		s->wq_next = NULL;
-		s->wq_prev = w->wq_tail;
-		if (w->wq_tail)
-			w->wq_tail->wq_next = s;
-		else
-			w->wq_head = s;
-		w->wq_tail = s;
+		s->waiter.wake = queue_wake;
+		sl_waitq_add(&w->waitq, &s->waiter);
 	}
 	if (s->timer != ST_QUEUE) { /* first time in: the deadline does not move on retries */
 		w->st->queue_waits++;
@@ -1477,30 +1441,12 @@ static void queue_wait(struct sl_session *s)
 	}
 }
 
-/* Give waiting requests another go, oldest first: a connection may have come back to
- * the pool or a slot freed (here or on another worker). Called from the worker tick
- * and whenever this worker releases a connection. */
+/* Give waiting requests another go, oldest first. Called from the worker tick and
+ * whenever this worker releases a connection; not re-entrant (a release deep inside
+ * acquire_connection() would otherwise walk the queue the running wake is walking). */
 void sl_session_wake_queue(struct sl_worker *w)
 {
-	/* not re-entrant: a release deep inside acquire_connection() would otherwise walk
-	 * (and maybe free) the sessions this loop is holding on to */
-	if (w->waking)
-		return;
-	w->waking = 1;
-	struct sl_session *s = w->wq_head;
-	unsigned int budget = 64;
-	while (s && budget--) {
-		struct sl_session *next = s->wq_next;
-		queue_unlink(s);
-		ENTER(s);
-		uint32_t gen = s->gen;
-		/* still at the limit: it goes back to the tail, its deadline unchanged */
-		if (acquire_connection(s) && !GONE(s, gen))
-			connect_upstream(s);
-		LEAVE(s);
-		s = next;
-	}
-	w->waking = 0;
+	sl_waitq_wake(&w->waitq, 64);
 }
 
 static void retry_request(struct sl_session *s)
@@ -2139,94 +2085,6 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 
 /* ---- request end, logging, session life ---- */
 
-/* Access-log line builder: every append is bounded; a field that does not fit is cut
- * with a "..." marker, and the line always ends in a newline within its room. */
-struct logline {
-	char *p;
-	size_t len, room;
-};
-
-static void ll_raw(struct logline *l, const char *s, size_t n)
-{
-	if (n > l->room - l->len)
-		n = l->room - l->len;
-	memcpy(l->p + l->len, s, n);
-	l->len += n;
-}
-
-static void ll_str(struct logline *l, const char *s)
-{
-	ll_raw(l, s, strlen(s));
-}
-
-static void ll_uint(struct logline *l, uint64_t v)
-{
-	char tmp[24];
-	int i = (int)sizeof(tmp);
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	ll_raw(l, tmp + i, sizeof(tmp) - (size_t)i);
-}
-
-static void ll_secs(struct logline *l, uint64_t ns)
-{
-	char tmp[32];
-	int n = snprintf(tmp, sizeof(tmp), "%.3f", (double)ns / 1e9);
-	ll_raw(l, tmp, n > 0 ? (size_t)n : 0);
-}
-
-/* A value: as is when it is a plain token, else quoted with " and \ escaped and other
- * non-printable bytes as \xHH. At most max bytes of output. */
-static void ll_val(struct logline *l, const char *v, size_t n, size_t max)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t room = l->room - l->len;
-	if (max > room)
-		max = room;
-	int quote = n == 0;
-	for (size_t i = 0; i < n && !quote; i++)
-		if ((unsigned char)v[i] <= ' ' || v[i] == '"' || v[i] == '\\' ||
-		    (unsigned char)v[i] >= 0x7f)
-			quote = 1;
-	if (!quote && n <= max) {
-		ll_raw(l, v, n);
-		return;
-	}
-	if (max < 6) /* not even "..." fits */
-		return;
-	char *p = l->p + l->len;
-	size_t o = 0, end = max - 4; /* room for `..."` after the cut */
-	p[o++] = '"';
-	size_t i = 0;
-	for (; i < n; i++) {
-		unsigned char ch = (unsigned char)v[i];
-		size_t need = (ch == '"' || ch == '\\') ? 2 : (ch < ' ' || ch >= 0x7f) ? 4 : 1;
-		if (o + need > end)
-			break;
-		if (need == 2) {
-			p[o++] = '\\';
-			p[o++] = (char)ch;
-		} else if (need == 4) {
-			p[o++] = '\\';
-			p[o++] = 'x';
-			p[o++] = hex[ch >> 4];
-			p[o++] = hex[ch & 15];
-		} else {
-			p[o++] = (char)ch;
-		}
-	}
-	if (i < n) {
-		memcpy(p + o, "...", 3);
-		o += 3;
-	}
-	p[o++] = '"';
-	l->len += o;
-}
-
-#define SL_ALOG_LINE 4096
-
 static void log_request(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
@@ -2257,44 +2115,8 @@ static void log_request(struct sl_session *s)
 		ops->logging(s, r->ctx, st);
 		r->phase = PH_NONE;
 	}
-	if (w->alog.fd < 0)
-		return;
-	struct logline l = {.p = sl_alog_reserve(&w->alog, SL_ALOG_LINE), .room = SL_ALOG_LINE - 1};
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	ll_str(&l, "ts=");
-	l.len += sl_fmt_time(l.p + l.len, l.room - l.len, &now);
-	ll_str(&l, " worker=");
-	ll_uint(&l, w->id);
-	ll_str(&l, " client=");
-	ll_str(&l, s->client_str);
-	ll_str(&l, " method=");
-	if (r->req.target_len && s->r->rp.headers_done) {
-		const char *m = llhttp_method_name((llhttp_method_t)s->r->rp.p.method);
-		ll_val(&l, m, strlen(m), 32);
-		ll_str(&l, " target=");
-		ll_val(&l, s->in.data + r->req.target_off, r->req.target_len, 1024);
-	} else {
-		ll_str(&l, "- target=-");
-	}
-	/* the fixed tail must fit whatever came before: it is at most ~200 bytes */
-	ll_str(&l, " status=");
-	ll_uint(&l, (uint64_t)(st < 0 ? 0 : st));
-	ll_str(&l, " in=");
-	ll_uint(&l, r->r_in);
-	ll_str(&l, " out=");
-	ll_uint(&l, r->r_out);
-	ll_str(&l, " upstream=");
-	const char *peer = r->peer.name[0] ? r->peer.name : "-";
-	ll_val(&l, peer, strnlen(peer, sizeof(r->peer.name)), 80);
-	ll_str(&l, " upstream_time=");
-	ll_secs(&l, r->up_time_ns);
-	ll_str(&l, " time=");
-	ll_secs(&l, sl_mono_ns() - r->t_start);
-	if (r->log_extra_len && l.len + r->log_extra_len < l.room)
-		ll_raw(&l, r->log_extra, r->log_extra_len);
-	l.p[l.len++] = '\n';
-	sl_alog_commit(&w->alog, l.len);
+	if (w->alog.fd >= 0)
+		sl_access_log_write(&w->alog, s);
 }
 
 static void finish_request(struct sl_session *s)

@@ -153,15 +153,16 @@ struct sl_session {
 	uint8_t rd_on;	 /* rev added */
 	uint8_t nodelay; /* TCP_NODELAY set (once kept alive) */
 	uint8_t client_eof;
+	uint8_t in_phase; /* phase callbacks on the stack (they outlive their request) */
 
 	struct sl_iob in;     /* bytes from the client; heads are offsets into it */
 	struct sl_request *r; /* the request in progress, NULL between requests */
 	uint32_t gen;	      /* bumped each time a request ends */
 
 	/* waiting for a connection slot (max_conns_per_server) */
-	uint8_t queued;
+	uint8_t waiting; /* in the worker's wait queue, counted in wait_count */
 	struct sl_peer_count *wait_count;
-	struct sl_session *wq_prev, *wq_next;
+	struct sl_waiter waiter;
 };
 
 /* After a call-out that may answer, end or close the request: nonzero if the request

@@ -481,7 +481,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		rescue_stalled(w, now);
 	if (atomic_load_explicit(&sl_waiters_total, memory_order_relaxed)) {
 		sl_session_pool_share_waited(w);
-		if (w->wq_head) /* slots freed by other workers are noticed here */
+		if (!sl_waitq_empty(&w->waitq)) /* slots freed elsewhere are noticed here */
 			sl_session_wake_queue(w);
 	}
 	/* quiet for 100 ms after a burst: give its memory back */

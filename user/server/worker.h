@@ -11,6 +11,7 @@
 #include "config/config-t.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "upstream/waitq.h"
 #include "sluice_common.h"
 #include "sluice/sluice.h"
 #include "upstream/pool.h"
@@ -66,8 +67,7 @@ struct sl_worker {
 	uint64_t trim_requests, trim_quiet_since; /* quiet-spell detection for trims */
 	struct sl_session *sessions;		  /* live client connections, for draining */
 	unsigned int n_sessions;
-	struct sl_session *wq_head, *wq_tail; /* waiting for max_conns_per_server */
-	int waking;			      /* in sl_session_wake_queue() */
+	struct sl_waitq waitq; /* requests waiting for a connection slot (max_conns_per_server) */
 	/* Accepting: off while the worker holds max_conns client connections (they wait in
 	 * the kernel's backlog, steering sends new ones elsewhere) and for a short back-off
 	 * after accept4() ran out of fds or memory. */
