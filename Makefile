@@ -70,7 +70,7 @@ $(B)/%.o: %.c $(BPF_SKEL)
 # llhttp's strict build: its default (lenient) one takes any two bytes after chunk data
 # as the CRLF, and sluice forwards chunk framing as it came.
 LLHTTP_DEFS ?= -DLLHTTP_STRICT_MODE=1
-$(B)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+$(B)/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(OPT) -g $(SANITIZE) $(LLHTTP_DEFS) -I$(LLHTTP_INC) -c -o $@ $<
 
@@ -151,7 +151,7 @@ $(B)/fuzz/obj/user/%.o: user/%.c
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) $(LLHTTP_DEFS) $(FUZZ_USER_COV) $(WARN) -MMD -MP -c -o $@ $<
 
-$(B)/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
+$(B)/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) $(LLHTTP_DEFS) -c -o $@ $<
 

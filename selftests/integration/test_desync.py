@@ -451,20 +451,7 @@ def test_upstream_100k_chunk_extension_gets_502_at_once(strict, sluice, version)
 
 
 # -- 6. access log bounds ---------------------------------------------------------------------
-@pytest.mark.parametrize("n", [1000, 5000])
-def test_access_log_line_bounded_for_0xff_target(strict, sluice, n):
-    """Failed on main before the fix: the line overran its 4096-byte reservation."""
-    b = strict()
-    sl = sluice.proxy(b)
-    target = b"/" + b"\xff" * n
-    c = sl.client()
-    c.send(b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
-    r = c.read_response()
-    if r.status == 200:
-        assert_saw(b, [("GET", target.decode("latin-1"), 0)])
-    else:
-        assert_saw_no_request(b)
-    sl.wait_access(1, timeout=5 * SCALE)
+def access_line(sl):
     with open(sl.access_log, "rb") as f:
         raw = f.read()
     lines = raw.split(b"\n")
@@ -475,13 +462,48 @@ def test_access_log_line_bounded_for_0xff_target(strict, sluice, n):
     assert len(line) + 1 <= 4096, "access log line of %d bytes" % (len(line) + 1)
     assert b"\0" not in line, line
     assert all(0x20 <= ch < 0x7f for ch in line), "non-printable byte in %r" % line[:300]
+    return line
+
+
+@pytest.mark.parametrize("n", [1000, 5000])
+def test_access_log_line_bounded_for_0xff_target(strict, sluice, n):
+    """Failed on main before the fix: the line overran its 4096-byte reservation. A target
+    of 0xff bytes is not HTTP (RFC 9112 3.2: visible ASCII): strict llhttp refuses it with
+    400 before the target is known, as HAProxy does; the line must still be clean."""
+    b = strict()
+    sl = sluice.proxy(b)
+    target = b"/" + b"\xff" * n
+    c = sl.client()
+    c.send(b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
+    r = c.read_response()
+    assert_sluice_error(r, 400, c)
+    assert_saw_no_request(b)
+    sl.wait_access(1, timeout=5 * SCALE)
+    line = access_line(sl)
+    e = sl.access_entries()[0]
+    assert e.get("status") == "400" and "time" in e, line
+    assert b"\xff" not in line, line  # raw bytes never reach the log
+    answered(sl.client().request("GET", "/next"), "GET", "/next")
+    assert sl.wait_access(2)[-1].get("target") == "/next"
+
+
+@pytest.mark.parametrize("n", [1000, 5000])
+def test_access_log_line_bounded_for_escaped_target(strict, sluice, n):
+    """The escaping path: a target of quotes and backslashes (visible, accepted by llhttp)
+    doubles when escaped; it is cut at 1 KiB with a marker and the line stays bounded."""
+    b = strict()
+    sl = sluice.proxy(b, limits={"max_target_length": "16k"})
+    target = b"/" + b'"\\' * (n // 2)
+    c = sl.client()
+    c.send(b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
+    r = c.read_response()
+    sl.wait_access(1, timeout=5 * SCALE)
+    line = access_line(sl)
     e = sl.access_entries()[0]
     assert e.get("status") == str(r.status), line
-    assert "time" in e, line
-    assert e.get("method") == "GET", line
-    assert b'target="/\\xff\\xff' in line, line[:200]  # parse_kv drops the backslashes
-    assert e["target"].endswith("..."), "truncated target without a marker: %r" % line[:200]
-    # the daemon is fine and the next line is well-formed too
+    assert e.get("method") == "GET" and "time" in e, line
+    assert b'target="/\\"\\\\' in line, line[:200]
+    assert b'..." status=' in line, "truncated target without a marker: %r" % line[:200]
     answered(sl.client().request("GET", "/next"), "GET", "/next")
     assert sl.wait_access(2)[-1].get("target") == "/next"
 
