@@ -180,14 +180,66 @@ static void rd_off(struct sl_session *s)
 	}
 }
 
+enum { IDLE_HEADER = 0, IDLE_KEEPALIVE = 1 };
+
+static uint64_t tv_ns(const struct timeval *tv)
+{
+	return (uint64_t)tv->tv_sec * 1000000000ull + (uint64_t)tv->tv_usec * 1000ull;
+}
+
+static void idle_unlink(struct sl_session *s)
+{
+	struct sl_worker *w = s->w;
+	if (!s->idle_on)
+		return;
+	int k = s->idle_on - 1;
+	if (s->idle_prev)
+		s->idle_prev->idle_next = s->idle_next;
+	else
+		w->idle_head[k] = s->idle_next;
+	if (s->idle_next)
+		s->idle_next->idle_prev = s->idle_prev;
+	else
+		w->idle_tail[k] = s->idle_prev;
+	s->idle_prev = s->idle_next = NULL;
+	s->idle_on = 0;
+	s->timer = ST_NONE;
+}
+
+/* Between requests a connection waits in one of the worker's idle lists: appending
+ * keeps each in deadline order, since all share one timeout. */
+static void idle_arm(struct sl_session *s, enum sl_timer_kind k)
+{
+	struct sl_worker *w = s->w;
+	idle_unlink(s);
+	if (k != ST_HEADER && k != ST_KEEPALIVE)
+		return; /* nothing else can be pending without a request */
+	int i = k == ST_KEEPALIVE;
+	s->idle_deadline = sl_mono_coarse_ns() + tv_ns(i ? &w->tv_keepalive : &w->tv_header);
+	s->idle_next = NULL;
+	s->idle_prev = w->idle_tail[i];
+	if (w->idle_tail[i])
+		w->idle_tail[i]->idle_next = s;
+	else
+		w->idle_head[i] = s;
+	w->idle_tail[i] = s;
+	s->idle_on = (uint8_t)(i + 1);
+	s->timer = k;
+}
+
 static void arm(struct sl_session *s, enum sl_timer_kind k)
 {
 	const struct timeval *tv = NULL;
 	struct sl_worker *w = s->w;
+	struct sl_request *r = s->r;
+	if (!r) {
+		idle_arm(s, k);
+		return;
+	}
 	switch (k) {
 	case ST_NONE:
 		if (s->timer != ST_NONE)
-			event_del(&s->tev);
+			event_del(&r->tev);
 		s->timer = ST_NONE;
 		return;
 	case ST_KEEPALIVE:
@@ -219,7 +271,7 @@ static void arm(struct sl_session *s, enum sl_timer_kind k)
 		break; /* queue_wait() arms its own */
 	}
 	s->timer = k;
-	event_add(&s->tev, tv);
+	event_add(&r->tev, tv);
 }
 
 /* ---- upstream connections ---- */
@@ -813,6 +865,10 @@ static void request_release(struct sl_session *s)
 		up_release(s, 0);
 	if (r->wr_on)
 		event_del(&r->wev);
+	if (s->timer != ST_NONE) {
+		event_del(&r->tev);
+		s->timer = ST_NONE;
+	}
 	if (r->hold)
 		sl_worker_conf_put(w, r->hold);
 	iob_free(w, &r->uin);
@@ -827,6 +883,18 @@ static void request_release(struct sl_session *s)
 	} else {
 		sl_mem_note_free(&w->mem, sizeof(*r) + w->d->ops->ctx_size);
 		free(r);
+	}
+}
+
+void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns)
+{
+	for (int i = 0; i < 2; i++) {
+		struct sl_session *s;
+		while ((s = w->idle_head[i]) && s->idle_deadline <= now_ns) {
+			if (i == IDLE_HEADER)
+				w->st->header_timeouts++; /* not a byte within client_header */
+			session_close(s);
+		}
 	}
 }
 
@@ -865,8 +933,10 @@ static int start_request(struct sl_session *s)
 	struct sl_request *r = request_get(w);
 	if (!r)
 		return -ENOMEM;
+	idle_unlink(s);
 	s->r = r;
 	s->state = SS_HEAD;
+	evtimer_assign(&r->tev, w->base, timer_cb, s);
 	/* the client write event lives with the request: an idle connection has none */
 	event_assign(&r->wev, w->base, s->io.fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
 	r->t_start = sl_mono_ns();
@@ -1436,7 +1506,7 @@ static void queue_wait(struct sl_session *s)
 	if (s->timer != ST_QUEUE) { /* first time in: the deadline does not move on retries */
 		w->st->queue_waits++;
 		s->timer = ST_QUEUE;
-		event_add(&s->tev, sl_worker_common_tv(
+		event_add(&r->tev, sl_worker_common_tv(
 				       w, r->upstream ? r->upstream->pool.queue_timeout : 3000));
 	}
 }
@@ -2027,13 +2097,6 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 	struct sl_request *r = s->r;
 	enum sl_timer_kind k = s->timer;
 	s->timer = ST_NONE;
-	if (!r && k != ST_NONE) {
-		/* between requests: keep-alive, or no first byte within client_header */
-		if (k == ST_HEADER)
-			s->w->st->header_timeouts++;
-		session_close(s);
-		return;
-	}
 	switch (k) {
 	case ST_NONE:
 		break;
@@ -2197,7 +2260,7 @@ static void session_close(struct sl_session *s)
 	}
 	request_release(s);
 	event_del(&s->rev);
-	event_del(&s->tev);
+	idle_unlink(s);
 	sl_io_close(&s->io);
 	iob_free(w, &s->in);
 	if (s->prev)
@@ -2303,7 +2366,6 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	s->ip_off = (uint8_t)v6;
 	s->ip_len = (uint8_t)strlen(ip);
 	event_assign(&s->rev, w->base, fd, EV_READ | EV_PERSIST, client_read_cb, s);
-	evtimer_assign(&s->tev, w->base, timer_cb, s);
 	s->next = w->sessions;
 	if (w->sessions)
 		w->sessions->prev = s;

@@ -76,6 +76,7 @@ enum sl_phase {
 struct sl_request {
 	struct sl_request *next_free;
 	struct event wev; /* client writable: armed only while a response waits on it */
+	struct event tev; /* the request's timer (between requests: the worker idle lists) */
 	uint8_t wr_on;
 	struct sl_http_parser rp; /* request parser, fresh for each request */
 	struct sl_head req;
@@ -133,7 +134,10 @@ struct sl_request {
 /* A client connection. Owned by its worker thread. */
 struct sl_session {
 	struct sl_io io; /* the client connection */
-	struct event rev, tev;
+	struct event rev;
+	struct sl_session *idle_prev, *idle_next; /* in a worker idle list (no request) */
+	uint64_t idle_deadline;
+	uint8_t idle_on; /* 0, or 1 + which list (first byte, keep-alive) */
 	struct sl_worker *w;
 	struct sl_session *prev, *next; /* worker's live list */
 	struct sl_listen *lsn;
@@ -185,6 +189,8 @@ void sl_session_pool_share_waited(struct sl_worker *w);
 void sl_session_pool_hand_over(struct sl_worker *w);
 /* 1 while u has a server this request has not tried (the config-driven retry rule). */
 int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u);
+/* Close connections whose first-byte or keep-alive time is up (the worker tick). */
+void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns);
 /* A quiet worker: shrink the session and request free lists to their reserves. */
 void sl_session_trim(struct sl_worker *w);
 /* Free the worker's recycled request objects (worker exit). */

@@ -484,9 +484,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		if (!sl_waitq_empty(&w->waitq)) /* slots freed elsewhere are noticed here */
 			sl_session_wake_queue(w);
 	}
-	/* quiet for 100 ms after a burst: give its memory back */
-	if (w->st->requests != w->trim_requests) {
+	sl_session_expire_idle(w, now);
+	/* quiet for 100 ms after a burst (of requests, or of connections coming and
+	 * going): give its memory back */
+	if (w->st->requests != w->trim_requests || w->st->active != w->trim_active) {
 		w->trim_requests = w->st->requests;
+		w->trim_active = w->st->active;
 		w->trim_quiet_since = now;
 	} else if (w->trim_quiet_since && now - w->trim_quiet_since >= 100000000ull) {
 		w->trim_quiet_since = 0;

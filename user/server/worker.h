@@ -64,8 +64,11 @@ struct sl_worker {
 	unsigned int n_free_sessions;
 	struct sl_request *free_requests; /* request objects, recycled like sessions */
 	unsigned int n_free_requests;
-	uint64_t trim_requests, trim_quiet_since; /* quiet-spell detection for trims */
-	struct sl_session *sessions;		  /* live client connections, for draining */
+	uint64_t trim_requests, trim_active, trim_quiet_since; /* quiet spells, for trims */
+	struct sl_session *sessions; /* live client connections, for draining */
+	/* connections without a request (no first byte yet, or kept alive), each list in
+	 * deadline order (one timeout for all): expired by the tick, no timer event each */
+	struct sl_session *idle_head[2], *idle_tail[2];
 	unsigned int n_sessions;
 	struct sl_waitq waitq; /* requests waiting for a connection slot (max_conns_per_server) */
 	/* Accepting: off while the worker holds max_conns client connections (they wait in
