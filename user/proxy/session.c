@@ -207,7 +207,9 @@ static void idle_unlink(struct sl_session *s)
 }
 
 /* Between requests a connection waits in one of the worker's idle lists: appending
- * keeps each in deadline order, since all share one timeout. */
+ * keeps each in the order it went idle, so with one timeout per list (whatever a reload
+ * makes it) the head is always the first to expire. Without a request nothing else can
+ * be pending (every arm() of another kind runs with a request). */
 static void idle_arm(struct sl_session *s, enum sl_timer_kind k)
 {
 	struct sl_worker *w = s->w;
@@ -215,7 +217,7 @@ static void idle_arm(struct sl_session *s, enum sl_timer_kind k)
 	if (k != ST_HEADER && k != ST_KEEPALIVE)
 		return; /* nothing else can be pending without a request */
 	int i = k == ST_KEEPALIVE;
-	s->idle_deadline = sl_mono_coarse_ns() + tv_ns(i ? &w->tv_keepalive : &w->tv_header);
+	s->idle_since = sl_mono_ns();
 	s->idle_next = NULL;
 	s->idle_prev = w->idle_tail[i];
 	if (w->idle_tail[i])
@@ -890,7 +892,9 @@ void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns)
 {
 	for (int i = 0; i < 2; i++) {
 		struct sl_session *s;
-		while ((s = w->idle_head[i]) && s->idle_deadline <= now_ns) {
+		uint64_t t = tv_ns(i == IDLE_HEADER ? &w->tv_header : &w->tv_keepalive);
+		while ((s = w->idle_head[i]) && s->idle_since <= now_ns &&
+		       now_ns - s->idle_since >= t) {
 			if (i == IDLE_HEADER)
 				w->st->header_timeouts++; /* not a byte within client_header */
 			session_close(s);

@@ -136,7 +136,7 @@ struct sl_session {
 	struct sl_io io; /* the client connection */
 	struct event rev;
 	struct sl_session *idle_prev, *idle_next; /* in a worker idle list (no request) */
-	uint64_t idle_deadline;
+	uint64_t idle_since;			  /* sl_mono_ns() when it joined the list */
 	uint8_t idle_on; /* 0, or 1 + which list (first byte, keep-alive) */
 	struct sl_worker *w;
 	struct sl_session *prev, *next; /* worker's live list */
