@@ -133,7 +133,7 @@ def test_derived_cap_stops_before_the_fd_limit(sluice, backend):
     held = hold(sl.port, HELD)
     try:
         # sluiced takes connections up to the cap and leaves the rest queued
-        assert wait_for(lambda: sl.fd_count() > cap, 5 * SCALE)
+        assert wait_for(lambda: sl.fd_count() > cap, 5 * SCALE), (sl.fd_count(), cap, sl.stderr()[-3000:])
         cpu, wall, statuses = quiet_while_held(sl, keep)
         assert cpu < 0.1 * wall, "sluiced used %.2fs CPU in %.2fs at its cap" % (cpu, wall)
         assert all(s == 200 for s in statuses), statuses

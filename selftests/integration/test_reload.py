@@ -119,3 +119,22 @@ def test_many_reloads_under_traffic(sluice, backend):
         assert served_by(sl.port) in ("a", "b")
         assert keep.request("GET", "/k%d" % i).status == 200
     assert sl.running()
+
+
+def test_reload_that_shortens_keepalive_applies_to_waiting_connections(sluice, backend):
+    """Found in review of the idle lists: a connection that went idle before a reload
+    shortening client_keepalive (or one after it, queued behind) kept the old timeout."""
+    a, b = backend("a"), backend("b")
+    sl = sluice.new()
+    sl.start(sluice.proxy_config(a, sl=sl, timeouts={"client_keepalive": "60s"}))
+    before = HTTPClient(sl.port, timeout=10 * SCALE)
+    assert before.request("GET", "/").status == 200  # now idle, 60 s to go
+    sl.reload(sluice.proxy_config(b, sl=sl, timeouts={"client_keepalive": "1s"}))
+    assert wait_for(lambda: served_by(sl.port) == "b", 5 * SCALE)
+    after = HTTPClient(sl.port, timeout=10 * SCALE)
+    assert after.request("GET", "/").status == 200
+    # both are closed about 1 s after they went idle, not after 60 s
+    for c in (before, after):
+        c.sock.settimeout(10 * SCALE)
+        assert c.sock.recv(1) == b"", "kept-alive connection not closed at the new timeout"
+        c.close()
