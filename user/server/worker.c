@@ -412,7 +412,8 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 /* Steering keeps new connections off a stalled worker once its heartbeat is stall_ms
  * old, but those that reached its accept queue before that would wait for it to wake.
  * A healthy worker takes them: accept(2) on the stalled worker's listening socket is
- * as good as on its own. */
+ * as good as on its own. The same for a worker at its connection cap: a burst steered
+ * to it before it filled up would wait in its queue while another has room. */
 static void rescue_stalled(struct sl_worker *w, uint64_t now)
 {
 	struct sl_daemon *d = w->d;
@@ -421,8 +422,14 @@ static void rescue_stalled(struct sl_worker *w, uint64_t now)
 		if (o == w)
 			continue;
 		uint64_t hb = __atomic_load_n(&o->state->heartbeat_ns, __ATOMIC_RELAXED);
-		if (__atomic_load_n(&o->state->state, __ATOMIC_RELAXED) != SL_WORKER_READY ||
-		    now < hb || now - hb <= d->stall_ns)
+		if (__atomic_load_n(&o->state->state, __ATOMIC_RELAXED) != SL_WORKER_READY)
+			continue;
+		int stalled = now >= hb && now - hb > d->stall_ns;
+		/* a full worker's queue too: a burst steered to one worker before it
+		 * filled up waits there otherwise, while this one has room */
+		unsigned int omax = __atomic_load_n(&o->state->max_conns, __ATOMIC_RELAXED);
+		int full = omax && __atomic_load_n(&o->state->active, __ATOMIC_RELAXED) >= omax;
+		if (!stalled && !full)
 			continue;
 		unsigned int got = 0;
 		for (unsigned int l = 0; l < w->n_lsn && l < o->n_lsn && !w->accept_off; l++) {
