@@ -33,56 +33,14 @@ struct seen {
 	uint64_t body[MAX_REQS];
 };
 
-/* build_upstream_head() of session.c, without the ops call-out. */
+/* build_upstream_head() of session.c, without the ops call-out: the same codec calls. */
 static int upstream_head(struct sl_head *h, const char *base, const struct lim *l, int method,
 			 int upgrade, struct fz_buf *out)
 {
 	static const char client_ip[] = "127.0.0.1";
-	char tmp[1024];
-	const char *host = NULL;
-	size_t host_len = 0;
-
-	if (h->authority_len) {
-		host = base + h->authority_off;
-		host_len = h->authority_len;
-	} else if (h->info.host_idx >= 0) {
-		host = sl_hdr_value(h, base, (unsigned)h->info.host_idx);
-		host_len = h->h[h->info.host_idx].value_len;
-	}
-	if (l->xff) {
-		if (h->info.n_xff) {
-			struct sl_out o;
-			sl_out_init(&o, tmp, sizeof(tmp));
-			for (unsigned int i = 0; i < h->n; i++) {
-				if ((h->h[i].flags & SL_HDR_REMOVED) || h->h[i].name_len != 15 ||
-				    strncasecmp(sl_hdr_name(h, base, i), "x-forwarded-for", 15))
-					continue;
-				sl_out_put(&o, sl_hdr_value(h, base, i), h->h[i].value_len);
-				sl_out_put(&o, ", ", 2);
-				h->h[i].flags |= SL_HDR_REMOVED;
-			}
-			sl_out_str(&o, client_ip);
-			if (!o.ok || sl_head_append(h, "X-Forwarded-For", 15, tmp, o.len))
-				return -ENOSPC;
-		} else if (sl_head_append(h, "X-Forwarded-For", 15, client_ip, strlen(client_ip))) {
-			return -ENOSPC;
-		}
-		if (h->info.has_xfp)
-			sl_head_remove(h, base, "x-forwarded-proto", 17);
-		if (sl_head_append(h, "X-Forwarded-Proto", 17, "http", 4))
-			return -ENOSPC;
-		if (host) {
-			if (h->info.has_xfh)
-				sl_head_remove(h, base, "x-forwarded-host", 16);
-			if (sl_head_append(h, "X-Forwarded-Host", 16, host, host_len))
-				return -ENOSPC;
-		}
-	}
-	if (host && h->authority_len) {
-		sl_head_remove(h, base, "host", 4);
-		if (sl_head_append(h, "Host", 4, host, host_len))
-			return -ENOSPC;
-	}
+	if (sl_head_forward(h, base, client_ip, sizeof(client_ip) - 1,
+			    l->xff ? SL_FWD_FOR | SL_FWD_PROTO | SL_FWD_HOST : 0))
+		return -ENOSPC;
 	/* the session renders into a 4 KiB buffer, then into one of max_header_bytes */
 	size_t caps[2] = {4096, l->head_limit + 4096};
 	for (int i = 0; i < 2; i++) {

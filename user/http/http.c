@@ -844,6 +844,58 @@ void sl_out_headers(struct sl_out *o, const struct sl_head *h, const char *base)
 	}
 }
 
+int sl_head_forward(struct sl_head *h, const char *base, const char *client_ip, size_t ip_len,
+		    unsigned int flags)
+{
+	const char *host = NULL;
+	size_t host_len = 0;
+	if (h->authority_len) {
+		host = base + h->authority_off;
+		host_len = h->authority_len;
+	} else if (h->info.host_idx >= 0) {
+		host = sl_hdr_value(h, base, (unsigned)h->info.host_idx);
+		host_len = h->h[h->info.host_idx].value_len;
+	}
+	/* The common case (no X-Forwarded-* from the client) appends without scanning. */
+	if ((flags & SL_FWD_FOR) && h->info.n_xff) {
+		char tmp[1024];
+		struct sl_out o;
+		sl_out_init(&o, tmp, sizeof(tmp));
+		for (unsigned int i = 0; i < h->n; i++) {
+			if ((h->h[i].flags & SL_HDR_REMOVED) || h->h[i].name_len != 15 ||
+			    strncasecmp(sl_hdr_name(h, base, i), "x-forwarded-for", 15))
+				continue;
+			sl_out_put(&o, sl_hdr_value(h, base, i), h->h[i].value_len);
+			sl_out_put(&o, ", ", 2);
+			h->h[i].flags |= SL_HDR_REMOVED;
+		}
+		sl_out_put(&o, client_ip, ip_len);
+		if (!o.ok || sl_head_append(h, "X-Forwarded-For", 15, tmp, o.len))
+			return -ENOSPC;
+	} else if ((flags & SL_FWD_FOR) &&
+		   sl_head_append(h, "X-Forwarded-For", 15, client_ip, ip_len)) {
+		return -ENOSPC;
+	}
+	if (flags & SL_FWD_PROTO) {
+		if (h->info.has_xfp)
+			sl_head_remove(h, base, "x-forwarded-proto", 17);
+		if (sl_head_append(h, "X-Forwarded-Proto", 17, "http", 4))
+			return -ENOSPC;
+	}
+	if (host && (flags & SL_FWD_HOST)) {
+		if (h->info.has_xfh)
+			sl_head_remove(h, base, "x-forwarded-host", 16);
+		if (sl_head_append(h, "X-Forwarded-Host", 16, host, host_len))
+			return -ENOSPC;
+	}
+	if (host && h->authority_len) {
+		sl_head_remove(h, base, "host", 4);
+		if (sl_head_append(h, "Host", 4, host, host_len))
+			return -ENOSPC;
+	}
+	return 0;
+}
+
 void sl_h1_render_request(struct sl_out *o, const char *method, const struct sl_head *h,
 			  const char *base, int upgrade)
 {

@@ -194,6 +194,16 @@ void sl_out_uint(struct sl_out *o, uint64_t v);
 /* Append every live header that is not hop-by-hop, as "Name: value\r\n". */
 void sl_out_headers(struct sl_out *o, const struct sl_head *h, const char *base);
 
+/* Forwarding headers for a request head about to go upstream: X-Forwarded-For (the
+ * client's list, if any, with client_ip appended), X-Forwarded-Proto and
+ * X-Forwarded-Host (replacing the client's), as flags ask; and Host from an
+ * absolute-form authority. 0 or -ENOSPC. */
+#define SL_FWD_FOR 0x1
+#define SL_FWD_PROTO 0x2
+#define SL_FWD_HOST 0x4
+int sl_head_forward(struct sl_head *h, const char *base, const char *client_ip, size_t ip_len,
+		    unsigned int flags);
+
 /* The request head sent upstream: "METHOD path HTTP/1.1", the live end-to-end headers,
  * the Connection/Upgrade pair of an upgrade, and Transfer-Encoding for a chunked body. */
 void sl_h1_render_request(struct sl_out *o, const char *method, const struct sl_head *h,

@@ -1220,55 +1220,11 @@ static int build_upstream_head(struct sl_session *s)
 	struct sl_head *h = &r->req;
 	const char *base = s->in.data;
 	const struct sl_conf *c = sconf(s);
-	char tmp[1024];
-	const char *host = NULL;
-	size_t host_len = 0;
-
-	if (h->authority_len) {
-		host = base + h->authority_off;
-		host_len = h->authority_len;
-	} else if (h->info.host_idx >= 0) {
-		host = sl_hdr_value(h, base, (unsigned)h->info.host_idx);
-		host_len = h->h[h->info.host_idx].value_len;
-	}
-	/* The common case (no X-Forwarded-* from the client) appends without scanning. */
-	if (c->forwarded.x_forwarded_for) {
-		if (h->info.n_xff) {
-			struct sl_out o;
-			sl_out_init(&o, tmp, sizeof(tmp));
-			for (unsigned int i = 0; i < h->n; i++) {
-				if ((h->h[i].flags & SL_HDR_REMOVED) || h->h[i].name_len != 15 ||
-				    strncasecmp(sl_hdr_name(h, base, i), "x-forwarded-for", 15))
-					continue;
-				sl_out_put(&o, sl_hdr_value(h, base, i), h->h[i].value_len);
-				sl_out_put(&o, ", ", 2);
-				h->h[i].flags |= SL_HDR_REMOVED;
-			}
-			sl_out_put(&o, s->client_str + s->ip_off, s->ip_len);
-			if (!o.ok || sl_head_append(h, "X-Forwarded-For", 15, tmp, o.len))
-				return -ENOSPC;
-		} else if (sl_head_append(h, "X-Forwarded-For", 15, s->client_str + s->ip_off,
-					  s->ip_len)) {
-			return -ENOSPC;
-		}
-	}
-	if (c->forwarded.x_forwarded_proto) {
-		if (h->info.has_xfp)
-			sl_head_remove(h, base, "x-forwarded-proto", 17);
-		if (sl_head_append(h, "X-Forwarded-Proto", 17, "http", 4))
-			return -ENOSPC;
-	}
-	if (host && c->forwarded.x_forwarded_host) {
-		if (h->info.has_xfh)
-			sl_head_remove(h, base, "x-forwarded-host", 16);
-		if (sl_head_append(h, "X-Forwarded-Host", 16, host, host_len))
-			return -ENOSPC;
-	}
-	if (host && h->authority_len) {
-		sl_head_remove(h, base, "host", 4);
-		if (sl_head_append(h, "Host", 4, host, host_len))
-			return -ENOSPC;
-	}
+	unsigned int fwd = (c->forwarded.x_forwarded_for ? SL_FWD_FOR : 0) |
+			   (c->forwarded.x_forwarded_proto ? SL_FWD_PROTO : 0) |
+			   (c->forwarded.x_forwarded_host ? SL_FWD_HOST : 0);
+	if (sl_head_forward(h, base, s->client_str + s->ip_off, s->ip_len, fwd))
+		return -ENOSPC;
 
 	const struct sl_proxy_ops *ops = s->w->d->ops;
 	if (ops->upstream_request_filter) {
