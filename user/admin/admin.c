@@ -21,7 +21,9 @@
 #include "admin/admin.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "server/worker.h"
+#include "config/config.h"
+#include "server/control.h"
+#include "sluice_common.h"
 
 #define ADMIN_MAX_BODY (64 * 1024)
 #define ADMIN_MAX_HEADERS (16 * 1024)
@@ -106,11 +108,6 @@ static uint64_t ld(const __u64 *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-static unsigned int worker_state(const struct sl_worker *w)
-{
-	return __atomic_load_n(&w->state->state, __ATOMIC_RELAXED);
-}
-
 static const char *state_name(unsigned int s)
 {
 	switch (s) {
@@ -169,12 +166,12 @@ static void get_healthz(struct admin *a, struct evhttp_request *req)
 
 static void get_readyz(struct admin *a, struct evhttp_request *req)
 {
-	struct sl_daemon *d = a->d;
+	struct sl_ctl_worker w;
 	const char *why = NULL;
-	if (atomic_load(&d->stop))
+	if (sl_ctl_stopping(a->d))
 		why = "stopping";
-	for (unsigned int i = 0; i < d->n_workers && !why; i++)
-		if (worker_state(&d->workers[i]) != SL_WORKER_READY)
+	for (unsigned int i = 0; !why && !sl_ctl_worker(a->d, i, &w); i++)
+		if (w.state != SL_WORKER_READY)
 			why = "worker not ready";
 	if (why)
 		send_json(req, 503, json_pack("{s:s,s:s}", "status", "not ready", "reason", why));
@@ -184,16 +181,17 @@ static void get_readyz(struct admin *a, struct evhttp_request *req)
 
 static void get_status(struct admin *a, struct evhttp_request *req)
 {
-	struct sl_daemon *d = a->d;
+	struct sl_ctl_status st;
 	struct timespec now;
+	sl_ctl_status(a->d, &st);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	json_int_t up = (json_int_t)(now.tv_sec - a->started.tv_sec);
 	send_json(req, 200,
 		  json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:b}", "version", SL_VERSION, "pid",
 			    (json_int_t)getpid(), "uptime_seconds", up, "config",
-			    d->conf_path ? d->conf_path : "", "workers", (json_int_t)d->n_workers,
-			    "reloads", (json_int_t)d->reloads, "last_reload_error", d->reload_err,
-			    "stopping", atomic_load(&d->stop) != 0));
+			    st.conf_path, "workers", (json_int_t)st.workers, "reloads",
+			    (json_int_t)st.reloads, "last_reload_error", st.reload_err, "stopping",
+			    sl_ctl_stopping(a->d)));
 }
 
 #define OFF(f) offsetof(struct sl_worker_stats, f)
@@ -230,11 +228,11 @@ static const struct {
     {"send_timeouts", OFF(send_timeouts)},
 };
 
-static json_t *worker_json(const struct sl_worker *w)
+static json_t *worker_json(const struct sl_ctl_worker *w)
 {
 	const struct sl_worker_stats *s = w->st;
 	json_t *o = json_pack("{s:I,s:i,s:s}", "id", (json_int_t)w->id, "cpu", w->cpu, "state",
-			      state_name(worker_state(w)));
+			      state_name(w->state));
 	for (size_t i = 0; o && i < sizeof(worker_counters) / sizeof(worker_counters[0]); i++)
 		if (json_object_set_new(
 			o, worker_counters[i].name,
@@ -260,9 +258,10 @@ static json_t *worker_json(const struct sl_worker *w)
 
 static void get_workers(struct admin *a, struct evhttp_request *req)
 {
+	struct sl_ctl_worker w;
 	json_t *arr = json_array();
-	for (unsigned int i = 0; arr && i < a->d->n_workers; i++)
-		if (json_array_append_new(arr, worker_json(&a->d->workers[i]))) {
+	for (unsigned int i = 0; arr && !sl_ctl_worker(a->d, i, &w); i++)
+		if (json_array_append_new(arr, worker_json(&w))) {
 			json_decref(arr);
 			arr = NULL;
 		}
@@ -271,9 +270,7 @@ static void get_workers(struct admin *a, struct evhttp_request *req)
 
 static void get_upstreams(struct admin *a, struct evhttp_request *req)
 {
-	/* Snapshots are replaced only by sl_daemon_reload(), on this same thread: this
-	 * one stays alive for the whole handler without a reference. */
-	const struct sl_conf *c = atomic_load(&a->d->conf);
+	const struct sl_conf *c = sl_ctl_conf(a->d);
 	json_t *arr = json_array();
 	for (unsigned int i = 0; arr && i < c->n_upstreams; i++) {
 		const struct sl_conf_upstream *u = &c->upstreams[i];
@@ -305,17 +302,19 @@ static void get_upstreams(struct admin *a, struct evhttp_request *req)
 
 static void post_reload(struct admin *a, struct evhttp_request *req)
 {
-	struct sl_daemon *d = a->d;
-	if (atomic_load(&d->stop)) {
+	struct sl_ctl_status st;
+	if (sl_ctl_stopping(a->d)) {
 		send_error(req, 503, "stopping");
 		return;
 	}
-	if (sl_daemon_reload(d)) {
-		send_error(req, 400, d->reload_err[0] ? d->reload_err : "reload failed");
+	int err = sl_ctl_reload(a->d);
+	sl_ctl_status(a->d, &st);
+	if (err) {
+		send_error(req, 400, st.reload_err[0] ? st.reload_err : "reload failed");
 		return;
 	}
 	send_json(req, 200,
-		  json_pack("{s:b,s:I}", "reloaded", 1, "reloads", (json_int_t)d->reloads));
+		  json_pack("{s:b,s:I}", "reloaded", 1, "reloads", (json_int_t)st.reloads));
 }
 
 /* One metric family: HELP, TYPE, then one sample per worker (and label value). */
@@ -390,8 +389,10 @@ static const struct metric metrics[] = {
 
 static void get_metrics(struct admin *a, struct evhttp_request *req)
 {
-	struct sl_daemon *d = a->d;
+	struct sl_ctl_status cs;
+	struct sl_ctl_worker w;
 	struct evbuffer *b = evbuffer_new();
+	sl_ctl_status(a->d, &cs);
 	if (!b) {
 		evhttp_send_error(req, 500, NULL);
 		return;
@@ -400,8 +401,8 @@ static void get_metrics(struct admin *a, struct evhttp_request *req)
 		const struct metric *mt = &metrics[m];
 		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name,
 				    mt->type);
-		for (unsigned int i = 0; i < d->n_workers; i++) {
-			const struct sl_worker_stats *st = d->workers[i].st;
+		for (unsigned int i = 0; !sl_ctl_worker(a->d, i, &w); i++) {
+			const struct sl_worker_stats *st = w.st;
 			for (size_t v = 0; v < 5 && (v == 0 || mt->values[v]); v++) {
 				uint64_t n = stat_at(st, mt->off[v]);
 				if (mt->label)
@@ -416,21 +417,22 @@ static void get_metrics(struct admin *a, struct evhttp_request *req)
 	}
 	evbuffer_add_printf(b, "# HELP sluice_worker_up 1 when the worker is ready.\n"
 			       "# TYPE sluice_worker_up gauge\n");
-	for (unsigned int i = 0; i < d->n_workers; i++)
+	for (unsigned int i = 0; !sl_ctl_worker(a->d, i, &w); i++)
 		evbuffer_add_printf(b, "sluice_worker_up{worker=\"%u\"} %d\n", i,
-				    worker_state(&d->workers[i]) == SL_WORKER_READY);
+				    w.state == SL_WORKER_READY);
 	evbuffer_add_printf(b,
 			    "# HELP sluice_reloads_total Configuration reloads applied.\n"
 			    "# TYPE sluice_reloads_total counter\n"
 			    "sluice_reloads_total %u\n",
-			    d->reloads);
+			    cs.reloads);
 	send_body(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
 	evbuffer_free(b);
 }
 
 static void post_debug_stall(struct admin *a, struct evhttp_request *req)
 {
-	struct sl_daemon *d = a->d;
+	struct sl_ctl_status cs;
+	sl_ctl_status(a->d, &cs);
 	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	struct evkeyvalq kv = {0}; /* evhttp_parse_query_str initializes it */
 	unsigned long worker, ms;
@@ -438,9 +440,9 @@ static void post_debug_stall(struct admin *a, struct evhttp_request *req)
 		send_error(req, 400, "usage: /debug/stall?worker=N&ms=M");
 		goto out;
 	}
-	if (parse_uint(evhttp_find_header(&kv, "worker"), d->n_workers ? d->n_workers - 1 : 0,
+	if (parse_uint(evhttp_find_header(&kv, "worker"), cs.workers ? cs.workers - 1 : 0,
 		       &worker) ||
-	    worker >= d->n_workers) {
+	    worker >= cs.workers) {
 		send_error(req, 400, "worker: a worker id (0..workers-1)");
 		goto out;
 	}
@@ -448,9 +450,7 @@ static void post_debug_stall(struct admin *a, struct evhttp_request *req)
 		send_error(req, 400, "ms: 1..10000");
 		goto out;
 	}
-	struct sl_worker *w = &d->workers[worker];
-	atomic_store(&w->stall_ms, (unsigned int)ms);
-	sl_worker_poke(w);
+	sl_ctl_stall_worker(a->d, (unsigned int)worker, (unsigned int)ms);
 	sl_log(SL_LOG_WARN, "msg=\"debug: stalling worker\" worker=%lu ms=%lu", worker, ms);
 	send_json(req, 200,
 		  json_pack("{s:I,s:I}", "worker", (json_int_t)worker, "stall_ms", (json_int_t)ms));
@@ -473,7 +473,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct admin_srv *srv = arg;
 	struct admin *a = srv->a;
-	const struct sl_conf *c = atomic_load(&a->d->conf);
+	const struct sl_conf *c = sl_ctl_conf(a->d);
 
 	if (srv->tcp && !authorized(c, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
@@ -506,7 +506,7 @@ static struct evhttp *new_http(struct admin *a, struct admin_srv *srv, int tcp)
 {
 	srv->a = a;
 	srv->tcp = tcp;
-	srv->http = evhttp_new(a->d->base);
+	srv->http = evhttp_new(sl_ctl_base(a->d));
 	if (!srv->http)
 		return NULL;
 	/* every method reaches on_request, which answers 405 with an Allow header */
@@ -560,7 +560,7 @@ static void accept_error_cb(struct evconnlistener *lev, void *ptr)
 static void watch_accept_errors(struct admin_srv *srv, struct evhttp_bound_socket *bs)
 {
 	srv->lev = evhttp_bound_socket_get_listener(bs);
-	srv->resume = evtimer_new(srv->a->d->base, accept_resume_cb, srv);
+	srv->resume = evtimer_new(sl_ctl_base(srv->a->d), accept_resume_cb, srv);
 	if (!srv->lev || !srv->resume) {
 		sl_log(SL_LOG_WARN, "msg=\"admin accept errors not watched\" reason=\"out of "
 				    "memory\"");
@@ -673,7 +673,7 @@ static int tcp_listen(struct admin *a, const struct sl_conf_admin *ca)
 
 int sl_admin_start(struct sl_daemon *d)
 {
-	const struct sl_conf *c = atomic_load(&d->conf);
+	const struct sl_conf *c = sl_ctl_conf(d);
 	const struct sl_conf_admin *ca = &c->admin;
 	int err = 0, r;
 
@@ -686,7 +686,7 @@ int sl_admin_start(struct sl_daemon *d)
 	}
 	a->d = d;
 	clock_gettime(CLOCK_MONOTONIC, &a->started);
-	d->admin = a;
+	*sl_ctl_admin_slot(d) = a;
 	/* Each transport stands alone: one that cannot bind does not take the other down. */
 	if (ca->socket) {
 		r = unix_listen(a, ca->socket);
@@ -705,7 +705,7 @@ int sl_admin_start(struct sl_daemon *d)
 
 void sl_admin_stop(struct sl_daemon *d)
 {
-	struct admin *a = d->admin;
+	struct admin *a = *sl_ctl_admin_slot(d);
 	struct stat st;
 
 	if (!a)
@@ -726,5 +726,5 @@ void sl_admin_stop(struct sl_daemon *d)
 		unlink(a->sock_path);
 	free(a->sock_path);
 	free(a);
-	d->admin = NULL;
+	*sl_ctl_admin_slot(d) = NULL;
 }

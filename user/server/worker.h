@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "config/config-t.h"
+#include "server/control.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "upstream/waitq.h"
@@ -101,10 +102,6 @@ enum {
 	SL_ACCEPT_BACKOFF = 2, /* accept4() failed with EMFILE, ENFILE, ENOBUFS or ENOMEM */
 };
 
-/* How long accepting stays off after running out of fds or memory, unless one of the
- * worker's connections closes first. nginx waits 500 ms; closing connections free fds
- * sooner, and they end the pause at once. */
-#define SL_ACCEPT_BACKOFF_MS 100
 
 struct sl_daemon {
 	const struct sl_proxy_ops *ops;

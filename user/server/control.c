@@ -1,0 +1,60 @@
+/* server/control.h over struct sl_daemon. */
+#include <errno.h>
+#include <stdatomic.h>
+
+#include "server/control.h"
+#include "server/worker.h"
+
+struct event_base *sl_ctl_base(struct sl_daemon *d)
+{
+	return d->base;
+}
+
+const struct sl_conf *sl_ctl_conf(const struct sl_daemon *d)
+{
+	return atomic_load(&((struct sl_daemon *)d)->conf);
+}
+
+int sl_ctl_stopping(const struct sl_daemon *d)
+{
+	return atomic_load(&((struct sl_daemon *)d)->stop) != 0;
+}
+
+void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out)
+{
+	out->conf_path = d->conf_path ? d->conf_path : "";
+	out->workers = d->n_workers;
+	out->reloads = d->reloads;
+	out->reload_err = d->reload_err;
+}
+
+int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out)
+{
+	if (i >= d->n_workers)
+		return -ENOENT;
+	const struct sl_worker *w = &d->workers[i];
+	out->id = w->id;
+	out->cpu = w->cpu;
+	out->state = __atomic_load_n(&w->state->state, __ATOMIC_RELAXED);
+	out->st = w->st;
+	return 0;
+}
+
+int sl_ctl_reload(struct sl_daemon *d)
+{
+	return sl_daemon_reload(d);
+}
+
+int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
+{
+	if (i >= d->n_workers)
+		return -ENOENT;
+	atomic_store(&d->workers[i].stall_ms, ms);
+	sl_worker_poke(&d->workers[i]);
+	return 0;
+}
+
+void **sl_ctl_admin_slot(struct sl_daemon *d)
+{
+	return &d->admin;
+}

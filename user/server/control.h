@@ -1,0 +1,59 @@
+/* The daemon as the admin API (and any other control surface) sees it: one narrow
+ * interface, so admin/ never includes the daemon's or the workers' internals.
+ * Everything here is called on the main thread, the one that applies reloads. */
+#ifndef SL_CONTROL_H
+#define SL_CONTROL_H
+
+#include <stdint.h>
+
+/* How long accepting stays off after running out of fds or memory (workers and the
+ * admin API alike), unless one of the worker's connections closes first. nginx waits
+ * 500 ms; closing connections free fds sooner, and they end the pause at once. */
+#define SL_ACCEPT_BACKOFF_MS 100
+
+struct sl_daemon;
+struct sl_conf;
+struct sl_worker_stats;
+struct event_base;
+
+/* The main thread's event loop (the admin servers run on it). */
+struct event_base *sl_ctl_base(struct sl_daemon *d);
+
+/* The current config snapshot. It is replaced only by sl_ctl_reload() on this same
+ * thread, so it stays valid for the whole of one admin handler without a reference. */
+const struct sl_conf *sl_ctl_conf(const struct sl_daemon *d);
+
+/* Nonzero once a graceful or fast stop began. */
+int sl_ctl_stopping(const struct sl_daemon *d);
+
+struct sl_ctl_status {
+	const char *conf_path; /* "" when none */
+	unsigned int workers;
+	unsigned int reloads;	 /* applied since start */
+	const char *reload_err;	 /* the last rejected reload's reason, "" when none */
+};
+void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out);
+
+/* Worker i (0 .. workers-1). The stats slot is the worker's mmaped worker_stats entry:
+ * the worker writes it with plain stores, read it with relaxed loads. */
+struct sl_ctl_worker {
+	unsigned int id;
+	int cpu;
+	unsigned int state; /* SL_WORKER_* (sluice_common.h) */
+	const struct sl_worker_stats *st;
+};
+/* 0, or -ENOENT when there is no worker i. */
+int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out);
+
+/* Re-read the config file and publish it. 0, or -errno with the reason in
+ * sl_ctl_status().reload_err (the old config keeps serving). */
+int sl_ctl_reload(struct sl_daemon *d);
+
+/* Debug: make worker i's loop sleep for ms (test aid for stalled-worker rescue).
+ * 0, or -ENOENT. */
+int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms);
+
+/* Where the admin API keeps its state between start and stop. */
+void **sl_ctl_admin_slot(struct sl_daemon *d);
+
+#endif
