@@ -15,7 +15,6 @@
 #include "bpf/steer.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "server/worker.h"
 #include "steer.skel.h"
 
 #ifndef SO_ATTACH_REUSEPORT_EBPF
@@ -34,6 +33,7 @@ struct steer {
 	size_t states_len;
 	struct sl_worker_stats *stats;
 	size_t stats_len;
+	unsigned int n_workers;
 	int migrate_saved; /* old sysctl value, -1 = untouched */
 };
 
@@ -116,13 +116,37 @@ static int socket_cookie(int fd, __u64 *cookie)
 	return getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len) ? -errno : 0;
 }
 
-int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, size_t whylen)
+static int check_setup(const struct sl_steer_setup *s, char *why, size_t whylen)
 {
-	const char *dir = conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT;
+	if (!s->n_workers || s->n_workers > SL_MAX_WORKERS || s->n_listeners > SL_MAX_LISTENERS ||
+	    !s->cpus || (s->n_listeners && !s->fds)) {
+		snprintf(why, whylen, "bad steering set-up: %u workers, %u listeners",
+			 s->n_workers, s->n_listeners);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void detach(const struct sl_steer_setup *s, unsigned int n)
+{
+	for (unsigned int l = 0; l < n; l++) {
+		int unused = 0;
+		setsockopt(s->fds[l], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused,
+			   sizeof(unused));
+	}
+}
+
+int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **states,
+		  struct sl_worker_stats **stats, char *why, size_t whylen)
+{
+	const char *dir = s->pin_path ? s->pin_path : SL_PIN_PATH_DEFAULT;
 	struct steer_bpf *skel = NULL;
 	unsigned int attached = 0;
 	int err;
 
+	err = check_setup(s, why, whylen);
+	if (err)
+		return err;
 	libbpf_set_print(libbpf_quiet);
 	err = sl_pin_prepare(dir);
 	if (err) {
@@ -176,20 +200,18 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 	}
 
 	uint64_t now = sl_mono_ns();
-	for (unsigned int i = 0; i < d->n_workers; i++) {
-		struct sl_worker *w = &d->workers[i];
+	for (unsigned int i = 0; i < s->n_workers; i++) {
 		struct sl_worker_state *ws = &steer.states[i];
-		ws->cpu = (__u32)w->cpu;
+		int wcpu = s->cpus[i];
+		ws->cpu = (__u32)wcpu;
 		ws->state = SL_WORKER_STARTING;
 		ws->heartbeat_ns = now;
-		ws->max_conns = conf->bpf.max_conns_per_worker;
+		ws->max_conns = s->max_conns;
 		ws->pid = (__u32)getpid();
-		ws->n_workers = d->n_workers;
-		ws->active = w->state->active;
-		w->state = ws;
-		w->st = &steer.stats[i];
-		if (w->cpu >= 0 && w->cpu < SL_MAX_WORKERS) {
-			__u32 cpu = (__u32)w->cpu, cur;
+		ws->n_workers = s->n_workers;
+		ws->active = s->active ? s->active[i] : 0;
+		if (wcpu >= 0 && wcpu < SL_MAX_WORKERS) {
+			__u32 cpu = (__u32)wcpu, cur;
 			/* first worker pinned to a CPU owns it */
 			if (!bpf_map_lookup_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &cur) &&
 			    cur == SL_MAX_WORKERS &&
@@ -201,14 +223,15 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 				goto fail;
 			}
 		}
-		for (unsigned int l = 0; l < w->n_lsn; l++) {
+		for (unsigned int l = 0; l < s->n_listeners; l++) {
 			__u32 key = l * SL_MAX_WORKERS + i;
-			__u64 fd = (__u64)w->lsn[l].fd;
+			int lfd = s->fds[i * s->n_listeners + l];
+			__u64 fd = (__u64)lfd;
 			__u64 cookie;
 			err = bpf_map_update_elem(bpf_map__fd(skel->maps.listeners), &key, &fd,
 						  BPF_ANY);
 			if (!err)
-				err = socket_cookie(w->lsn[l].fd, &cookie);
+				err = socket_cookie(lfd, &cookie);
 			if (!err)
 				err = bpf_map_update_elem(bpf_map__fd(skel->maps.listener_ids),
 							  &cookie, &l, BPF_ANY);
@@ -221,9 +244,9 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 		}
 	}
 	struct sl_steer_config cfg = {
-	    .n_workers = d->n_workers,
-	    .n_listeners = conf->n_listeners,
-	    .stall_ns = (__u64)conf->bpf.stall_ms * 1000000ull,
+	    .n_workers = s->n_workers,
+	    .n_listeners = s->n_listeners,
+	    .stall_ns = (__u64)s->stall_ms * 1000000ull,
 	};
 	__u32 zero = 0;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY)) {
@@ -232,15 +255,16 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 		goto fail;
 	}
 
-	/* one attach per listener group: any member socket carries it for the group */
+	/* one attach per listener group: any member socket carries it for the group
+	 * (worker 0's sockets are fds[0 .. n_listeners-1]) */
 	int prog_fd = bpf_program__fd(skel->progs.steer);
-	for (; attached < d->workers[0].n_lsn; attached++) {
+	for (; attached < s->n_listeners; attached++) {
 		unsigned int l = attached;
-		if (setsockopt(d->workers[0].lsn[l].fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF,
-			       &prog_fd, sizeof(prog_fd))) {
+		if (setsockopt(s->fds[l], SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd,
+			       sizeof(prog_fd))) {
 			err = -errno;
 			snprintf(why, whylen, "cannot attach to listener %s: %s",
-				 conf->listeners[l].address, strerror(-err));
+				 s->names ? s->names[l] : "?", strerror(-err));
 			goto fail;
 		}
 	}
@@ -265,18 +289,15 @@ int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, si
 		       "msg=\"cannot set net.ipv4.tcp_migrate_req=1; queued connections "
 		       "of a closing worker will not move\"");
 	steer.skel = skel;
+	steer.n_workers = s->n_workers;
+	for (unsigned int i = 0; i < s->n_workers; i++) {
+		states[i] = &steer.states[i];
+		stats[i] = &steer.stats[i];
+	}
 	return 0;
 fail:
 	/* groups already steered would keep running the program on maps nobody updates */
-	for (unsigned int l = 0; l < attached; l++) {
-		int unused = 0;
-		setsockopt(d->workers[0].lsn[l].fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused,
-			   sizeof(unused));
-	}
-	for (unsigned int i = 0; i < d->n_workers; i++) {
-		d->workers[i].state = &d->workers[i].state_local;
-		d->workers[i].st = &d->workers[i].st_local;
-	}
+	detach(s, attached);
 	if (steer.states)
 		munmap(steer.states, steer.states_len);
 	if (steer.stats)
@@ -287,17 +308,13 @@ fail:
 	return err ? err : -EINVAL;
 }
 
-void sl_steer_fini(struct sl_daemon *d)
+void sl_steer_fini(void)
 {
 	if (!steer.skel)
 		return;
-	for (unsigned int i = 0; i < d->n_workers; i++) {
+	for (unsigned int i = 0; i < steer.n_workers; i++) {
 		steer.states[i].state = SL_WORKER_EMPTY;
 		steer.states[i].active = 0;
-		/* keep the final counters readable after exit; the worker no longer owns them */
-		d->workers[i].st_local = steer.stats[i];
-		d->workers[i].st = &d->workers[i].st_local;
-		d->workers[i].state = &d->workers[i].state_local;
 	}
 	if (steer.migrate_saved >= 0 && steer.migrate_saved != 1)
 		write_int_file(MIGRATE_SYSCTL, steer.migrate_saved);
@@ -307,4 +324,5 @@ void sl_steer_fini(struct sl_daemon *d)
 	steer.stats = NULL;
 	steer_bpf__destroy(steer.skel);
 	steer.skel = NULL;
+	steer.n_workers = 0;
 }

@@ -1,19 +1,39 @@
 /* sk_reuseport steering and the mmaped per-worker maps (workers, worker_stats):
- * loading, pinning, filling the socket array, attaching to every listener group. */
+ * loading, pinning, filling the socket array, attaching to every listener group.
+ * Knows nothing of workers beyond what this interface hands it: CPUs and fds. */
 #ifndef SL_STEER_H
 #define SL_STEER_H
 
-#include "config/config-t.h"
+#include <stddef.h>
 
-struct sl_daemon;
+#include "sluice_common.h"
 
-/* Load steer.bpf.o, pin its maps under conf->bpf.pin_path, point every worker's
- * state/stats slot into the mmaped maps, fill the socket array and attach to each
- * listener. Call after the workers' sockets are bound and before they run.
- * Returns 0, or -errno with a reason in why (then workers keep local slots). */
-int sl_steer_init(struct sl_daemon *d, const struct sl_conf *conf, char *why, size_t whylen);
-/* Mark the slots empty, restore net.ipv4.tcp_migrate_req, unmap, unload.
- * The pinned maps stay for sluicectl and bpftool. */
-void sl_steer_fini(struct sl_daemon *d);
+/* What steering needs to know about the daemon's workers and listeners. */
+struct sl_steer_setup {
+	const char *pin_path;	  /* NULL = SL_PIN_PATH_DEFAULT */
+	unsigned int n_workers;	  /* 1..SL_MAX_WORKERS */
+	unsigned int n_listeners; /* 0..SL_MAX_LISTENERS */
+	const int *cpus;	  /* [n_workers]: CPU worker i is pinned to, -1 = none */
+	/* [n_workers * n_listeners]: fds[i * n_listeners + l] is worker i's socket of
+	 * listener l (all sockets of one listener form one SO_REUSEPORT group) */
+	const int *fds;
+	const char *const *names; /* [n_listeners]: listener addresses, for errors */
+	unsigned int stall_ms;	  /* heartbeat older than this: no new connections */
+	unsigned int max_conns;	  /* initial per-worker cap in each slot; 0 = none */
+	const __u32 *active;	  /* [n_workers]: connections already open, or NULL */
+};
+
+/* Load steer.bpf.o, pin its maps under s->pin_path, fill the socket array and attach
+ * to each listener group. On success states[i] and stats[i] point at worker i's slots
+ * in the mmaped workers and worker_stats maps (zeroed; state STARTING, heartbeat now)
+ * and stay valid until sl_steer_fini(). Call after the sockets are bound and before
+ * the workers run. Returns 0, or -errno with a reason in why (nothing stays attached
+ * and states/stats are untouched). */
+int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **states,
+		  struct sl_worker_stats **stats, char *why, size_t whylen);
+/* Mark every slot empty, restore net.ipv4.tcp_migrate_req, unmap, unload: the slot
+ * pointers handed out are dangling afterwards (copy what should outlive it first).
+ * The pinned maps stay for sluicectl and bpftool. No-op when steering is not loaded. */
+void sl_steer_fini(void);
 
 #endif

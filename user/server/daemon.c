@@ -164,7 +164,48 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 		sl_log(SL_LOG_INFO, "msg=\"steering off\" reason=\"bpf.steering: off\"");
 		return 0;
 	}
-	int err = sl_steer_init(d, conf, why, sizeof(why));
+	unsigned int nw = d->n_workers, nl = d->workers[0].n_lsn;
+	int *cpus = calloc(nw, sizeof(*cpus));
+	int *fds = calloc((size_t)nw * (nl ? nl : 1), sizeof(*fds));
+	__u32 *active = calloc(nw, sizeof(*active));
+	const char *names[SL_MAX_LISTENERS];
+	struct sl_worker_state **states = calloc(nw, sizeof(*states));
+	struct sl_worker_stats **stats = calloc(nw, sizeof(*stats));
+	int err = -ENOMEM;
+	snprintf(why, sizeof(why), "out of memory");
+	if (cpus && fds && active && states && stats) {
+		for (unsigned int i = 0; i < nw; i++) {
+			const struct sl_worker *w = &d->workers[i];
+			cpus[i] = w->cpu;
+			active[i] = w->state->active;
+			for (unsigned int l = 0; l < nl; l++)
+				fds[i * nl + l] = l < w->n_lsn ? w->lsn[l].fd : -1;
+		}
+		for (unsigned int l = 0; l < nl && l < SL_MAX_LISTENERS; l++)
+			names[l] = l < conf->n_listeners ? conf->listeners[l].address : "?";
+		struct sl_steer_setup s = {
+		    .pin_path = conf->bpf.pin_path,
+		    .n_workers = nw,
+		    .n_listeners = nl,
+		    .cpus = cpus,
+		    .fds = fds,
+		    .names = names,
+		    .stall_ms = conf->bpf.stall_ms,
+		    .max_conns = conf->bpf.max_conns_per_worker,
+		    .active = active,
+		};
+		err = sl_steer_init(&s, states, stats, why, sizeof(why));
+		if (!err)
+			for (unsigned int i = 0; i < nw; i++) {
+				d->workers[i].state = states[i];
+				d->workers[i].st = stats[i];
+			}
+	}
+	free(cpus);
+	free(fds);
+	free(active);
+	free(states);
+	free(stats);
 	if (!err) {
 		d->steering = 1;
 		d->stall_ns = (uint64_t)conf->bpf.stall_ms * 1000000ull;
@@ -180,6 +221,22 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 	}
 	sl_log(SL_LOG_WARN, "msg=\"steering off, serving without it\" reason=\"%s\"", why);
 	return 0;
+}
+
+/* Workers leave the mmaped slots before they are unmapped; the final counters stay
+ * readable in each worker's local copy. */
+static void stop_steering(struct sl_daemon *d)
+{
+	if (!d->steering)
+		return;
+	for (unsigned int i = 0; i < d->n_workers; i++) {
+		struct sl_worker *w = &d->workers[i];
+		w->st_local = *w->st;
+		w->st = &w->st_local;
+		w->state = &w->state_local;
+	}
+	sl_steer_fini();
+	d->steering = 0;
 }
 
 /* The main thread's loop: signals (through a signalfd), the grace-period deadline,
@@ -407,7 +464,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 				close(d.workers[i].lsn[k].fd);
 		sl_worker_destroy(&d.workers[i]);
 	}
-	sl_steer_fini(&d);
+	stop_steering(&d);
 	sl_spool_free(d.spool);
 	free(d.workers);
 	sl_conf_put(atomic_load(&d.conf));
