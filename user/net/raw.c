@@ -41,6 +41,11 @@ static int raw_idle_check(struct sl_io *io)
 	return -1; /* EOF, an error, or bytes nobody asked for */
 }
 
+static int raw_pending(const struct sl_io *io)
+{
+	return 0;
+}
+
 const struct sl_transport sl_transport_raw = {
     .name = "tcp",
     .read = raw_read,
@@ -49,6 +54,7 @@ const struct sl_transport sl_transport_raw = {
     .close = raw_close,
     .wants = raw_wants,
     .idle_check = raw_idle_check,
+    .pending = raw_pending,
 };
 
 int sl_net_tcp_socket(int family)

@@ -25,6 +25,9 @@ struct sl_transport {
 	/* An idle pooled connection became readable, or is about to be reused: 0 while
 	 * it is alive and quiet, -1 when it must be closed (EOF, error, stray bytes). */
 	int (*idle_check)(struct sl_io *io);
+	/* Nonzero when read() has bytes ready that the fd's readiness will not announce
+	 * (TLS: records already taken off the socket): read again without waiting. */
+	int (*pending)(const struct sl_io *io);
 };
 
 /* One connection's transport state. */
@@ -68,6 +71,16 @@ static inline void sl_io_close(struct sl_io *io)
 static inline int sl_io_idle_check(struct sl_io *io)
 {
 	return io->t->idle_check(io);
+}
+
+static inline short sl_io_wants(const struct sl_io *io, short events)
+{
+	return io->t->wants(io, events);
+}
+
+static inline int sl_io_pending(const struct sl_io *io)
+{
+	return io->t->pending(io);
 }
 
 /* Socket helpers. */
