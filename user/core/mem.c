@@ -22,6 +22,8 @@ void sl_mem_init(struct sl_mem *m, size_t big_size, unsigned int max_free)
 	m->size[SL_MEM_SMALL] = 4096;
 	m->size[SL_MEM_IO] = 16384;
 	m->size[SL_MEM_BIG] = big_size > 16384 ? big_size : 16384;
+	for (int c = 0; c < SL_MEM_BIG; c++)
+		sl_slab_init(&m->slab[c], sizeof(struct hdr) + m->size[c], 15);
 	for (int c = 0; c < SL_MEM_NCLASS; c++) {
 		m->free[c] = NULL;
 		m->n_free[c] = 0;
@@ -31,12 +33,20 @@ void sl_mem_init(struct sl_mem *m, size_t big_size, unsigned int max_free)
 	m->trimmed_ns = 0;
 }
 
+static void release(struct sl_mem *m, enum sl_mem_class c, struct hdr *h)
+{
+	if (c < SL_MEM_BIG)
+		sl_slab_put(&m->slab[c], h);
+	else
+		free(h);
+}
+
 static void drain(struct sl_mem *m, enum sl_mem_class c)
 {
 	while (m->free[c]) {
 		struct sl_mem_free *f = m->free[c];
 		m->free[c] = f->next;
-		free(hdr_of(f));
+		release(m, c, hdr_of(f));
 	}
 	m->n_free[c] = 0;
 }
@@ -45,11 +55,13 @@ void sl_mem_destroy(struct sl_mem *m)
 {
 	for (int c = 0; c < SL_MEM_NCLASS; c++)
 		drain(m, c);
+	for (int c = 0; c < SL_MEM_BIG; c++)
+		sl_slab_destroy(&m->slab[c]);
 }
 
 void sl_mem_grow(struct sl_mem *m, enum sl_mem_class c, size_t size)
 {
-	if (size <= m->size[c])
+	if (c < SL_MEM_BIG || size <= m->size[c]) /* the slab classes have fixed sizes */
 		return;
 	m->size[c] = size;
 	drain(m, c); /* too small now; those still in use are freed as they come back */
@@ -63,7 +75,7 @@ void *sl_mem_get(struct sl_mem *m, enum sl_mem_class c)
 		m->n_free[c]--;
 		return f;
 	}
-	struct hdr *h = malloc(sizeof(*h) + m->size[c]);
+	struct hdr *h = c < SL_MEM_BIG ? sl_slab_get(&m->slab[c]) : malloc(sizeof(*h) + m->size[c]);
 	if (!h)
 		return NULL;
 	h->size = m->size[c];
@@ -76,7 +88,7 @@ void sl_mem_put(struct sl_mem *m, enum sl_mem_class c, void *p)
 		return;
 	if (m->n_free[c] >= m->max_free || hdr_of(p)->size != m->size[c]) {
 		m->released += hdr_of(p)->size;
-		free(hdr_of(p));
+		release(m, c, hdr_of(p));
 		return;
 	}
 	struct sl_mem_free *f = p;
@@ -96,9 +108,11 @@ void sl_mem_trim(struct sl_mem *m, uint64_t now_ns)
 			m->free[c] = f->next;
 			m->n_free[c]--;
 			m->released += hdr_of(f)->size;
-			free(hdr_of(f));
+			release(m, c, hdr_of(f));
 		}
 	}
+	for (int c = 0; c < SL_MEM_BIG; c++)
+		sl_slab_trim(&m->slab[c], 0);
 	/* called once per quiet spell (see the worker tick), so never under load */
 	if (m->released < TRIM_BYTES)
 		return;

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/slab.h"
+
 enum sl_mem_class {
 	SL_MEM_SMALL = 0, /* 4 KiB: built heads */
 	SL_MEM_IO,	  /* 16 KiB: socket reads */
@@ -19,6 +21,7 @@ struct sl_mem_free {
 
 struct sl_mem {
 	size_t size[SL_MEM_NCLASS];
+	struct sl_slab slab[SL_MEM_BIG]; /* the fixed classes live in slabs (core/slab.h) */
 	struct sl_mem_free *free[SL_MEM_NCLASS];
 	unsigned int n_free[SL_MEM_NCLASS];
 	unsigned int max_free; /* kept per class; beyond that buffers go back to malloc */

@@ -108,7 +108,7 @@ void sl_access_log_write(struct sl_alog *alog, const struct sl_session *s)
 	ll_str(&l, " worker=");
 	ll_uint(&l, s->w->id);
 	ll_str(&l, " client=");
-	ll_str(&l, s->client_str);
+	ll_str(&l, sl_session_client_str(s));
 	ll_str(&l, " method=");
 	if (r->req.target_len && r->rp.headers_done) {
 		const char *m = llhttp_method_name((llhttp_method_t)r->rp.p.method);

@@ -25,6 +25,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "proxy/access_log.h"
+#include "net/addr.h"
 #include "proxy/session.h"
 #include "upstream/conn_count.h"
 #include "upstream/shared_pool.h"
@@ -32,11 +33,11 @@
 #define SL_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 /* Free-list bounds per worker: enough for steady load; a quiet worker keeps only the
  * reserves (sl_session_trim), so memory goes back after a burst (a request object is
- * ~16 KB, a session ~0.5 KB). */
+ * ~16 KB). Sessions come from the worker's slab; a quiet worker unmaps its empty chunks
+ * but one. */
 #define SL_FREE_REQUESTS 64
-#define SL_FREE_SESSIONS 1024
 #define SL_RESERVE_REQUESTS 4
-#define SL_RESERVE_SESSIONS 64
+#define SL_RESERVE_SESSION_CHUNKS 1
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg);
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -573,7 +574,7 @@ static void client_flush(struct sl_session *s)
 	struct sl_request *r = s->r;
 	int rc = client_write_pending(s);
 	if (rc < 0) {
-		sl_log(SL_LOG_DEBUG, "msg=\"client write failed\" client=%s err=%d", s->client_str,
+		sl_log(SL_LOG_DEBUG, "msg=\"client write failed\" client=%s err=%d", sl_session_client_str(s),
 		       -rc);
 		if (r && r->up)
 			r->up_broken = 1;
@@ -800,7 +801,7 @@ int sl_respond(struct sl_session *s, int status, const char *content_type, const
 	default:
 		/* the response is already decided (or sent) in these phases */
 		sl_log(SL_LOG_ERROR, "msg=\"sl_respond not allowed in %s\" client=%s",
-		       phase_name(r->phase), s->client_str);
+		       phase_name(r->phase), sl_session_client_str(s));
 		return -EINVAL;
 	}
 	if (r->resp_started || r->local_resp)
@@ -832,6 +833,29 @@ static uint32_t head_limit(const struct sl_session *s)
 	return (uint32_t)sconf(s)->limits.max_header_bytes;
 }
 
+/* The client's "ip:port", rendered once per request (the connection keeps only the
+ * binary address: an idle connection holds no text). Without a request, a per-thread
+ * buffer that the next call overwrites (for a log line). */
+const char *sl_session_client_str(const struct sl_session *s)
+{
+	static __thread char spare[SL_ADDR_STRLEN];
+	struct sl_request *r = s->r;
+	uint8_t off, len;
+	if (!r) {
+		sl_addr_fmt(&s->client.sa, spare, &off, &len);
+		return spare;
+	}
+	if (!r->client_str[0])
+		sl_addr_fmt(&s->client.sa, r->client_str, &r->ip_off, &r->ip_len);
+	return r->client_str;
+}
+
+/* The ip alone (not NUL-terminated; s->r->ip_len bytes). */
+static const char *client_ip(struct sl_session *s)
+{
+	return sl_session_client_str(s) + s->r->ip_off;
+}
+
 static struct sl_request *request_get(struct sl_worker *w)
 {
 	size_t ctx_size = w->d->ops->ctx_size;
@@ -840,7 +864,7 @@ static struct sl_request *request_get(struct sl_worker *w)
 		w->free_requests = r->next_free;
 		w->n_free_requests--;
 	} else {
-		r = malloc(sizeof(*r) + ctx_size + 16);
+		r = sl_slab_get(&w->request_slab);
 		if (!r)
 			return NULL;
 	}
@@ -884,7 +908,7 @@ static void request_release(struct sl_session *s)
 		w->n_free_requests++;
 	} else {
 		sl_mem_note_free(&w->mem, sizeof(*r) + w->d->ops->ctx_size);
-		free(r);
+		sl_slab_put(&w->request_slab, r);
 	}
 }
 
@@ -910,15 +934,10 @@ void sl_session_trim(struct sl_worker *w)
 		w->free_requests = r->next_free;
 		w->n_free_requests--;
 		sl_mem_note_free(&w->mem, rsize);
-		free(r);
+		sl_slab_put(&w->request_slab, r);
 	}
-	while (w->n_free_sessions > SL_RESERVE_SESSIONS) {
-		struct sl_session *s = w->free_sessions;
-		w->free_sessions = s->next;
-		w->n_free_sessions--;
-		sl_mem_note_free(&w->mem, sizeof(*s));
-		free(s);
-	}
+	sl_slab_trim(&w->request_slab, 0);
+	sl_slab_trim(&w->session_slab, SL_RESERVE_SESSION_CHUNKS);
 }
 
 void sl_session_free_requests(struct sl_worker *w)
@@ -926,9 +945,10 @@ void sl_session_free_requests(struct sl_worker *w)
 	while (w->free_requests) {
 		struct sl_request *r = w->free_requests;
 		w->free_requests = r->next_free;
-		free(r);
+		sl_slab_put(&w->request_slab, r);
 	}
 	w->n_free_requests = 0;
+	sl_slab_destroy(&w->request_slab);
 }
 
 static int start_request(struct sl_session *s)
@@ -973,7 +993,7 @@ static int method_is_idempotent(int m)
 /* A request that cannot be read on: answer status and close after it. */
 static void refuse_request(struct sl_session *s, int status, const char *why)
 {
-	sl_log(SL_LOG_DEBUG, "msg=\"bad request\" client=%s status=%d reason=\"%s\"", s->client_str,
+	sl_log(SL_LOG_DEBUG, "msg=\"bad request\" client=%s status=%d reason=\"%s\"", sl_session_client_str(s),
 	       status, why ? why : "");
 	s->r->req_done = 1; /* nothing more will be read from this connection */
 	s->r->keepalive = 0;
@@ -1223,7 +1243,7 @@ static int build_upstream_head(struct sl_session *s)
 	unsigned int fwd = (c->forwarded.x_forwarded_for ? SL_FWD_FOR : 0) |
 			   (c->forwarded.x_forwarded_proto ? SL_FWD_PROTO : 0) |
 			   (c->forwarded.x_forwarded_host ? SL_FWD_HOST : 0);
-	if (sl_head_forward(h, base, s->client_str + s->ip_off, s->ip_len, fwd))
+	if (sl_head_forward(h, base, client_ip(s), s->r->ip_len, fwd))
 		return -ENOSPC;
 
 	const struct sl_proxy_ops *ops = s->w->d->ops;
@@ -2067,7 +2087,7 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 	case ST_SEND:
 		s->w->st->send_timeouts++;
 		sl_log(SL_LOG_DEBUG, "msg=\"client stopped reading, closed\" client=%s",
-		       s->client_str);
+		       sl_session_client_str(s));
 		session_close(s);
 		break;
 	case ST_HEADER:
@@ -2192,14 +2212,7 @@ static void finish_request(struct sl_session *s)
 static void session_free(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
-	if (w->n_free_sessions < SL_FREE_SESSIONS) {
-		s->next = w->free_sessions;
-		w->free_sessions = s;
-		w->n_free_sessions++;
-	} else {
-		sl_mem_note_free(&w->mem, sizeof(*s));
-		free(s);
-	}
+	sl_slab_put(&w->session_slab, s);
 	sl_worker_session_gone(w);
 }
 
@@ -2290,16 +2303,10 @@ static void up_write_cb(evutil_socket_t fd, short what, void *arg)
 void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 		       const struct sockaddr_storage *sa, socklen_t salen)
 {
-	struct sl_session *s = w->free_sessions;
-	if (s) {
-		w->free_sessions = s->next;
-		w->n_free_sessions--;
-	} else {
-		s = malloc(sizeof(*s));
-		if (!s) {
-			close(fd);
-			return;
-		}
+	struct sl_session *s = sl_slab_get(&w->session_slab);
+	if (!s) {
+		close(fd);
+		return;
 	}
 	memset(s, 0, sizeof(*s));
 	sl_io_init_raw(&s->io, fd);
@@ -2307,24 +2314,6 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	s->lsn = l;
 	memcpy(&s->client, sa, salen < sizeof(s->client) ? salen : sizeof(s->client));
 	s->client_len = salen < sizeof(s->client) ? salen : sizeof(s->client);
-	char ip[INET6_ADDRSTRLEN] = "?";
-	uint16_t port = 0;
-	int v6 = 0;
-	if (sa->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = &s->client.in6;
-		v6 = !IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
-		inet_ntop(v6 ? AF_INET6 : AF_INET,
-			  v6 ? (const void *)&a->sin6_addr
-			     : (const void *)&a->sin6_addr.s6_addr[12],
-			  ip, sizeof(ip));
-		port = ntohs(a->sin6_port);
-	} else if (sa->ss_family == AF_INET) {
-		inet_ntop(AF_INET, &s->client.in.sin_addr, ip, sizeof(ip));
-		port = ntohs(s->client.in.sin_port);
-	}
-	snprintf(s->client_str, sizeof(s->client_str), v6 ? "[%s]:%u" : "%s:%u", ip, port);
-	s->ip_off = (uint8_t)v6;
-	s->ip_len = (uint8_t)strlen(ip);
 	event_assign(&s->rev, w->base, fd, EV_READ | EV_PERSIST, client_read_cb, s);
 	s->next = w->sessions;
 	if (w->sessions)

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "http/http.h"
+#include "net/addr.h"
 #include "server/worker.h"
 #include "sluice/sluice.h"
 #include "upstream/pool.h"
@@ -129,6 +130,8 @@ struct sl_request {
 	uint64_t r_in, r_out;
 	char log_extra[256];
 	size_t log_extra_len;
+	char client_str[SL_ADDR_STRLEN]; /* sl_session_client_str(), "" until first asked */
+	uint8_t ip_off, ip_len;		 /* the ip alone, inside client_str */
 };
 
 /* A client connection. Owned by its worker thread. */
@@ -137,7 +140,6 @@ struct sl_session {
 	struct event rev;
 	struct sl_session *idle_prev, *idle_next; /* in a worker idle list (no request) */
 	uint64_t idle_since;			  /* sl_mono_ns() when it joined the list */
-	uint8_t idle_on; /* 0, or 1 + which list (first byte, keep-alive) */
 	struct sl_worker *w;
 	struct sl_session *prev, *next; /* worker's live list */
 	struct sl_listen *lsn;
@@ -147,12 +149,11 @@ struct sl_session {
 		struct sockaddr_in6 in6;
 	} client;
 	socklen_t client_len;
-	char client_str[INET6_ADDRSTRLEN + 8]; /* "ip:port" or "[ip]:port" */
-	uint8_t ip_off, ip_len;		       /* the ip alone, inside client_str */
 
 	enum sl_sess_state state;
 	uint8_t closed; /* torn down; freed when the outermost callback returns */
 	uint8_t depth;	/* event callbacks on the stack */
+	uint8_t idle_on; /* 0, or 1 + which list (first byte, keep-alive) */
 	enum sl_timer_kind timer;
 	uint8_t rd_on;	 /* rev added */
 	uint8_t nodelay; /* TCP_NODELAY set (once kept alive) */
@@ -172,6 +173,9 @@ struct sl_session {
 /* After a call-out that may answer, end or close the request: nonzero if the request
  * the caller was working on is gone and nothing of it may be touched. */
 #define GONE(s, g) ((s)->closed || (s)->gen != (g))
+
+/* The client's "ip:port" (see session.c). */
+const char *sl_session_client_str(const struct sl_session *s);
 
 /* Take over an accepted client socket. */
 void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,

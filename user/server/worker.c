@@ -549,6 +549,8 @@ static void *worker_main(void *arg)
 
 int sl_worker_start(struct sl_worker *w)
 {
+	sl_slab_init(&w->session_slab, sizeof(struct sl_session), 1);
+	sl_slab_init(&w->request_slab, sizeof(struct sl_request) + w->d->ops->ctx_size + 16, 15);
 	struct event_config *cfg = event_config_new();
 	if (!cfg)
 		return -ENOMEM;
@@ -602,11 +604,7 @@ void sl_worker_destroy(struct sl_worker *w)
 		free(w->hold);
 		w->hold = NULL;
 	}
-	while (w->free_sessions) {
-		struct sl_session *s = w->free_sessions;
-		w->free_sessions = s->next;
-		free(s);
-	}
+	sl_slab_destroy(&w->session_slab);
 	if (w->base) {
 		event_del(&w->ctl_ev);
 		event_del(&w->tick_ev);

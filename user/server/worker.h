@@ -12,6 +12,7 @@
 #include "server/control.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/slab.h"
 #include "upstream/waitq.h"
 #include "sluice_common.h"
 #include "sluice/sluice.h"
@@ -61,8 +62,8 @@ struct sl_worker {
 	uint64_t alog_flushed_ns;
 	uint64_t rescue_logged_ns[64]; /* last "stalled" log line per peer worker */
 	struct sl_pool pool;
-	struct sl_session *free_sessions;
-	unsigned int n_free_sessions;
+	struct sl_slab session_slab; /* client sessions, packed apart from request churn */
+	struct sl_slab request_slab; /* request objects (and the proxy's ctx after each) */
 	struct sl_request *free_requests; /* request objects, recycled like sessions */
 	unsigned int n_free_requests;
 	uint64_t trim_requests, trim_active, trim_quiet_since; /* quiet spells, for trims */
