@@ -13,7 +13,7 @@
 
 #include "config/config.h"
 
-/* What admin.c calls outside itself: the daemon's reload and poke, and the log. */
+/* What admin.c calls outside itself: the daemon (server/control.h) and the log. */
 enum sl_log_level sl_log_level_cur = SL_LOG_DEBUG;
 
 void sl_log_emit(enum sl_log_level level, const char *fmt, ...)
@@ -25,15 +25,66 @@ void sl_log_emit(enum sl_log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
-int sl_daemon_reload(struct sl_daemon *d)
+/* The daemon as admin.c sees it (server/control.h), faked: two ready workers, a
+ * reload that is always refused, a stall that is only recorded. */
+struct sl_daemon {
+	struct event_base *base;
+	const struct sl_conf *conf;
+	struct sl_worker_stats st[2];
+	char reload_err[256];
+	unsigned int stall_ms[2];
+	void *admin;
+};
+
+struct event_base *sl_ctl_base(struct sl_daemon *d)
+{
+	return d->base;
+}
+
+const struct sl_conf *sl_ctl_conf(const struct sl_daemon *d)
+{
+	return d->conf;
+}
+
+int sl_ctl_stopping(const struct sl_daemon *d)
+{
+	return 0;
+}
+
+void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out)
+{
+	out->conf_path = "fuzz.yaml";
+	out->workers = 2;
+	out->reloads = 0;
+	out->reload_err = d->reload_err;
+}
+
+int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out)
+{
+	if (i >= 2)
+		return -ENOENT;
+	*out = (struct sl_ctl_worker){.id = i, .cpu = (int)i, .state = SL_WORKER_READY,
+				      .st = &d->st[i]};
+	return 0;
+}
+
+int sl_ctl_reload(struct sl_daemon *d)
 {
 	snprintf(d->reload_err, sizeof(d->reload_err), "fuzz: reload refused");
 	return -EINVAL;
 }
 
-void sl_worker_poke(struct sl_worker *w)
+int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
 {
-	atomic_store(&w->stall_ms, 0);
+	if (i >= 2)
+		return -ENOENT;
+	d->stall_ms[i] = ms;
+	return 0;
+}
+
+void **sl_ctl_admin_slot(struct sl_daemon *d)
+{
+	return &d->admin;
 }
 
 static const char conf_yaml[] = "listeners:\n"
@@ -114,19 +165,7 @@ static int setup(void)
 	}
 	g.echo = getenv("FUZZ_ADMIN_ECHO") != NULL;
 	g.d.base = event_base_new();
-	atomic_store(&g.d.conf, conf);
-	g.d.conf_path = "fuzz.yaml";
-	g.d.n_workers = 2;
-	g.d.workers = calloc(2, sizeof(struct sl_worker));
-	for (unsigned int i = 0; i < 2; i++) {
-		struct sl_worker *w = &g.d.workers[i];
-		w->id = i;
-		w->cpu = (int)i;
-		w->d = &g.d;
-		w->st = &w->st_local;
-		w->state = &w->state_local;
-		w->state_local.state = SL_WORKER_READY;
-	}
+	g.d.conf = conf;
 	g.a.d = &g.d;
 	clock_gettime(CLOCK_MONOTONIC, &g.a.started);
 	struct admin_srv *srv[2] = {&g.a.unix_srv, &g.a.tcp_srv};
