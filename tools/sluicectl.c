@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/statfs.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +35,8 @@ struct cmd {
 	const char *help;
 	int (*run)(int argc, char **argv);
 };
+
+#define SL_ADMIN_SOCKET_DEFAULT "/run/sluice/admin.sock"
 
 static const char *pin_dir = SL_PIN_PATH_DEFAULT;
 static int verbose;
@@ -123,34 +127,54 @@ static int bpffs_mounted(void)
 
 /* ---------------------------------------------------------------- daemon */
 
+/* pid runs the sluiced binary: /proc/PID/exe, not the comm a process may set itself */
 static int pid_is_sluiced(int pid)
 {
-	char p[64], comm[32] = "";
-	snprintf(p, sizeof(p), "/proc/%d/comm", pid);
-	FILE *f = fopen(p, "r");
-	if (!f)
+	char p[64], exe[PATH_MAX];
+	snprintf(p, sizeof(p), "/proc/%d/exe", pid);
+	ssize_t n = readlink(p, exe, sizeof(exe) - 1);
+	if (n <= 0)
 		return 0;
-	int ok = fgets(comm, sizeof(comm), f) && !strcmp(comm, "sluiced\n");
-	fclose(f);
-	return ok;
+	exe[n] = 0;
+	/* a binary replaced on disk (an upgrade) reads "PATH (deleted)" */
+	size_t len = (size_t)n;
+	if (len > 10 && !strcmp(exe + len - 10, " (deleted)"))
+		exe[len -= 10] = 0;
+	const char *base = strrchr(exe, '/');
+	base = base ? base + 1 : exe;
+	return !strcmp(base, "sluiced");
 }
 
-/* pids of running sluiced processes (by /proc/PID/comm) */
-static int find_daemons(int *pids, int max)
+/* 1 if process pid holds a BPF program fd of that id (/proc/PID/fdinfo), 0 if not,
+ * -1 when its fds cannot be read (not root) */
+static int pid_holds_prog(int pid, __u32 id)
 {
-	DIR *d = opendir("/proc");
-	int n = 0;
+	char p[300], line[128];
+	snprintf(p, sizeof(p), "/proc/%d/fdinfo", pid);
+	DIR *d = opendir(p);
 	if (!d)
-		return 0;
+		return -1;
+	int found = 0, readable = 0;
 	struct dirent *e;
-	while ((e = readdir(d)) && n < max) {
-		if (!isdigit((unsigned char)e->d_name[0]))
+	while (!found && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
 			continue;
-		if (pid_is_sluiced(atoi(e->d_name)))
-			pids[n++] = atoi(e->d_name);
+		snprintf(p, sizeof(p), "/proc/%d/fdinfo/%s", pid, e->d_name);
+		FILE *f = fopen(p, "re");
+		if (!f)
+			continue;
+		readable = 1;
+		while (fgets(line, sizeof(line), f)) {
+			unsigned int v;
+			if (sscanf(line, "prog_id: %u", &v) == 1 && v == id) {
+				found = 1;
+				break;
+			}
+		}
+		fclose(f);
 	}
 	closedir(d);
-	return n;
+	return found ? 1 : readable ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------- steering maps */
@@ -166,7 +190,8 @@ static const char *const steer_names[SL_STEER_NR] = {
 /* What the daemon side pinned, read in one go. Absent maps leave have_* at 0. */
 struct node {
 	int have_workers, have_stats, have_steer_stats, have_steer_cfg, have_steer_prog;
-	char bad[256]; /* a pinned map with another layout, or an error opening one */
+	__u32 steer_prog_id; /* id of the pinned steer_prog, 0 = none or unreadable */
+	char bad[256];	     /* a pinned map with another layout, or an error opening one */
 	struct sl_worker_state ws[SL_MAX_WORKERS];
 	struct sl_worker_stats st[SL_MAX_WORKERS];
 	__u64 steer[SL_STEER_NR];
@@ -202,6 +227,16 @@ static void read_node(struct node *n)
 	int cfd =
 	    open_node_map("steer_config", BPF_MAP_TYPE_ARRAY, sizeof(struct sl_steer_config), 1, n);
 	n->have_steer_prog = sl_pin_exists(pin_dir, "steer_prog");
+	if (n->have_steer_prog) {
+		int pfd = sl_pin_open(pin_dir, "steer_prog");
+		struct bpf_prog_info pi;
+		__u32 pilen = sizeof(pi);
+		memset(&pi, 0, sizeof(pi));
+		if (pfd >= 0 && !bpf_obj_get_info_by_fd(pfd, &pi, &pilen))
+			n->steer_prog_id = pi.id;
+		if (pfd >= 0)
+			close(pfd);
+	}
 	if (wfd >= 0) {
 		n->have_workers = 1;
 		for (__u32 i = 0; i < SL_MAX_WORKERS; i++)
@@ -277,18 +312,11 @@ static void describe_daemon(const struct node *n, char *buf, size_t len)
 		snprintf(buf, len, "running: pid %u (%u workers)", n->pid, n->n_slots);
 		return;
 	}
-	int pids[8];
-	int found = find_daemons(pids, 8);
 	if (n->have_workers && n->slots_in_use)
 		snprintf(buf, len,
 			 "not running (pid %u of the worker slots is gone: it did not exit "
 			 "cleanly)",
 			 n->pid);
-	else if (found)
-		snprintf(buf, len,
-			 "none with worker slots under %s; sluiced pid %d runs without them "
-			 "(another pin path, or bpf.steering: off)",
-			 pin_dir, pids[0]);
 	else if (n->have_workers)
 		snprintf(buf, len, "not running (no worker slots in use)");
 	else
@@ -310,6 +338,16 @@ static void describe_steering(const struct node *n, char *buf, size_t len)
 			 n->pid);
 		return;
 	}
+	/* the program the kernel runs for the group is the one the daemon attached, which
+	 * it holds open; a pinned program it does not hold is another one's, left stale */
+	int holds = n->steer_prog_id ? pid_holds_prog((int)n->pid, n->steer_prog_id) : -1;
+	if (holds == 0) {
+		snprintf(buf, len,
+			 "off: the pinned steer_prog (prog id %u) is not the program of pid %u "
+			 "(stale pin; restart the daemon)",
+			 n->steer_prog_id, n->pid);
+		return;
+	}
 	__u64 now = now_mono_ns();
 	unsigned int ready = 0, stalled = 0, draining = 0, starting = 0;
 	for (unsigned int i = 0; i < n->n_slots; i++) {
@@ -325,8 +363,9 @@ static void describe_steering(const struct node *n, char *buf, size_t len)
 			 "kernel's hash places new connections",
 			 stalled, draining, starting);
 	else
-		snprintf(buf, len, "on (%u of %u workers ready%s)", ready, n->n_slots,
-			 stalled || draining ? "; the others get no new connections" : "");
+		snprintf(buf, len, "on (%u of %u workers ready%s; prog id %u%s)", ready, n->n_slots,
+			 stalled || draining ? "; the others get no new connections" : "",
+			 n->steer_prog_id, holds == 1 ? ", held by the daemon" : "");
 }
 
 /* ---------------------------------------------------------------- load / unload */
@@ -1136,33 +1175,248 @@ static int cmd_syn_guard(int argc, char **argv)
 
 /* ---------------------------------------------------------------- daemon commands */
 
-static int cmd_reload(int argc, char **argv)
+/* The admin socket: --socket PATH, else admin.socket of --config FILE, else the
+ * default path when it exists. NULL when there is none. */
+static const char *admin_socket;
+static const char *admin_conf;
+static char admin_sock_buf[108];
+
+static const char *find_admin_socket(void)
 {
-	int pids[64], n;
-	if (argc == 3 && !strcmp(argv[1], "--pid")) {
-		pids[0] = atoi(argv[2]);
-		n = pids[0] > 0 ? 1 : 0;
-		if (!n)
-			return 2;
-	} else if (argc == 1) {
-		n = find_daemons(pids, 64);
-	} else {
+	if (admin_socket)
+		return admin_socket;
+	if (admin_conf) {
+		char err[SL_CONF_ERR_MAX];
+		struct sl_conf *c = sl_conf_load(admin_conf, err, sizeof(err));
+		if (!c) {
+			err_msg("%s", err);
+			return NULL;
+		}
+		if (c->admin.socket)
+			snprintf(admin_sock_buf, sizeof(admin_sock_buf), "%s", c->admin.socket);
+		else
+			err_msg("%s has no admin.socket", admin_conf);
+		sl_conf_put(c);
+		return admin_sock_buf[0] ? admin_sock_buf : NULL;
+	}
+	return access(SL_ADMIN_SOCKET_DEFAULT, F_OK) ? NULL : SL_ADMIN_SOCKET_DEFAULT;
+}
+
+/* One request on the admin socket. Returns the HTTP status (body parsed into *json, or
+ * NULL when not JSON), or -errno with a reason in why. */
+static int admin_call(const char *path, const char *method, const char *target, json_t **json,
+		      char *why, size_t whylen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	*json = NULL;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(why, whylen, "admin socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(why, whylen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	struct timeval tv = {30, 0}; /* a reload loads and checks the whole file */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int err = -errno;
+		snprintf(why, whylen, "cannot reach the daemon at %s: %s", path, strerror(-err));
+		close(fd);
+		return err;
+	}
+	char req[512];
+	int n = snprintf(req, sizeof(req),
+			 "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
+			 "Connection: close\r\n\r\n",
+			 method, target);
+	if (write(fd, req, (size_t)n) != n) {
+		int err = errno ? -errno : -EIO;
+		snprintf(why, whylen, "%s: write: %s", path, strerror(-err));
+		close(fd);
+		return err;
+	}
+	size_t cap = 65536, len = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (;;) {
+		if (len == cap) {
+			char *nb = cap < (16u << 20) ? realloc(buf, cap * 2 + 1) : NULL;
+			if (!nb) {
+				free(buf);
+				close(fd);
+				snprintf(why, whylen, "%s: answer too large", path);
+				return -E2BIG;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int err = -errno;
+			snprintf(why, whylen, "%s: read: %s", path,
+				 err == -EAGAIN ? "no answer within 30 s" : strerror(-err));
+			free(buf);
+			close(fd);
+			return err;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	buf[len] = 0;
+	int status = 0;
+	char *body = strstr(buf, "\r\n\r\n");
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || !body || status < 100 || status > 599) {
+		snprintf(why, whylen, "%s: not an HTTP answer", path);
+		free(buf);
+		return -EPROTO;
+	}
+	*json = json_loads(body + 4, 0, NULL);
+	free(buf);
+	return status;
+}
+
+/* PID as written: digits only, 2..INT_MAX (pid 1 is init, never a daemon we signal). */
+static int parse_pid(const char *s, int *pid)
+{
+	__u32 v;
+	if (parse_u32(s, 2, INT_MAX, &v))
+		return -EINVAL;
+	*pid = (int)v;
+	return 0;
+}
+
+/* The daemon behind the admin socket (GET /status): its pid, or -errno with why. */
+static int admin_pid(const char *sock, char *why, size_t whylen)
+{
+	json_t *j;
+	int st = admin_call(sock, "GET", "/status", &j, why, whylen);
+	if (st < 0)
+		return st;
+	json_t *p = json_object_get(j, "pid");
+	int pid = st == 200 && json_is_integer(p) ? (int)json_integer_value(p) : -EPROTO;
+	if (pid < 0)
+		snprintf(why, whylen, "%s: GET /status answered %d without a pid", sock, st);
+	json_decref(j);
+	return pid;
+}
+
+/* --pid PID of a daemon command: parsed strictly and checked to be a sluiced before
+ * anything is sent to it. 0 no --pid, 1 pid set, 2 usage; an error exits 1. */
+static int daemon_target(int argc, char **argv, int *pid)
+{
+	*pid = 0;
+	if (argc == 1)
+		return 0;
+	if (argc != 3 || strcmp(argv[1], "--pid")) {
+		err_msg("%s: %s", argv[0],
+			argc == 2 && !strcmp(argv[1], "--pid") ? "--pid needs a value"
+							       : "unexpected argument");
 		return 2;
 	}
-	if (!n) {
-		fprintf(stderr, "sluicectl: no running sluiced found\n");
-		return 1;
+	if (parse_pid(argv[2], pid)) {
+		err_msg("%s: --pid '%s' is not a process id (digits only, 2 or more)", argv[0],
+			argv[2]);
+		return 2;
 	}
-	for (int i = 0; i < n; i++) {
-		if (kill(pids[i], SIGHUP)) {
-			fprintf(stderr, "sluicectl: pid %d: %s\n", pids[i], strerror(errno));
+	return 1;
+}
+
+static int verify_sluiced(int pid)
+{
+	char p[64], exe[PATH_MAX] = "?";
+	if (pid_is_sluiced(pid))
+		return 0;
+	snprintf(p, sizeof(p), "/proc/%d/exe", pid);
+	ssize_t n = readlink(p, exe, sizeof(exe) - 1);
+	if (n > 0)
+		exe[n] = 0;
+	if (kill(pid, 0) && errno == ESRCH)
+		err_msg("pid %d: no such process", pid);
+	else
+		err_msg("pid %d is not a sluiced (its program is %s); nothing sent", pid,
+			n > 0 ? exe : "unreadable");
+	return -1;
+}
+
+/* A daemon operation: POST target on the admin socket (the outcome comes back), or,
+ * without a socket, sig to a --pid verified to be a sluiced. */
+static int daemon_op(int argc, char **argv, const char *target, int sig, const char *done)
+{
+	int pid;
+	int r = daemon_target(argc, argv, &pid);
+	if (r == 2)
+		return 2;
+	if (pid && verify_sluiced(pid))
+		return 1;
+	char why[512];
+	const char *sock = find_admin_socket();
+	if (!sock && admin_conf)
+		return 1;
+	if (sock) {
+		int apid = admin_pid(sock, why, sizeof(why));
+		if (apid < 0 && !pid) {
+			err_msg("%s", why);
 			return 1;
 		}
-		printf(
-		    "reload requested: pid %d (the daemon's error log says whether it applied)\n",
-		    pids[i]);
+		if (apid > 0 && pid && apid != pid) {
+			err_msg("admin socket %s belongs to pid %d, not %d; nothing sent", sock,
+				apid, pid);
+			return 1;
+		}
+		if (apid > 0) {
+			json_t *j;
+			int st = admin_call(sock, "POST", target, &j, why, sizeof(why));
+			if (st < 0) {
+				err_msg("%s", why);
+				return 1;
+			}
+			const char *e = json_string_value(json_object_get(j, "error"));
+			if (st != 200) {
+				err_msg("%s rejected (pid %d): %s", argv[0], apid,
+					e ? e : "no reason given");
+				json_decref(j);
+				return 1;
+			}
+			json_decref(j);
+			printf("%s: pid %d\n", done, apid);
+			return 0;
+		}
+		/* the socket is dead but the pid was verified: fall back to the signal */
 	}
+	if (!pid) {
+		err_msg("no admin socket to reach the daemon (--socket PATH, --config FILE, or "
+			"admin.socket at " SL_ADMIN_SOCKET_DEFAULT ") and no --pid");
+		return 1;
+	}
+	if (kill(pid, sig)) {
+		err_msg("pid %d: %s", pid, strerror(errno));
+		return 1;
+	}
+	printf("%s requested: pid %d (signal %s; without the admin socket the outcome is in "
+	       "its error log)\n",
+	       argv[0], pid, strsignal(sig));
 	return 0;
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+	return daemon_op(argc, argv, "/reload", SIGHUP, "config reloaded");
+}
+
+static int cmd_reopen_logs(int argc, char **argv)
+{
+	return daemon_op(argc, argv, "/reopen-logs", SIGUSR1, "log files reopened");
 }
 
 static int cmd_check(int argc, char **argv)
@@ -1209,8 +1463,15 @@ static const struct cmd cmds[] = {
      "source prefixes the XDP guard drops (a bare address is a /32 or /128)", cmd_deny},
     {"syn-guard", "[show | set RATE [BURST] | off]",
      "SYN rate limit per source /24 (IPv4) or /64 (IPv6); BURST defaults to RATE", cmd_syn_guard},
-    {"reload", "[--pid PID]", "ask running sluiced (or PID) to reload its config (SIGHUP)",
+    {"reload", "[--pid PID]",
+     "reload the daemon's config through its admin socket and report the outcome (exit 1 "
+     "with the FILE:LINE:COL reason when rejected); without a socket, SIGHUP to PID once it "
+     "is verified to be a sluiced",
      cmd_reload},
+    {"reopen-logs", "[--pid PID]",
+     "reopen the error and access log files (after rotation), through the admin socket or "
+     "SIGUSR1 to a verified PID",
+     cmd_reopen_logs},
     {"check", "FILE", "validate a configuration file", cmd_check},
     {"version", "", "print the version", cmd_version},
 };
@@ -1238,9 +1499,13 @@ static void print_wrapped(FILE *f, const char *indent, const char *text)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: sluicectl [--pin-path DIR] [-v] COMMAND [ARGS]\n\n"
+		"usage: sluicectl [--pin-path DIR] [--socket PATH | --config FILE] [-v] COMMAND "
+		"[ARGS]\n\n"
 		"  --pin-path DIR  where the BPF objects are pinned (default " SL_PIN_PATH_DEFAULT
 		")\n"
+		"  --socket PATH   the daemon's admin socket (default " SL_ADMIN_SOCKET_DEFAULT
+		" when it exists)\n"
+		"  --config FILE   take the admin socket from FILE's admin.socket\n"
 		"  -v, --verbose   show libbpf's warnings\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		fprintf(f, "  %s %s\n", cmds[i].name, cmds[i].args);
@@ -1261,6 +1526,12 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
 			verbose = 1;
 			i++;
+		} else if (!strcmp(argv[i], "--socket") && i + 1 < argc && argv[i + 1][0]) {
+			admin_socket = argv[i + 1];
+			i += 2;
+		} else if (!strcmp(argv[i], "--config") && i + 1 < argc && argv[i + 1][0]) {
+			admin_conf = argv[i + 1];
+			i += 2;
 		} else if (!strcmp(argv[i], "--pin-path") && i + 1 < argc && argv[i + 1][0]) {
 			pin_dir = argv[i + 1];
 			i += 2;

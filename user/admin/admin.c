@@ -188,10 +188,9 @@ static void get_status(struct admin *a, struct evhttp_request *req)
 	json_int_t up = (json_int_t)(now.tv_sec - a->started.tv_sec);
 	send_json(req, 200,
 		  json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:b}", "version", SL_VERSION, "pid",
-			    (json_int_t)getpid(), "uptime_seconds", up, "config",
-			    st.conf_path, "workers", (json_int_t)st.workers, "reloads",
-			    (json_int_t)st.reloads, "last_reload_error", st.reload_err, "stopping",
-			    sl_ctl_stopping(a->d)));
+			    (json_int_t)getpid(), "uptime_seconds", up, "config", st.conf_path,
+			    "workers", (json_int_t)st.workers, "reloads", (json_int_t)st.reloads,
+			    "last_reload_error", st.reload_err, "stopping", sl_ctl_stopping(a->d)));
 }
 
 #define OFF(f) offsetof(struct sl_worker_stats, f)
@@ -315,6 +314,16 @@ static void post_reload(struct admin *a, struct evhttp_request *req)
 	}
 	send_json(req, 200,
 		  json_pack("{s:b,s:I}", "reloaded", 1, "reloads", (json_int_t)st.reloads));
+}
+
+static void post_reopen_logs(struct admin *a, struct evhttp_request *req)
+{
+	const char *why;
+	if (sl_ctl_reopen_logs(a->d, &why)) {
+		send_error(req, 500, why);
+		return;
+	}
+	send_json(req, 200, json_pack("{s:b}", "reopened", 1));
 }
 
 /* One metric family: HELP, TYPE, then one sample per worker (and label value). */
@@ -465,6 +474,7 @@ static const struct admin_route routes[] = {
     {"/workers", M_GET, "GET, HEAD", 0, get_workers},
     {"/upstreams", M_GET, "GET, HEAD", 0, get_upstreams},
     {"/reload", M_POST, "POST", 0, post_reload},
+    {"/reopen-logs", M_POST, "POST", 0, post_reopen_logs},
     {"/metrics", M_GET, "GET, HEAD", 0, get_metrics},
     {"/debug/stall", M_POST, "POST", 1, post_debug_stall},
 };
@@ -588,6 +598,19 @@ static int unix_listen(struct admin *a, const char *path)
 			       "msg=\"admin socket path exists and is not a socket\" path=%s",
 			       path);
 			return -EEXIST;
+		}
+		/* a socket someone still accepts on belongs to a live daemon: leave it */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int live = probe >= 0 &&
+			   (!connect(probe, (struct sockaddr *)&sa, sizeof(sa)) || errno == EAGAIN);
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			sl_log(SL_LOG_ERROR,
+			       "msg=\"admin socket is served by another live process; not "
+			       "replacing it\" path=%s",
+			       path);
+			return -EADDRINUSE;
 		}
 		if (unlink(path) && errno != ENOENT) {
 			err = -errno;

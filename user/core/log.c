@@ -14,6 +14,8 @@ static int err_fd = 2;
 
 static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
 
+static char err_path[4096]; /* the error log file, for sl_log_reopen(); "" = stderr */
+
 int sl_log_open(const char *path, enum sl_log_level level)
 {
 	sl_log_level_cur = level;
@@ -25,7 +27,27 @@ int sl_log_open(const char *path, enum sl_log_level level)
 	if (err_fd > 2)
 		close(err_fd);
 	err_fd = fd;
+	snprintf(err_path, sizeof(err_path), "%s", path);
 	return 0;
+}
+
+/* The new file takes the old one's fd number with dup2(), which swaps them in one step:
+ * a thread writing at that moment writes whole lines to one file or the other. */
+int sl_log_reopen_fd(int fd, const char *path)
+{
+	int nfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (nfd < 0)
+		return -errno;
+	int err = dup3(nfd, fd, O_CLOEXEC) < 0 ? -errno : 0;
+	close(nfd);
+	return err;
+}
+
+int sl_log_reopen(void)
+{
+	if (!err_path[0] || err_fd <= 2)
+		return 0;
+	return sl_log_reopen_fd(err_fd, err_path);
 }
 
 size_t sl_fmt_time(char *dst, size_t room, const struct timespec *ts)

@@ -30,6 +30,12 @@ void sl_log_emit(enum sl_log_level level, const char *fmt, ...)
 /* Open the error log (NULL = stderr) and set the level. 0 or -errno. */
 int sl_log_open(const char *path, enum sl_log_level level);
 
+/* Reopen the error log file at its path (SIGUSR1, after rotation); stderr stays.
+ * 0, or -errno and the old file stays in use. */
+int sl_log_reopen(void);
+/* Open path and make it fd (dup3), keeping the fd number every writer uses. */
+int sl_log_reopen_fd(int fd, const char *path);
+
 /* Access log: one process-wide fd, one buffer per worker (owned by its thread). */
 struct sl_alog {
 	int fd; /* -1 = off */

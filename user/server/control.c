@@ -45,6 +45,13 @@ int sl_ctl_reload(struct sl_daemon *d)
 	return sl_daemon_reload(d);
 }
 
+int sl_ctl_reopen_logs(struct sl_daemon *d, const char **why)
+{
+	int err = sl_daemon_reopen_logs(d);
+	*why = d->reopen_err;
+	return err;
+}
+
 int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
 {
 	if (i >= d->n_workers)

@@ -29,8 +29,8 @@ int sl_ctl_stopping(const struct sl_daemon *d);
 struct sl_ctl_status {
 	const char *conf_path; /* "" when none */
 	unsigned int workers;
-	unsigned int reloads;	 /* applied since start */
-	const char *reload_err;	 /* the last rejected reload's reason, "" when none */
+	unsigned int reloads;	/* applied since start */
+	const char *reload_err; /* the last rejected reload's reason, "" when none */
 };
 void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out);
 
@@ -48,6 +48,10 @@ int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worke
 /* Re-read the config file and publish it. 0, or -errno with the reason in
  * sl_ctl_status().reload_err (the old config keeps serving). */
 int sl_ctl_reload(struct sl_daemon *d);
+
+/* Reopen the error and access log files (SIGUSR1). 0, or -errno with the reason in
+ * *why (the old files stay in use). */
+int sl_ctl_reopen_logs(struct sl_daemon *d, const char **why);
 
 /* Debug: make worker i's loop sleep for ms (test aid for stalled-worker rescue).
  * 0, or -ENOENT. */

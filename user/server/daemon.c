@@ -16,8 +16,10 @@
 #include "config/config.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "bpf/pin.h"
 #include "bpf/steer.h"
 #include "lb/lb.h"
+#include "server/claim.h"
 #include "upstream/shared_pool.h"
 #include "server/worker.h"
 
@@ -31,7 +33,8 @@ static void usage(FILE *f, const char *prog)
 		"  -t, --test         check the configuration and exit (0 valid, 1 not)\n"
 		"  -V, --version      print the version and exit\n"
 		"  -h, --help         this help\n"
-		"signals: TERM graceful stop, INT fast stop, HUP reload the configuration\n",
+		"signals: TERM graceful stop, INT fast stop, HUP reload the configuration,\n"
+		"         USR1 reopen the log files\n",
 		prog);
 }
 
@@ -150,6 +153,30 @@ int sl_daemon_reload(struct sl_daemon *d)
 	return 0;
 }
 
+int sl_daemon_reopen_logs(struct sl_daemon *d)
+{
+	int err = sl_log_reopen(), aerr = 0;
+	if (err)
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"cannot reopen the error log, still writing to the old file\" "
+		       "err=\"%s\"",
+		       strerror(-err));
+	if (d->alog_path && d->alog_fd > 2) {
+		aerr = sl_log_reopen_fd(d->alog_fd, d->alog_path);
+		if (aerr)
+			sl_log(SL_LOG_ERROR,
+			       "msg=\"cannot reopen the access log, still writing to the old "
+			       "file\" path=%s err=\"%s\"",
+			       d->alog_path, strerror(-aerr));
+	}
+	snprintf(d->reopen_err, sizeof(d->reopen_err), "%s%s%s%s", err ? "error log: " : "",
+		 err ? strerror(-err) : "", aerr ? (err ? "; access log: " : "access log: ") : "",
+		 aerr ? strerror(-aerr) : "");
+	if (!err && !aerr)
+		sl_log(SL_LOG_INFO, "msg=\"log files reopened\"");
+	return err ? err : aerr;
+}
+
 static void poke_all(struct sl_daemon *d)
 {
 	for (unsigned int i = 0; i < d->n_workers; i++)
@@ -164,6 +191,26 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 		sl_log(SL_LOG_INFO, "msg=\"steering off\" reason=\"bpf.steering: off\"");
 		return 0;
 	}
+	/* one daemon per set of pinned maps: a second one would reset the first's slots */
+	const char *dir = conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT;
+	struct sl_claim_owner o;
+	int err = sl_pin_prepare(dir);
+	if (!err) {
+		err = sl_claim_lock_dir(dir, &o);
+		if (err >= 0) {
+			d->pin_lock_fd = err;
+			err = 0;
+		} else if (err == -EWOULDBLOCK) {
+			char who[96];
+			sl_claim_describe(&o, who, sizeof(who));
+			snprintf(why, sizeof(why), "pin path %s is in use by %s", dir, who);
+		} else {
+			snprintf(why, sizeof(why), "cannot lock pin path %s: %s", dir,
+				 strerror(-err));
+		}
+	} else {
+		snprintf(why, sizeof(why), "cannot prepare pin dir %s: %s", dir, strerror(-err));
+	}
 	unsigned int nw = d->n_workers, nl = d->workers[0].n_lsn;
 	int *cpus = calloc(nw, sizeof(*cpus));
 	int *fds = calloc((size_t)nw * (nl ? nl : 1), sizeof(*fds));
@@ -171,9 +218,11 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 	const char *names[SL_MAX_LISTENERS];
 	struct sl_worker_state **states = calloc(nw, sizeof(*states));
 	struct sl_worker_stats **stats = calloc(nw, sizeof(*stats));
-	int err = -ENOMEM;
-	snprintf(why, sizeof(why), "out of memory");
-	if (cpus && fds && active && states && stats) {
+	if (!err && !(cpus && fds && active && states && stats)) {
+		err = -ENOMEM;
+		snprintf(why, sizeof(why), "out of memory");
+	}
+	if (!err) {
 		for (unsigned int i = 0; i < nw; i++) {
 			const struct sl_worker *w = &d->workers[i];
 			cpus[i] = w->cpu;
@@ -214,6 +263,10 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 		       conf->bpf.stall_ms);
 		return 0;
 	}
+	if (d->pin_lock_fd >= 0) {
+		close(d->pin_lock_fd);
+		d->pin_lock_fd = -1;
+	}
 	if (conf->bpf.steering == SL_BPF_REQUIRED) {
 		sl_log(SL_LOG_ERROR, "msg=\"steering required but unavailable\" reason=\"%s\"",
 		       why);
@@ -239,6 +292,61 @@ static void stop_steering(struct sl_daemon *d)
 	d->steering = 0;
 }
 
+/* One daemon per listener set (server/claim.h): no listener of c may be an address
+ * another process listens on. 0, or -EADDRINUSE / -errno with the reason in why. */
+static int claim_listeners(const struct sl_conf *c, char *why, size_t len)
+{
+	for (unsigned int i = 0; i < c->n_listeners; i++) {
+		const struct sl_conf_listener *l = &c->listeners[i];
+		struct sl_claim_owner o;
+		int err = sl_claim_probe((const struct sockaddr *)&l->addr, l->addrlen, &o);
+		if (err == -EADDRINUSE) {
+			char who[96];
+			sl_claim_describe(&o, who, sizeof(who));
+			snprintf(why, len,
+				 "%s is already served by %s (one sluiced per listener set: stop "
+				 "that one first)",
+				 l->address, who);
+			return err;
+		}
+		if (err) {
+			snprintf(why, len, "cannot listen on %s: %s", l->address, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* After listen(): each group holds only this daemon's sockets (a daemon starting at the
+ * same moment passes the probe too; then both refuse rather than share). */
+static int check_groups(const struct sl_daemon *d, const struct sl_conf *c, char *why, size_t len)
+{
+	int *fds = calloc(d->n_workers ? d->n_workers : 1, sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	int err = 0;
+	for (unsigned int i = 0; i < c->n_listeners && !err; i++) {
+		const struct sl_conf_listener *l = &c->listeners[i];
+		size_t n = 0;
+		for (unsigned int k = 0; k < d->n_workers; k++)
+			if (i < d->workers[k].n_lsn && d->workers[k].lsn[i].fd >= 0)
+				fds[n++] = d->workers[k].lsn[i].fd;
+		struct sl_claim_owner o;
+		int r = sl_claim_foreign((const struct sockaddr *)&l->addr, l->addrlen, fds, n, &o);
+		if (r == 1) {
+			char who[96];
+			sl_claim_describe(&o, who, sizeof(who));
+			snprintf(why, len,
+				 "%s is also served by %s, which started at the same time (one "
+				 "sluiced per listener set)",
+				 l->address, who);
+			err = -EADDRINUSE;
+		}
+	}
+	free(fds);
+	return err;
+}
+
 /* The main thread's loop: signals (through a signalfd), the grace-period deadline,
  * worker exits, and the admin API when configured. */
 static void on_signal(evutil_socket_t fd, short what, void *arg)
@@ -249,6 +357,8 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 		int sig = (int)si.ssi_signo;
 		if (sig == SIGHUP && !atomic_load(&d->stop)) {
 			sl_daemon_reload(d);
+		} else if (sig == SIGUSR1) {
+			sl_daemon_reopen_logs(d);
 		} else if (sig == SIGTERM && !atomic_load(&d->stop)) {
 			struct sl_conf *c = atomic_load(&d->conf);
 			sl_log(SL_LOG_INFO, "msg=\"graceful stop\" grace_ms=%u", c->shutdown_grace);
@@ -374,6 +484,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	memset(&d, 0, sizeof(d));
 	d.ops = ops;
 	d.conf_path = path;
+	d.pin_lock_fd = -1;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	d.n_workers =
 	    conf->workers > 0 ? (unsigned int)conf->workers : (unsigned int)(ncpu > 0 ? ncpu : 1);
@@ -383,6 +494,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	d.auto_max_conns = sl_worker_auto_max_conns(d.nofile, d.n_workers, conf->n_listeners);
 	log_conn_cap(&d, conf);
 	d.alog_fd = sl_alog_open(conf->log.access_log);
+	if (conf->log.access_log && strcmp(conf->log.access_log, "stdout"))
+		d.alog_path = strdup(conf->log.access_log); /* reopened from there on SIGUSR1 */
 	if (conf->log.access_log && d.alog_fd < 0) {
 		fprintf(stderr, "%s: cannot open access log %s: %s\n", path, conf->log.access_log,
 			strerror(-d.alog_fd));
@@ -401,6 +514,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* read through a signalfd by the main loop */
 	signal(SIGPIPE, SIG_IGN);
 
@@ -431,8 +545,13 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	}
 	for (unsigned int i = 0; i < d.n_workers; i++)
 		sl_worker_publish(&d.workers[i], conf);
+	char why[SL_CONF_ERR_MAX + 128];
+	why[0] = 0;
+	rc = claim_listeners(conf, why, sizeof(why));
 	for (unsigned int i = 0; i < d.n_workers && !rc; i++)
 		rc = sl_worker_listen(&d.workers[i], conf);
+	if (!rc)
+		rc = check_groups(&d, conf, why, sizeof(why));
 	if (!rc)
 		rc = start_steering(&d, conf);
 	for (unsigned int i = 0; i < d.n_workers && !rc; i++) {
@@ -441,7 +560,13 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 			started++;
 	}
 	if (rc) {
-		fprintf(stderr, "%s: cannot start: %s\n", argv[0], strerror(-rc));
+		if (why[0]) {
+			if (conf->log.error_log) /* stderr gets it below */
+				sl_log(SL_LOG_ERROR, "msg=\"cannot start\" reason=\"%s\"", why);
+			fprintf(stderr, "%s: cannot start: %s\n", argv[0], why);
+		} else {
+			fprintf(stderr, "%s: cannot start: %s\n", argv[0], strerror(-rc));
+		}
 		atomic_store(&d.stop, 2);
 		poke_all(&d);
 	} else {
@@ -465,11 +590,14 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		sl_worker_destroy(&d.workers[i]);
 	}
 	stop_steering(&d);
+	if (d.pin_lock_fd >= 0)
+		close(d.pin_lock_fd);
 	sl_spool_free(d.spool);
 	free(d.workers);
 	sl_conf_put(atomic_load(&d.conf));
 	if (d.alog_fd > 2)
 		close(d.alog_fd);
+	free(d.alog_path);
 	if (!rc)
 		sl_log(SL_LOG_INFO, "msg=\"sluiced stopped\"");
 	return rc ? 1 : 0;

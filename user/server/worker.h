@@ -112,6 +112,8 @@ struct sl_daemon {
 	atomic_int stop; /* 0 run, 1 graceful, 2 fast */
 	atomic_int live; /* workers still running */
 	int alog_fd;
+	char *alog_path; /* access log file, reopened on SIGUSR1; NULL = stdout or off */
+	char reopen_err[256];
 	const char *conf_path;
 	struct event_base *base; /* main thread's loop: signals, admin API */
 	uint64_t deadline_ms;	 /* graceful stop: when the grace period ends */
@@ -123,12 +125,16 @@ struct sl_daemon {
 	uint64_t stall_ns;
 	uint64_t nofile;	     /* RLIMIT_NOFILE soft limit the daemon runs with */
 	unsigned int auto_max_conns; /* limits.max_connections when the config has none */
+	int pin_lock_fd;	     /* flock on the pin directory while steering, or -1 */
 };
 
 int sl_worker_start(struct sl_worker *w);
 /* Main thread: re-read the config file and publish it. 0, or -errno with the reason
  * in d->reload_err (the old config keeps serving). */
 int sl_daemon_reload(struct sl_daemon *d);
+/* Main thread: reopen the error and access log files at their paths (SIGUSR1). 0, or
+ * -errno with the reason in d->reopen_err (the old files stay in use). */
+int sl_daemon_reopen_logs(struct sl_daemon *d);
 /* Free what the worker owns once its thread has been joined. */
 void sl_worker_destroy(struct sl_worker *w);
 /* Ask a worker to look at d->stop and its pending config again (any thread). */
