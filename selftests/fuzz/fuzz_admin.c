@@ -74,6 +74,12 @@ int sl_ctl_reload(struct sl_daemon *d)
 	return -EINVAL;
 }
 
+int sl_ctl_reopen_logs(struct sl_daemon *d, const char **why)
+{
+	*why = "fuzz: reopen refused";
+	return -EIO;
+}
+
 int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
 {
 	if (i >= 2)
