@@ -363,9 +363,9 @@ static void describe_steering(const struct node *n, char *buf, size_t len)
 			 "kernel's hash places new connections",
 			 stalled, draining, starting);
 	else
-		snprintf(buf, len, "on (%u of %u workers ready%s; prog id %u%s)", ready, n->n_slots,
+		snprintf(buf, len, "on (%u of %u workers ready%s), prog id %u%s", ready, n->n_slots,
 			 stalled || draining ? "; the others get no new connections" : "",
-			 n->steer_prog_id, holds == 1 ? ", held by the daemon" : "");
+			 n->steer_prog_id, holds == 1 ? " held by the daemon" : "");
 }
 
 /* ---------------------------------------------------------------- load / unload */

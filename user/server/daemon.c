@@ -20,6 +20,7 @@
 #include "bpf/steer.h"
 #include "lb/lb.h"
 #include "server/claim.h"
+#include "server/cpus.h"
 #include "upstream/shared_pool.h"
 #include "server/worker.h"
 
@@ -485,14 +486,21 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	d.ops = ops;
 	d.conf_path = path;
 	d.pin_lock_fd = -1;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	d.n_workers =
-	    conf->workers > 0 ? (unsigned int)conf->workers : (unsigned int)(ncpu > 0 ? ncpu : 1);
+	/* workers: auto = the CPUs this process may run on, capped by its cgroup's quota */
+	struct sl_cpu_budget cpus;
+	sl_cpu_budget_read(&cpus, "", NULL);
+	d.n_workers = conf->workers > 0 ? (unsigned int)conf->workers : sl_cpu_auto_workers(&cpus);
 	if (d.n_workers > SL_MAX_WORKERS)
 		d.n_workers = SL_MAX_WORKERS;
 	d.nofile = raise_nofile();
 	d.auto_max_conns = sl_worker_auto_max_conns(d.nofile, d.n_workers, conf->n_listeners);
 	log_conn_cap(&d, conf);
+	sl_log(SL_LOG_INFO,
+	       "msg=\"workers\" workers=%u source=%s cpus_in_mask=%u cpu_quota=%u.%03u "
+	       "quota_file=%s",
+	       d.n_workers, conf->workers > 0 ? "config" : "auto", cpus.n_cpus,
+	       cpus.quota_milli / 1000, cpus.quota_milli % 1000,
+	       cpus.quota_from[0] ? cpus.quota_from : "-");
 	d.alog_fd = sl_alog_open(conf->log.access_log);
 	if (conf->log.access_log && strcmp(conf->log.access_log, "stdout"))
 		d.alog_path = strdup(conf->log.access_log); /* reopened from there on SIGUSR1 */
@@ -532,7 +540,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	for (unsigned int i = 0; i < d.n_workers; i++) {
 		struct sl_worker *w = &d.workers[i];
 		w->id = i;
-		w->cpu = (int)(i % (unsigned int)(ncpu > 0 ? ncpu : 1));
+		w->cpu = sl_cpu_for_worker(&cpus, i); /* only CPUs of the affinity mask */
 		w->d = &d;
 		w->ctl_fd = -1;
 		w->alog.fd = d.alog_fd;
