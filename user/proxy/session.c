@@ -1243,7 +1243,8 @@ static int build_upstream_head(struct sl_session *s)
 	unsigned int fwd = (c->forwarded.x_forwarded_for ? SL_FWD_FOR : 0) |
 			   (c->forwarded.x_forwarded_proto ? SL_FWD_PROTO : 0) |
 			   (c->forwarded.x_forwarded_host ? SL_FWD_HOST : 0);
-	if (sl_head_forward(h, base, client_ip(s), s->r->ip_len, fwd))
+	const char *ip = client_ip(s); /* renders the address, sets ip_len */
+	if (sl_head_forward(h, base, ip, r->ip_len, fwd))
 		return -ENOSPC;
 
 	const struct sl_proxy_ops *ops = s->w->d->ops;
