@@ -450,6 +450,38 @@ static void test_client_resumption(void **state)
 	conn_close(&k);
 }
 
+/* ---- hostile peers and careless callers ---- */
+
+/* The client's Finished and its first request often arrive in one segment: the read that
+ * ends the handshake takes both off the socket, so the fd will not announce the request. */
+static void test_request_read_with_the_finished_is_pending(void **state)
+{
+	int sv[2];
+	pair(sv);
+	SSL_CTX *s = server_ctx(1), *c = client_ctx(1);
+	struct sl_io srv, cli;
+	assert_int_equal(sl_tls_io_init(&srv, sv[0], s, 1), 0);
+	assert_int_equal(sl_tls_io_init(&cli, sv[1], c, 0), 0);
+	assert_int_equal(sl_tls_client_setup(&cli, "origin.test", "origin.test", NULL), 0);
+	assert_int_equal(sl_tls_handshake(&cli), SL_TLS_AGAIN); /* ClientHello */
+	assert_int_equal(sl_tls_handshake(&srv), SL_TLS_AGAIN); /* ServerHello .. Finished */
+	assert_int_equal(sl_tls_handshake(&cli), 0);		/* client Finished */
+	struct iovec iov = {"GET / HTTP/1.1\r\n\r\n", 18};
+	assert_int_equal(sl_io_writev(&cli, &iov, 1), 18); /* right behind it */
+	assert_int_equal(sl_tls_handshake(&srv), 0);
+	char peek;
+	assert_int_equal(recv(srv.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT), -1);
+	/* the request is with OpenSSL now: only pending() can say so */
+	assert_true(sl_io_pending(&srv));
+	char buf[64];
+	assert_int_equal(sl_io_read(&srv, buf, sizeof(buf)), 18);
+	assert_memory_equal(buf, "GET / HTTP/1.1\r\n\r\n", 18);
+	sl_io_close(&srv);
+	sl_io_close(&cli);
+	SSL_CTX_free(s);
+	SSL_CTX_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -463,6 +495,7 @@ int main(void)
 	    cmocka_unit_test(test_idle_check_post_handshake_records),
 	    cmocka_unit_test(test_client_verification_by_name),
 	    cmocka_unit_test(test_client_resumption),
+	    cmocka_unit_test(test_request_read_with_the_finished_is_pending),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -548,8 +548,12 @@ int sl_tls_handshake(struct sl_io *io)
 		ERR_clear_error();
 		return -1;
 	}
-	if (rc == 1)
+	if (rc == 1) {
+		/* read-ahead may have taken whole records behind the peer's Finished (a
+		 * client's first request): pending() must announce them */
+		t->rd_full = 1;
 		return f ? SL_TLS_AGAIN : 0; /* done; the last flight may still be queued */
+	}
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 		return SL_TLS_AGAIN;
 	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error() && !t->why[0])
