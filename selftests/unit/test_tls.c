@@ -482,6 +482,24 @@ static void test_request_read_with_the_finished_is_pending(void **state)
 	SSL_CTX_free(c);
 }
 
+/* shutdown(SHUT_WR) may be called twice on raw TCP; on TLS a second call must not read
+ * (SSL_shutdown waiting for the peer's close_notify discards its application data) */
+static void test_shutdown_wr_twice_keeps_peer_data(void **state)
+{
+	struct conn k;
+	conn_open(&k, 1, NULL);
+	assert_int_equal(sl_io_idle_check(&k.cli), 0);
+	assert_int_equal(sl_io_shutdown_wr(&k.srv), 0);
+	/* a half-closed tunnel: the other side still talks */
+	struct iovec iov = {"after-fin", 9};
+	assert_int_equal(sl_io_writev(&k.cli, &iov, 1), 9);
+	assert_int_equal(sl_io_shutdown_wr(&k.srv), 0);
+	char buf[32];
+	assert_int_equal(drain(&k.srv, buf, sizeof(buf)), 9);
+	assert_memory_equal(buf, "after-fin", 9);
+	conn_close(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -496,6 +514,7 @@ int main(void)
 	    cmocka_unit_test(test_client_verification_by_name),
 	    cmocka_unit_test(test_client_resumption),
 	    cmocka_unit_test(test_request_read_with_the_finished_is_pending),
+	    cmocka_unit_test(test_shutdown_wr_twice_keeps_peer_data),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

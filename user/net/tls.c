@@ -404,9 +404,13 @@ static int tls_shutdown_wr(struct sl_io *io)
 {
 	struct sl_tls *t = tls_of(io);
 	if (!t->fatal && SSL_is_init_finished(t->ssl)) {
-		ERR_clear_error();
-		SSL_shutdown(t->ssl); /* close_notify into ob */
-		ERR_clear_error();
+		/* once only: a second SSL_shutdown waits for the peer's close_notify and
+		 * discards the application data it reads meanwhile */
+		if (!(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) {
+			ERR_clear_error();
+			SSL_shutdown(t->ssl); /* close_notify into ob */
+			ERR_clear_error();
+		}
 		if (ob_flush(t) > 0) {
 			/* the socket is full: the alert and what is before it stay queued;
 			 * a FIN now would cut them */
