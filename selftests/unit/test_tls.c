@@ -500,6 +500,39 @@ static void test_shutdown_wr_twice_keeps_peer_data(void **state)
 	conn_close(&k);
 }
 
+/* A peer that never reads and keeps asking for KeyUpdates: each answer is ciphertext the
+ * socket refuses; it must not pile up without bound in the connection's memory. */
+static void test_key_update_flood_is_bounded(void **state)
+{
+	struct conn k;
+	conn_open(&k, 1, NULL);
+	assert_int_equal(sl_io_idle_check(&k.cli), 0);
+	int small = 4096;
+	setsockopt(k.srv.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	SSL *attacker = sl_tls_ssl(&k.cli);
+	size_t most = 0;
+	int failed = 0;
+	char buf[64];
+	for (int i = 0; i < 40000 && !failed; i++) {
+		assert_int_equal(SSL_key_update(attacker, SSL_KEY_UPDATE_REQUESTED), 1);
+		if (sl_tls_handshake(&k.cli) != 0)
+			break;
+		if (i % 64 == 0) {
+			ssize_t n = sl_io_read(&k.srv, buf, sizeof(buf));
+			if (n < 0 && errno != EAGAIN) {
+				assert_int_equal(errno, ENOBUFS);
+				failed = 1;
+			}
+			size_t p = sl_tls_out_pending(&k.srv);
+			if (p > most)
+				most = p;
+		}
+	}
+	assert_true(failed);
+	assert_true(most <= 4 * (SL_TLS_WRITE_MAX + 8192));
+	conn_close(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,6 +548,7 @@ int main(void)
 	    cmocka_unit_test(test_client_resumption),
 	    cmocka_unit_test(test_request_read_with_the_finished_is_pending),
 	    cmocka_unit_test(test_shutdown_wr_twice_keeps_peer_data),
+	    cmocka_unit_test(test_key_update_flood_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -23,6 +23,11 @@
 /* Ciphertext of one writev call (4 records and their overhead) fits the scratch; a
  * bigger handshake flight (a long certificate chain) moves to the heap. */
 #define SCRATCH_CAP (SL_TLS_WRITE_MAX + 8192)
+/* Ciphertext a connection may hold while its socket refuses it: one writev's records, a
+ * handshake flight, and a few records written while reading. A peer that never reads
+ * but keeps asking for answers (KeyUpdate, refused renegotiations) fails here instead
+ * of growing the buffer without end. */
+#define OB_MAX (4 * SCRATCH_CAP)
 
 struct sl_tls {
 	SSL *ssl;
@@ -54,6 +59,15 @@ static int ob_append(struct sl_tls *t, const char *data, size_t n)
 		t->ob_cap = sizeof(scratch);
 		t->ob_own = 0;
 		t->ob_off = t->ob_len = 0;
+	}
+	if (t->ob_len - t->ob_off + n > OB_MAX) {
+		errno = ENOBUFS;
+		return -1;
+	}
+	if (t->ob_own && t->ob_off && t->ob_len + n > t->ob_cap) {
+		memmove(t->ob, t->ob + t->ob_off, t->ob_len - t->ob_off);
+		t->ob_len -= t->ob_off;
+		t->ob_off = 0;
 	}
 	if (t->ob_len + n > t->ob_cap) {
 		size_t cap = t->ob_cap * 2;
