@@ -533,6 +533,38 @@ static void test_key_update_flood_is_bounded(void **state)
 	conn_close(&k);
 }
 
+/* Records nobody reads as data (KeyUpdate without a request for an answer) keep coming:
+ * one read must do a bounded amount of work and return to the loop, as a read() of raw
+ * TCP does, however fast the peer refills the socket. */
+static void test_read_of_handshake_records_is_bounded(void **state)
+{
+	struct conn k;
+	conn_open(&k, 1, NULL);
+	assert_int_equal(sl_io_idle_check(&k.cli), 0);
+	SSL *attacker = sl_tls_ssl(&k.cli);
+	int i;
+	for (i = 0; i < 4000; i++) { /* ~27 bytes each, queued, then sent together */
+		assert_int_equal(SSL_key_update(attacker, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+		assert_int_equal(SSL_do_handshake(attacker), 1);
+	}
+	assert_int_equal(sl_tls_handshake(&k.cli), 0);
+	assert_int_equal(sl_tls_out_pending(&k.cli), 0);
+	char buf[64], peek;
+	assert_int_equal(sl_io_read(&k.srv, buf, sizeof(buf)), -1);
+	assert_int_equal(errno, EAGAIN);
+	/* one read-ahead buffer (16 KB) processed, the rest still announced by the fd */
+	assert_int_equal(recv(k.srv.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT), 1);
+	for (i = 0; i < 100 && recv(k.srv.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1; i++)
+		assert_int_equal(sl_io_read(&k.srv, buf, sizeof(buf)), -1);
+	assert_true(i >= 1 && i < 100);
+	/* and the connection is intact */
+	struct iovec iov = {"still", 5};
+	assert_int_equal(sl_io_writev(&k.cli, &iov, 1), 5);
+	assert_int_equal(drain(&k.srv, buf, sizeof(buf)), 5);
+	assert_memory_equal(buf, "still", 5);
+	conn_close(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -549,6 +581,7 @@ int main(void)
 	    cmocka_unit_test(test_request_read_with_the_finished_is_pending),
 	    cmocka_unit_test(test_shutdown_wr_twice_keeps_peer_data),
 	    cmocka_unit_test(test_key_update_flood_is_bounded),
+	    cmocka_unit_test(test_read_of_handshake_records_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

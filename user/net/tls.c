@@ -28,6 +28,11 @@
  * but keeps asking for answers (KeyUpdate, refused renegotiations) fails here instead
  * of growing the buffer without end. */
 #define OB_MAX (4 * SCRATCH_CAP)
+/* Socket bytes one read or idle check hands OpenSSL. SSL_read goes on past records that
+ * are not data (KeyUpdate, NewSessionTicket) for as long as the socket has more: a peer
+ * that keeps it full of them would hold the worker in one call. Past this budget the
+ * BIO says "would block"; what is left in the socket is announced by the fd. */
+#define READ_MAX SCRATCH_CAP
 
 struct sl_tls {
 	SSL *ssl;
@@ -39,6 +44,7 @@ struct sl_tls {
 	uint8_t rd_want_write; /* a handshake step in write() waits for EV_READ */
 	uint8_t eof, fatal;    /* seen by a read that returned bytes: report next time */
 	uint8_t rd_full;       /* the last read filled the caller's buffer */
+	size_t rd_left;	       /* socket bytes a read() of ours may still take (see READ_MAX) */
 	int saved_errno;
 	size_t inflight; /* plaintext bytes encrypted into ob, not reported yet */
 	char why[160];
@@ -150,8 +156,16 @@ static int bio_read(BIO *b, char *buf, int len)
 {
 	struct sl_tls *t = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
+	if (!t->rd_left) {
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	if ((size_t)len > t->rd_left)
+		len = (int)t->rd_left;
 	for (;;) {
 		ssize_t n = read(t->fd, buf, (size_t)len);
+		if (n > 0 && t->rd_left != SIZE_MAX)
+			t->rd_left -= (size_t)n;
 		if (n >= 0)
 			return (int)n;
 		if (errno == EINTR)
@@ -244,6 +258,7 @@ static ssize_t tls_read(struct sl_io *io, void *buf, size_t len)
 	}
 	if (t->eof)
 		return 0;
+	t->rd_left = READ_MAX;
 	while (got < len) {
 		size_t n = 0;
 		ERR_clear_error();
@@ -275,6 +290,7 @@ static ssize_t tls_read(struct sl_io *io, void *buf, size_t len)
 		t->fatal = 1;
 		break;
 	}
+	t->rd_left = SIZE_MAX;
 	t->rd_full = got == len;
 	/* what OpenSSL wrote meanwhile (handshake, alert, KeyUpdate answer) goes now */
 	if (ob_flush(t) < 0 && !t->fatal) {
@@ -482,7 +498,10 @@ static int tls_idle_check(struct sl_io *io)
 	if (t->fatal || t->eof || t->inflight)
 		return -1;
 	ERR_clear_error();
-	if (SSL_read_ex(t->ssl, b, sizeof(b), &n))
+	t->rd_left = READ_MAX;
+	int got = SSL_read_ex(t->ssl, b, sizeof(b), &n);
+	t->rd_left = SIZE_MAX;
+	if (got)
 		return -1; /* application bytes nobody asked for */
 	int e = SSL_get_error(t->ssl, 0);
 	ERR_clear_error();
@@ -520,6 +539,7 @@ int sl_tls_io_init(struct sl_io *io, int fd, SSL_CTX *ctx, int server)
 	if (!t)
 		return -ENOMEM;
 	t->fd = fd;
+	t->rd_left = SIZE_MAX;
 	t->server = (uint8_t)server;
 	t->ssl = SSL_new(ctx);
 	BIO *b = t->ssl ? BIO_new(bio_meth) : NULL;
