@@ -565,6 +565,40 @@ static void test_read_of_handshake_records_is_bounded(void **state)
 	conn_close(&k);
 }
 
+/* A write that met an unfinished handshake waits for EV_READ; once a read finished the
+ * handshake, the write may go: wants() must not keep asking for EV_READ (TLS 1.2: the
+ * server has nothing more to send, that wait would never end). */
+static void test_wants_write_after_read_finished_handshake(void **state)
+{
+	int sv[2];
+	pair(sv);
+	SSL_CTX *s = server_ctx(0), *c = client_ctx(1);
+	struct sl_io srv, cli;
+	assert_int_equal(sl_tls_io_init(&srv, sv[0], s, 1), 0);
+	assert_int_equal(sl_tls_io_init(&cli, sv[1], c, 0), 0);
+	assert_int_equal(sl_tls_client_setup(&cli, "origin.test", "origin.test", NULL), 0);
+	struct iovec iov = {"GET", 3};
+	assert_int_equal(sl_io_writev(&cli, &iov, 1), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(sl_io_wants(&cli, EV_WRITE), EV_READ);
+	char b[16];
+	for (int i = 0; i < 10 && !SSL_is_init_finished(sl_tls_ssl(&cli)); i++) {
+		sl_tls_handshake(&srv);
+		assert_int_equal(sl_io_read(&cli, b, sizeof(b)), -1);
+		assert_int_equal(errno, EAGAIN);
+	}
+	assert_true(SSL_is_init_finished(sl_tls_ssl(&cli)));
+	assert_int_equal(sl_tls_handshake(&srv), 0);
+	char peek;
+	assert_int_equal(recv(cli.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT), -1);
+	assert_true(sl_io_wants(&cli, EV_WRITE) & EV_WRITE);
+	assert_int_equal(sl_io_writev(&cli, &iov, 1), 3);
+	sl_io_close(&srv);
+	sl_io_close(&cli);
+	SSL_CTX_free(s);
+	SSL_CTX_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -582,6 +616,7 @@ int main(void)
 	    cmocka_unit_test(test_shutdown_wr_twice_keeps_peer_data),
 	    cmocka_unit_test(test_key_update_flood_is_bounded),
 	    cmocka_unit_test(test_read_of_handshake_records_is_bounded),
+	    cmocka_unit_test(test_wants_write_after_read_finished_handshake),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

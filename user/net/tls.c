@@ -478,8 +478,8 @@ static short tls_wants(const struct sl_io *io, short events)
 	short r = 0;
 	if (events & EV_READ)
 		r |= EV_READ;
-	if (events & EV_WRITE)
-		r |= t->rd_want_write ? EV_READ : EV_WRITE;
+	if (events & EV_WRITE) /* a read may have finished that handshake meanwhile */
+		r |= t->rd_want_write && !SSL_is_init_finished(t->ssl) ? EV_READ : EV_WRITE;
 	if (t->ob && t->ob_off < t->ob_len)
 		r |= EV_WRITE;
 	if (!events && !SSL_is_init_finished(t->ssl) && !(r & EV_WRITE))
