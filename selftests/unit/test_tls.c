@@ -241,6 +241,7 @@ static void test_renegotiation_refused(void **state)
 	struct conn k;
 	conn_open(&k, 0, NULL); /* TLS 1.2: renegotiation exists there */
 	SSL *cs = sl_tls_ssl(&k.cli);
+	SSL_clear_options(cs, SSL_OP_NO_RENEGOTIATION); /* the attacker's side may try */
 	assert_int_equal(SSL_renegotiate(cs), 1);
 	int rc = sl_tls_handshake(&k.cli); /* sends the new ClientHello */
 	assert_true(rc == SL_TLS_AGAIN || rc == -1);
@@ -599,6 +600,25 @@ static void test_wants_write_after_read_finished_handshake(void **state)
 	SSL_CTX_free(c);
 }
 
+/* Client mode (an upstream): a server's HelloRequest must not start a new handshake on
+ * a pooled connection (renegotiation is refused whatever the caller's context says). */
+static void test_client_refuses_renegotiation(void **state)
+{
+	struct conn k;
+	conn_open(&k, 0, NULL);
+	SSL *ss = sl_tls_ssl(&k.srv);
+	SSL_clear_options(ss, SSL_OP_NO_RENEGOTIATION);
+	assert_int_equal(SSL_renegotiate(ss), 1);
+	sl_tls_handshake(&k.srv); /* HelloRequest */
+	assert_int_equal(sl_io_idle_check(&k.cli), 0); /* refused with a warning: still usable */
+	assert_false(SSL_renegotiate_pending(sl_tls_ssl(&k.cli)));
+	char peek[8];
+	ssize_t n = recv(k.srv.fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+	/* a new ClientHello would be a handshake record (0x16) */
+	assert_false(n > 0 && peek[0] == 0x16);
+	conn_close(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -617,6 +637,7 @@ int main(void)
 	    cmocka_unit_test(test_key_update_flood_is_bounded),
 	    cmocka_unit_test(test_read_of_handshake_records_is_bounded),
 	    cmocka_unit_test(test_wants_write_after_read_finished_handshake),
+	    cmocka_unit_test(test_client_refuses_renegotiation),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -554,6 +554,9 @@ int sl_tls_io_init(struct sl_io *io, int fd, SSL_CTX *ctx, int server)
 	SSL_set_app_data(t->ssl, t);
 	SSL_set_info_callback(t->ssl, info_cb);
 	SSL_set_mode(t->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	/* whatever the context says: an upstream's HelloRequest would start a handshake on
+	 * a pooled connection that idle_check then calls quiet */
+	SSL_set_options(t->ssl, SSL_OP_NO_RENEGOTIATION);
 	if (server)
 		SSL_set_accept_state(t->ssl);
 	else
