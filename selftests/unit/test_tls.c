@@ -619,6 +619,28 @@ static void test_client_refuses_renegotiation(void **state)
 	conn_close(&k);
 }
 
+/* The thread's error queue holds what another connection or module left; a socket error
+ * on this one must be named as such, not after that stale entry. */
+static void test_stale_error_queue_not_blamed(void **state)
+{
+	struct conn k;
+	conn_open(&k, 1, NULL);
+	assert_int_equal(sl_io_idle_check(&k.cli), 0);
+	static char big[65536];
+	struct iovec iov = {big, sizeof(big)};
+	while (sl_io_writev(&k.srv, &iov, 1) > 0)
+		;
+	assert_int_equal(errno, EAGAIN);
+	assert_true(sl_tls_out_pending(&k.srv) > 0); /* ciphertext kept for the next call */
+	shutdown(k.cli.fd, SHUT_RDWR);		      /* the peer is gone: that send fails */
+	ERR_raise(ERR_LIB_SSL, SSL_R_NO_SHARED_CIPHER); /* left by someone else */
+	assert_int_equal(sl_io_writev(&k.srv, &iov, 1), -1);
+	assert_int_equal(errno, EPIPE);
+	assert_null(strstr(sl_tls_why(&k.srv), "no shared cipher"));
+	ERR_clear_error();
+	conn_close(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -638,6 +660,7 @@ int main(void)
 	    cmocka_unit_test(test_read_of_handshake_records_is_bounded),
 	    cmocka_unit_test(test_wants_write_after_read_finished_handshake),
 	    cmocka_unit_test(test_client_refuses_renegotiation),
+	    cmocka_unit_test(test_stale_error_queue_not_blamed),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -332,7 +332,9 @@ static ssize_t tls_writev(struct sl_io *io, const struct iovec *iov, int iovcnt)
 	}
 	for (i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
-	/* ciphertext from last time: the caller presents those bytes again first */
+	/* ciphertext from last time: the caller presents those bytes again first (a send
+	 * error is named by errno, not by what the thread's error queue held before) */
+	ERR_clear_error();
 	int rc = ob_flush(t);
 	if (rc < 0)
 		return write_fail(t, SSL_ERROR_SYSCALL);
