@@ -641,6 +641,120 @@ static void test_stale_error_queue_not_blamed(void **state)
 	conn_close(&k);
 }
 
+/* The handshake and the first bytes with a peer that sends one byte at a time. */
+static void relay_byte(int from, int to)
+{
+	char c;
+	if (read(from, &c, 1) == 1)
+		assert_int_equal(write(to, &c, 1), 1);
+}
+
+static void test_one_byte_at_a_time(void **state)
+{
+	int a[2], b[2];
+	pair(a);
+	pair(b);
+	SSL_CTX *s = server_ctx(1), *c = client_ctx(1);
+	struct sl_io srv, cli;
+	assert_int_equal(sl_tls_io_init(&srv, b[0], s, 1), 0);
+	assert_int_equal(sl_tls_io_init(&cli, a[0], c, 0), 0);
+	assert_int_equal(sl_tls_client_setup(&cli, "origin.test", "origin.test", NULL), 0);
+	int sr = SL_TLS_AGAIN, cr = SL_TLS_AGAIN;
+	for (int i = 0; i < 200000 && (sr || cr); i++) {
+		if (cr)
+			cr = sl_tls_handshake(&cli);
+		if (sr)
+			sr = sl_tls_handshake(&srv);
+		assert_true(sr >= 0 && cr >= 0);
+		relay_byte(a[1], b[1]);
+		relay_byte(b[1], a[1]);
+	}
+	assert_int_equal(sr, 0);
+	assert_int_equal(cr, 0);
+	struct iovec iov = {"hello", 5};
+	assert_int_equal(sl_io_writev(&cli, &iov, 1), 5);
+	char buf[16];
+	size_t got = 0;
+	for (int i = 0; i < 10000 && got < 5; i++) {
+		relay_byte(a[1], b[1]);
+		relay_byte(b[1], a[1]);
+		ssize_t n = sl_io_read(&srv, buf + got, sizeof(buf) - got);
+		if (n > 0)
+			got += (size_t)n;
+		else
+			assert_true(n < 0 && errno == EAGAIN);
+	}
+	assert_int_equal(got, 5);
+	assert_memory_equal(buf, "hello", 5);
+	sl_io_close(&srv);
+	sl_io_close(&cli);
+	close(a[1]);
+	close(b[1]);
+	SSL_CTX_free(s);
+	SSL_CTX_free(c);
+}
+
+/* The write contract under random iovec layouts, a growing stream and a reader that
+ * takes random amounts: every byte once, in order. */
+static uint32_t rnd_state = 12345;
+static uint32_t rnd(uint32_t n)
+{
+	rnd_state = rnd_state * 1103515245u + 12345u;
+	return (rnd_state >> 8) % n;
+}
+
+static void test_write_contract_random(void **state)
+{
+	struct conn k;
+	conn_open(&k, 1, NULL);
+	int small = 8192;
+	setsockopt(k.srv.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	size_t total = 3 << 20, avail = 0, sent = 0, recvd = 0;
+	char *src = malloc(total), *dst = malloc(total);
+	for (size_t i = 0; i < total; i++)
+		src[i] = (char)(i * 7 + (i >> 11));
+	for (int step = 0; recvd < total && step < 2000000; step++) {
+		if (avail < total && rnd(3) == 0) {
+			size_t add = rnd(40000);
+			avail = avail + add > total ? total : avail + add;
+		}
+		if (sent < avail && rnd(2) == 0) {
+			struct iovec iov[9];
+			int n = 0;
+			size_t at = sent;
+			while (at < avail && n < 9) {
+				size_t len = n == 8 ? avail - at : rnd(3) == 0 ? 0 : rnd(30000);
+				if (len > avail - at)
+					len = avail - at;
+				iov[n].iov_base = src + at;
+				iov[n++].iov_len = len;
+				at += len;
+			}
+			ssize_t w = sl_io_writev(&k.srv, iov, n);
+			if (w < 0)
+				assert_int_equal(errno, EAGAIN);
+			else
+				sent += (size_t)w;
+			assert_true(sent <= avail);
+		}
+		if (rnd(2) == 0) {
+			size_t want = 1 + rnd(20000);
+			if (want > total - recvd)
+				want = total - recvd;
+			ssize_t n = sl_io_read(&k.cli, dst + recvd, want);
+			if (n > 0)
+				recvd += (size_t)n;
+			else
+				assert_true(n < 0 && errno == EAGAIN);
+		}
+	}
+	assert_int_equal(recvd, total);
+	assert_memory_equal(src, dst, total);
+	free(src);
+	free(dst);
+	conn_close(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -661,6 +775,8 @@ int main(void)
 	    cmocka_unit_test(test_wants_write_after_read_finished_handshake),
 	    cmocka_unit_test(test_client_refuses_renegotiation),
 	    cmocka_unit_test(test_stale_error_queue_not_blamed),
+	    cmocka_unit_test(test_one_byte_at_a_time),
+	    cmocka_unit_test(test_write_contract_random),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
