@@ -209,7 +209,10 @@ static void test_docs_example(void **state)
 	assert_int_equal(demo->servers[1].weight, 1);
 	assert_int_equal(demo->retries, 1);
 	assert_int_equal(demo->pool.max_idle_per_worker, 128);
-	assert_null(demo->lb);
+	assert_null(demo->live); /* attached by the daemon, not the parser */
+	assert_int_equal(demo->lb.balance, SL_BAL_ROUND_ROBIN);
+	assert_int_equal(demo->lb.retry_on, SL_RETRY_CONNECT_FAILURE);
+	assert_int_equal(demo->hc.type, SL_HC_NONE);
 
 	sl_conf_put(c);
 	free(yaml);
@@ -1168,9 +1171,19 @@ static void test_bpf_admin_pool(void **state)
 	expect_err("bpf: { pin_path: sluice }\n",
 		   "t.yaml:1:18: bpf.pin_path must be an absolute path");
 	expect_err("admin: { listen: 10.1.2.3:9180, token: t }\n",
-		   "t.yaml:1:18: admin.listen must be a loopback address");
+		   "t.yaml:1:18: admin.listen must be a loopback address (or set "
+		   "admin.allow_remote: true)");
+	c = parse_ok("admin: { listen: 10.1.2.3:9180, token: t, allow_remote: true }\n"
+		     "listeners: [ { address: \":1\" } ]\n");
+	assert_true(c->admin.allow_remote);
+	sl_conf_put(c);
 	expect_err("admin: { listen: 127.0.0.1:9180 }\n",
-		   "t.yaml:1:8: admin.listen needs admin.token (a bearer token)");
+		   "t.yaml:1:8: admin.listen needs admin.token or admin.token_file (a bearer token)");
+	expect_err("admin: { listen: 127.0.0.1:9180, token_file: /nonexistent/t }\n",
+		   "t.yaml:1:46: admin.token_file: cannot open '/nonexistent/t': No such file or "
+		   "directory");
+	expect_err("admin: { token: a, token_file: /etc/hostname }\n",
+		   "t.yaml:1:32: admin: token and token_file are exclusive");
 	expect_err("admin: { sockt: /x }\n", "t.yaml:1:10: unknown key 'sockt' in admin");
 	expect_err("upstreams:\n"
 		   "  u:\n"
@@ -1178,6 +1191,108 @@ static void test_bpf_admin_pool(void **state)
 		   "    pool: { max_idle: 2 }\n"
 		   "listeners: [ { address: \":1\" } ]\n",
 		   "t.yaml:4:13: unknown key 'max_idle' in upstreams.u.pool");
+}
+
+/* Balancer, hashing, retry_on, outlier and health_check keys: values, defaults, errors. */
+static void test_upstream_lb_keys(void **state)
+{
+	struct sl_conf *c = parse_ok("upstreams:\n"
+				     "  u:\n"
+				     "    balance: ketama\n"
+				     "    hash_key: cookie:sid\n"
+				     "    hash_balance_factor: 150\n"
+				     "    slow_start: 30s\n"
+				     "    retry_on: [connect_failure, 502, 503, 504]\n"
+				     "    outlier: { consecutive_5xx: 3, base_ejection_time: 10s,\n"
+				     "               max_ejection_time: 1m, max_ejection_percent: 50 }\n"
+				     "    health_check: { type: http, path: /hc, host: h.example,\n"
+				     "                    status: 200-299, body: ok, interval: 1s,\n"
+				     "                    timeout: 500ms, rise: 1, fall: 2 }\n"
+				     "    servers: [ { address: 127.0.0.1:1 }, { address: 127.0.0.1:2 } ]\n"
+				     "listeners: [ { address: \":1\", routes: [ { upstream: u } ] } ]\n");
+	const struct sl_conf_upstream *u = &c->upstreams[0];
+	assert_int_equal(u->lb.balance, SL_BAL_KETAMA);
+	assert_int_equal(u->lb.hash_key, SL_HASH_COOKIE);
+	assert_string_equal(u->lb.hash_name, "sid");
+	assert_int_equal(u->lb.hash_balance_factor, 150);
+	assert_int_equal(u->lb.slow_start, 30000);
+	assert_int_equal(u->lb.retry_on, SL_RETRY_CONNECT_FAILURE);
+	assert_int_equal(u->lb.retry_status[0], (1ull << 2) | (1ull << 3) | (1ull << 4));
+	assert_int_equal(u->lb.outlier.consecutive_5xx, 3);
+	assert_int_equal(u->lb.outlier.consecutive_connect_failures, 5);
+	assert_int_equal(u->lb.outlier.base_ejection_time, 10000);
+	assert_int_equal(u->lb.outlier.max_ejection_time, 60000);
+	assert_int_equal(u->lb.outlier.max_ejection_percent, 50);
+	assert_int_equal(u->hc.type, SL_HC_HTTP);
+	assert_string_equal(u->hc.path, "/hc");
+	assert_string_equal(u->hc.host, "h.example");
+	assert_string_equal(u->hc.body, "ok");
+	assert_int_equal(u->hc.status_lo, 200);
+	assert_int_equal(u->hc.status_hi, 299);
+	assert_int_equal(u->hc.interval, 1000);
+	assert_int_equal(u->hc.timeout, 500);
+	assert_int_equal(u->hc.rise, 1);
+	assert_int_equal(u->hc.fall, 2);
+	sl_conf_put(c);
+
+#define UP(x) "upstreams:\n  u:\n    servers: [ { address: 127.0.0.1:1 } ]\n" x \
+	      "listeners: [ { address: \":1\" } ]\n"
+	expect_err(UP("    balance: fastest\n"),
+		   "t.yaml:4:14: upstreams.u.balance: unknown balancer 'fastest' (round_robin, "
+		   "least_conn, random_two, maglev, ketama, ewma)");
+	expect_err(UP("    hash_key: client_ip\n"),
+		   "t.yaml:4:15: upstreams.u.hash_key needs balance: maglev or ketama");
+	expect_err(UP("    balance: maglev\n    hash_key: \"header:\"\n"),
+		   "t.yaml:5:15: upstreams.u.hash_key: 'header:' needs a header or cookie name (a "
+		   "token of 1..64 characters)");
+	expect_err(UP("    balance: maglev\n    hash_key: body\n"),
+		   "t.yaml:5:15: upstreams.u.hash_key: 'body' is not client_ip, uri, header:NAME or "
+		   "cookie:NAME");
+	expect_err(UP("    balance: maglev\n    table_size: 65536\n"),
+		   "t.yaml:5:17: upstreams.u.table_size must be a prime (e.g. 65537)");
+	expect_err("upstreams:\n  u:\n    balance: maglev\n    table_size: 3\n"
+		   "    servers: [ { address: 127.0.0.1:1 }, { address: 127.0.0.1:2 },\n"
+		   "               { address: 127.0.0.1:3 }, { address: 127.0.0.1:4 } ]\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:5:14: upstream 'u' has more servers (4) than its maglev table_size (3)");
+	expect_err(UP("    hash_balance_factor: 150\n"),
+		   "t.yaml:4:26: upstreams.u.hash_balance_factor needs balance: ketama");
+	expect_err(UP("    balance: ketama\n    hash_balance_factor: 100\n"),
+		   "t.yaml:5:26: upstreams.u.hash_balance_factor out of range (101..10000)");
+	expect_err(UP("    retry_on: [502, 404]\n"),
+		   "t.yaml:4:21: upstreams.u.retry_on.status out of range (500..599)");
+	expect_err(UP("    retry_on: [timeout]\n"),
+		   "t.yaml:4:16: upstreams.u.retry_on: entries are connect_failure or a status "
+		   "500..599");
+	expect_err(UP("    retry_on: 502\n"),
+		   "t.yaml:4:15: upstreams.u.retry_on must be a sequence (e.g. [connect_failure, "
+		   "502, 503, 504])");
+	expect_err(UP("    outlier: { base_ejection_time: 10s, max_ejection_time: 1s }\n"),
+		   "t.yaml:4:14: upstreams.u.outlier.max_ejection_time is below base_ejection_time");
+	expect_err(UP("    outlier: { max_ejection_percent: 101 }\n"),
+		   "t.yaml:4:38: upstreams.u.outlier.max_ejection_percent out of range (0..100)");
+	expect_err(UP("    health_check: { type: udp }\n"),
+		   "t.yaml:4:27: upstreams.u.health_check.type: 'udp' is not tcp or http");
+	expect_err(UP("    health_check: { interval: 1s, timeout: 1s }\n"),
+		   "t.yaml:4:19: upstreams.u.health_check.timeout must be shorter than interval");
+	expect_err(UP("    health_check: { path: /x }\n"),
+		   "t.yaml:4:19: upstreams.u.health_check: method, path, host and body need type: "
+		   "http");
+	expect_err(UP("    health_check: { type: http, path: x }\n"),
+		   "t.yaml:4:39: upstreams.u.health_check.path must start with /");
+	expect_err(UP("    health_check: { type: http, path: \"/a b\" }\n"),
+		   "t.yaml:4:39: upstreams.u.health_check.path has a control character or a space");
+	expect_err(UP("    health_check: { type: http, status: 200-100 }\n"),
+		   "t.yaml:4:41: upstreams.u.health_check.status: '200-100' is not a status or a "
+		   "range like 200-399");
+	expect_err(UP("    health_check: { type: http, status: 99 }\n"),
+		   "t.yaml:4:41: upstreams.u.health_check.status: '99' is not a status or a range "
+		   "like 200-399");
+	expect_err("upstreams:\n  u:\n    servers: [ { address: 127.0.0.1:1 },\n"
+		   "      { address: 127.0.0.1:2 }, { address: 127.0.0.1:1 } ]\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:33: upstreams.u.servers[2]: duplicate address '127.0.0.1:1'");
+#undef UP
 }
 
 int main(void)
@@ -1207,6 +1322,7 @@ int main(void)
 	    cmocka_unit_test(test_refcount),
 	    cmocka_unit_test(test_error_paths_free),
 	    cmocka_unit_test(test_bpf_admin_pool),
+	    cmocka_unit_test(test_upstream_lb_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

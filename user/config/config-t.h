@@ -43,14 +43,81 @@ struct sl_conf_pool {
 	unsigned int queue_timeout; /* ms a request waits for a connection slot, 3s */
 };
 
+enum sl_balance {
+	SL_BAL_ROUND_ROBIN = 0, /* smooth weighted round robin (default) */
+	SL_BAL_LEAST_CONN,	/* fewest in-flight requests per weight, all workers */
+	SL_BAL_RANDOM_TWO,	/* power of two (weighted) random choices on in-flight */
+	SL_BAL_MAGLEV,		/* maglev lookup table on hash_key */
+	SL_BAL_KETAMA,		/* consistent hash ring on hash_key, optional bounded load */
+	SL_BAL_EWMA,		/* peak EWMA of response time x in-flight, failure penalty */
+};
+
+enum sl_hash_key {
+	SL_HASH_CLIENT_IP = 0,
+	SL_HASH_HEADER, /* header:NAME */
+	SL_HASH_COOKIE, /* cookie:NAME */
+	SL_HASH_URI,	/* the request target as received */
+};
+
+/* Passive health (outlier detection). Durations in ms. */
+struct sl_conf_outlier {
+	unsigned int consecutive_5xx;		   /* 0 = off (default 5) */
+	unsigned int consecutive_connect_failures; /* 0 = off (default 5) */
+	unsigned int base_ejection_time;	   /* 30s */
+	unsigned int max_ejection_time;		   /* 300s */
+	unsigned int max_ejection_percent;	   /* 10; at least one server always stays */
+};
+
+#define SL_RETRY_CONNECT_FAILURE 1u
+
+/* Everything a server set needs from the config (copied into each set). */
+struct sl_lb_policy {
+	enum sl_balance balance;
+	enum sl_hash_key hash_key;
+	char *hash_name;		  /* header or cookie name */
+	unsigned int table_size;	  /* maglev, prime, default 65537 */
+	unsigned int hash_balance_factor; /* ketama bounded load in %, 0 = off, else > 100 */
+	unsigned int slow_start;	  /* ms a recovered or added server ramps up, 0 = off */
+	unsigned int ewma_decay;	  /* ms, 10s */
+	unsigned int ewma_penalty;	  /* ms recorded for a failure, 1s */
+	unsigned int retries;		  /* extra servers tried, default 1 */
+	uint32_t retry_on;		  /* SL_RETRY_* */
+	uint64_t retry_status[2];	  /* bit s-500 for statuses 500..599 in retry_on */
+	struct sl_conf_outlier outlier;
+};
+
+enum sl_hc_type {
+	SL_HC_NONE = 0,
+	SL_HC_TCP,
+	SL_HC_HTTP,
+};
+
+/* Active health checks. Durations in ms. */
+struct sl_conf_hc {
+	enum sl_hc_type type;
+	unsigned int interval; /* 5s */
+	unsigned int timeout;  /* 2s */
+	unsigned int rise;     /* successes to mark a down server up, 2 */
+	unsigned int fall;     /* failures to mark an up server down, 3 */
+	char *method;	       /* GET */
+	char *path;	       /* / */
+	char *host;	       /* Host header; NULL = the server address */
+	char *body;	       /* substring the body must hold; NULL = any */
+	int status_lo, status_hi; /* expected status range, 200..399 */
+};
+
 struct sl_conf_upstream {
 	char *name;
 	struct sl_conf_server *servers;
 	unsigned int n_servers;
-	unsigned int retries; /* extra servers tried after a failed connect, default 1 */
+	unsigned int retries; /* extra servers tried after a failed attempt, default 1 */
 	struct sl_conf_pool pool;
 	unsigned int index; /* position in sl_conf.upstreams */
-	void *lb;	    /* load-balancer state, owned by lb/ */
+	struct sl_lb_policy lb;
+	struct sl_conf_hc hc;
+	/* live state (lb/: struct sl_upstream), one reference per snapshot */
+	void *live;
+	void (*live_put)(void *live);
 };
 
 enum sl_route_action {
@@ -127,7 +194,9 @@ struct sl_conf_admin {
 	char *listen; /* "127.0.0.1:9180" loopback TCP; NULL = none */
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_addrlen;
-	char *token; /* bearer token, required with listen */
+	char *token;	  /* bearer token, required with listen (inline or from token_file) */
+	char *token_file; /* where token was read from, at each load */
+	int allow_remote; /* listen may be a non-loopback address */
 	int debug;   /* enables /debug/ endpoints (e.g. stalling a worker) */
 };
 

@@ -1,5 +1,6 @@
 /* Configuration loader: one YAML file (docs/configuration.md) -> one immutable, refcounted
  * struct sl_conf snapshot. Every rejection names its node as FILE:LINE:COLUMN (1-based). */
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -569,10 +570,281 @@ static int parse_pool(struct parse *p, yaml_node_t *n, const char *uwhere,
 	return 0;
 }
 
+static int check_dup_servers(struct parse *p, yaml_node_t *servers, struct sl_conf_upstream *u);
+
+static bool is_prime(uint64_t n)
+{
+	if (n < 2)
+		return false;
+	for (uint64_t d = 2; d * d <= n; d++)
+		if (n % d == 0)
+			return false;
+	return true;
+}
+
+static int parse_balance(struct parse *p, yaml_node_t *v, const char *where,
+			 struct sl_lb_policy *pol)
+{
+	static const struct {
+		const char *name;
+		enum sl_balance b;
+	} names[] = {{"round_robin", SL_BAL_ROUND_ROBIN}, {"least_conn", SL_BAL_LEAST_CONN},
+		     {"random_two", SL_BAL_RANDOM_TWO},	  {"maglev", SL_BAL_MAGLEV},
+		     {"ketama", SL_BAL_KETAMA},		  {"ewma", SL_BAL_EWMA}};
+	int ret = want_str(p, v, where, "balance");
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(sval(v), names[i].name)) {
+			pol->balance = names[i].b;
+			return 0;
+		}
+	return fail(p, v,
+		    "%s: unknown balancer '%s' (round_robin, least_conn, random_two, maglev, "
+		    "ketama, ewma)",
+		    kname(p, where, "balance"), sval(v));
+}
+
+/* An HTTP token: what a header or cookie name may be made of. */
+static bool is_token(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~", *s)))
+			return false;
+	return true;
+}
+
+static int parse_hash_key(struct parse *p, yaml_node_t *v, const char *where,
+			  struct sl_lb_policy *pol)
+{
+	int ret = want_str(p, v, where, "hash_key");
+	const char *s;
+
+	if (ret)
+		return ret;
+	s = sval(v);
+	if (!strcmp(s, "client_ip")) {
+		pol->hash_key = SL_HASH_CLIENT_IP;
+		return 0;
+	}
+	if (!strcmp(s, "uri")) {
+		pol->hash_key = SL_HASH_URI;
+		return 0;
+	}
+	if (!strncmp(s, "header:", 7) || !strncmp(s, "cookie:", 7)) {
+		if (!is_token(s + 7) || strlen(s + 7) > 64)
+			return fail(p, v, "%s: '%s' needs a header or cookie name (a token of 1..64 "
+					  "characters)",
+				    kname(p, where, "hash_key"), s);
+		pol->hash_key = s[0] == 'h' ? SL_HASH_HEADER : SL_HASH_COOKIE;
+		free(pol->hash_name);
+		pol->hash_name = strdup(s + 7);
+		return pol->hash_name ? 0 : oom(p);
+	}
+	return fail(p, v, "%s: '%s' is not client_ip, uri, header:NAME or cookie:NAME",
+		    kname(p, where, "hash_key"), s);
+}
+
+static int parse_retry_on(struct parse *p, yaml_node_t *v, const char *where,
+			  struct sl_lb_policy *pol)
+{
+	char w[192];
+
+	if (v->type != YAML_SEQUENCE_NODE)
+		return fail(p, v, "%s must be a sequence (e.g. [connect_failure, 502, 503, 504])",
+			    kname(p, where, "retry_on"));
+	pol->retry_on = 0;
+	pol->retry_status[0] = pol->retry_status[1] = 0;
+	snprintf(w, sizeof(w), "%s.retry_on", where);
+	for (size_t i = 0; i < n_items(v); i++) {
+		yaml_node_t *e = node_at(p, v->data.sequence.items.start[i]);
+		uint64_t st;
+		int ret;
+
+		if (e->type == YAML_SCALAR_NODE && !strcmp(sval(e), "connect_failure")) {
+			pol->retry_on |= SL_RETRY_CONNECT_FAILURE;
+			continue;
+		}
+		if (e->type != YAML_SCALAR_NODE || sval(e)[0] < '0' || sval(e)[0] > '9')
+			return fail(p, e, "%s: entries are connect_failure or a status 500..599", w);
+		ret = get_uint(p, e, w, "status", 500, 599, &st);
+		if (ret)
+			return ret;
+		pol->retry_status[(st - 500) / 64] |= 1ull << ((st - 500) % 64);
+	}
+	return 0;
+}
+
+static int parse_outlier(struct parse *p, yaml_node_t *n, const char *uwhere,
+			 struct sl_conf_outlier *o)
+{
+	yaml_node_t *k, *v;
+	char where[192];
+	uint64_t x = 0;
+	size_t it;
+	int ret;
+
+	snprintf(where, sizeof(where), "%s.outlier", uwhere);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "consecutive_5xx")) {
+			ret = get_uint(p, v, where, "consecutive_5xx", 0, 1000, &x);
+			o->consecutive_5xx = (unsigned int)x;
+		} else if (KEY_IS(k, "consecutive_connect_failures")) {
+			ret = get_uint(p, v, where, "consecutive_connect_failures", 0, 1000, &x);
+			o->consecutive_connect_failures = (unsigned int)x;
+		} else if (KEY_IS(k, "base_ejection_time")) {
+			ret = get_duration(p, v, where, "base_ejection_time", 1,
+					   &o->base_ejection_time);
+		} else if (KEY_IS(k, "max_ejection_time")) {
+			ret = get_duration(p, v, where, "max_ejection_time", 1,
+					   &o->max_ejection_time);
+		} else if (KEY_IS(k, "max_ejection_percent")) {
+			ret = get_uint(p, v, where, "max_ejection_percent", 0, 100, &x);
+			o->max_ejection_percent = (unsigned int)x;
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (o->max_ejection_time < o->base_ejection_time)
+		return fail(p, n, "%s.max_ejection_time is below base_ejection_time", where);
+	return 0;
+}
+
+static int parse_status_range(struct parse *p, yaml_node_t *v, const char *where,
+			      struct sl_conf_hc *hc)
+{
+	int ret = want_str(p, v, where, "status");
+	unsigned int lo, hi;
+	char tail;
+
+	if (ret)
+		return ret;
+	if (sscanf(sval(v), "%3u-%3u%c", &lo, &hi, &tail) == 2 ||
+	    (sscanf(sval(v), "%3u%c", &lo, &tail) == 1 && (hi = lo))) {
+		if (lo >= 100 && hi <= 599 && lo <= hi && strlen(sval(v)) <= 7) {
+			hc->status_lo = (int)lo;
+			hc->status_hi = (int)hi;
+			return 0;
+		}
+	}
+	return fail(p, v, "%s: '%s' is not a status or a range like 200-399",
+		    kname(p, where, "status"), sval(v));
+}
+
+/* A value sent in the check's request line or Host header: printable, no spaces. */
+static int get_hc_str(struct parse *p, yaml_node_t *v, const char *where, const char *key,
+		      char **out, bool spaces)
+{
+	int ret = get_str(p, v, where, key, out);
+
+	if (ret)
+		return ret;
+	if (!**out || strlen(*out) > 1024)
+		return fail(p, v, "%s must be 1..1024 characters", kname(p, where, key));
+	for (const char *c = *out; *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || (*c == ' ' && !spaces))
+			return fail(p, v, "%s has a control character%s", kname(p, where, key),
+				    spaces ? "" : " or a space");
+	return 0;
+}
+
+static int parse_health(struct parse *p, yaml_node_t *n, const char *uwhere,
+			struct sl_conf_hc *hc)
+{
+	yaml_node_t *k, *v;
+	char where[192];
+	uint64_t x = 0;
+	size_t it;
+	int ret;
+
+	snprintf(where, sizeof(where), "%s.health_check", uwhere);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	hc->type = SL_HC_TCP;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "type")) {
+			ret = want_str(p, v, where, "type");
+			if (!ret && !strcmp(sval(v), "tcp"))
+				hc->type = SL_HC_TCP;
+			else if (!ret && !strcmp(sval(v), "http"))
+				hc->type = SL_HC_HTTP;
+			else if (!ret)
+				return fail(p, v, "%s: '%s' is not tcp or http",
+					    kname(p, where, "type"), sval(v));
+		} else if (KEY_IS(k, "interval")) {
+			ret = get_duration(p, v, where, "interval", 10, &hc->interval);
+		} else if (KEY_IS(k, "timeout")) {
+			ret = get_duration(p, v, where, "timeout", 1, &hc->timeout);
+		} else if (KEY_IS(k, "rise")) {
+			ret = get_uint(p, v, where, "rise", 1, 100, &x);
+			hc->rise = (unsigned int)x;
+		} else if (KEY_IS(k, "fall")) {
+			ret = get_uint(p, v, where, "fall", 1, 100, &x);
+			hc->fall = (unsigned int)x;
+		} else if (KEY_IS(k, "method")) {
+			ret = get_hc_str(p, v, where, "method", &hc->method, false);
+			if (!ret && !is_token(hc->method))
+				return fail(p, v, "%s must be a token", kname(p, where, "method"));
+		} else if (KEY_IS(k, "path")) {
+			ret = get_hc_str(p, v, where, "path", &hc->path, false);
+			if (!ret && hc->path[0] != '/')
+				return fail(p, v, "%s must start with /", kname(p, where, "path"));
+		} else if (KEY_IS(k, "host")) {
+			ret = get_hc_str(p, v, where, "host", &hc->host, false);
+		} else if (KEY_IS(k, "status")) {
+			ret = parse_status_range(p, v, where, hc);
+		} else if (KEY_IS(k, "body")) {
+			ret = get_hc_str(p, v, where, "body", &hc->body, true);
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (hc->timeout >= hc->interval)
+		return fail(p, n, "%s.timeout must be shorter than interval", where);
+	if (hc->type == SL_HC_TCP && (hc->method || hc->path || hc->host || hc->body))
+		return fail(p, n, "%s: method, path, host and body need type: http", where);
+	return 0;
+}
+
+static void upstream_defaults(struct sl_conf_upstream *u)
+{
+	u->retries = 1;
+	u->pool.max_idle_per_worker = 128;
+	u->pool.max_idle_shared = 1024;
+	u->pool.idle_timeout = 60000;
+	u->pool.queue_timeout = 3000;
+	u->lb.table_size = 65537;
+	u->lb.ewma_decay = 10000;
+	u->lb.ewma_penalty = 1000;
+	u->lb.retry_on = SL_RETRY_CONNECT_FAILURE;
+	u->lb.outlier.consecutive_5xx = 5;
+	u->lb.outlier.consecutive_connect_failures = 5;
+	u->lb.outlier.base_ejection_time = 30000;
+	u->lb.outlier.max_ejection_time = 300000;
+	u->lb.outlier.max_ejection_percent = 10;
+	u->hc.interval = 5000;
+	u->hc.timeout = 2000;
+	u->hc.rise = 2;
+	u->hc.fall = 3;
+	u->hc.status_lo = 200;
+	u->hc.status_hi = 399;
+}
+
 static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 			  struct sl_conf_upstream *u)
 {
-	yaml_node_t *k, *v, *servers = NULL;
+	yaml_node_t *k, *v, *servers = NULL, *hash_key = NULL, *factor = NULL, *table = NULL;
 	char where[160], swhere[192];
 	uint64_t x = 0;
 	size_t it, i, cnt;
@@ -593,12 +865,49 @@ static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 			u->pool.max_idle_per_worker = x;
 		} else if (KEY_IS(k, "pool")) {
 			ret = parse_pool(p, v, where, u);
+		} else if (KEY_IS(k, "balance")) {
+			ret = parse_balance(p, v, where, &u->lb);
+		} else if (KEY_IS(k, "hash_key")) {
+			hash_key = v;
+			ret = parse_hash_key(p, v, where, &u->lb);
+		} else if (KEY_IS(k, "table_size")) {
+			table = v;
+			ret = get_uint(p, v, where, "table_size", 3, 1000003, &x);
+			if (!ret && !is_prime(x))
+				return fail(p, v, "%s must be a prime (e.g. 65537)",
+					    kname(p, where, "table_size"));
+			u->lb.table_size = (unsigned int)x;
+		} else if (KEY_IS(k, "hash_balance_factor")) {
+			factor = v;
+			ret = get_uint(p, v, where, "hash_balance_factor", 101, 10000, &x);
+			u->lb.hash_balance_factor = (unsigned int)x;
+		} else if (KEY_IS(k, "slow_start")) {
+			ret = get_duration(p, v, where, "slow_start", 0, &u->lb.slow_start);
+		} else if (KEY_IS(k, "ewma_decay")) {
+			ret = get_duration(p, v, where, "ewma_decay", 1, &u->lb.ewma_decay);
+		} else if (KEY_IS(k, "ewma_penalty")) {
+			ret = get_duration(p, v, where, "ewma_penalty", 1, &u->lb.ewma_penalty);
+		} else if (KEY_IS(k, "retry_on")) {
+			ret = parse_retry_on(p, v, where, &u->lb);
+		} else if (KEY_IS(k, "outlier")) {
+			ret = parse_outlier(p, v, where, &u->lb.outlier);
+		} else if (KEY_IS(k, "health_check")) {
+			ret = parse_health(p, v, where, &u->hc);
 		} else {
 			ret = unknown(p, k, where);
 		}
 		if (ret)
 			return ret;
 	}
+	u->lb.retries = u->retries;
+	if (hash_key && u->lb.balance != SL_BAL_MAGLEV && u->lb.balance != SL_BAL_KETAMA)
+		return fail(p, hash_key, "%s needs balance: maglev or ketama",
+			    kname(p, where, "hash_key"));
+	if (table && u->lb.balance != SL_BAL_MAGLEV)
+		return fail(p, table, "%s needs balance: maglev", kname(p, where, "table_size"));
+	if (factor && u->lb.balance != SL_BAL_KETAMA)
+		return fail(p, factor, "%s needs balance: ketama",
+			    kname(p, where, "hash_balance_factor"));
 	if (!servers)
 		return fail(p, name, "upstream '%s' has no servers", u->name);
 	if (is_null(servers))
@@ -623,7 +932,46 @@ static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 		if (ret)
 			return ret;
 	}
-	return 0;
+	if (u->lb.balance == SL_BAL_MAGLEV && cnt > u->lb.table_size)
+		return fail(p, servers, "upstream '%s' has more servers (%zu) than its maglev "
+				      "table_size (%u)",
+			    u->name, cnt, u->lb.table_size);
+	/* a server is known by its address (health, counters, the admin API) */
+	return check_dup_servers(p, servers, u);
+}
+
+static int srv_cmp(const void *pa, const void *pb)
+{
+	const struct sl_conf_server *const *a = pa, *const *b = pb;
+	int r = memcmp(&(*a)->addr, &(*b)->addr, sizeof((*a)->addr));
+
+	if (r)
+		return r;
+	return *a < *b ? -1 : *a > *b;
+}
+
+static int check_dup_servers(struct parse *p, yaml_node_t *servers, struct sl_conf_upstream *u)
+{
+	const struct sl_conf_server **v = malloc(u->n_servers * sizeof(*v));
+	size_t first = SIZE_MAX;
+
+	if (!v)
+		return oom(p);
+	for (unsigned int i = 0; i < u->n_servers; i++)
+		v[i] = &u->servers[i];
+	qsort(v, u->n_servers, sizeof(*v), srv_cmp);
+	for (unsigned int i = 1; i < u->n_servers; i++)
+		if (!memcmp(&v[i - 1]->addr, &v[i]->addr, sizeof(v[i]->addr))) {
+			size_t at = (size_t)(v[i] - u->servers);
+			if (at < first)
+				first = at;
+		}
+	free(v);
+	if (first == SIZE_MAX)
+		return 0;
+	return fail(p, node_at(p, servers->data.sequence.items.start[first]),
+		    "upstreams.%s.servers[%zu]: duplicate address '%s'", u->name, first,
+		    u->servers[first].address);
 }
 
 static int parse_upstreams(struct parse *p, yaml_node_t *n)
@@ -646,11 +994,7 @@ static int parse_upstreams(struct parse *p, yaml_node_t *n)
 		struct sl_conf_upstream *u = &c->upstreams[i];
 
 		u->index = i++;
-		u->retries = 1;
-		u->pool.max_idle_per_worker = 128;
-		u->pool.max_idle_shared = 1024;
-		u->pool.idle_timeout = 60000;
-		u->pool.queue_timeout = 3000;
+		upstream_defaults(u);
 		if (!k->data.scalar.length || strlen(sval(k)) != k->data.scalar.length)
 			return fail(p, k, "invalid upstream name");
 		u->name = strdup(sval(k));
@@ -1012,10 +1356,42 @@ static bool is_loopback(const struct sockaddr_storage *ss)
 	return false;
 }
 
+/* The token file: one line (a final newline is not part of it), printable, at most 4 KiB.
+ * Read at every load, so a reload picks up a rotated token. */
+static int read_token(struct parse *p, yaml_node_t *v, struct sl_conf_admin *a)
+{
+	char buf[4098];
+	size_t n;
+	FILE *f = fopen(a->token_file, "re");
+
+	if (!f)
+		return fail(p, v, "admin.token_file: cannot open '%s': %s", a->token_file,
+			    strerror(errno));
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	if (n && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	if (n && buf[n - 1] == '\r')
+		buf[--n] = 0;
+	if (n > 4096)
+		return fail(p, v, "admin.token_file: '%s' is over 4096 bytes", a->token_file);
+	if (!n)
+		return fail(p, v, "admin.token_file: '%s' is empty", a->token_file);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)buf[i] <= ' ' || (unsigned char)buf[i] >= 0x7f)
+			return fail(p, v, "admin.token_file: '%s' holds a space or control "
+					  "character (one line of printable characters expected)",
+				    a->token_file);
+	free(a->token);
+	a->token = strdup(buf);
+	return a->token ? 0 : oom(p);
+}
+
 static int parse_admin(struct parse *p, yaml_node_t *n)
 {
 	struct sl_conf_admin *a = &p->c->admin;
-	yaml_node_t *k, *v;
+	yaml_node_t *k, *v, *listen = NULL, *token = NULL, *token_file = NULL;
 	size_t it;
 	int ret = want_map(p, n, "admin");
 
@@ -1031,12 +1407,17 @@ static int parse_admin(struct parse *p, yaml_node_t *n)
 			if (!ret)
 				ret = get_str(p, v, "admin", "socket", &a->socket);
 		} else if (KEY_IS(k, "listen")) {
+			listen = v;
 			ret = get_addr(p, v, "admin.listen", &a->listen, &a->listen_addr,
 				       &a->listen_addrlen);
-			if (!ret && !is_loopback(&a->listen_addr))
-				return fail(p, v, "admin.listen must be a loopback address");
 		} else if (KEY_IS(k, "token")) {
+			token = v;
 			ret = get_str(p, v, "admin", "token", &a->token);
+		} else if (KEY_IS(k, "token_file")) {
+			token_file = v;
+			ret = get_str(p, v, "admin", "token_file", &a->token_file);
+		} else if (KEY_IS(k, "allow_remote")) {
+			ret = get_bool(p, v, "admin", "allow_remote", &a->allow_remote);
 		} else if (KEY_IS(k, "debug")) {
 			ret = get_bool(p, v, "admin", "debug", &a->debug);
 		} else {
@@ -1045,8 +1426,19 @@ static int parse_admin(struct parse *p, yaml_node_t *n)
 		if (ret)
 			return ret;
 	}
+	if (token && token_file)
+		return fail(p, token_file, "admin: token and token_file are exclusive");
+	if (token_file) {
+		ret = read_token(p, token_file, a);
+		if (ret)
+			return ret;
+	}
+	if (listen && !a->allow_remote && !is_loopback(&a->listen_addr))
+		return fail(p, listen, "admin.listen must be a loopback address (or set "
+				       "admin.allow_remote: true)");
 	if (a->listen && (!a->token || !a->token[0]))
-		return fail(p, n, "admin.listen needs admin.token (a bearer token)");
+		return fail(p, n, "admin.listen needs admin.token or admin.token_file (a bearer "
+				  "token)");
 	return 0;
 }
 
@@ -1198,13 +1590,20 @@ static void conf_free(struct sl_conf *c)
 			free(u->servers[j].address);
 		free(u->servers);
 		free(u->name);
-		free(u->lb); /* balancer state, allocated by lb/ as one block */
+		free(u->lb.hash_name);
+		free(u->hc.method);
+		free(u->hc.path);
+		free(u->hc.host);
+		free(u->hc.body);
+		if (u->live_put)
+			u->live_put(u->live); /* lb/'s live upstream, one reference per snapshot */
 	}
 	free(c->upstreams);
 	free(c->bpf.pin_path);
 	free(c->admin.socket);
 	free(c->admin.listen);
 	free(c->admin.token);
+	free(c->admin.token_file);
 	free(c->log.error_log);
 	free(c->log.access_log);
 	free(c->path);

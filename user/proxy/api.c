@@ -4,8 +4,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/clock.h"
+#include "core/hash.h"
 #include "http/route.h"
 #include "lb/lb.h"
+#include "lb/lb_int.h"
 #include "proxy/session.h"
 
 /* Accessors answer "nothing" outside a request rather than crash: a careless caller
@@ -216,12 +219,57 @@ const struct sl_conf_upstream *sl_upstream_find(const struct sl_session *s, cons
 	return NULL;
 }
 
-static int was_tried(const struct sl_request *r, unsigned int i)
+/* The request's hash key for maglev and ketama; a request without the header or cookie
+ * gets a random one (spread like round robin). */
+static uint64_t cookie_hash(const struct sl_session *s, const char *name)
 {
-	for (unsigned int k = 0; k < r->n_tried; k++)
-		if (r->tried[k] == i)
-			return 1;
+	const struct sl_head *h = &s->r->req;
+	size_t nl = strlen(name);
+	for (unsigned int k = 0; k < h->n; k++) {
+		if (h->h[k].name_len != 6 || strncasecmp(s->in.data + h->h[k].name_off, "cookie", 6))
+			continue;
+		const char *v = sl_hdr_value(h, s->in.data, k), *end = v + h->h[k].value_len;
+		while (v < end) {
+			while (v < end && (*v == ' ' || *v == ';'))
+				v++;
+			const char *pair = v;
+			while (v < end && *v != ';')
+				v++;
+			const char *eq = memchr(pair, '=', (size_t)(v - pair));
+			if (eq && (size_t)(eq - pair) == nl && !memcmp(pair, name, nl))
+				return sl_fnv(SL_FNV_INIT, eq + 1, (size_t)(v - eq - 1));
+		}
+	}
 	return 0;
+}
+
+static uint64_t hash_key(const struct sl_session *s, const struct sl_upset *set)
+{
+	uint64_t h = 0;
+	const char *v;
+	size_t n;
+	switch (set->pol.hash_key) {
+	case SL_HASH_CLIENT_IP:
+		if (s->client.sa.sa_family == AF_INET6)
+			h = sl_fnv(SL_FNV_INIT, &s->client.in6.sin6_addr, 16);
+		else
+			h = sl_fnv(SL_FNV_INIT, &s->client.in.sin_addr, 4);
+		break;
+	case SL_HASH_HEADER:
+		if (!sl_req_header(s, set->pol.hash_name, &v, &n))
+			h = sl_fnv(SL_FNV_INIT, v, n);
+		break;
+	case SL_HASH_COOKIE:
+		h = cookie_hash(s, set->pol.hash_name);
+		break;
+	case SL_HASH_URI:
+		v = sl_req_target(s, &n);
+		h = sl_fnv(SL_FNV_INIT, v, n);
+		break;
+	}
+	if (!h)
+		h = sl_mono_ns() * 0x9e3779b97f4a7c15ull;
+	return sl_lb_mix(h);
 }
 
 int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, struct sl_peer *peer)
@@ -229,26 +277,26 @@ int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, str
 	if (!req_of(s) || !u || !peer)
 		return -EINVAL;
 	struct sl_request *r = s->r;
-	if (r->n_tried >= SL_TRIED_MAX)
-		return -EAGAIN;
-	/* the balancer skips tried servers below 64 by mask; the rest are checked here,
-	 * each pick moving its cursor on, so every server is reachable */
-	uint64_t mask = 0;
-	for (unsigned int k = 0; k < r->n_tried; k++)
-		if (r->tried[k] < 64)
-			mask |= 1ull << r->tried[k];
-	int i = -EAGAIN;
-	for (unsigned int n = 0; n <= u->n_servers; n++) {
-		i = sl_lb_pick(u, s->w->id, mask);
-		if (i < 0 || !was_tried(r, (unsigned int)i))
-			break;
-		i = -EAGAIN;
+	struct sl_upstream *live = u->live;
+	if (!live)
+		return -ENOENT;
+	if (r->lb.u != live) { /* first pick, or a proxy that moved to another upstream */
+		sl_lb_req_end(&r->lb);
+		sl_lb_req_begin(&r->lb, live, s->w->id);
 	}
-	if (i < 0)
-		return i;
-	r->tried[r->n_tried++] = (uint16_t)i;
+	if (!r->lb.hold)
+		return -EAGAIN;
+	const struct sl_upset *set = r->lb.hold->set;
+	uint64_t now = sl_mono_coarse_ns();
+	int hashed = set->pol.balance == SL_BAL_MAGLEV || set->pol.balance == SL_BAL_KETAMA;
+	int i = sl_lb_pick(&r->lb, hashed ? hash_key(s, set) : 0, now);
+	if (i < 0) {
+		if (!r->lb.n_tried)
+			sl_lb_log_nousable(live, now);
+		return -EAGAIN;
+	}
 	r->upstream = u;
-	const struct sl_conf_server *sv = &u->servers[i];
+	const struct sl_server *sv = set->srv[i].s;
 	memset(peer, 0, sizeof(*peer));
 	memcpy(&peer->addr, &sv->addr, sv->addrlen);
 	peer->addrlen = sv->addrlen;
@@ -262,14 +310,15 @@ int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, str
 int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u)
 {
 	const struct sl_request *r = req_of(s);
-	if (!r || !u || r->n_tried >= SL_TRIED_MAX)
+	if (!r || !u || r->lb.u != u->live)
 		return 0;
-	unsigned int distinct = 0;
-	for (unsigned int k = 0; k < r->n_tried; k++) {
-		unsigned int dup = 0;
-		for (unsigned int j = 0; j < k; j++)
-			dup |= r->tried[j] == r->tried[k];
-		distinct += !dup;
-	}
-	return distinct < u->n_servers;
+	return sl_lb_untried(&r->lb, sl_mono_coarse_ns()) > 0;
+}
+
+int sl_upstream_retry_status(const struct sl_session *s, int status)
+{
+	const struct sl_request *r = req_of(s);
+	if (!r || !r->upstream || !sl_lb_retry_on(&r->lb, status))
+		return 0;
+	return r->tries <= r->upstream->retries && sl_lb_untried(&r->lb, sl_mono_coarse_ns()) > 0;
 }

@@ -38,7 +38,8 @@ static int conf_fail_to_connect(struct sl_session *s, void *ctx, const struct sl
 				int err)
 {
 	const struct sl_conf_upstream *u = ((struct conf_ctx *)ctx)->route->upstream;
-	if (sl_session_tries(s) <= u->retries && sl_upstream_untried(s, u))
+	if ((u->lb.retry_on & SL_RETRY_CONNECT_FAILURE) && sl_session_tries(s) <= u->retries &&
+	    sl_upstream_untried(s, u))
 		return SL_RETRY;
 	return 0;
 }

@@ -48,6 +48,7 @@ static void parse_request_head(struct sl_session *s);
 static void pump_request_body(struct sl_session *s);
 static int body_filter(struct sl_session *s, uint32_t from);
 static void connect_upstream(struct sl_session *s);
+static void retry_request(struct sl_session *s);
 static int acquire_connection(struct sl_session *s);
 static void queue_wait(struct sl_session *s);
 static void queue_unlink(struct sl_session *s);
@@ -375,6 +376,8 @@ static void up_release(struct sl_session *s, int reusable)
 	const struct sl_conf_pool *pl = r->upstream ? &r->upstream->pool : NULL;
 	if (reusable && pl && pl->max_requests_per_conn && c->requests >= pl->max_requests_per_conn)
 		reusable = 0;
+	if (reusable && sl_lb_req_server_gone(&r->lb))
+		reusable = 0; /* removed from its upstream meanwhile: its connections go */
 	if (!reusable) {
 		sl_upconn_close(c);
 		if (!sl_waitq_empty(&w->waitq)) /* a slot is free */
@@ -895,6 +898,7 @@ static void request_release(struct sl_session *s)
 		event_del(&r->tev);
 		s->timer = ST_NONE;
 	}
+	sl_lb_req_end(&r->lb);
 	if (r->hold)
 		sl_worker_conf_put(w, r->hold);
 	iob_free(w, &r->uin);
@@ -1361,6 +1365,7 @@ static int connect_failed(struct sl_session *s, int err)
 	const struct sl_proxy_ops *ops = s->w->d->ops;
 	sl_log(SL_LOG_WARN, "msg=\"upstream connect failed\" peer=%s err=\"%s\" try=%u",
 	       r->peer.name, strerror(-err), r->tries);
+	sl_lb_report(&r->lb, SL_LB_CONNECT_FAIL, 0, 0, 0);
 	if (r->up) {
 		r->up_broken = 1;
 		up_release(s, 0);
@@ -1386,7 +1391,6 @@ static void connect_upstream(struct sl_session *s)
 	uint32_t gen = s->gen;
 	for (;;) {
 		r->tries++;
-		r->n_tried_prev = r->n_tried;
 		memset(&r->peer, 0, sizeof(r->peer));
 		int rc = PHASE_CALL(s, PH_UPSTREAM_PEER, ops->upstream_peer(s, r->ctx, &r->peer));
 		if (GONE(s, gen) || r->local_resp || rc == SL_DONE)
@@ -1500,13 +1504,33 @@ void sl_session_wake_queue(struct sl_worker *w)
 	sl_waitq_wake(&w->waitq, 64);
 }
 
+/* retry_on: a 5xx head, nothing of it sent to the client, a request that can be sent
+ * again (idempotent, its body still whole in the buffer): another server gets it. */
+static int status_retry(struct sl_session *s)
+{
+	struct sl_request *r = s->r;
+	int body_gone = r->has_body && (!r->req_done || r->body_discarded);
+	if (r->resp_started || !r->idempotent || body_gone ||
+	    !sl_upstream_retry_status(s, r->status))
+		return 0;
+	sl_log(SL_LOG_INFO, "msg=\"retrying on another server\" peer=%s status=%d try=%u",
+	       r->peer.name, r->status, r->tries);
+	r->up_broken = 1;
+	up_release(s, 0); /* not a stale pooled connection: it answered */
+	r->resp_head_done = 0;
+	r->interim = 0;
+	r->status = 0;
+	retry_request(s);
+	return 1;
+}
+
 static void retry_request(struct sl_session *s)
 {
 	struct sl_request *r = s->r;
 	if (r->up && r->up->reused) {
 		s->w->st->pool_stale_retries++;
 		/* the peer is fine, the pooled connection was stale: same choice, new socket */
-		r->n_tried = r->n_tried_prev;
+		sl_lb_untry_last(&r->lb);
 		r->fresh_only = 1;
 	}
 	up_release(s, 0);
@@ -1656,6 +1680,9 @@ static int response_head(struct sl_session *s)
 	}
 	r->status = st;
 	r->up_time_ns = sl_mono_ns() - r->t_up;
+	sl_lb_report(&r->lb, SL_LB_RESPONSE, st, r->up_time_ns, 0);
+	if (st >= 500 && status_retry(s))
+		return -1;
 	if (ops->response_filter) {
 		int rc = PHASE_CALL(s, PH_RESPONSE_FILTER, ops->response_filter(s, r->ctx));
 		if (GONE(s, gen))
@@ -2114,6 +2141,8 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 	case ST_RESPONSE:
 	case ST_UPIDLE:
 		sl_log(SL_LOG_WARN, "msg=\"upstream timed out\" peer=%s", r->peer.name);
+		if (!r->resp_head_done)
+			sl_lb_report(&r->lb, SL_LB_TIMEOUT, 504, 0, 0);
 		r->up_broken = 1;
 		if (r->resp_started) {
 			r->keepalive = 0;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "http/http.h"
+#include "lb/lb.h"
 #include "net/addr.h"
 #include "server/worker.h"
 #include "sluice/sluice.h"
@@ -68,8 +69,6 @@ enum sl_phase {
 	PH_LOGGING,
 };
 
-#define SL_TRIED_MAX 16 /* servers one request may try */
-
 /* One request and its response: allocated when a request head starts, released as one
  * thing when it ends (recycled through a per-worker free list). Nothing of it survives
  * into the next request on the connection; code that called out to a phase callback
@@ -105,9 +104,8 @@ struct sl_request {
 	uint64_t peer_hash;
 	struct sl_upconn *up;
 	unsigned int tries;
-	uint8_t n_tried, n_tried_prev; /* servers tried; before the last pick */
-	uint16_t tried[SL_TRIED_MAX];  /* their indexes, for the config-driven balancer */
-	uint8_t fresh_only;	       /* retrying a stale pooled connection: connect anew */
+	struct sl_lb_req lb; /* set held, servers tried, attempt in flight (sl_upstream_pick) */
+	uint8_t fresh_only;  /* retrying a stale pooled connection: connect anew */
 	int fail_status;	       /* the last attempt's error (502/504), for a failed retry */
 	const struct sl_conf_upstream *upstream;
 	struct sl_iob uin;
@@ -193,6 +191,9 @@ void sl_session_pool_share_waited(struct sl_worker *w);
 void sl_session_pool_hand_over(struct sl_worker *w);
 /* 1 while u has a server this request has not tried (the config-driven retry rule). */
 int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u);
+/* 1 when a response with this status should be retried on another server (retry_on,
+ * retries left, a server left to try); the caller checks the request can be resent. */
+int sl_upstream_retry_status(const struct sl_session *s, int status);
 /* Close connections whose first-byte or keep-alive time is up (the worker tick). */
 void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns);
 /* A quiet worker: shrink the session and request free lists to their reserves. */

@@ -128,11 +128,16 @@ int sl_daemon_reload(struct sl_daemon *d)
 		sl_conf_put(n);
 		return -EINVAL;
 	}
-	if (sl_lb_prepare(n, d->n_workers)) {
-		sl_log(SL_LOG_ERROR, "msg=\"reload rejected\" reason=\"out of memory\"");
-		snprintf(d->reload_err, sizeof(d->reload_err), "out of memory");
+	if (sl_lb_attach(n, d->n_workers, err, sizeof(err))) {
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"reload rejected, old config keeps serving\" reason=\"%s: %s\"", path,
+		       err);
+		int k = snprintf(d->reload_err, sizeof(d->reload_err), "%s: ", path);
+		if (k > 0 && (size_t)k < sizeof(d->reload_err))
+			snprintf(d->reload_err + k, sizeof(d->reload_err) - (size_t)k, "%.*s",
+				 (int)(sizeof(d->reload_err) - (size_t)k - 1), err);
 		sl_conf_put(n);
-		return -ENOMEM;
+		return -EINVAL;
 	}
 	sl_log_level_cur = n->log.level;
 	if (d->spool) {
@@ -510,7 +515,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		sl_conf_put(conf);
 		return 1;
 	}
-	if (sl_lb_prepare(conf, d.n_workers)) {
+	if (sl_lb_attach(conf, d.n_workers, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", path, err);
 		sl_conf_put(conf);
 		return 1;
 	}
@@ -603,6 +609,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	sl_spool_free(d.spool);
 	free(d.workers);
 	sl_conf_put(atomic_load(&d.conf));
+	sl_lb_registry_clear();
 	if (d.alog_fd > 2)
 		close(d.alog_fd);
 	free(d.alog_path);
