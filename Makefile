@@ -59,9 +59,10 @@ $(B)/libsluice.a: $(LIB_OBJ) $(LLHTTP_OBJ)
 $(B)/sluiced: $(B)/user/main.o $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/sluicectl: tools/sluicectl.c $(B)/libsluice.a $(BPF_SKEL)
+SLUICECTL_SRC := tools/sluicectl.c tools/sluicectl_upstream.c
+$(B)/sluicectl: $(SLUICECTL_SRC) tools/sluicectl_upstream.h $(B)/libsluice.a $(BPF_SKEL)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ tools/sluicectl.c $(B)/libsluice.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SLUICECTL_SRC) $(B)/libsluice.a $(LDLIBS)
 
 $(B)/%.o: %.c $(BPF_SKEL)
 	@mkdir -p $(@D)
@@ -164,9 +165,10 @@ $(B)/fuzz/obj/%.o: selftests/fuzz/%.c $(FUZZ_HDR)
 $(B)/fuzz/fuzz_http_head $(B)/fuzz/fuzz_request $(B)/fuzz/fuzz_response: $(FUZZ_HTTP)
 $(B)/fuzz/fuzz_config: $(B)/fuzz/obj/user/config/config.o
 $(B)/fuzz/fuzz_config: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1)
-$(B)/fuzz/fuzz_admin: $(B)/fuzz/obj/user/config/config.o
-$(B)/fuzz/fuzz_admin: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libevent jansson)
-$(B)/fuzz/obj/fuzz_admin.o: user/admin/admin.c
+$(B)/fuzz/fuzz_admin: $(B)/fuzz/obj/user/config/config.o $(B)/fuzz/obj/user/admin/upstreams.o \
+	$(B)/fuzz/obj/user/lb/set.o $(B)/fuzz/obj/user/lb/lb.o
+$(B)/fuzz/fuzz_admin: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libevent jansson) -lm
+$(B)/fuzz/obj/fuzz_admin.o: user/admin/admin.c user/admin/admin_int.h
 
 $(B)/fuzz/%: $(B)/fuzz/obj/%.o
 	$(CLANG) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(FUZZ_LIBS)

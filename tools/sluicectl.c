@@ -28,6 +28,7 @@
 #include "bpf/xdp.h"
 #include "config/config.h"
 #include "sluice_common.h"
+#include "sluicectl_upstream.h"
 
 struct cmd {
 	const char *name;
@@ -1472,6 +1473,14 @@ static const struct cmd cmds[] = {
      "reopen the error and access log files (after rotation), through the admin socket or "
      "SIGUSR1 to a verified PID",
      cmd_reopen_logs},
+    {"upstream",
+     "[--socket PATH] [--json] list | show NAME | set NAME ADDR[=WEIGHT]... | add NAME ADDR "
+     "[WEIGHT] | del NAME ADDR | drain|enable|disable NAME ADDR",
+     "upstreams of the running daemon through its admin socket (--socket, else "
+     "$SLUICE_ADMIN_SOCKET, else /run/sluice/admin.sock): list them with live server "
+     "states, replace a server list, add or remove one server, drain, enable or disable one "
+     "(in memory: docs/operations.md says how a reload treats it)",
+     sl_ctl_upstream},
     {"check", "FILE", "validate a configuration file", cmd_check},
     {"version", "", "print the version", cmd_version},
 };

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "config/config.h"
+#include "lb/lb.h"
 
 /* What admin.c calls outside itself: the daemon (server/control.h) and the log. */
 enum sl_log_level sl_log_level_cur = SL_LOG_DEBUG;
@@ -167,6 +168,10 @@ static int setup(void)
 	    sl_conf_parse(conf_yaml, sizeof(conf_yaml) - 1, "fuzz", err, sizeof(err));
 	if (!conf) {
 		fprintf(stderr, "fuzz_admin: config: %s\n", err);
+		abort();
+	}
+	if (sl_lb_attach(conf, 2, err, sizeof(err))) { /* the /upstreams tree edits these */
+		fprintf(stderr, "fuzz_admin: upstreams: %s\n", err);
 		abort();
 	}
 	g.echo = getenv("FUZZ_ADMIN_ECHO") != NULL;

@@ -321,12 +321,12 @@ REASONS = {100: "Continue", 101: "Switching Protocols", 103: "Early Hints", 200:
 class Backend:
     """A threaded raw HTTP/1.1 server on 127.0.0.1 (or ::1) and a free port."""
 
-    def __init__(self, name=None, handler=None, host="127.0.0.1", idle_close=None):
+    def __init__(self, name=None, handler=None, host="127.0.0.1", idle_close=None, port=0):
         self.host = host
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.lsock = socket.socket(fam, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, 0))
+        self.lsock.bind((host, port))  # port=: come back on a port a stopped one had
         self.lsock.listen(128)
         self.lsock.settimeout(0.2)
         self.port = self.lsock.getsockname()[1]

@@ -19,13 +19,14 @@
 #include <jansson.h>
 
 #include "admin/admin.h"
+#include "admin/admin_int.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "config/config.h"
 #include "server/control.h"
 #include "sluice_common.h"
 
-#define ADMIN_MAX_BODY (64 * 1024)
+#define ADMIN_MAX_BODY (4 * 1024 * 1024) /* a PUT of 65,536 servers fits */
 #define ADMIN_MAX_HEADERS (16 * 1024)
 #define ADMIN_TIMEOUT_S 10
 #define ADMIN_STALL_MAX_MS 10000
@@ -74,7 +75,7 @@ static void send_body(struct evhttp_request *req, int code, const char *type, st
 }
 
 /* Takes the reference to j. */
-static void send_json(struct evhttp_request *req, int code, json_t *j)
+void sl_admin_send_json(struct evhttp_request *req, int code, json_t *j)
 {
 	struct evbuffer *b = evbuffer_new();
 	char *s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
@@ -95,10 +96,13 @@ static void send_json(struct evhttp_request *req, int code, json_t *j)
 	evbuffer_free(b);
 }
 
-static void send_error(struct evhttp_request *req, int code, const char *msg)
+void sl_admin_send_error(struct evhttp_request *req, int code, const char *msg)
 {
-	send_json(req, code, json_pack("{s:s}", "error", msg));
+	sl_admin_send_json(req, code, json_pack("{s:s}", "error", msg));
 }
+
+#define send_json sl_admin_send_json
+#define send_error sl_admin_send_error
 
 /* ---- helpers ---- */
 
@@ -267,38 +271,6 @@ static void get_workers(struct admin *a, struct evhttp_request *req)
 	send_json(req, 200, arr);
 }
 
-static void get_upstreams(struct admin *a, struct evhttp_request *req)
-{
-	const struct sl_conf *c = sl_ctl_conf(a->d);
-	json_t *arr = json_array();
-	for (unsigned int i = 0; arr && i < c->n_upstreams; i++) {
-		const struct sl_conf_upstream *u = &c->upstreams[i];
-		json_t *srv = json_array();
-		for (unsigned int k = 0; srv && k < u->n_servers; k++)
-			if (json_array_append_new(
-				srv, json_pack("{s:s,s:I}", "address", u->servers[k].address,
-					       "weight", (json_int_t)u->servers[k].weight))) {
-				json_decref(srv);
-				srv = NULL;
-			}
-		if (!srv ||
-		    json_array_append_new(
-			arr, json_pack(
-				 "{s:s,s:o,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "name", u->name,
-				 "servers", srv, "retries", (json_int_t)u->retries, "pool",
-				 "max_idle_per_worker", (json_int_t)u->pool.max_idle_per_worker,
-				 "max_idle_shared", (json_int_t)u->pool.max_idle_shared,
-				 "idle_timeout_ms", (json_int_t)u->pool.idle_timeout,
-				 "max_requests_per_conn", (json_int_t)u->pool.max_requests_per_conn,
-				 "max_conns_per_server", (json_int_t)u->pool.max_conns_per_server,
-				 "queue_timeout_ms", (json_int_t)u->pool.queue_timeout))) {
-			json_decref(arr);
-			arr = NULL;
-		}
-	}
-	send_json(req, 200, arr);
-}
-
 static void post_reload(struct admin *a, struct evhttp_request *req)
 {
 	struct sl_ctl_status st;
@@ -429,6 +401,7 @@ static void get_metrics(struct admin *a, struct evhttp_request *req)
 	for (unsigned int i = 0; !sl_ctl_worker(a->d, i, &w); i++)
 		evbuffer_add_printf(b, "sluice_worker_up{worker=\"%u\"} %d\n", i,
 				    w.state == SL_WORKER_READY);
+	sl_admin_upstream_metrics(b);
 	evbuffer_add_printf(b,
 			    "# HELP sluice_reloads_total Configuration reloads applied.\n"
 			    "# TYPE sluice_reloads_total counter\n"
@@ -472,7 +445,6 @@ static const struct admin_route routes[] = {
     {"/readyz", M_GET, "GET, HEAD", 0, get_readyz},
     {"/status", M_GET, "GET, HEAD", 0, get_status},
     {"/workers", M_GET, "GET, HEAD", 0, get_workers},
-    {"/upstreams", M_GET, "GET, HEAD", 0, get_upstreams},
     {"/reload", M_POST, "POST", 0, post_reload},
     {"/reopen-logs", M_POST, "POST", 0, post_reopen_logs},
     {"/metrics", M_GET, "GET, HEAD", 0, get_metrics},
@@ -494,6 +466,10 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (!path || !path[0])
 		path = "/";
+	if (!strncmp(path, "/upstreams", 10) && (path[10] == '/' || !path[10])) {
+		sl_admin_upstreams(c, req, path + 10);
+		return;
+	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct admin_route *r = &routes[i];
 		if (strcmp(r->path, path) || (r->debug && !c->admin.debug))

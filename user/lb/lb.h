@@ -48,6 +48,8 @@ struct sl_server {
 	_Atomic uint64_t hc_ok, hc_fail;
 	/* health-check progress, written by the health service only */
 	unsigned int hc_up_streak, hc_down_streak;
+	uint64_t hc_next; /* next check (sl_mono_ns()), 0 = not scheduled yet */
+	int hc_busy;	  /* a check is running */
 	char hc_last[96]; /* last check failure, for /upstreams */
 	_Atomic int hc_seen;  /* the health service checked it at least once */
 };
@@ -95,7 +97,8 @@ struct sl_ups_slot {
 struct sl_upstream {
 	atomic_int refcnt;
 	char *name;
-	pthread_mutex_t lock; /* cur, hc, file_sig: main thread writes, services read */
+	pthread_mutex_t pub;  /* serialises publications (admin API, services, reloads) */
+	pthread_mutex_t lock; /* cur, hc, file_sig; ejection decisions */
 	struct sl_upset *cur; /* the published set (its reference) */
 	struct sl_conf_hc hc; /* copied from the latest snapshot (strings owned here) */
 	uint64_t file_sig;    /* the file's server list the last load saw */
@@ -150,6 +153,13 @@ void sl_upstream_put(struct sl_upstream *u);
  * changed): duplicate or invalid address, none at all, over SL_CONF_MAX_SERVERS. */
 int sl_upstream_replace(struct sl_upstream *u, const struct sl_conf_server *servers,
 			unsigned int n, char *err, size_t errlen);
+/* Add one server / remove one (by parsed address) under the publication lock, so a
+ * concurrent replace cannot be lost. 0; -EEXIST already there; -ENOENT not there;
+ * -ENOTEMPTY it is the last one; -EINVAL (err says why). */
+int sl_upstream_add_server(struct sl_upstream *u, const struct sl_conf_server *cs, char *err,
+			   size_t errlen);
+int sl_upstream_del_server(struct sl_upstream *u, const struct sockaddr_storage *ss,
+			   socklen_t len, char *err, size_t errlen);
 /* The current set, referenced (sl_upset_put). Any thread. */
 struct sl_upset *sl_upstream_current(struct sl_upstream *u);
 void sl_upset_get(struct sl_upset *s);
@@ -199,5 +209,8 @@ const char *sl_server_state(const struct sl_server *s, uint64_t now);
 
 /* Rate-limited (once a second per upstream) "no usable server" log line. */
 void sl_lb_log_nousable(struct sl_upstream *u, uint64_t now);
+
+/* ---- active health checks (lb/health.c): the "health" background service ---- */
+int sl_health_register(void);
 
 #endif

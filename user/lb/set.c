@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "lb/lb.h"
 #include "lb/lb_int.h"
+#include "sluice/service.h"
 
 /* ---- servers ---- */
 
@@ -180,6 +181,7 @@ void sl_upstream_put(struct sl_upstream *u)
 	sl_upset_put(u->cur);
 	hc_free(&u->hc);
 	pthread_mutex_destroy(&u->lock);
+	pthread_mutex_destroy(&u->pub);
 	free(u->name);
 	free(u);
 }
@@ -229,7 +231,8 @@ struct sl_upset *sl_upstream_current(struct sl_upstream *u)
 }
 
 /* Give every worker its own reference to s (the snapshot scheme: one owner per reference,
- * handed over by exchange), then make it current. Main thread. */
+ * handed over by exchange), then make it current. With u->pub held: two publishers
+ * interleaving their exchanges would leave workers on different sets. */
 static void publish(struct sl_upstream *u, struct sl_upset *s)
 {
 	s->version = ++u->version;
@@ -308,6 +311,7 @@ static struct sl_upstream *upstream_new(const char *name, unsigned int n_workers
 	atomic_init(&u->refcnt, 1);
 	u->n_workers = n_workers;
 	pthread_mutex_init(&u->lock, NULL);
+	pthread_mutex_init(&u->pub, NULL);
 	u->name = strdup(name);
 	if (!u->name) {
 		free(u);
@@ -407,7 +411,9 @@ int sl_lb_attach(struct sl_conf *c, unsigned int n_workers, char *err, size_t er
 		memset(&hcs[i], 0, sizeof(hcs[i]));
 		u->file_sig = file_sig(cu);
 		pthread_mutex_unlock(&u->lock);
+		pthread_mutex_lock(&u->pub);
 		publish(u, sets[i]);
+		pthread_mutex_unlock(&u->pub);
 		sets[i] = NULL;
 		nreg[i] = u;
 		sl_upstream_get(u); /* the registry's reference */
@@ -459,13 +465,134 @@ int sl_upstream_replace(struct sl_upstream *u, const struct sl_conf_server *serv
 		snprintf(err, errlen, "too many servers (%u, at most %u)", n, SL_CONF_MAX_SERVERS);
 		return -EINVAL;
 	}
+	pthread_mutex_lock(&u->pub);
 	struct sl_upset *prev = sl_upstream_current(u);
 	struct sl_upset *s = set_from(&prev->pol, prev, servers, n, sl_mono_ns(), err, errlen);
 	sl_upset_put(prev);
-	if (!s)
-		return -EINVAL;
-	publish(u, s);
-	return 0;
+	if (s)
+		publish(u, s);
+	pthread_mutex_unlock(&u->pub);
+	return s ? 0 : -EINVAL;
+}
+
+/* The current list as config servers (addresses borrowed from the set), plus room for
+ * one more. */
+static struct sl_conf_server *list_of(const struct sl_upset *s)
+{
+	struct sl_conf_server *cs = calloc(s->n + 1, sizeof(*cs));
+	for (unsigned int k = 0; cs && k < s->n; k++) {
+		cs[k].address = s->srv[k].s->address;
+		cs[k].addr = s->srv[k].s->addr;
+		cs[k].addrlen = s->srv[k].s->addrlen;
+		cs[k].weight = s->srv[k].weight;
+	}
+	return cs;
+}
+
+static int edit(struct sl_upstream *u, const struct sl_conf_server *add,
+		const struct sockaddr_storage *del, socklen_t del_len, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&u->pub);
+	struct sl_upset *prev = sl_upstream_current(u), *s = NULL;
+	struct sl_conf_server *cs = list_of(prev);
+	unsigned int n = prev->n;
+	int rc = 0;
+	if (!cs) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+	} else if (add) {
+		if (sl_upset_find(prev, &add->addr, add->addrlen) >= 0) {
+			snprintf(err, errlen, "server '%s' is already in upstream '%s'", add->address,
+				 u->name);
+			rc = -EEXIST;
+		} else if (n >= SL_CONF_MAX_SERVERS) {
+			snprintf(err, errlen, "too many servers (at most %u)", SL_CONF_MAX_SERVERS);
+			rc = -EINVAL;
+		} else {
+			cs[n++] = *add;
+		}
+	} else {
+		int at = sl_upset_find(prev, del, del_len);
+		if (at < 0) {
+			snprintf(err, errlen, "no such server in upstream '%s'", u->name);
+			rc = -ENOENT;
+		} else if (n == 1) {
+			snprintf(err, errlen, "cannot remove the last server of upstream '%s'",
+				 u->name);
+			rc = -ENOTEMPTY;
+		} else {
+			memmove(&cs[at], &cs[at + 1], (n - (unsigned int)at - 1) * sizeof(*cs));
+			n--;
+		}
+	}
+	if (!rc) {
+		s = set_from(&prev->pol, prev, cs, n, sl_mono_ns(), err, errlen);
+		if (s)
+			publish(u, s);
+		else
+			rc = -EINVAL;
+	}
+	free(cs);
+	sl_upset_put(prev);
+	pthread_mutex_unlock(&u->pub);
+	return rc;
+}
+
+int sl_upstream_add_server(struct sl_upstream *u, const struct sl_conf_server *cs, char *err,
+			   size_t errlen)
+{
+	return edit(u, cs, NULL, 0, err, errlen);
+}
+
+int sl_upstream_del_server(struct sl_upstream *u, const struct sockaddr_storage *ss,
+			   socklen_t len, char *err, size_t errlen)
+{
+	return edit(u, NULL, ss, len, err, errlen);
+}
+
+int sl_upstream_set_servers(const char *upstream, const struct sl_server_spec *servers,
+			    unsigned int n, char *err, size_t errlen)
+{
+	struct sl_upstream *u = upstream ? sl_upstream_lookup(upstream) : NULL;
+	if (!u) {
+		snprintf(err, errlen, "no upstream named '%s'", upstream ? upstream : "");
+		return -ENOENT;
+	}
+	int rc = 0;
+	struct sl_conf_server *cs = NULL;
+	if (n > SL_CONF_MAX_SERVERS) {
+		snprintf(err, errlen, "too many servers (%u, at most %u)", n, SL_CONF_MAX_SERVERS);
+		rc = -EINVAL;
+		goto out;
+	}
+	cs = calloc(n ? n : 1, sizeof(*cs));
+	if (!cs) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (unsigned int i = 0; i < n && !rc; i++) {
+		const char *a = servers[i].address;
+		if (!a || strlen(a) >= sizeof(((struct sl_server *)0)->address) ||
+		    sl_parse_addr(a, &cs[i].addr, &cs[i].addrlen)) {
+			snprintf(err, errlen, "servers[%u]: invalid address '%.64s' (host:port or "
+					      "[v6]:port)",
+				 i, a ? a : "");
+			rc = -EINVAL;
+		} else if (servers[i].weight > 1000) {
+			snprintf(err, errlen, "servers[%u]: weight %u out of range (1..1000)", i,
+				 servers[i].weight);
+			rc = -EINVAL;
+		}
+		cs[i].address = (char *)a;
+		cs[i].weight = servers[i].weight ? servers[i].weight : 1;
+	}
+	if (!rc)
+		rc = sl_upstream_replace(u, cs, n, err, errlen);
+out:
+	free(cs);
+	sl_upstream_put(u);
+	return rc;
 }
 
 /* ---- worker holds ---- */

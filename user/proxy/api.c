@@ -272,6 +272,30 @@ static uint64_t hash_key(const struct sl_session *s, const struct sl_upset *set)
 	return sl_lb_mix(h);
 }
 
+/* This worker switched u to a new set: idle pooled connections to servers that left it
+ * close now rather than at their idle timeout. Only a group that is u's alone is pruned
+ * (names past the pool's group table share its last group). */
+static void pool_prune(struct sl_worker *w, const struct sl_upstream *u, const struct sl_upset *set)
+{
+	struct sl_pool *p = &w->pool;
+	size_t n = strlen(u->name);
+	for (unsigned int g = 0; g < p->n_groups; g++) {
+		struct sl_pool_group *grp = &p->groups[g];
+		if (n >= sizeof(grp->name) || grp->len != n || memcmp(grp->name, u->name, n) ||
+		    (p->n_groups == SL_POOL_GROUPS && g == SL_POOL_GROUPS - 1))
+			continue;
+		struct sl_upconn *c = grp->lru_head;
+		while (c) {
+			struct sl_upconn *next = c->lru_next;
+			if (sl_upset_find(set, &c->peer.addr, c->peer.addrlen) < 0) {
+				sl_pool_remove(p, c);
+				sl_upconn_close(c);
+			}
+			c = next;
+		}
+	}
+}
+
 int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, struct sl_peer *peer)
 {
 	if (!req_of(s) || !u || !peer)
@@ -281,8 +305,11 @@ int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, str
 	if (!live)
 		return -ENOENT;
 	if (r->lb.u != live) { /* first pick, or a proxy that moved to another upstream */
+		const struct sl_set_hold *before = live->w[s->w->id].hold;
 		sl_lb_req_end(&r->lb);
 		sl_lb_req_begin(&r->lb, live, s->w->id);
+		if (before && r->lb.hold && r->lb.hold != before)
+			pool_prune(s->w, live, r->lb.hold->set);
 	}
 	if (!r->lb.hold)
 		return -EAGAIN;

@@ -22,6 +22,7 @@
 #include "server/claim.h"
 #include "server/cpus.h"
 #include "upstream/shared_pool.h"
+#include "server/service.h"
 #include "server/worker.h"
 
 #define DEFAULT_CONF "/etc/sluice/sluice.yaml"
@@ -415,7 +416,9 @@ static int main_loop(struct sl_daemon *d, const sigset_t *set)
 	}
 	if (sl_admin_start(d))
 		sl_log(SL_LOG_WARN, "msg=\"admin API not started\"");
+	sl_services_start(d->base); /* the workers run already */
 	event_base_dispatch(d->base);
+	sl_services_stop();
 	sl_admin_stop(d);
 out:
 	if (sev)
@@ -515,6 +518,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		sl_conf_put(conf);
 		return 1;
 	}
+	if (sl_health_register())
+		sl_log(SL_LOG_WARN, "msg=\"no active health checks\" reason=\"no service slot\"");
 	if (sl_lb_attach(conf, d.n_workers, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", path, err);
 		sl_conf_put(conf);

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "sluice/service.h"
+
 #define SL_DONE 1
 #define SL_RETRY 2
 

@@ -1,0 +1,495 @@
+/* The admin API's /upstreams tree: listing with live state, and in-memory changes to
+ * server lists (replace, add, remove) and server states (drain, enable, disable). Every
+ * change is checked whole before it is published: a bad request changes nothing. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/admin_int.h"
+#include "config/config.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "lb/lb.h"
+
+static const char *balance_name(enum sl_balance b)
+{
+	static const char *const n[] = {"round_robin", "least_conn", "random_two",
+					"maglev",      "ketama",     "ewma"};
+	return (unsigned int)b < sizeof(n) / sizeof(n[0]) ? n[b] : "?";
+}
+
+static const struct sl_conf_upstream *conf_upstream(const struct sl_conf *c, const char *name)
+{
+	for (unsigned int i = 0; i < c->n_upstreams; i++)
+		if (!strcmp(c->upstreams[i].name, name))
+			return &c->upstreams[i];
+	return NULL;
+}
+
+static json_t *server_json(const struct sl_set_srv *ss, const struct sl_upset *set, uint64_t now,
+			   int checked)
+{
+	const struct sl_server *s = ss->s;
+	uint64_t until = atomic_load(&s->ejected_until);
+	json_t *o = json_pack(
+	    "{s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "address", s->address, "weight",
+	    (json_int_t)ss->weight, "state", sl_server_state(s, now), "in_flight",
+	    (json_int_t)atomic_load(&s->inflight), "requests", (json_int_t)atomic_load(&s->requests),
+	    "connect_failures", (json_int_t)atomic_load(&s->connect_failures), "responses_5xx",
+	    (json_int_t)atomic_load(&s->resp_5xx), "ejections", (json_int_t)atomic_load(&s->ejections),
+	    "ejected_ms_left", (json_int_t)(until > now ? (until - now) / 1000000 : 0), "ewma_ms",
+	    (double)atomic_load(&s->ewma_ns) / 1e6);
+	if (o && checked)
+		json_object_set_new(
+		    o, "health",
+		    json_pack("{s:s,s:I,s:I,s:s}", "status",
+			      !atomic_load(&s->hc_seen) ? "unknown"
+			      : atomic_load(&s->down)	? "down"
+							: "up",
+			      "checks_ok", (json_int_t)atomic_load(&s->hc_ok), "checks_failed",
+			      (json_int_t)atomic_load(&s->hc_fail), "last_failure", s->hc_last));
+	return o;
+}
+
+static json_t *upstream_json(const struct sl_conf *c, struct sl_upstream *u)
+{
+	const struct sl_conf_upstream *cu = conf_upstream(c, u->name);
+	struct sl_upset *set = sl_upstream_current(u);
+	uint64_t now = sl_mono_ns();
+	pthread_mutex_lock(&u->lock);
+	struct sl_conf_hc hc = u->hc;
+	json_t *hcj = hc.type == SL_HC_NONE
+			  ? json_null()
+			  : json_pack("{s:s,s:I,s:I,s:I,s:I}", "type",
+				      hc.type == SL_HC_TCP ? "tcp" : "http", "interval_ms",
+				      (json_int_t)hc.interval, "timeout_ms", (json_int_t)hc.timeout,
+				      "rise", (json_int_t)hc.rise, "fall", (json_int_t)hc.fall);
+	pthread_mutex_unlock(&u->lock);
+	json_t *srv = json_array();
+	for (unsigned int k = 0; srv && k < set->n; k++)
+		if (json_array_append_new(srv, server_json(&set->srv[k], set, now,
+							    hc.type != SL_HC_NONE))) {
+			json_decref(srv);
+			srv = NULL;
+		}
+	json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:o*,s:o*}", "name", u->name, "balance",
+			      balance_name(set->pol.balance), "version", (json_int_t)set->version,
+			      "in_flight", (json_int_t)atomic_load(&u->inflight),
+			      "no_usable_server", (json_int_t)atomic_load(&u->nousable),
+			      "health_check", hcj, "servers", srv);
+	sl_upset_put(set);
+	if (o && cu) {
+		json_object_set_new(o, "retries", json_integer(cu->retries));
+		json_object_set_new(
+		    o, "pool",
+		    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "max_idle_per_worker",
+			      (json_int_t)cu->pool.max_idle_per_worker, "max_idle_shared",
+			      (json_int_t)cu->pool.max_idle_shared, "idle_timeout_ms",
+			      (json_int_t)cu->pool.idle_timeout, "max_requests_per_conn",
+			      (json_int_t)cu->pool.max_requests_per_conn, "max_conns_per_server",
+			      (json_int_t)cu->pool.max_conns_per_server, "queue_timeout_ms",
+			      (json_int_t)cu->pool.queue_timeout));
+	}
+	return o;
+}
+
+static void list_all(const struct sl_conf *c, struct evhttp_request *req)
+{
+	unsigned int n;
+	struct sl_upstream **v = sl_upstream_all(&n);
+	json_t *arr = v ? json_array() : NULL;
+	for (unsigned int i = 0; v && i < n; i++) {
+		if (arr && json_array_append_new(arr, upstream_json(c, v[i]))) {
+			json_decref(arr);
+			arr = NULL;
+		}
+		sl_upstream_put(v[i]);
+	}
+	free(v);
+	sl_admin_send_json(req, 200, arr);
+}
+
+/* The request body as JSON: objects with duplicate keys are refused. */
+static json_t *body_json(struct evhttp_request *req, char *why, size_t whylen)
+{
+	struct evbuffer *b = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(b);
+	if (!len) {
+		snprintf(why, whylen, "a JSON body is required");
+		return NULL;
+	}
+	const char *data = (const char *)evbuffer_pullup(b, -1);
+	json_error_t e;
+	json_t *j = data ? json_loadb(data, len, JSON_REJECT_DUPLICATES, &e) : NULL;
+	if (!j)
+		snprintf(why, whylen, "invalid JSON at line %d column %d: %s", e.line, e.column,
+			 e.text);
+	return j;
+}
+
+/* {"address": "...", "weight": N} into cs (address borrowed from j). */
+static int server_spec(json_t *j, const char *where, struct sl_conf_server *cs, char *why,
+		       size_t whylen)
+{
+	const char *key;
+	json_t *v;
+	if (!json_is_object(j)) {
+		snprintf(why, whylen, "%s must be an object {\"address\": ..., \"weight\": ...}",
+			 where);
+		return -EINVAL;
+	}
+	memset(cs, 0, sizeof(*cs));
+	cs->weight = 1;
+	json_object_foreach(j, key, v)
+	{
+		if (!strcmp(key, "address")) {
+			if (!json_is_string(v)) {
+				snprintf(why, whylen, "%s.address must be a string", where);
+				return -EINVAL;
+			}
+			cs->address = (char *)json_string_value(v);
+		} else if (!strcmp(key, "weight")) {
+			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+			    json_integer_value(v) > 1000) {
+				snprintf(why, whylen, "%s.weight must be an integer 1..1000", where);
+				return -EINVAL;
+			}
+			cs->weight = (unsigned int)json_integer_value(v);
+		} else {
+			snprintf(why, whylen, "%s: unknown key '%.64s' (address, weight)", where, key);
+			return -EINVAL;
+		}
+	}
+	if (!cs->address) {
+		snprintf(why, whylen, "%s has no address", where);
+		return -EINVAL;
+	}
+	if (strlen(cs->address) != json_string_length(json_object_get(j, "address")) ||
+	    strlen(cs->address) >= 64 || sl_parse_addr(cs->address, &cs->addr, &cs->addrlen)) {
+		snprintf(why, whylen, "%s: invalid address '%.64s' (host:port or [v6]:port)",
+			 where, cs->address);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void put_servers(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req)
+{
+	char why[256];
+	json_t *j = body_json(req, why, sizeof(why)), *arr, *v;
+	struct sl_conf_server *cs = NULL;
+	int code = 400;
+	const char *key;
+	if (!j)
+		goto bad;
+	if (!json_is_object(j)) {
+		snprintf(why, sizeof(why), "the body must be an object {\"servers\": [...]}");
+		goto bad;
+	}
+	json_object_foreach(j, key, v) if (strcmp(key, "servers"))
+	{
+		snprintf(why, sizeof(why), "unknown key '%.64s' (servers)", key);
+		goto bad;
+	}
+	arr = json_object_get(j, "servers");
+	if (!json_is_array(arr) || !json_array_size(arr)) {
+		snprintf(why, sizeof(why), "servers must be a non-empty array");
+		goto bad;
+	}
+	size_t n = json_array_size(arr);
+	if (n > SL_CONF_MAX_SERVERS) {
+		snprintf(why, sizeof(why), "too many servers (%zu, at most %u)", n,
+			 SL_CONF_MAX_SERVERS);
+		goto bad;
+	}
+	cs = calloc(n, sizeof(*cs));
+	if (!cs) {
+		code = 500;
+		snprintf(why, sizeof(why), "out of memory");
+		goto bad;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char where[32];
+		snprintf(where, sizeof(where), "servers[%zu]", i);
+		if (server_spec(json_array_get(arr, i), where, &cs[i], why, sizeof(why)))
+			goto bad;
+	}
+	if (sl_upstream_replace(u, cs, (unsigned int)n, why, sizeof(why)))
+		goto bad;
+	sl_log(SL_LOG_INFO, "msg=\"upstream servers replaced\" upstream=%s servers=%zu via=admin",
+	       u->name, n);
+	free(cs);
+	json_decref(j);
+	sl_admin_send_json(req, 200, upstream_json(c, u));
+	return;
+bad:
+	free(cs);
+	json_decref(j);
+	sl_admin_send_error(req, code, why);
+}
+
+static void post_server(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req)
+{
+	char why[256];
+	struct sl_conf_server cs;
+	json_t *j = body_json(req, why, sizeof(why));
+	int rc = j ? server_spec(j, "the body", &cs, why, sizeof(why)) : -EINVAL;
+	if (!rc)
+		rc = sl_upstream_add_server(u, &cs, why, sizeof(why));
+	if (!rc)
+		sl_log(SL_LOG_INFO, "msg=\"upstream server added\" upstream=%s server=%s via=admin",
+		       u->name, cs.address);
+	json_decref(j);
+	if (rc)
+		sl_admin_send_error(req, rc == -EEXIST ? 409 : rc == -ENOMEM ? 500 : 400, why);
+	else
+		sl_admin_send_json(req, 201, upstream_json(c, u));
+}
+
+static void server_op(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req,
+		      const char *addr, const char *op)
+{
+	char why[256];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	if (strlen(addr) >= 64 || sl_parse_addr(addr, &ss, &len)) {
+		snprintf(why, sizeof(why), "invalid address '%.64s' (host:port or [v6]:port)", addr);
+		sl_admin_send_error(req, 400, why);
+		return;
+	}
+	if (!op) {
+		if (m != EVHTTP_REQ_DELETE) {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "DELETE");
+			sl_admin_send_error(req, 405, "method not allowed");
+			return;
+		}
+		int rc = sl_upstream_del_server(u, &ss, len, why, sizeof(why));
+		if (rc) {
+			sl_admin_send_error(req, rc == -ENOENT ? 404 : rc == -ENOTEMPTY ? 409 : 400,
+					    why);
+			return;
+		}
+		sl_log(SL_LOG_INFO, "msg=\"upstream server removed\" upstream=%s server=%s "
+				    "via=admin",
+		       u->name, addr);
+		sl_admin_send_json(req, 200, upstream_json(c, u));
+		return;
+	}
+	int state = !strcmp(op, "drain")     ? SL_SRV_DRAINING
+		    : !strcmp(op, "disable") ? SL_SRV_DISABLED
+		    : !strcmp(op, "enable")  ? SL_SRV_ENABLED
+					     : -1;
+	if (state < 0) {
+		sl_admin_send_error(req, 404, "not found (drain, enable or disable)");
+		return;
+	}
+	if (m != EVHTTP_REQ_POST) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+		sl_admin_send_error(req, 405, "method not allowed");
+		return;
+	}
+	struct sl_upset *set = sl_upstream_current(u);
+	int at = sl_upset_find(set, &ss, len);
+	if (at < 0) {
+		sl_upset_put(set);
+		snprintf(why, sizeof(why), "no such server in upstream '%s'", u->name);
+		sl_admin_send_error(req, 404, why);
+		return;
+	}
+	struct sl_server *s = set->srv[at].s;
+	atomic_store(&s->admin, state);
+	sl_log(SL_LOG_INFO, "msg=\"upstream server state\" upstream=%s server=%s state=%s via=admin",
+	       u->name, s->address, op);
+	json_t *o = server_json(&set->srv[at], set, sl_mono_ns(), 0);
+	sl_upset_put(set);
+	sl_admin_send_json(req, 200, o);
+}
+
+/* Next path segment of *p (after its '/'), percent-decoded, or NULL at the end. */
+static char *segment(const char **p, int *bad)
+{
+	if (**p != '/')
+		return NULL;
+	const char *s = *p + 1, *e = strchr(s, '/');
+	size_t n = e ? (size_t)(e - s) : strlen(s);
+	*p = s + n;
+	char *raw = strndup(s, n), *dec = NULL;
+	size_t dlen = 0;
+	if (raw)
+		dec = evhttp_uridecode(raw, 0, &dlen);
+	free(raw);
+	if (!dec || !dlen || strlen(dec) != dlen) {
+		free(dec);
+		*bad = 1;
+		return NULL;
+	}
+	return dec;
+}
+
+void sl_admin_upstreams(const struct sl_conf *c, struct evhttp_request *req, const char *rest)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	int get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD, bad = 0;
+	char *name = NULL, *sub = NULL, *addr = NULL, *op = NULL, *extra = NULL;
+	struct sl_upstream *u = NULL;
+	if (!*rest || !strcmp(rest, "/")) {
+		if (!get) {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+					  "GET, HEAD");
+			sl_admin_send_error(req, 405, "method not allowed");
+			return;
+		}
+		list_all(c, req);
+		return;
+	}
+	name = segment(&rest, &bad);
+	if (!bad && name)
+		sub = segment(&rest, &bad);
+	if (!bad && sub)
+		addr = segment(&rest, &bad);
+	if (!bad && addr)
+		op = segment(&rest, &bad);
+	if (!bad && op)
+		extra = segment(&rest, &bad);
+	if (bad || !name || extra || (sub && strcmp(sub, "servers"))) {
+		sl_admin_send_error(req, 404, "not found");
+		goto out;
+	}
+	u = sl_upstream_lookup(name);
+	if (!u) {
+		char why[160];
+		snprintf(why, sizeof(why), "no upstream named '%.64s'", name);
+		sl_admin_send_error(req, 404, why);
+		goto out;
+	}
+	if (!sub) {
+		if (get)
+			sl_admin_send_json(req, 200, upstream_json(c, u));
+		else if (m == EVHTTP_REQ_PUT)
+			put_servers(u, c, req);
+		else {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+					  "GET, HEAD, PUT");
+			sl_admin_send_error(req, 405, "method not allowed");
+		}
+		goto out;
+	}
+	if (!addr) {
+		if (m == EVHTTP_REQ_POST)
+			post_server(u, c, req);
+		else {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+			sl_admin_send_error(req, 405, "method not allowed");
+		}
+		goto out;
+	}
+	server_op(u, c, req, addr, op);
+out:
+	sl_upstream_put(u);
+	free(name);
+	free(sub);
+	free(addr);
+	free(op);
+	free(extra);
+}
+
+/* Label values: backslash, quote and newline escaped (text format 0.0.4). */
+static void label(struct evbuffer *b, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			evbuffer_add_printf(b, "\\%c", *v);
+		else if (*v == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else
+			evbuffer_add(b, v, 1);
+	}
+}
+
+static void sample(struct evbuffer *b, const char *name, const char *u, const char *s,
+		   const char *k, const char *kv, unsigned long long v)
+{
+	evbuffer_add_printf(b, "%s{upstream=\"", name);
+	label(b, u);
+	if (s) {
+		evbuffer_add(b, "\",server=\"", 10);
+		label(b, s);
+	}
+	if (k)
+		evbuffer_add_printf(b, "\",%s=\"%s", k, kv);
+	evbuffer_add_printf(b, "\"} %llu\n", v);
+}
+
+void sl_admin_upstream_metrics(struct evbuffer *b)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+	    {"sluice_upstream_server_usable", "gauge",
+	     "1 when the server takes new requests (enabled, not down, not ejected)."},
+	    {"sluice_upstream_server_in_flight", "gauge", "Requests on the server now."},
+	    {"sluice_upstream_server_requests_total", "counter", "Requests sent to the server."},
+	    {"sluice_upstream_server_failures_total", "counter",
+	     "Failed attempts: connect failures, 5xx responses."},
+	    {"sluice_upstream_server_ejections_total", "counter",
+	     "Passive health (outlier) ejections."},
+	    {"sluice_upstream_health_checks_total", "counter", "Active health checks by result."},
+	    {"sluice_upstream_no_usable_server_total", "counter",
+	     "Requests answered 503 because no server was usable."},
+	};
+	unsigned int n;
+	struct sl_upstream **v = sl_upstream_all(&n);
+	struct sl_upset **sets = calloc(n ? n : 1, sizeof(*sets));
+	uint64_t now = sl_mono_ns();
+	if (!v || !sets)
+		goto out;
+	for (unsigned int i = 0; i < n; i++)
+		sets[i] = sl_upstream_current(v[i]);
+	for (unsigned int f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
+				    fam[f].name, fam[f].type);
+		for (unsigned int i = 0; i < n; i++) {
+			if (f == 6) {
+				sample(b, fam[f].name, v[i]->name, NULL, NULL, NULL,
+				       atomic_load(&v[i]->nousable));
+				continue;
+			}
+			for (unsigned int k = 0; k < sets[i]->n; k++) {
+				const struct sl_server *s = sets[i]->srv[k].s;
+				const char *un = v[i]->name, *sn = s->address, *nm = fam[f].name;
+				switch (f) {
+				case 0:
+					sample(b, nm, un, sn, NULL, NULL, sl_server_usable(s, now));
+					break;
+				case 1:
+					sample(b, nm, un, sn, NULL, NULL, atomic_load(&s->inflight));
+					break;
+				case 2:
+					sample(b, nm, un, sn, NULL, NULL, atomic_load(&s->requests));
+					break;
+				case 3:
+					sample(b, nm, un, sn, "kind", "connect",
+					       atomic_load(&s->connect_failures));
+					sample(b, nm, un, sn, "kind", "5xx", atomic_load(&s->resp_5xx));
+					break;
+				case 4:
+					sample(b, nm, un, sn, NULL, NULL, atomic_load(&s->ejections));
+					break;
+				case 5:
+					sample(b, nm, un, sn, "result", "ok", atomic_load(&s->hc_ok));
+					sample(b, nm, un, sn, "result", "failed", atomic_load(&s->hc_fail));
+					break;
+				}
+			}
+		}
+	}
+out:
+	for (unsigned int i = 0; v && sets && i < n; i++) {
+		sl_upset_put(sets[i]);
+		sl_upstream_put(v[i]);
+	}
+	free(sets);
+	free(v);
+}
