@@ -222,9 +222,15 @@ def test_upstreams_listing(bpf, sluice, backend, tmp_path):
     assert wait_for(lambda: _healthy(path), 5 * SCALE)
     ups = {u["name"]: u for u in get_json(path, "/upstreams")}
     assert set(ups) == {"one", "two"}
-    assert ups["one"]["servers"] == [{"address": a.address, "weight": 1}]
-    assert ups["two"]["servers"] == [{"address": a.address, "weight": 3},
-                                     {"address": b.address, "weight": 1}]
+    def listed(u):
+        return [{"address": s["address"], "weight": s["weight"]} for s in u["servers"]]
+    assert listed(ups["one"]) == [{"address": a.address, "weight": 1}]
+    assert listed(ups["two"]) == [{"address": a.address, "weight": 3},
+                                  {"address": b.address, "weight": 1}]
+    # live state beside the list (details: test_upstream_api.py)
+    for s in ups["one"]["servers"] + ups["two"]["servers"]:
+        assert s["state"] == "up" and s["in_flight"] == 0 and s["requests"] == 0, s
+    assert ups["two"]["balance"] == "round_robin" and ups["two"]["health_check"] is None
     assert ups["two"]["retries"] == 2 and ups["one"]["retries"] == 1
     assert ups["one"]["pool"] == {"max_idle_per_worker": 128, "max_idle_shared": 1024,
                                   "idle_timeout_ms": 60000, "max_requests_per_conn": 0,

@@ -54,3 +54,38 @@ def test_no_default_upstream_is_503(sluice, backend):
     r = s.client().request("GET", "/")
     assert r.status == 503
     assert b"no upstream named default" in r.body
+
+
+DISCOVERY = os.path.join(BUILD, "examples", "discovery")
+
+
+def test_discovery_swaps_in_the_file_list(sluice, backend, tmp_path, monkeypatch):
+    """examples/discovery.c: a background service reads a server list file and swaps it
+    in (sl_upstream_set_servers); a bad file changes nothing."""
+    from client import HTTPClient
+    from daemon import wait_for
+    from env import SCALE
+    a, b = backend("a"), backend("b")
+    lst = os.path.join(str(tmp_path), "servers.txt")
+    with open(lst, "w") as f:
+        f.write("# the list\n%s\n" % b.address)
+    monkeypatch.setenv("SL_DISCOVERY_FILE", lst)
+    monkeypatch.setenv("SL_DISCOVERY_UPSTREAM", "u")
+    s = sluice.new("disc")
+    s.binary = DISCOVERY
+    s.start(sluice.proxy_config(a, sl=s))
+
+    def hits():
+        with HTTPClient(s.port) as c:
+            return c.request("GET", "/").header("X-Backend")
+    assert wait_for(lambda: hits() == "b", 5 * SCALE)
+    assert all(hits() == "b" for _ in range(5))
+    with open(lst + ".tmp", "w") as f:
+        f.write("%s 1\n%s 1\nnot-an-address\n" % (a.address, b.address))
+    os.replace(lst + ".tmp", lst)
+    assert s.wait_log(lambda ln: "kept the old list" in ln and "not-an-address" in ln)
+    assert all(hits() == "b" for _ in range(5))
+    with open(lst + ".tmp", "w") as f:
+        f.write("%s 1\n%s 1\n" % (a.address, b.address))
+    os.replace(lst + ".tmp", lst)
+    assert wait_for(lambda: {hits() for _ in range(4)} == {"a", "b"}, 5 * SCALE)

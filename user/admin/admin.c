@@ -562,11 +562,19 @@ static int unix_listen(struct admin *a, const char *path)
 	struct stat st;
 	int fd = -1, err;
 
+	/* bound under a temporary name and renamed once listening: a client that sees the
+	 * file can connect (it appeared at bind() before, and refused until listen()) */
+	char tmp[sizeof(sa.sun_path)];
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		sl_log(SL_LOG_ERROR, "msg=\"admin socket path too long\" path=%s", path);
 		return -ENAMETOOLONG;
 	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int tl = snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+	if (tl < 0 || (size_t)tl >= sizeof(tmp))
+		tl = snprintf(tmp, sizeof(tmp), "%s", path); /* no room: bound in place */
+	memcpy(sa.sun_path, tmp, (size_t)tl + 1);
+	if (strcmp(tmp, path) && lstat(tmp, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(tmp); /* left by a run that died between bind and rename */
 	/* A socket file left by a previous run is stale; anything else is not ours. */
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
@@ -613,11 +621,12 @@ static int unix_listen(struct admin *a, const char *path)
 		       strerror(-err));
 		goto fail;
 	}
-	if (chmod(path, 0600) || stat(path, &st) || listen(fd, 64)) {
+	if (chmod(tmp, 0600) || listen(fd, 64) || (strcmp(tmp, path) && rename(tmp, path)) ||
+	    stat(path, &st)) {
 		err = -errno;
 		sl_log(SL_LOG_ERROR, "msg=\"cannot listen on admin socket\" path=%s err=\"%s\"",
 		       path, strerror(-err));
-		unlink(path);
+		unlink(tmp);
 		goto fail;
 	}
 	a->sock_dev = st.st_dev;
