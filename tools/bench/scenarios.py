@@ -376,6 +376,156 @@ def measure_stall(ctx):
     return m
 
 
+# ---------------------------------------------------------------- hot swap
+
+HOTSWAP_SWAPS = 100
+HOTSWAP_RELOADS = 20
+
+
+def _unix_put(path, target, body, timeout=5.0):
+    """(status, body) of one PUT with a JSON body on a Unix-socket HTTP server."""
+    import socket as _socket
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(b"PUT %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                  % (target.encode(), len(body)) + body)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.") else 0, rest
+
+
+def _haproxy_cmd(path, cmd, timeout=5.0):
+    import socket as _socket
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(cmd.encode() + b"\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    return out.decode(errors="replace")
+
+
+def _swapper(ctx, ports, duration, errors, counts):
+    """The changes, spread evenly over `duration`: sluice 100 PUT /upstreams/backend
+    alternating the two backend ports plus 20 SIGHUP reloads; HAProxy 100 `set server
+    be/s0 addr 127.0.0.1 port P` on its runtime API; nginx 100 config rewrites + SIGHUP
+    (its only way to change an upstream)."""
+    proxy = ctx.proxy
+    t0 = time.monotonic()
+    step = duration / (HOTSWAP_SWAPS + 1)
+    reload_every = HOTSWAP_SWAPS // HOTSWAP_RELOADS
+    for i in range(HOTSWAP_SWAPS):
+        _sleep_until(t0 + step * (i + 1))
+        port = ports[(i + 1) % 2]
+        try:
+            if proxy == "sluice":
+                body = ('{"servers": [{"address": "127.0.0.1:%d"}]}' % port).encode()
+                st, rb = _unix_put(ctx.child.meta["admin"], "/upstreams/backend", body)
+                if st != 200:
+                    errors.append("PUT: HTTP %d %s" % (st, rb[:100]))
+                counts["swaps"] += 1
+                if (i + 1) % reload_every == 0:
+                    os.kill(ctx.child.pid, signal.SIGHUP)
+                    counts["reloads"] += 1
+            elif proxy == "haproxy":
+                out = _haproxy_cmd(ctx.child.meta["haproxy_admin"],
+                                   "set server be/s0 addr 127.0.0.1 port %d" % port)
+                if "changed" not in out and "no need to change" not in out:
+                    errors.append("set server: %s" % out.strip()[:100])
+                counts["swaps"] += 1
+            else:
+                conf = ctx.child.meta["conf"]
+                with open(conf) as f:
+                    text = f.read()
+                text = text.replace("server 127.0.0.1:%d;" % ports[i % 2],
+                                    "server 127.0.0.1:%d;" % port)
+                with open(conf + ".tmp", "w") as f:
+                    f.write(text)
+                os.replace(conf + ".tmp", conf)
+                os.kill(ctx.child.pid, signal.SIGHUP)
+                counts["swaps"] += 1
+                counts["reloads"] += 1
+        except OSError as e:
+            errors.append("%s: %s" % (proxy, e))
+
+
+def measure_hotswap(ctx):
+    """Keep-alive wrk through 2 workers, twice: once quiet, once while the upstream's
+    server moves between the backend's two ports 100 times (and, for sluice, the config
+    is reloaded 20 times by SIGHUP). Both loads count non-2xx and socket errors; p99 and
+    CPU per request side by side."""
+    import threading
+    s = ctx.settings
+    conns = ctx.scenario.conns or s.conns
+    cpus = client_cpus(ctx.scenario.workers)
+    ports = ctx.backends[0].ports[:2]
+
+    def load(seconds):
+        return run_wrk_split(ctx.lab.wrk, ctx.port, seconds, conns, s.threads, (), cpus)
+    if s.warmup > 0:
+        load(s.warmup)
+    pids = ctx.child.pids()
+    cpu0 = cpu_ticks(pids)
+    quiet, _ = load(s.duration)
+    cpu1 = cpu_ticks(ctx.child.pids())
+    errors, counts = [], {"swaps": 0, "reloads": 0}
+    t = threading.Thread(target=_swapper, args=(ctx, ports, s.duration, errors, counts))
+    t.start()
+    busy, raw = load(s.duration)
+    t.join(30)
+    cpu2 = cpu_ticks(ctx.child.pids())
+    if not ctx.child.alive():
+        raise RunError("%s during the load" % ctx.child.exit_reason())
+    if errors:
+        raise RunError("swaps failed: %s" % "; ".join(errors[:3]))
+    if not busy["requests"] or not quiet["requests"]:
+        raise RunError("no request completed (wrk: %s)" % raw.strip()[-200:])
+    # nginx's SIGHUP starts new workers: the old ones' CPU is lost from the tally, so
+    # its CPU/request while swapping is a lower bound
+    return {
+        "rps_quiet": quiet["rps"], "rps_swap": busy["rps"],
+        "p99_quiet_ms": quiet["p99_ms"], "p99_swap_ms": busy["p99_ms"],
+        "p99_ratio": busy["p99_ms"] / quiet["p99_ms"] if quiet["p99_ms"] else None,
+        "cpu_quiet_us": cpu_delta_seconds(cpu0, cpu1) * 1e6 / quiet["requests"],
+        "cpu_swap_us": cpu_delta_seconds(cpu1, cpu2) * 1e6 / busy["requests"],
+        "non2xx": quiet["non2xx"] + busy["non2xx"],
+        "errors": quiet["errors"] + busy["errors"],
+        "swaps": counts["swaps"], "reloads": counts["reloads"],
+    }
+
+
+HOTSWAP_COLUMNS = (
+    Column("rps_quiet", "rps quiet", "{:.0f}", "higher"),
+    Column("rps_swap", "rps swapping", "{:.0f}", "higher"),
+    Column("p99_quiet_ms", "p99 ms quiet", "{:.2f}", "lower"),
+    Column("p99_swap_ms", "p99 ms swapping", "{:.2f}", "lower"),
+    Column("p99_ratio", "p99 swapping/quiet", "{:.2f}", "lower"),
+    Column("cpu_quiet_us", "CPU µs/req quiet", "{:.1f}", "lower"),
+    Column("cpu_swap_us", "CPU µs/req swapping", "{:.1f}", "lower"),
+    Column("non2xx", "non-2xx", "{:.0f}", "lower"),
+    Column("errors", "socket errors", "{:.0f}", "lower"),
+    Column("swaps", "swaps", "{:.0f}", "higher"),
+    Column("reloads", "reloads", "{:.0f}", "higher"),
+)
+
+
 # ---------------------------------------------------------------- idle memory
 
 IDLE_CONNS = 5000
@@ -837,6 +987,25 @@ SCENARIOS = [
                  Variant("nginx-reuseport", "nginx", "nginx reuseport (kernel hash)",
                          {"nginx_reuseport": True}),),
              ratios=STEER_RATIOS, bars=(stall_bar,), notes=stall_notes),
+    Scenario("hotswap-2w", "Hot swap: upstream server changed under keep-alive load, "
+             "2 workers", 2,
+             "wrk keep-alive (50 connections, one wrk per CPU) through 2 workers for the "
+             "run's duration with nothing changing, then again while the upstream's server "
+             "moves between the backend's two ports %d times, evenly spread: sluice by "
+             "`PUT /upstreams/backend` on its admin socket plus %d SIGHUP reloads of an "
+             "unchanged file, HAProxy by `set server be/s0 addr 127.0.0.1 port P` on its "
+             "runtime API (one server), nginx by rewriting its upstream block and SIGHUP "
+             "each time. Bar: no non-2xx, no socket errors, p99 swapping at most 1.5x p99 "
+             "quiet, CPU per request unchanged. nginx's CPU while swapping misses the old "
+             "workers it retires (a lower bound)." % (HOTSWAP_SWAPS, HOTSWAP_RELOADS),
+             backend_ports=2, split_clients=True, measure=measure_hotswap,
+             columns=HOTSWAP_COLUMNS,
+             variants=(Variant("sluice", "sluice", "sluice (PUT + SIGHUP)",
+                               {"sluice_admin": True}),
+                       Variant("haproxy", "haproxy", "HAProxy (runtime API)",
+                               {"haproxy_admin": True, "haproxy_one_server": True}),
+                       Variant("nginx", "nginx", "nginx (rewrite + SIGHUP)", {})),
+             default=False),
     Scenario("idle-memory", "Idle keep-alive connections", 1,
              "%d client connections (tools/bench/idleconn.py, at most 256 connecting at a "
              "time), one keep-alive `GET /` answered on each, then left open and idle. The "

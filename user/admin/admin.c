@@ -584,9 +584,11 @@ static int unix_listen(struct admin *a, const char *path)
 			return -EEXIST;
 		}
 		/* a socket someone still accepts on belongs to a live daemon: leave it */
+		struct sockaddr_un at = {.sun_family = AF_UNIX};
+		memcpy(at.sun_path, path, strlen(path) + 1); /* sa holds the temporary name */
 		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		int live = probe >= 0 &&
-			   (!connect(probe, (struct sockaddr *)&sa, sizeof(sa)) || errno == EAGAIN);
+			   (!connect(probe, (struct sockaddr *)&at, sizeof(at)) || errno == EAGAIN);
 		if (probe >= 0)
 			close(probe);
 		if (live) {
