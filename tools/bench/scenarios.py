@@ -506,7 +506,8 @@ def measure_hotswap(ctx):
         "cpu_quiet_us": cpu_delta_seconds(cpu0, cpu1) * 1e6 / quiet["requests"],
         "cpu_swap_us": cpu_delta_seconds(cpu1, cpu2) * 1e6 / busy["requests"],
         "non2xx": quiet["non2xx"] + busy["non2xx"],
-        "errors": quiet["errors"] + busy["errors"],
+        "errors": {k: quiet["errors"][k] + busy["errors"][k] for k in quiet["errors"]},
+        "socket_errors": sum(quiet["errors"].values()) + sum(busy["errors"].values()),
         "swaps": counts["swaps"], "reloads": counts["reloads"],
     }
 
@@ -520,7 +521,7 @@ HOTSWAP_COLUMNS = (
     Column("cpu_quiet_us", "CPU µs/req quiet", "{:.1f}", "lower"),
     Column("cpu_swap_us", "CPU µs/req swapping", "{:.1f}", "lower"),
     Column("non2xx", "non-2xx", "{:.0f}", "lower"),
-    Column("errors", "socket errors", "{:.0f}", "lower"),
+    Column("socket_errors", "socket errors", "{:.0f}", "lower"),
     Column("swaps", "swaps", "{:.0f}", "higher"),
     Column("reloads", "reloads", "{:.0f}", "higher"),
 )
