@@ -507,8 +507,8 @@ static int tls_idle_check(struct sl_io *io)
 		return -1; /* application bytes nobody asked for */
 	int e = SSL_get_error(t->ssl, 0);
 	ERR_clear_error();
-	if (e != SSL_ERROR_WANT_READ)
-		return -1;
+	if (e != SSL_ERROR_WANT_READ || SSL_has_pending(t->ssl))
+		return -1; /* a partial record: its rest would answer the next request */
 	return ob_flush(t) < 0 ? -1 : 0; /* e.g. our KeyUpdate answer */
 }
 
