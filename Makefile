@@ -144,7 +144,8 @@ FUZZ_BIN := $(FUZZ_SRC:selftests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -std=gnu11 -D_GNU_SOURCE \
 	-DSL_VERSION=\"$(VERSION)\" -Icommon -Iuser -Iuser/include -I$(LLHTTP_INC) $(PKG_CFLAGS)
-FUZZ_HTTP := $(B)/fuzz/obj/user/http/http.o $(B)/fuzz/obj/llhttp/llhttp.o \
+FUZZ_HTTP := $(B)/fuzz/obj/user/http/http.o $(B)/fuzz/obj/user/http/status.o \
+	$(B)/fuzz/obj/llhttp/llhttp.o \
 	$(B)/fuzz/obj/llhttp/api.o $(B)/fuzz/obj/llhttp/http.o
 FUZZ_HDR := $(wildcard selftests/fuzz/*.h) user/http/http.h
 

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "upstream/connector.h"
 #include "upstream/pool.h"
 
 /* Every connection a test makes, freed by teardown. */
@@ -80,16 +81,18 @@ static void check_consistent(const struct sl_pool *p)
 			keys++;
 			assert_int_equal(k->hash % SL_POOL_BUCKETS, b);
 			unsigned int n = 0;
-			const struct sl_upconn *prev = NULL;
-			for (const struct sl_upconn *c = k->top; c; c = c->next) {
-				assert_ptr_equal(c->prev, prev);
+			const struct sl_link *prev = NULL;
+			for (const struct sl_link *l = k->stack.head; l; l = l->next) {
+				const struct sl_upconn *c = sl_container_of(l, struct sl_upconn, kl);
+				assert_ptr_equal(l->prev, prev);
 				assert_ptr_equal(c->key, k);
 				assert_true(sl_peer_same(&c->peer, &k->peer));
 				assert_true(c->group < p->n_groups);
-				prev = c;
+				prev = l;
 				n++;
 				assert_true(n <= p->n_idle);
 			}
+			assert_ptr_equal(k->stack.tail, prev);
 			assert_int_equal(n, k->count);
 			total += n;
 		}
@@ -100,16 +103,17 @@ static void check_consistent(const struct sl_pool *p)
 	for (unsigned int g = 0; g < p->n_groups; g++) {
 		const struct sl_pool_group *gr = &p->groups[g];
 		unsigned int n = 0;
-		const struct sl_upconn *prev = NULL;
-		for (const struct sl_upconn *c = gr->lru_head; c; c = c->lru_next) {
-			assert_ptr_equal(c->lru_prev, prev);
+		const struct sl_link *prev = NULL;
+		for (const struct sl_link *l = gr->lru.head; l; l = l->next) {
+			const struct sl_upconn *c = sl_container_of(l, struct sl_upconn, lru);
+			assert_ptr_equal(l->prev, prev);
 			assert_int_equal(c->group, g);
 			assert_non_null(c->key);
-			prev = c;
+			prev = l;
 			n++;
 			assert_true(n <= p->n_idle);
 		}
-		assert_ptr_equal(gr->lru_tail, prev);
+		assert_ptr_equal(gr->lru.tail, prev);
 		assert_int_equal(n, gr->n_idle);
 		gtotal += n;
 	}
@@ -120,10 +124,10 @@ static void check_consistent(const struct sl_pool *p)
 static void assert_detached(const struct sl_upconn *c)
 {
 	assert_null(c->key);
-	assert_null(c->prev);
-	assert_null(c->next);
-	assert_null(c->lru_prev);
-	assert_null(c->lru_next);
+	assert_null(c->kl.prev);
+	assert_null(c->kl.next);
+	assert_null(c->lru.prev);
+	assert_null(c->lru.next);
 }
 
 static void put_ok(struct sl_pool *p, struct sl_upconn *c, unsigned int g, unsigned int max,
@@ -508,8 +512,8 @@ static void test_remove_from_middle(void **state)
 	check_consistent(p);
 	assert_int_equal(p->n_idle, 5);
 	assert_int_equal(p->groups[g].n_idle, 5);
-	assert_ptr_equal(p->groups[g].lru_tail, d[0]);
-	assert_ptr_equal(p->groups[g].lru_head, c[3]);
+	assert_ptr_equal(p->groups[g].lru.tail, &d[0]->lru);
+	assert_ptr_equal(p->groups[g].lru.head, &c[3]->lru);
 	/* eviction order still follows the LRU: d0, c1, d1 */
 	struct sl_upconn *e1 = mkconn(&b, 200), *e2 = mkconn(&b, 201), *e3 = mkconn(&b, 202);
 	put_ok(p, e1, g, 5, d[0]);
@@ -523,8 +527,8 @@ static void test_remove_from_middle(void **state)
 	assert_ptr_equal(get(p, &b), e1);
 	assert_ptr_equal(get(p, &b), d[2]);
 	assert_null(get(p, &b));
-	assert_null(p->groups[g].lru_head);
-	assert_null(p->groups[g].lru_tail);
+	assert_null(p->groups[g].lru.head);
+	assert_null(p->groups[g].lru.tail);
 }
 
 struct drain_log {

@@ -48,12 +48,14 @@ static void test_fifo_remove_requeue_budget(void **state)
 	assert_int_equal(order[1], 1);
 	assert_int_equal(order[2], 3);
 	assert_false(sl_waitq_empty(&q)); /* item 0, re-queued, waits for the next round */
-	assert_ptr_equal(q.head, &it[0].w);
+	assert_ptr_equal(sl_waitq_first(&q), &it[0].w);
+	assert_ptr_equal(q.l.tail, &it[0].w.link);
 	sl_waitq_wake(&q, 64);
 	assert_int_equal(it[0].woken, 2);
 	assert_true(sl_waitq_empty(&q));
 	assert_int_equal(it[2].woken, 0);
-	assert_null(q.tail);
+	assert_null(q.l.tail);
+	assert_null(q.l.head);
 }
 
 int main(void)

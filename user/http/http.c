@@ -925,11 +925,7 @@ void sl_h1_render_request(struct sl_out *o, const char *method, const struct sl_
 void sl_h1_render_response(struct sl_out *o, int status, const struct sl_head *h, const char *base,
 			   int chunked, enum sl_h1_conn conn)
 {
-	sl_out_str(o, "HTTP/1.1 ");
-	sl_out_uint(o, (uint64_t)status);
-	sl_out_put(o, " ", 1);
-	sl_out_str(o, sl_http_reason(status));
-	sl_out_str(o, "\r\n");
+	sl_h1_status_line(o, status);
 	sl_out_headers(o, h, base);
 	if (chunked && h->info.te_other && h->info.te_idx >= 0) {
 		sl_out_str(o, "Transfer-Encoding: ");
@@ -959,74 +955,4 @@ void sl_h1_render_response(struct sl_out *o, int status, const struct sl_head *h
 		break;
 	}
 	sl_out_str(o, "\r\n");
-}
-
-const char *sl_http_reason(int status)
-{
-	switch (status) {
-	case 100:
-		return "Continue";
-	case 101:
-		return "Switching Protocols";
-	case 200:
-		return "OK";
-	case 201:
-		return "Created";
-	case 202:
-		return "Accepted";
-	case 204:
-		return "No Content";
-	case 206:
-		return "Partial Content";
-	case 301:
-		return "Moved Permanently";
-	case 302:
-		return "Found";
-	case 304:
-		return "Not Modified";
-	case 307:
-		return "Temporary Redirect";
-	case 308:
-		return "Permanent Redirect";
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 408:
-		return "Request Timeout";
-	case 413:
-		return "Content Too Large";
-	case 414:
-		return "URI Too Long";
-	case 417:
-		return "Expectation Failed";
-	case 505:
-		return "HTTP Version Not Supported";
-	case 429:
-		return "Too Many Requests";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 502:
-		return "Bad Gateway";
-	case 503:
-		return "Service Unavailable";
-	case 504:
-		return "Gateway Timeout";
-	default:
-		return status < 200   ? "Informational"
-		       : status < 300 ? "OK"
-		       : status < 400 ? "Redirect"
-		       : status < 500 ? "Client Error"
-				      : "Server Error";
-	}
 }

@@ -225,4 +225,17 @@ void sl_h1_render_response(struct sl_out *o, int status, const struct sl_head *h
 
 const char *sl_http_reason(int status);
 
+/* status.c: status lines and the responses sluice makes itself. */
+void sl_h1_status_line(struct sl_out *o, int status);
+/* A local response head: status line, Content-Type (if any), hdrs, Content-Length
+ * (but for 204/304), the Connection header conn asks for (KEEP, KEEP_10 or CLOSE). */
+struct sl_conf_header;
+void sl_h1_render_local(struct sl_out *o, int status, const char *ctype,
+			const struct sl_conf_header *hdrs, unsigned int n_hdrs, size_t body_len,
+			enum sl_h1_conn conn);
+/* The body of an error page ("502 Bad Gateway\n"), static. */
+const char *sl_error_page(int status, size_t *len);
+/* The headers an error page carries (Allow for 405), static; *n of them. */
+const struct sl_conf_header *sl_error_page_headers(int status, unsigned int *n);
+
 #endif

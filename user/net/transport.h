@@ -5,7 +5,10 @@
 #ifndef SL_TRANSPORT_H
 #define SL_TRANSPORT_H
 
+#include <errno.h>
+#include <event2/event.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -81,6 +84,47 @@ static inline short sl_io_wants(const struct sl_io *io, short events)
 static inline int sl_io_pending(const struct sl_io *io)
 {
 	return io->t->pending(io);
+}
+
+/* The one writev loop of both sides: write iov[0..n) once, retrying EINTR. 0 when all of
+ * it went out, 1 when the socket is full (short write or EAGAIN: wait for EV_WRITE),
+ * -errno on an error; *done = bytes written. */
+static inline int sl_io_send(struct sl_io *io, const struct iovec *iov, int n, size_t *done)
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	*done = 0;
+	for (;;) {
+		ssize_t wr = sl_io_writev(io, iov, n);
+		if (wr >= 0) {
+			*done = (size_t)wr;
+			return (size_t)wr < total;
+		}
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN ? 1 : -errno;
+	}
+}
+
+/* After sl_io_send: how much of a piece of len bytes the write took (pieces in iov
+ * order), taken off *left. */
+static inline size_t sl_iov_took(size_t *left, size_t len)
+{
+	size_t k = len < *left ? len : *left;
+	*left -= k;
+	return k;
+}
+
+/* The one event toggle of both sides: ev (persistent, no timeout) added or deleted as
+ * want says, *on tracking it so nothing is asked of epoll twice. */
+static inline void sl_ev_want(struct event *ev, uint8_t *on, int want)
+{
+	if (want && !*on)
+		event_add(ev, NULL);
+	else if (!want && *on)
+		event_del(ev);
+	*on = (uint8_t)!!want;
 }
 
 /* Socket helpers. */

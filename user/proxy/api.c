@@ -275,25 +275,14 @@ static uint64_t hash_key(const struct sl_session *s, const struct sl_upset *set)
 /* This worker switched u to a new set: idle pooled connections to servers that left it
  * close now rather than at their idle timeout. Only a group that is u's alone is pruned
  * (names past the pool's group table share its last group). */
+static int in_set(const struct sl_peer *p, void *set)
+{
+	return sl_upset_find(set, &p->addr, p->addrlen) >= 0;
+}
+
 static void pool_prune(struct sl_worker *w, const struct sl_upstream *u, const struct sl_upset *set)
 {
-	struct sl_pool *p = &w->pool;
-	size_t n = strlen(u->name);
-	for (unsigned int g = 0; g < p->n_groups; g++) {
-		struct sl_pool_group *grp = &p->groups[g];
-		if (n >= sizeof(grp->name) || grp->len != n || memcmp(grp->name, u->name, n) ||
-		    (p->n_groups == SL_POOL_GROUPS && g == SL_POOL_GROUPS - 1))
-			continue;
-		struct sl_upconn *c = grp->lru_head;
-		while (c) {
-			struct sl_upconn *next = c->lru_next;
-			if (sl_upset_find(set, &c->peer.addr, c->peer.addrlen) < 0) {
-				sl_pool_remove(p, c);
-				sl_upconn_close(c);
-			}
-			c = next;
-		}
-	}
+	sl_connector_prune(&w->up, u->name, in_set, (void *)set);
 }
 
 int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, struct sl_peer *peer)

@@ -27,8 +27,7 @@
 #include "proxy/access_log.h"
 #include "net/addr.h"
 #include "proxy/session.h"
-#include "upstream/conn_count.h"
-#include "upstream/shared_pool.h"
+#include "upstream/connector.h"
 
 #define SL_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 /* Free-list bounds per worker: enough for steady load; a quiet worker keeps only the
@@ -42,8 +41,7 @@
 static void client_read_cb(evutil_socket_t fd, short what, void *arg);
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
-static void up_read_cb(evutil_socket_t fd, short what, void *arg);
-static void up_write_cb(evutil_socket_t fd, short what, void *arg);
+static const struct sl_upconn_cbs up_cbs;
 static void parse_request_head(struct sl_session *s);
 static void pump_request_body(struct sl_session *s);
 static int body_filter(struct sl_session *s, uint32_t from);
@@ -168,42 +166,21 @@ static void iob_restart(struct sl_iob *b, uint32_t base, struct sl_http_parser *
 
 static void rd_on(struct sl_session *s)
 {
-	if (!s->rd_on) {
-		event_add(&s->rev, NULL);
-		s->rd_on = 1;
-	}
+	sl_ev_want(&s->rev, &s->rd_on, 1);
 }
 
 static void rd_off(struct sl_session *s)
 {
-	if (s->rd_on) {
-		event_del(&s->rev);
-		s->rd_on = 0;
-	}
+	sl_ev_want(&s->rev, &s->rd_on, 0);
 }
 
 enum { IDLE_HEADER = 0, IDLE_KEEPALIVE = 1 };
 
-static uint64_t tv_ns(const struct timeval *tv)
-{
-	return (uint64_t)tv->tv_sec * 1000000000ull + (uint64_t)tv->tv_usec * 1000ull;
-}
-
 static void idle_unlink(struct sl_session *s)
 {
-	struct sl_worker *w = s->w;
 	if (!s->idle_on)
 		return;
-	int k = s->idle_on - 1;
-	if (s->idle_prev)
-		s->idle_prev->idle_next = s->idle_next;
-	else
-		w->idle_head[k] = s->idle_next;
-	if (s->idle_next)
-		s->idle_next->idle_prev = s->idle_prev;
-	else
-		w->idle_tail[k] = s->idle_prev;
-	s->idle_prev = s->idle_next = NULL;
+	sl_list_del(&s->w->idle[s->idle_on - 1], &s->idle_link);
 	s->idle_on = 0;
 	s->timer = ST_NONE;
 }
@@ -214,19 +191,12 @@ static void idle_unlink(struct sl_session *s)
  * be pending (every arm() of another kind runs with a request). */
 static void idle_arm(struct sl_session *s, enum sl_timer_kind k)
 {
-	struct sl_worker *w = s->w;
 	idle_unlink(s);
 	if (k != ST_HEADER && k != ST_KEEPALIVE)
 		return; /* nothing else can be pending without a request */
 	int i = k == ST_KEEPALIVE;
 	s->idle_since = sl_mono_ns();
-	s->idle_next = NULL;
-	s->idle_prev = w->idle_tail[i];
-	if (w->idle_tail[i])
-		w->idle_tail[i]->idle_next = s;
-	else
-		w->idle_head[i] = s;
-	w->idle_tail[i] = s;
+	sl_list_add_tail(&s->w->idle[i], &s->idle_link);
 	s->idle_on = (uint8_t)(i + 1);
 	s->timer = k;
 }
@@ -278,229 +248,26 @@ static void arm(struct sl_session *s, enum sl_timer_kind k)
 	event_add(&r->tev, tv);
 }
 
-/* ---- upstream connections ---- */
+/* ---- upstream connection (user/upstream/connector.c) ---- */
 
-void sl_upconn_close(struct sl_upconn *c)
-{
-	if (c->io.fd >= 0) {
-		event_del(&c->rev);
-		event_del(&c->wev);
-		sl_io_close(&c->io);
-		if (c->count)
-			sl_conn_count_drop(c->count);
-	}
-	free(c);
-}
-
-static void up_rd_on(struct sl_upconn *c)
-{
-	if (!c->rd_on) {
-		event_add(&c->rev, NULL);
-		c->rd_on = 1;
-	}
-}
-
-static void up_rd_off(struct sl_upconn *c)
-{
-	if (c->rd_on) {
-		event_del(&c->rev);
-		c->rd_on = 0;
-	}
-}
-
-static void up_wr(struct sl_upconn *c, int on)
-{
-	if (on && !c->wr_on)
-		event_add(&c->wev, NULL);
-	else if (!on && c->wr_on)
-		event_del(&c->wev);
-	c->wr_on = (uint8_t)on;
-}
-
-/* Give an idle connection to the shared overflow pool (its watch moves to the keeper). */
-static void to_shared(struct sl_worker *w, struct sl_upconn *c)
-{
-	if (!w->d->spool) {
-		sl_upconn_close(c);
-		return;
-	}
-	event_del(&c->rev);
-	event_del(&c->wev);
-	int fd = c->io.fd;
-	c->io.fd = -1;
-	sl_spool_put(w->d->spool, fd, &c->peer, c->peer_hash, c->requests, c->count);
-	sl_upconn_close(c);
-}
-
-static void hand_over_cb(struct sl_upconn *c, void *arg)
-{
-	to_shared(arg, c);
-}
-
-/* Requests wait somewhere for a peer this worker holds idle connections to: give
- * those to the shared pool. Called from the worker tick while anyone waits. */
-void sl_session_pool_share_waited(struct sl_worker *w)
-{
-	struct sl_pool *p = &w->pool;
-	for (unsigned int g = 0; g < p->n_groups; g++) {
-		struct sl_upconn *c = p->groups[g].lru_head;
-		while (c) {
-			struct sl_upconn *next = c->lru_next;
-			if (c->count &&
-			    atomic_load_explicit(&c->count->waiters, memory_order_relaxed)) {
-				sl_pool_remove(p, c);
-				to_shared(w, c);
-			}
-			c = next;
-		}
-	}
-}
-
-/* A draining worker leaves its idle connections to the others. */
-void sl_session_pool_hand_over(struct sl_worker *w)
-{
-	sl_pool_drain(&w->pool, hand_over_cb, w);
-}
-
-/* Detach the session's upstream connection: back to the idle pool or closed. */
+/* Detach the request's upstream connection: back to a pool or closed. */
 static void up_release(struct sl_session *s, int reusable)
 {
 	struct sl_request *r = s->r;
 	struct sl_upconn *c = r->up;
-	struct sl_worker *w = s->w;
 	if (!c)
 		return;
 	r->up = NULL;
-	c->s = NULL;
-	up_wr(c, 0);
-	const struct sl_conf_pool *pl = r->upstream ? &r->upstream->pool : NULL;
-	if (reusable && pl && pl->max_requests_per_conn && c->requests >= pl->max_requests_per_conn)
-		reusable = 0;
 	if (reusable && sl_lb_req_server_gone(&r->lb))
 		reusable = 0; /* removed from its upstream meanwhile: its connections go */
-	if (!reusable) {
-		sl_upconn_close(c);
-		if (!sl_waitq_empty(&w->waitq)) /* a slot is free */
-			sl_session_wake_queue(w);
-		return;
-	}
-	/* Draining, or requests on other workers wait for a connection to this peer (at
-	 * max_conns_per_server): the shared pool is where they can get it. */
-	if (w->draining || (c->count && sl_waitq_empty(&w->waitq) &&
-			    atomic_load_explicit(&c->count->waiters, memory_order_relaxed))) {
-		to_shared(w, c);
-		return;
-	}
-	unsigned int g = sl_pool_group(&w->pool, r->upstream ? r->upstream->name : "");
-	struct sl_upconn *evicted;
-	if (sl_pool_put(&w->pool, c, g, pl ? pl->max_idle_per_worker : 128, &evicted)) {
-		to_shared(w, c);
-		return;
-	}
-	c->idle_since_ns = sl_mono_coarse_ns();
-	/* watched while idle: EOF or stray bytes close it; the timeout reaps it */
-	event_add(&c->rev, sl_worker_common_tv(w, pl ? pl->idle_timeout : 60000));
-	c->rd_on = 1;
-	if (evicted) {
-		w->st->pool_evicted++;
-		to_shared(w, evicted);
-	}
-	if (!sl_waitq_empty(&w->waitq)) /* hand it straight to a waiting request */
-		sl_session_wake_queue(w);
-}
-
-static void idle_conn_event(struct sl_upconn *c, short what)
-{
-	if (!(what & EV_TIMEOUT) && !sl_io_idle_check(&c->io))
-		return;
-	/* EOF, error, unexpected bytes or idle timeout: never reuse it */
-	c->w->st->pool_idle_closed++;
-	sl_pool_remove(&c->w->pool, c);
-	sl_upconn_close(c);
-}
-
-/* Before reusing a connection: nothing pending (no EOF, no stray bytes) and still
- * connected to the peer it was opened for. 0 usable, -1 closed it. */
-static int reuse_check(struct sl_worker *w, struct sl_io *io, const struct sl_peer *peer)
-{
-	if (sl_io_idle_check(io)) {
-		w->st->pool_idle_closed++;
-		return -1;
-	}
-	struct sockaddr_storage sa;
-	socklen_t len = sizeof(sa);
-	if (getpeername(io->fd, (struct sockaddr *)&sa, &len) || len != peer->addrlen ||
-	    memcmp(&sa, &peer->addr, len)) {
-		w->st->pool_fd_mismatch++;
-		sl_log(SL_LOG_WARN,
-		       "msg=\"pooled connection no longer points at its peer, closed\" "
-		       "peer=%s",
-		       peer->name);
-		return -1;
-	}
-	return 0;
-}
-
-/* Reuse threshold: a connection idle for less than this was watched by our own loop
- * all along (an EOF would have been seen), so the syscall checks are skipped. */
-#define RECHECK_IDLE_NS 1000000000ull
-
-static struct sl_upconn *pool_take(struct sl_session *s)
-{
-	struct sl_worker *w = s->w;
-	const struct sl_peer *peer = &s->r->peer;
-	uint64_t hash = s->r->peer_hash;
-	struct sl_upconn *c;
-	while ((c = sl_pool_get(&w->pool, peer, hash))) {
-		if (sl_mono_coarse_ns() - c->idle_since_ns < RECHECK_IDLE_NS ||
-		    !reuse_check(w, &c->io, peer)) {
-			w->st->pool_local++;
-			event_add(&c->rev, NULL); /* drop the idle timeout */
-			return c;
-		}
-		sl_upconn_close(c);
-	}
-	if (!w->d->spool)
-		return NULL;
-	unsigned int requests;
-	struct sl_peer_count *count;
-	int fd;
-	while ((fd = sl_spool_get(w->d->spool, peer, hash, &requests, &count)) >= 0) {
-		struct sl_io io;
-		sl_io_init_raw(&io, fd);
-		if (reuse_check(w, &io, peer) || !(c = calloc(1, sizeof(*c)))) {
-			sl_io_close(&io);
-			if (count)
-				sl_conn_count_drop(count);
-			continue;
-		}
-		c->io = io;
-		c->count = count;
-		c->w = w;
-		c->peer = *peer;
-		c->peer_hash = hash;
-		c->requests = requests;
-		c->from_shared = 1;
-		event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, c);
-		event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, up_write_cb, c);
-		event_add(&c->rev, NULL);
-		c->rd_on = 1;
-		w->st->pool_shared++;
-		return c;
-	}
-	return NULL;
+	sl_upconn_release(c, reusable, r->upstream);
 }
 
 /* ---- output to the client ---- */
 
 static void client_wr(struct sl_session *s, int on)
 {
-	struct sl_request *r = s->r;
-	if (on && !r->wr_on)
-		event_add(&r->wev, NULL);
-	else if (!on && r->wr_on)
-		event_del(&r->wev);
-	r->wr_on = (uint8_t)on;
+	sl_ev_want(&s->r->wev, &s->r->wr_on, on);
 }
 
 /* Write what is pending for the client: the rest of a "100 Continue", out (if it holds
@@ -510,66 +277,43 @@ static int client_write_pending(struct sl_session *s)
 	struct sl_request *r = s->r;
 	if (!r)
 		return 0;
-	for (;;) {
-		struct iovec iov[4];
-		int n = 0;
-		size_t total = 0;
-		size_t cont = r->cont_left;
-		if (cont) {
-			iov[n].iov_base = (void *)(SL_CONTINUE + sizeof(SL_CONTINUE) - 1 - cont);
-			iov[n++].iov_len = cont;
-		}
-		if (r->out_to_client && r->out.rd < r->out.wr) {
-			iov[n].iov_base = r->out.data + r->out.rd;
-			iov[n++].iov_len = r->out.wr - r->out.rd;
-		}
-		if (r->lbody && r->lbody_off < r->lbody_len) {
-			iov[n].iov_base = (void *)(r->lbody + r->lbody_off);
-			iov[n++].iov_len = r->lbody_len - r->lbody_off;
-		}
-		if (r->uin.data && r->uin.rd < r->uin.fwd) {
-			iov[n].iov_base = r->uin.data + r->uin.rd;
-			iov[n++].iov_len = r->uin.fwd - r->uin.rd;
-		}
-		if (!n)
-			return 0;
-		for (int i = 0; i < n; i++)
-			total += iov[i].iov_len;
-		ssize_t wr = sl_io_writev(&s->io, iov, n);
-		if (wr < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return 1;
-			return -errno;
-		}
-		size_t left = (size_t)wr;
-		s->w->st->bytes_out += left;
-		if (cont) {
-			size_t k = cont < left ? cont : left;
-			r->cont_left = (uint8_t)(cont - k);
-			left -= k;
-		}
-		r->r_out += left;
-		if (left)
-			r->resp_started = 1;
-		if (r->out_to_client && r->out.rd < r->out.wr) {
-			size_t k = r->out.wr - r->out.rd;
-			k = k < left ? k : left;
-			r->out.rd += (uint32_t)k;
-			left -= k;
-		}
-		if (r->lbody && r->lbody_off < r->lbody_len) {
-			size_t k = r->lbody_len - r->lbody_off;
-			k = k < left ? k : left;
-			r->lbody_off += k;
-			left -= k;
-		}
-		if (left)
-			r->uin.rd += (uint32_t)left;
-		if ((size_t)wr < total)
-			return 1; /* short write: the socket buffer is full */
+	struct iovec iov[4];
+	int n = 0;
+	size_t cont = r->cont_left;
+	if (cont) {
+		iov[n].iov_base = (void *)(SL_CONTINUE + sizeof(SL_CONTINUE) - 1 - cont);
+		iov[n++].iov_len = cont;
 	}
+	if (r->out_to_client && r->out.rd < r->out.wr) {
+		iov[n].iov_base = r->out.data + r->out.rd;
+		iov[n++].iov_len = r->out.wr - r->out.rd;
+	}
+	if (r->lbody && r->lbody_off < r->lbody_len) {
+		iov[n].iov_base = (void *)(r->lbody + r->lbody_off);
+		iov[n++].iov_len = r->lbody_len - r->lbody_off;
+	}
+	if (r->uin.data && r->uin.rd < r->uin.fwd) {
+		iov[n].iov_base = r->uin.data + r->uin.rd;
+		iov[n++].iov_len = r->uin.fwd - r->uin.rd;
+	}
+	if (!n)
+		return 0;
+	size_t left;
+	int rc = sl_io_send(&s->io, iov, n, &left);
+	if (rc < 0)
+		return rc;
+	s->w->st->bytes_out += left;
+	if (cont)
+		r->cont_left = (uint8_t)(cont - sl_iov_took(&left, cont));
+	r->r_out += left;
+	if (left)
+		r->resp_started = 1;
+	if (r->out_to_client && r->out.rd < r->out.wr)
+		r->out.rd += (uint32_t)sl_iov_took(&left, r->out.wr - r->out.rd);
+	if (r->lbody && r->lbody_off < r->lbody_len)
+		r->lbody_off += sl_iov_took(&left, r->lbody_len - r->lbody_off);
+	r->uin.rd += (uint32_t)left;
+	return rc; /* 1: the socket buffer is full */
 }
 
 static void client_flush(struct sl_session *s)
@@ -610,12 +354,12 @@ static void client_flush(struct sl_session *s)
 			if (s->client_eof)
 				session_close(s);
 		} else if (r->up) {
-			up_rd_on(r->up);
+			sl_upconn_want_read(r->up, 1);
 		}
 		return;
 	}
 	if (r->up && !r->up->rd_on && !r->resp_done)
-		up_rd_on(r->up); /* room again in uin */
+		sl_upconn_want_read(r->up, 1); /* room again in uin */
 	if (r->resp_done)
 		finish_request(s);
 }
@@ -636,36 +380,16 @@ static int queue_local(struct sl_session *s, int status, const char *ctype,
 		return -ENOMEM;
 	}
 	int has_body = !(r->is_head_req || status == 204 || status == 304);
+	enum sl_h1_conn conn = SL_H1_KEEP;
+	if (close_after || !r->keepalive || !r->req_done) {
+		r->keepalive = 0;
+		conn = SL_H1_CLOSE;
+	} else if (r->req.http_minor == 0) {
+		conn = SL_H1_KEEP_10;
+	}
 	for (;;) {
 		sl_out_init(&o, r->out.data, r->out.cap);
-		sl_out_str(&o, "HTTP/1.1 ");
-		sl_out_uint(&o, (uint64_t)status);
-		sl_out_put(&o, " ", 1);
-		sl_out_str(&o, sl_http_reason(status));
-		sl_out_str(&o, "\r\n");
-		if (ctype) {
-			sl_out_str(&o, "Content-Type: ");
-			sl_out_str(&o, ctype);
-			sl_out_str(&o, "\r\n");
-		}
-		for (unsigned int i = 0; i < n_hdrs; i++) {
-			sl_out_str(&o, hdrs[i].name);
-			sl_out_str(&o, ": ");
-			sl_out_str(&o, hdrs[i].value);
-			sl_out_str(&o, "\r\n");
-		}
-		if (status != 204 && status != 304) {
-			sl_out_str(&o, "Content-Length: ");
-			sl_out_uint(&o, body_len);
-			sl_out_str(&o, "\r\n");
-		}
-		if (close_after || !r->keepalive || !r->req_done) {
-			r->keepalive = 0;
-			sl_out_str(&o, "Connection: close\r\n");
-		} else if (r->req.http_minor == 0) {
-			sl_out_str(&o, "Connection: keep-alive\r\n");
-		}
-		sl_out_str(&o, "\r\n");
+		sl_h1_render_local(&o, status, ctype, hdrs, n_hdrs, body_len, conn);
 		if (o.ok)
 			break;
 		if (iob_grow(s->w, &r->out)) {
@@ -704,25 +428,6 @@ static int queue_local(struct sl_session *s, int status, const char *ctype,
 	client_flush(s);
 	return 0;
 }
-
-static const char *error_body(int status, size_t *len)
-{
-	static char bodies[600][48];
-	static int ready[600];
-	if (status < 100 || status >= 600)
-		status = 500;
-	if (!__atomic_load_n(&ready[status], __ATOMIC_ACQUIRE)) {
-		snprintf(bodies[status], sizeof(bodies[status]), "%d %s\n", status,
-			 sl_http_reason(status));
-		__atomic_store_n(&ready[status], 1, __ATOMIC_RELEASE);
-	}
-	*len = strlen(bodies[status]);
-	return bodies[status];
-}
-
-static const struct sl_conf_header allow_hdr[] = {
-    {.name = "Allow", .value = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"},
-};
 
 /* An error found by sluice. 404 and 503 keep the connection when the request was
  * read whole; anything else closes it. */
@@ -763,10 +468,11 @@ static void send_error(struct sl_session *s, int status)
 			return; /* it answered (sl_respond), whatever it returned */
 	}
 	size_t len;
-	const char *body = error_body(status, &len);
+	unsigned int n_hdrs;
+	const char *body = sl_error_page(status, &len);
+	const struct sl_conf_header *hdrs = sl_error_page_headers(status, &n_hdrs);
 	int keep = (status == 404 || status == 503) && r->req_done;
-	queue_local(s, status, "text/plain", status == 405 ? allow_hdr : NULL, status == 405, body,
-		    len, !keep, 0);
+	queue_local(s, status, "text/plain", hdrs, n_hdrs, body, len, !keep, 0);
 }
 
 static const char *phase_name(enum sl_phase ph)
@@ -916,12 +622,13 @@ static void request_release(struct sl_session *s)
 	}
 }
 
-void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns)
+static void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns)
 {
 	for (int i = 0; i < 2; i++) {
 		struct sl_session *s;
-		uint64_t t = tv_ns(i == IDLE_HEADER ? &w->tv_header : &w->tv_keepalive);
-		while ((s = w->idle_head[i]) && s->idle_since <= now_ns &&
+		uint64_t t = sl_tv_ns(i == IDLE_HEADER ? &w->tv_header : &w->tv_keepalive);
+		while ((s = sl_list_entry(w->idle[i].head, struct sl_session, idle_link)) &&
+		       s->idle_since <= now_ns &&
 		       now_ns - s->idle_since >= t) {
 			if (i == IDLE_HEADER)
 				w->st->header_timeouts++; /* not a byte within client_header */
@@ -930,7 +637,7 @@ void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns)
 	}
 }
 
-void sl_session_trim(struct sl_worker *w)
+static void sl_session_trim(struct sl_worker *w)
 {
 	size_t rsize = sizeof(struct sl_request) + w->d->ops->ctx_size;
 	while (w->n_free_requests > SL_RESERVE_REQUESTS) {
@@ -942,17 +649,6 @@ void sl_session_trim(struct sl_worker *w)
 	}
 	sl_slab_trim(&w->request_slab, 0);
 	sl_slab_trim(&w->session_slab, SL_RESERVE_SESSION_CHUNKS);
-}
-
-void sl_session_free_requests(struct sl_worker *w)
-{
-	while (w->free_requests) {
-		struct sl_request *r = w->free_requests;
-		w->free_requests = r->next_free;
-		sl_slab_put(&w->request_slab, r);
-	}
-	w->n_free_requests = 0;
-	sl_slab_destroy(&w->request_slab);
 }
 
 static int start_request(struct sl_session *s)
@@ -967,6 +663,7 @@ static int start_request(struct sl_session *s)
 	evtimer_assign(&r->tev, w->base, timer_cb, s);
 	/* the client write event lives with the request: an idle connection has none */
 	event_assign(&r->wev, w->base, s->io.fd, EV_WRITE | EV_PERSIST, client_write_cb, s);
+	r->s = s;
 	r->t_start = sl_mono_ns();
 	r->hold = sl_worker_conf_get(w);
 	const struct sl_conf *c = r->hold->conf;
@@ -1234,7 +931,7 @@ static void pump_request_body(struct sl_session *s)
 				arm(s, ST_NONE);
 		}
 	}
-	if (r->up && !r->up->connecting && r->head_queued)
+	if (r->up && sl_upconn_ready(r->up) && r->head_queued)
 		up_flush(s);
 }
 
@@ -1287,8 +984,7 @@ static void up_connected(struct sl_session *s)
 {
 	struct sl_request *r = s->r;
 	struct sl_upconn *c = r->up;
-	c->connecting = 0;
-	up_rd_on(c);
+	sl_upconn_want_read(c, 1);
 	c->requests++;
 	r->t_up = sl_mono_ns();
 	sl_http_parser_init(&r->up_p, 0, &r->resp);
@@ -1309,52 +1005,6 @@ static void up_connected(struct sl_session *s)
 	else
 		arm(s, ST_BODY);
 	up_flush(s);
-}
-
-/* -EBUSY: the peer is at pool.max_conns_per_server (the request queues). */
-static int up_connect(struct sl_session *s)
-{
-	struct sl_request *r = s->r;
-	struct sl_worker *w = s->w;
-	unsigned int max = r->upstream ? r->upstream->pool.max_conns_per_server : 0;
-	struct sl_peer_count *count = sl_conn_counter(r->peer_hash);
-	if (!sl_conn_count_take(count, max))
-		return -EBUSY;
-	int fd = sl_net_tcp_socket(r->peer.addr.ss_family);
-	if (fd < 0) {
-		sl_conn_count_drop(count);
-		return fd;
-	}
-	struct sl_upconn *c = calloc(1, sizeof(*c));
-	if (!c) {
-		close(fd);
-		sl_conn_count_drop(count);
-		return -ENOMEM;
-	}
-	c->count = count;
-	sl_io_init_raw(&c->io, fd);
-	c->w = w;
-	c->s = s;
-	c->peer = r->peer;
-	c->peer_hash = r->peer_hash;
-	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, up_read_cb, c);
-	event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, up_write_cb, c);
-	r->up = c;
-	w->st->up_new++;
-	if (connect(fd, (struct sockaddr *)&r->peer.addr, r->peer.addrlen) == 0) {
-		up_connected(s);
-		return 0;
-	}
-	if (errno == EINPROGRESS) {
-		c->connecting = 1;
-		up_wr(c, 1);
-		arm(s, ST_CONNECT);
-		return 0;
-	}
-	int err = -errno;
-	r->up = NULL;
-	sl_upconn_close(c);
-	return err;
 }
 
 /* A connect failed: 1 when the proxy asked for another try, 0 when an error went out
@@ -1435,41 +1085,39 @@ static void connect_upstream(struct sl_session *s)
 static int acquire_connection(struct sl_session *s)
 {
 	struct sl_request *r = s->r;
-	struct sl_upconn *c = r->fresh_only ? NULL : pool_take(s);
-	if (c) {
-		c->s = s;
-		c->reused = 1;
+	struct sl_upconn *c;
+	int rc = sl_upconn_get(&s->w->up, &r->peer, r->peer_hash, r->upstream, r->fresh_only, s,
+			       &up_cbs, &c);
+	if (rc == 0) {
 		r->up = c;
-		s->w->st->up_reused++;
 		up_connected(s);
 		return 0;
 	}
-	int rc = up_connect(s);
+	if (rc == SL_UP_CONNECTING) {
+		r->up = c;
+		arm(s, ST_CONNECT);
+		return 0;
+	}
 	if (rc == -EBUSY) {
 		queue_wait(s);
 		return 0;
 	}
-	return rc && connect_failed(s, rc);
+	return connect_failed(s, rc);
 }
 
 /* ---- waiting for a connection slot (pool.max_conns_per_server) ---- */
 
 static void queue_unlink(struct sl_session *s)
 {
-	if (!s->waiting)
-		return;
-	sl_waitq_remove(&s->w->waitq, &s->waiter);
-	s->waiting = 0;
-	sl_conn_wait_add(s->wait_count, -1);
+	if (s->r)
+		sl_connector_unwait(&s->w->up, &s->r->upw);
 }
 
 /* A connection may have come back to the pool or a slot freed: try again. Still at the
  * limit, the request goes back to the tail, its deadline unchanged. */
-static void queue_wake(struct sl_waiter *wt)
+static void queue_wake(struct sl_upwait *q)
 {
-	struct sl_session *s =
-	    (struct sl_session *)((char *)wt - offsetof(struct sl_session, waiter));
-	queue_unlink(s); /* the queue let go of it already; this drops the count */
+	struct sl_session *s = sl_container_of(q, struct sl_request, upw)->s;
 	ENTER(s);
 	uint32_t gen = s->gen;
 	if (acquire_connection(s) && !GONE(s, gen))
@@ -1481,27 +1129,13 @@ static void queue_wait(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
 	struct sl_request *r = s->r;
-	if (!s->waiting) {
-		s->waiting = 1;
-		s->wait_count = sl_conn_counter(r->peer_hash);
-		sl_conn_wait_add(s->wait_count, 1);
-		s->waiter.wake = queue_wake;
-		sl_waitq_add(&w->waitq, &s->waiter);
-	}
+	sl_connector_wait(&w->up, &r->upw, r->peer_hash, queue_wake);
 	if (s->timer != ST_QUEUE) { /* first time in: the deadline does not move on retries */
 		w->st->queue_waits++;
 		s->timer = ST_QUEUE;
-		event_add(&r->tev, sl_worker_common_tv(
-				       w, r->upstream ? r->upstream->pool.queue_timeout : 3000));
+		event_add(&r->tev, sl_connector_tv(&w->up, r->upstream ? r->upstream->pool.queue_timeout
+								      : 3000));
 	}
-}
-
-/* Give waiting requests another go, oldest first. Called from the worker tick and
- * whenever this worker releases a connection; not re-entrant (a release deep inside
- * acquire_connection() would otherwise walk the queue the running wake is walking). */
-void sl_session_wake_queue(struct sl_worker *w)
-{
-	sl_waitq_wake(&w->waitq, 64);
 }
 
 /* retry_on: a 5xx head, nothing of it sent to the client, a request that can be sent
@@ -1556,7 +1190,7 @@ static void up_write_failed(struct sl_session *s, int err)
 	if (r->uin.data && r->uin.wr) {
 		/* a response is arriving: let the read side finish it */
 		r->keepalive = 0;
-		up_wr(r->up, 0);
+		sl_upconn_want_write(r->up, 0);
 		return;
 	}
 	send_error(s, 502);
@@ -1567,49 +1201,34 @@ static void up_flush(struct sl_session *s)
 	struct sl_request *r = s->r;
 	struct sl_upconn *c = r->up;
 	struct sl_iob *b = &s->in;
-	if (!c || c->connecting || (r->up_broken && s->state != SS_TUNNEL))
+	if (!c || !sl_upconn_ready(c) || (r->up_broken && s->state != SS_TUNNEL))
 		return;
-	for (;;) {
-		struct iovec iov[2];
-		int n = 0;
-		size_t total = 0;
-		if (!r->out_to_client && r->out.rd < r->out.wr) {
-			iov[n].iov_base = r->out.data + r->out.rd;
-			iov[n++].iov_len = r->out.wr - r->out.rd;
-		}
-		if (b->data && b->rd < b->fwd) {
-			iov[n].iov_base = b->data + b->rd;
-			iov[n++].iov_len = b->fwd - b->rd;
-		}
-		if (!n)
-			break;
-		for (int i = 0; i < n; i++)
-			total += iov[i].iov_len;
-		ssize_t wr = sl_io_writev(&c->io, iov, n);
-		if (wr < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				up_wr(c, 1);
-				return;
-			}
-			up_write_failed(s, -errno);
+	struct iovec iov[2];
+	int n = 0;
+	if (!r->out_to_client && r->out.rd < r->out.wr) {
+		iov[n].iov_base = r->out.data + r->out.rd;
+		iov[n++].iov_len = r->out.wr - r->out.rd;
+	}
+	if (b->data && b->rd < b->fwd) {
+		iov[n].iov_base = b->data + b->rd;
+		iov[n++].iov_len = b->fwd - b->rd;
+	}
+	if (n) {
+		size_t left;
+		int rc = sl_io_send(&c->io, iov, n, &left);
+		if (rc < 0) {
+			up_write_failed(s, rc);
 			return;
 		}
-		size_t left = (size_t)wr;
-		if (!r->out_to_client && r->out.rd < r->out.wr) {
-			size_t k = r->out.wr - r->out.rd;
-			k = k < left ? k : left;
-			r->out.rd += (uint32_t)k;
-			left -= k;
-		}
+		if (!r->out_to_client && r->out.rd < r->out.wr)
+			r->out.rd += (uint32_t)sl_iov_took(&left, r->out.wr - r->out.rd);
 		b->rd += (uint32_t)left;
-		if ((size_t)wr < total) {
-			up_wr(c, 1);
+		if (rc) {
+			sl_upconn_want_write(c, 1);
 			return;
 		}
 	}
-	up_wr(c, 0);
+	sl_upconn_want_write(c, 0);
 	if (s->state == SS_TUNNEL) {
 		if (b->rd == b->wr)
 			b->rd = b->fwd = b->parse = b->wr = 0;
@@ -1848,7 +1467,7 @@ static void up_eof(struct sl_session *s, int err)
 	struct sl_upconn *c = r->up;
 	if (s->state == SS_TUNNEL) {
 		r->up_eof = 1;
-		up_rd_off(c);
+		sl_upconn_want_read(c, 0);
 		if (err) {
 			session_close(s);
 			return;
@@ -1861,7 +1480,7 @@ static void up_eof(struct sl_session *s, int err)
 		return;
 	}
 	r->up_broken = 1;
-	up_rd_off(c);
+	sl_upconn_want_read(c, 0);
 	if (!err && r->resp_head_done && r->body_mode == BM_EOF) {
 		llhttp_finish(&r->up_p.p);
 		r->resp_done = 1;
@@ -1897,15 +1516,10 @@ static void up_eof(struct sl_session *s, int err)
 
 /* ---- event callbacks ---- */
 
-static void up_read_ev(evutil_socket_t fd, short what, void *arg)
+static void up_read_ev(struct sl_session *s)
 {
-	struct sl_upconn *c = arg;
-	struct sl_session *s = c->s;
-	if (!s) {
-		idle_conn_event(c, what);
-		return;
-	}
 	struct sl_request *r = s->r;
+	struct sl_upconn *c = r->up;
 	struct sl_iob *b = &r->uin;
 	if (iob_alloc(s->w, b, SL_MEM_IO)) {
 		send_error(s, 502);
@@ -1926,7 +1540,7 @@ static void up_read_ev(evutil_socket_t fd, short what, void *arg)
 				bad_response(s, "response framing does not fit the buffer");
 				return;
 			} else {
-				up_rd_off(c); /* backpressure: resumed when the client drains */
+				sl_upconn_want_read(c, 0); /* backpressure: resumed when the client drains */
 				if (s->timer == ST_UPIDLE || s->timer == ST_NONE)
 					arm(s, ST_SEND); /* now waiting on the client */
 				return;
@@ -1951,32 +1565,6 @@ static void up_read_ev(evutil_socket_t fd, short what, void *arg)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	up_eof(s, n == 0 ? 0 : -errno);
-}
-
-static void up_write_ev(evutil_socket_t fd, short what, void *arg)
-{
-	struct sl_upconn *c = arg;
-	struct sl_session *s = c->s;
-	if (!s) {
-		up_wr(c, 0);
-		return;
-	}
-	if (c->connecting) {
-		int err = 0;
-		socklen_t l = sizeof(err);
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
-			err = errno;
-		up_wr(c, 0);
-		if (err) {
-			uint32_t gen = s->gen;
-			if (connect_failed(s, -err) && !GONE(s, gen))
-				connect_upstream(s);
-			return;
-		}
-		up_connected(s);
-		return;
-	}
-	up_flush(s);
 }
 
 static void client_eof(struct sl_session *s, int err)
@@ -2266,12 +1854,7 @@ static void session_close(struct sl_session *s)
 	idle_unlink(s);
 	sl_io_close(&s->io);
 	iob_free(w, &s->in);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		w->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	sl_list_del(&w->sessions, &s->link);
 	w->n_sessions--;
 	w->st->active--;
 	w->state->active--;
@@ -2304,34 +1887,50 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	LEAVE(s);
 }
 
-static void up_read_cb(evutil_socket_t fd, short what, void *arg)
+/* The upstream connection's events (user/upstream/connector.c calls these). */
+static void up_ready_cb(void *owner)
 {
-	struct sl_upconn *c = arg;
-	struct sl_session *s = c->s;
-	if (!s) {
-		idle_conn_event(c, what);
-		return;
-	}
+	struct sl_session *s = owner;
 	ENTER(s);
-	up_read_ev(fd, what, c);
+	up_connected(s);
 	LEAVE(s);
 }
 
-static void up_write_cb(evutil_socket_t fd, short what, void *arg)
+static void up_failed_cb(void *owner, int err, const char *why)
 {
-	struct sl_upconn *c = arg;
-	struct sl_session *s = c->s;
-	if (!s) {
-		up_wr(c, 0);
-		return;
-	}
+	struct sl_session *s = owner;
 	ENTER(s);
-	up_write_ev(fd, what, c);
+	uint32_t gen = s->gen;
+	if (connect_failed(s, err) && !GONE(s, gen))
+		connect_upstream(s);
 	LEAVE(s);
 }
 
-void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
-		       const struct sockaddr_storage *sa, socklen_t salen)
+static void up_readable_cb(void *owner)
+{
+	struct sl_session *s = owner;
+	ENTER(s);
+	up_read_ev(s);
+	LEAVE(s);
+}
+
+static void up_writable_cb(void *owner)
+{
+	struct sl_session *s = owner;
+	ENTER(s);
+	up_flush(s);
+	LEAVE(s);
+}
+
+static const struct sl_upconn_cbs up_cbs = {
+    .ready = up_ready_cb,
+    .failed = up_failed_cb,
+    .readable = up_readable_cb,
+    .writable = up_writable_cb,
+};
+
+static void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
+			      const struct sockaddr_storage *sa, socklen_t salen)
 {
 	struct sl_session *s = sl_slab_get(&w->session_slab);
 	if (!s) {
@@ -2345,10 +1944,7 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	memcpy(&s->client, sa, salen < sizeof(s->client) ? salen : sizeof(s->client));
 	s->client_len = salen < sizeof(s->client) ? salen : sizeof(s->client);
 	event_assign(&s->rev, w->base, fd, EV_READ | EV_PERSIST, client_read_cb, s);
-	s->next = w->sessions;
-	if (w->sessions)
-		w->sessions->prev = s;
-	w->sessions = s;
+	sl_list_add_head(&w->sessions, &s->link);
 	w->n_sessions++;
 	w->st->accepted++;
 	w->st->active++;
@@ -2362,29 +1958,48 @@ void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	LEAVE(s);
 }
 
-void sl_session_drain_all(struct sl_worker *w)
+/* Worker draining: close idle keep-alive connections, close the rest after their
+ * response. */
+static void http1_drain(struct sl_worker *w)
 {
-	struct sl_session *s = w->sessions;
-	while (s) {
-		struct sl_session *next = s->next;
+	struct sl_link *l = w->sessions.head;
+	while (l) {
+		struct sl_link *next = l->next;
+		struct sl_session *s = sl_container_of(l, struct sl_session, link);
 		if (s->state == SS_IDLE && s->in.wr == 0)
 			session_close(s);
 		else if (s->r)
 			s->r->keepalive = 0;
-		s = next;
+		l = next;
 	}
 }
 
-static void close_cb(struct sl_upconn *c, void *arg)
+/* Close every session now (fast exit) and free the recycled request objects. */
+static void http1_close_all(struct sl_worker *w)
 {
-	sl_upconn_close(c);
+	while (w->sessions.head)
+		session_close(sl_container_of(w->sessions.head, struct sl_session, link));
+	while (w->free_requests) {
+		struct sl_request *r = w->free_requests;
+		w->free_requests = r->next_free;
+		sl_slab_put(&w->request_slab, r);
+	}
+	w->n_free_requests = 0;
+	sl_slab_destroy(&w->request_slab);
 }
 
-void sl_session_close_all(struct sl_worker *w)
+/* The worker starts: sessions and request objects come from its slabs. */
+static void http1_init(struct sl_worker *w)
 {
-	while (w->sessions)
-		session_close(w->sessions);
-	sl_pool_drain(&w->pool, close_cb, NULL);
-	sl_pool_destroy(&w->pool);
-	sl_session_free_requests(w);
+	sl_slab_init(&w->session_slab, sizeof(struct sl_session), 1);
+	sl_slab_init(&w->request_slab, sizeof(struct sl_request) + w->d->ops->ctx_size + 16, 15);
 }
+
+const struct sl_conn_handler sl_http1_handler = {
+    .init = http1_init,
+    .accept = sl_session_accept,
+    .drain = http1_drain,
+    .expire = sl_session_expire_idle,
+    .trim = sl_session_trim,
+    .close_all = http1_close_all,
+};

@@ -13,7 +13,7 @@
 #include "net/addr.h"
 #include "server/worker.h"
 #include "sluice/sluice.h"
-#include "upstream/pool.h"
+#include "upstream/connector.h"
 
 /* An input buffer read from one side and forwarded to the other:
  *   [0, rd)      done with (for the request: its head, kept until the request ends)
@@ -75,6 +75,7 @@ enum sl_phase {
  * checks the session's generation before touching it again (see GONE()). */
 struct sl_request {
 	struct sl_request *next_free;
+	struct sl_session *s; /* the connection it came on */
 	struct event wev; /* client writable: armed only while a response waits on it */
 	struct event tev; /* the request's timer (between requests: the worker idle lists) */
 	uint8_t wr_on;
@@ -103,6 +104,7 @@ struct sl_request {
 	struct sl_peer peer;
 	uint64_t peer_hash;
 	struct sl_upconn *up;
+	struct sl_upwait upw; /* waiting for a connection slot (max_conns_per_server) */
 	unsigned int tries;
 	struct sl_lb_req lb; /* set held, servers tried, attempt in flight (sl_upstream_pick) */
 	uint8_t fresh_only;  /* retrying a stale pooled connection: connect anew */
@@ -136,10 +138,10 @@ struct sl_request {
 struct sl_session {
 	struct sl_io io; /* the client connection */
 	struct event rev;
-	struct sl_session *idle_prev, *idle_next; /* in a worker idle list (no request) */
-	uint64_t idle_since;			  /* sl_mono_ns() when it joined the list */
+	struct sl_link idle_link; /* in a worker idle list (no request) */
+	uint64_t idle_since;	  /* sl_mono_ns() when it joined the list */
 	struct sl_worker *w;
-	struct sl_session *prev, *next; /* worker's live list */
+	struct sl_link link; /* worker's live list */
 	struct sl_listen *lsn;
 	union {
 		struct sockaddr sa;
@@ -161,11 +163,6 @@ struct sl_session {
 	struct sl_iob in;     /* bytes from the client; heads are offsets into it */
 	struct sl_request *r; /* the request in progress, NULL between requests */
 	uint32_t gen;	      /* bumped each time a request ends */
-
-	/* waiting for a connection slot (max_conns_per_server) */
-	uint8_t waiting; /* in the worker's wait queue, counted in wait_count */
-	struct sl_peer_count *wait_count;
-	struct sl_waiter waiter;
 };
 
 /* After a call-out that may answer, end or close the request: nonzero if the request
@@ -175,31 +172,13 @@ struct sl_session {
 /* The client's "ip:port" (see session.c). */
 const char *sl_session_client_str(const struct sl_session *s);
 
-/* Take over an accepted client socket. */
-void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
-		       const struct sockaddr_storage *sa, socklen_t salen);
-/* Worker draining: close idle keep-alive connections, close the rest after their response. */
-void sl_session_drain_all(struct sl_worker *w);
-/* Close every session and idle upstream connection now (fast exit). */
-void sl_session_close_all(struct sl_worker *w);
-void sl_upconn_close(struct sl_upconn *c);
-/* Retry requests waiting for a connection slot. */
-void sl_session_wake_queue(struct sl_worker *w);
-/* Give idle connections that other workers' queued requests wait for to the shared pool. */
-void sl_session_pool_share_waited(struct sl_worker *w);
-/* Move every idle upstream connection of this worker to the shared pool. */
-void sl_session_pool_hand_over(struct sl_worker *w);
+/* The HTTP/1 connections of a listener (the worker's handler table). */
+extern const struct sl_conn_handler sl_http1_handler;
 /* 1 while u has a server this request has not tried (the config-driven retry rule). */
 int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstream *u);
 /* 1 when a response with this status should be retried on another server (retry_on,
  * retries left, a server left to try); the caller checks the request can be resent. */
 int sl_upstream_retry_status(const struct sl_session *s, int status);
-/* Close connections whose first-byte or keep-alive time is up (the worker tick). */
-void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns);
-/* A quiet worker: shrink the session and request free lists to their reserves. */
-void sl_session_trim(struct sl_worker *w);
-/* Free the worker's recycled request objects (worker exit). */
-void sl_session_free_requests(struct sl_worker *w);
 /* Answer with a configured fixed response; returns SL_DONE. */
 int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *r);
 

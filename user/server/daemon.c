@@ -19,6 +19,7 @@
 #include "bpf/pin.h"
 #include "bpf/steer.h"
 #include "lb/lb.h"
+#include "proxy/session.h"
 #include "server/claim.h"
 #include "server/cpus.h"
 #include "upstream/shared_pool.h"
@@ -492,6 +493,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	struct sl_daemon d;
 	memset(&d, 0, sizeof(d));
 	d.ops = ops;
+	d.handler = &sl_http1_handler;
 	d.conf_path = path;
 	d.pin_lock_fd = -1;
 	/* workers: auto = the CPUs this process may run on, capped by its cgroup's quota */
@@ -558,7 +560,6 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		w->st = &w->st_local;
 		w->state = &w->state_local;
 		sl_mem_init(&w->mem, big, 64); /* trimmed to a reserve when the worker is quiet */
-		sl_pool_init(&w->pool);
 		for (unsigned int k = 0; k < SL_MAX_LISTENERS; k++)
 			w->lsn[k].fd = -1;
 	}

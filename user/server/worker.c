@@ -12,7 +12,6 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "proxy/session.h"
 #include "config/config.h"
 #include "server/worker.h"
 #include "upstream/conn_count.h"
@@ -28,18 +27,6 @@ static const struct timeval *common_tv(struct event_base *b, struct timeval *tv,
 	ms_tv(tv, ms);
 	const struct timeval *c = event_base_init_common_timeout(b, tv);
 	return c ? c : tv;
-}
-
-const struct timeval *sl_worker_common_tv(struct sl_worker *w, unsigned int ms)
-{
-	for (unsigned int i = 0; i < w->n_ctv; i++)
-		if (w->ctv[i].ms == ms)
-			return w->ctv[i].tv;
-	unsigned int i =
-	    w->n_ctv < 16 ? w->n_ctv++ : 15; /* more durations than that: reuse the last slot */
-	w->ctv[i].ms = ms;
-	w->ctv[i].tv = common_tv(w->base, &w->ctv[i].raw, ms);
-	return w->ctv[i].tv;
 }
 
 static void apply_timeouts(struct sl_worker *w, const struct sl_conf *c)
@@ -312,7 +299,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
 				return;
 			continue;
 		}
-		sl_session_accept(w, l, c, &sa, len);
+		w->d->handler->accept(w, l, c, &sa, len);
 	}
 }
 
@@ -387,8 +374,8 @@ static void check_control(struct sl_worker *w)
 		w->draining = 1;
 		w->state->state = SL_WORKER_DRAINING;
 		stop_listening(w);
-		sl_session_drain_all(w);
-		sl_session_pool_hand_over(w);
+		w->d->handler->drain(w);
+		sl_connector_drain(&w->up);
 		if (w->n_sessions == 0)
 			event_base_loopbreak(w->base);
 	}
@@ -464,7 +451,7 @@ static void rescue_stalled(struct sl_worker *w, uint64_t now)
 			for (int k = 0; k < n; k++) {
 				got++;
 				w->st->rescued++;
-				sl_session_accept(w, &w->lsn[l], acc[k].fd, &acc[k].sa, acc[k].len);
+				w->d->handler->accept(w, &w->lsn[l], acc[k].fd, &acc[k].sa, acc[k].len);
 			}
 		}
 		if (got && j < 64 && now - w->rescue_logged_ns[j] > 1000000000ull) {
@@ -487,11 +474,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (w->d->steering && !w->draining && w->d->n_workers > 1)
 		rescue_stalled(w, now);
 	if (atomic_load_explicit(&sl_waiters_total, memory_order_relaxed)) {
-		sl_session_pool_share_waited(w);
-		if (!sl_waitq_empty(&w->waitq)) /* slots freed elsewhere are noticed here */
-			sl_session_wake_queue(w);
+		sl_connector_share_waited(&w->up);
+		if (!sl_waitq_empty(&w->up.waitq)) /* slots freed elsewhere are noticed here */
+			sl_connector_wake(&w->up);
 	}
-	sl_session_expire_idle(w, now);
+	w->d->handler->expire(w, now);
 	/* quiet for 100 ms after a burst (of requests, or of connections coming and
 	 * going): give its memory back */
 	if (w->st->requests != w->trim_requests || w->st->active != w->trim_active) {
@@ -500,7 +487,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		w->trim_quiet_since = now;
 	} else if (w->trim_quiet_since && now - w->trim_quiet_since >= 100000000ull) {
 		w->trim_quiet_since = 0;
-		sl_session_trim(w);
+		w->d->handler->trim(w);
 		sl_mem_trim(&w->mem, now);
 	}
 	if (w->alog.len && now - w->alog_flushed_ns >= 100000000ull) {
@@ -538,19 +525,18 @@ static void *worker_main(void *arg)
 		event_base_dispatch(w->base);
 	}
 
-	sl_session_close_all(w);
+	w->d->handler->close_all(w);
+	sl_connector_destroy(&w->up);
 	stop_listening(w);
 	if (w->alog.len)
 		sl_alog_flush(&w->alog);
-	w->stopped = 1;
 	atomic_fetch_sub(&w->d->live, 1);
 	return NULL;
 }
 
 int sl_worker_start(struct sl_worker *w)
 {
-	sl_slab_init(&w->session_slab, sizeof(struct sl_session), 1);
-	sl_slab_init(&w->request_slab, sizeof(struct sl_request) + w->d->ops->ctx_size + 16, 15);
+	w->d->handler->init(w);
 	struct event_config *cfg = event_config_new();
 	if (!cfg)
 		return -ENOMEM;
@@ -560,6 +546,7 @@ int sl_worker_start(struct sl_worker *w)
 	event_config_free(cfg);
 	if (!w->base)
 		return -ENOMEM;
+	sl_connector_init(&w->up, w->base, w->st, w->d->spool);
 	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->ctl_fd < 0)
 		return -errno;

@@ -10,17 +10,31 @@
 
 #include "config/config-t.h"
 #include "server/control.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/slab.h"
-#include "upstream/waitq.h"
 #include "sluice_common.h"
 #include "sluice/sluice.h"
-#include "upstream/pool.h"
+#include "upstream/connector.h"
 
 struct sl_session;
 struct sl_request;
 struct sl_daemon;
+struct sl_listen;
+struct sl_worker;
+
+/* What a listener's connections are (proxy/session.c: HTTP/1). The worker accepts and
+ * ticks and calls these; it knows nothing else of them. */
+struct sl_conn_handler {
+	void (*init)(struct sl_worker *w); /* the worker starts: its per-worker state */
+	void (*accept)(struct sl_worker *w, struct sl_listen *l, int fd,
+		       const struct sockaddr_storage *sa, socklen_t salen);
+	void (*drain)(struct sl_worker *w);		     /* close idle, finish the rest */
+	void (*expire)(struct sl_worker *w, uint64_t now_ns); /* the tick: idle timeouts */
+	void (*trim)(struct sl_worker *w);		     /* quiet: shrink free lists */
+	void (*close_all)(struct sl_worker *w);		     /* fast exit, in the thread */
+};
 
 /* A worker's hold on one config snapshot: requests count users locally, so the
  * shared refcount moves only when a worker switches snapshots. (This replaces the
@@ -61,18 +75,17 @@ struct sl_worker {
 	struct sl_alog alog;
 	uint64_t alog_flushed_ns;
 	uint64_t rescue_logged_ns[64]; /* last "stalled" log line per peer worker */
-	struct sl_pool pool;
+	struct sl_connector up; /* upstream connections: pool, wait queue, connects */
 	struct sl_slab session_slab; /* client sessions, packed apart from request churn */
 	struct sl_slab request_slab; /* request objects (and the proxy's ctx after each) */
 	struct sl_request *free_requests; /* request objects, recycled like sessions */
 	unsigned int n_free_requests;
 	uint64_t trim_requests, trim_active, trim_quiet_since; /* quiet spells, for trims */
-	struct sl_session *sessions; /* live client connections, for draining */
+	struct sl_list sessions; /* live client connections, for draining */
 	/* connections without a request (no first byte yet, or kept alive), each list in
 	 * deadline order (one timeout for all): expired by the tick, no timer event each */
-	struct sl_session *idle_head[2], *idle_tail[2];
+	struct sl_list idle[2];
 	unsigned int n_sessions;
-	struct sl_waitq waitq; /* requests waiting for a connection slot (max_conns_per_server) */
 	/* Accepting: off while the worker holds max_conns client connections (they wait in
 	 * the kernel's backlog, steering sends new ones elsewhere) and for a short back-off
 	 * after accept4() ran out of fds or memory. */
@@ -80,7 +93,6 @@ struct sl_worker {
 	unsigned int accept_off; /* SL_ACCEPT_* reasons accepting is paused */
 	struct event backoff_ev;
 	int draining;
-	int stopped;
 	struct timeval tv_header, tv_keepalive, tv_body, tv_connect, tv_resp, tv_upidle;
 	const struct timeval *ct_header, *ct_keepalive, *ct_body, *ct_connect, *ct_resp,
 	    *ct_upidle; /* libevent common timeouts: O(1) timer queue inserts */
@@ -88,12 +100,6 @@ struct sl_worker {
 	struct sl_worker_stats *st;
 	struct sl_worker_state *state; /* slot of the workers map, or state_local */
 	struct sl_worker_stats st_local;
-	struct {
-		unsigned int ms;
-		const struct timeval *tv;
-		struct timeval raw;
-	} ctv[16]; /* common timeouts by duration, for per-upstream pool idle timeouts */
-	unsigned int n_ctv;
 	struct sl_worker_state state_local;
 	atomic_uint stall_ms; /* admin /debug/stall: block the loop this long when poked */
 };
@@ -106,6 +112,7 @@ enum {
 
 struct sl_daemon {
 	const struct sl_proxy_ops *ops;
+	const struct sl_conn_handler *handler; /* of every listener (HTTP/1 today) */
 	_Atomic(struct sl_conf *) conf; /* current snapshot (main thread's reference) */
 	struct sl_worker *workers;
 	unsigned int n_workers;
@@ -169,9 +176,6 @@ size_t sl_worker_big_size(const struct sl_conf *c);
 /* Request-scope config: take the current snapshot / let it go. */
 struct sl_conf_hold *sl_worker_conf_get(struct sl_worker *w);
 void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h);
-
-/* A libevent common timeout for ms on this worker's base (cached). */
-const struct timeval *sl_worker_common_tv(struct sl_worker *w, unsigned int ms);
 
 /* Called by sessions when they end (drain bookkeeping). */
 void sl_worker_session_gone(struct sl_worker *w);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "upstream/connector.h"
 #include "upstream/pool.h"
 
 #define MAX_KEYS 4096 /* distinct peers remembered; empty keys beyond that are dropped */
@@ -75,35 +76,16 @@ static struct sl_pool_key *key_find(struct sl_pool *p, const struct sl_peer *pee
 	return k;
 }
 
-static void lru_unlink(struct sl_pool_group *g, struct sl_upconn *c)
-{
-	if (c->lru_prev)
-		c->lru_prev->lru_next = c->lru_next;
-	else
-		g->lru_head = c->lru_next;
-	if (c->lru_next)
-		c->lru_next->lru_prev = c->lru_prev;
-	else
-		g->lru_tail = c->lru_prev;
-	c->lru_prev = c->lru_next = NULL;
-}
-
 void sl_pool_remove(struct sl_pool *p, struct sl_upconn *c)
 {
 	struct sl_pool_key *k = c->key;
 	if (!k)
 		return;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		k->top = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
+	sl_list_del(&k->stack, &c->kl);
 	c->key = NULL;
 	k->count--;
 	struct sl_pool_group *g = &p->groups[c->group];
-	lru_unlink(g, c);
+	sl_list_del(&g->lru, &c->lru);
 	g->n_idle--;
 	p->n_idle--;
 }
@@ -118,26 +100,16 @@ int sl_pool_put(struct sl_pool *p, struct sl_upconn *c, unsigned int gi, unsigne
 	if (!k)
 		return -ENOSPC;
 	struct sl_pool_group *g = &p->groups[gi];
-	if (g->n_idle >= max_idle && g->lru_tail) {
-		struct sl_upconn *old = g->lru_tail;
+	if (g->n_idle >= max_idle && g->lru.tail) {
+		struct sl_upconn *old = sl_list_entry(g->lru.tail, struct sl_upconn, lru);
 		sl_pool_remove(p, old);
 		*evicted = old;
 	}
 	c->key = k;
 	c->group = (uint16_t)gi;
-	c->prev = NULL;
-	c->next = k->top;
-	if (k->top)
-		k->top->prev = c;
-	k->top = c;
+	sl_list_add_head(&k->stack, &c->kl);
 	k->count++;
-	c->lru_prev = NULL;
-	c->lru_next = g->lru_head;
-	if (g->lru_head)
-		g->lru_head->lru_prev = c;
-	g->lru_head = c;
-	if (!g->lru_tail)
-		g->lru_tail = c;
+	sl_list_add_head(&g->lru, &c->lru);
 	g->n_idle++;
 	p->n_idle++;
 	return 0;
@@ -148,9 +120,9 @@ struct sl_upconn *sl_pool_get(struct sl_pool *p, const struct sl_peer *peer, uin
 	if (!p->n_idle)
 		return NULL;
 	struct sl_pool_key *k = key_find(p, peer, hash, 0);
-	if (!k || !k->top)
+	if (!k || !k->stack.head)
 		return NULL;
-	struct sl_upconn *c = k->top;
+	struct sl_upconn *c = sl_list_entry(k->stack.head, struct sl_upconn, kl);
 	sl_pool_remove(p, c);
 	return c;
 }
@@ -158,8 +130,9 @@ struct sl_upconn *sl_pool_get(struct sl_pool *p, const struct sl_peer *peer, uin
 void sl_pool_drain(struct sl_pool *p, void (*fn)(struct sl_upconn *c, void *arg), void *arg)
 {
 	for (unsigned int g = 0; g < p->n_groups; g++) {
-		while (p->groups[g].lru_tail) {
-			struct sl_upconn *c = p->groups[g].lru_tail;
+		while (p->groups[g].lru.tail) {
+			struct sl_upconn *c =
+			    sl_list_entry(p->groups[g].lru.tail, struct sl_upconn, lru);
 			sl_pool_remove(p, c);
 			fn(c, arg);
 		}

@@ -8,48 +8,18 @@
 #ifndef SL_POOL_H
 #define SL_POOL_H
 
-#include <event2/event_struct.h>
-#include <stdatomic.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
-#include "net/transport.h"
+#include "core/list.h"
 #include "sluice/sluice.h"
 
-struct sl_peer_count;
-
-struct sl_session;
-struct sl_worker;
-struct sl_pool_key;
-
-/* One upstream connection, in use by a session or idle in the pool. */
-struct sl_upconn {
-	struct sl_io io;
-	struct event rev, wev;
-	struct sl_worker *w;
-	struct sl_session *s; /* owner while in use; NULL while idle */
-	struct sl_peer peer;
-	uint64_t peer_hash;
-	struct sl_peer_count *count; /* open connections to this peer, all workers (conn_count.h) */
-	/* while idle in the local pool */
-	struct sl_pool_key *key;
-	struct sl_upconn *prev, *next;	       /* the key's LIFO stack */
-	struct sl_upconn *lru_prev, *lru_next; /* the group's LRU list, newest first */
-	uint16_t group;
-	uint64_t idle_since_ns;
-	unsigned int requests;
-	uint8_t connecting;
-	uint8_t reused;
-	uint8_t rd_on; /* rev is added */
-	uint8_t wr_on;
-	uint8_t from_shared;
-};
+struct sl_upconn; /* upstream/connector.h */
 
 struct sl_pool_key {
 	struct sl_peer peer;
 	uint64_t hash;
 	unsigned int count;
-	struct sl_upconn *top; /* newest idle first */
+	struct sl_list stack; /* idle connections (sl_upconn.kl), newest first */
 	struct sl_pool_key *next;
 };
 
@@ -61,7 +31,7 @@ struct sl_pool_group {
 	uint64_t hash; /* of the whole name */
 	size_t len;
 	unsigned int n_idle;
-	struct sl_upconn *lru_head, *lru_tail;
+	struct sl_list lru; /* idle connections (sl_upconn.lru), most recently parked first */
 };
 
 struct sl_pool {
@@ -76,7 +46,7 @@ void sl_pool_init(struct sl_pool *p);
 /* Group index for an upstream name (created on first use); the last group is shared
  * by names beyond SL_POOL_GROUPS. */
 unsigned int sl_pool_group(struct sl_pool *p, const char *name);
-/* Park c (its session already detached) in group g bounded by max_idle. Returns 0 and,
+/* Park c (its owner already detached) in group g bounded by max_idle. Returns 0 and,
  * when the group overflowed, its least recently used connection in *evicted (already
  * out of the pool: the caller hands it to the shared pool or closes it); -ENOSPC when
  * it cannot be parked at all (max_idle 0): the caller disposes of c. */

@@ -5,22 +5,27 @@
 #ifndef SL_WAITQ_H
 #define SL_WAITQ_H
 
-#include <stddef.h>
+#include "core/list.h"
 
 struct sl_waiter {
-	struct sl_waiter *prev, *next;
+	struct sl_link link;
 	void (*wake)(struct sl_waiter *w);
 	unsigned char queued;
 };
 
 struct sl_waitq {
-	struct sl_waiter *head, *tail;
+	struct sl_list l; /* oldest first */
 	int waking;
 };
 
 static inline int sl_waitq_empty(const struct sl_waitq *q)
 {
-	return !q->head;
+	return sl_list_empty(&q->l);
+}
+
+static inline struct sl_waiter *sl_waitq_first(const struct sl_waitq *q)
+{
+	return sl_list_entry(q->l.head, struct sl_waiter, link);
 }
 
 static inline void sl_waitq_add(struct sl_waitq *q, struct sl_waiter *w)
@@ -28,28 +33,14 @@ static inline void sl_waitq_add(struct sl_waitq *q, struct sl_waiter *w)
 	if (w->queued)
 		return;
 	w->queued = 1;
-	w->next = NULL;
-	w->prev = q->tail;
-	if (q->tail)
-		q->tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
+	sl_list_add_tail(&q->l, &w->link);
 }
 
 static inline void sl_waitq_remove(struct sl_waitq *q, struct sl_waiter *w)
 {
 	if (!w->queued)
 		return;
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		q->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		q->tail = w->prev;
-	w->prev = w->next = NULL;
+	sl_list_del(&q->l, &w->link);
 	w->queued = 0;
 }
 
@@ -61,9 +52,9 @@ static inline void sl_waitq_wake(struct sl_waitq *q, unsigned int budget)
 	if (q->waking)
 		return;
 	q->waking = 1;
-	struct sl_waiter *w = q->head;
+	struct sl_waiter *w = sl_waitq_first(q);
 	while (w && budget--) {
-		struct sl_waiter *next = w->next;
+		struct sl_waiter *next = sl_list_entry(w->link.next, struct sl_waiter, link);
 		sl_waitq_remove(q, w);
 		w->wake(w);
 		w = next;
