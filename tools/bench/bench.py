@@ -30,6 +30,9 @@ Environment:
                    (e.g. "keepalive", "close-2w", "pool", "steer", "idle-memory",
                    "rss-flat-1m"; default: all)
   BENCH_PROXIES    comma-separated subset of sluice,nginx,haproxy (default: all three)
+  BENCH_SLUICED_BASE  a second sluiced binary (say, a build of the base commit) measured
+                   as an extra row "sluice (baseline)" with a sluice/baseline ratio, in
+                   the same interleaved run (scenarios without their own variants)
   SLUICED          sluiced binary (default $B/sluiced, e.g. `make B=build/x bench`;
                    else build/sluiced)
   BENCH_OUTPUT     markdown report path (default docs/benchmarks.md; "-" = do not write)
@@ -65,7 +68,8 @@ from servers import (PROXIES, Lab, remove_all_pins, start_backend, start_proxy, 
                      stop_proxy)
 
 ENV_SHOWN = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_REPEAT", "BENCH_CONNS", "BENCH_THREADS",
-             "BENCH_WARMUP", "BENCH_SCENARIOS", "BENCH_PROXIES", "SLUICED", "B")
+             "BENCH_WARMUP", "BENCH_SCENARIOS", "BENCH_PROXIES", "SLUICED", "BENCH_SLUICED_BASE",
+             "B")
 
 
 def log(msg):

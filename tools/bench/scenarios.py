@@ -711,7 +711,18 @@ class Variant:
 
 
 PROXY_LABELS = {"sluice": "sluice", "nginx": "nginx", "haproxy": "HAProxy"}
-DEFAULT_RATIOS = (("sluice", "nginx", "sluice/nginx"), ("sluice", "haproxy", "sluice/HAProxy"))
+DEFAULT_RATIOS = (("sluice", "nginx", "sluice/nginx"), ("sluice", "haproxy", "sluice/HAProxy"),
+                  ("sluice", "sluice-base", "sluice/baseline"))
+
+
+def baseline_variant():
+    """With BENCH_SLUICED_BASE set, a second sluice row running that binary (a build of
+    an earlier commit), so a change is measured against its base in one run."""
+    path = os.environ.get("BENCH_SLUICED_BASE", "").strip()
+    if not path:
+        return None
+    return Variant("sluice-base", "sluice", "sluice (baseline: %s)" % os.path.basename(path),
+                   {"sluiced": path})
 
 
 @dataclass
@@ -737,7 +748,11 @@ class Scenario:
     def rows(self, proxies):
         """The variants measured, given the proxies of BENCH_PROXIES."""
         if not self.variants:
-            return [Variant(p, p, PROXY_LABELS[p]) for p in proxies]
+            rows = [Variant(p, p, PROXY_LABELS[p]) for p in proxies]
+            base = baseline_variant()
+            if base and "sluice" in proxies:
+                rows.insert(1, base)
+            return rows
         return [v for v in self.variants if v.proxy in proxies]
 
 

@@ -320,8 +320,9 @@ def remove_all_pins():
 
 
 def start_sluice(lab, tag, workers, backends, opts):
-    if not (os.path.isfile(lab.sluiced) and os.access(lab.sluiced, os.X_OK)):
-        raise StartError("%s not found (build it with `make`, or set SLUICED)" % lab.sluiced)
+    sluiced = opts.get("sluiced") or lab.sluiced  # a variant may run another build
+    if not (os.path.isfile(sluiced) and os.access(sluiced, os.X_OK)):
+        raise StartError("%s not found (build it with `make`, or set SLUICED)" % sluiced)
     prefix = _prefix(lab, tag)
     port = free_port()
     pin = _private_pin_path(tag)
@@ -331,10 +332,10 @@ def start_sluice(lab, tag, workers, backends, opts):
         f.write(sluice_config(workers, port, backends, opts, pin, admin))
     try:
         # foreground; SIGTERM = graceful stop (no clients are left by then)
-        child = Child(tag, [lab.sluiced, "-c", conf], lab.tmp, stop_signal=signal.SIGTERM)
+        child = Child(tag, [sluiced, "-c", conf], lab.tmp, stop_signal=signal.SIGTERM)
     except OSError as e:
         remove_pins(pin)
-        raise StartError("cannot run %s: %s" % (lab.sluiced, e))
+        raise StartError("cannot run %s: %s" % (sluiced, e))
     child.meta.update(pin_path=pin, admin=admin, conf=conf)
     return child, port
 
