@@ -220,6 +220,29 @@ static void test_tried_and_unusable_skipped(void **state)
 	}
 }
 
+/* Round robin: a retry continues from the request's own position and leaves the shared
+ * cursor alone, so first attempts keep alternating when every request is retried (they
+ * moved in step with the retries: every request started on the same server). */
+static void test_rr_retry_keeps_first_attempts_spread(void **state)
+{
+	struct sl_lb_policy p = policy(SL_BAL_ROUND_ROBIN);
+	struct fx f;
+	fx_init(&f, mkset_from(&p, 0, 2, NULL, 1, NULL));
+	unsigned int first[2] = {0};
+	for (int k = 0; k < 100; k++) {
+		struct sl_lb_req q;
+		req_init(&f, &q);
+		int a = sl_lb_pick(&q, 0, 1);
+		int b = sl_lb_pick(&q, 0, 1);
+		assert_true(a >= 0 && b >= 0 && a != b);
+		first[a]++;
+		sl_lb_attempt_end(&q, SL_LB_NONE, 0, 0, 1);
+	}
+	assert_int_equal(first[0], 50);
+	assert_int_equal(first[1], 50);
+	fx_fini(&f);
+}
+
 /* Shares of picks per server over many requests with weights 1,2,3,4 (sequential
  * requests, so in-flight balancers see equal load): round robin exact per cycle; maglev
  * and ketama within 15% of the weight share (table/ring granularity). */
@@ -655,6 +678,7 @@ int main(void)
 	    cmocka_unit_test(test_every_server_of_65536),
 	    cmocka_unit_test(test_weights_on_large_upstreams),
 	    cmocka_unit_test(test_tried_and_unusable_skipped),
+	    cmocka_unit_test(test_rr_retry_keeps_first_attempts_spread),
 	    cmocka_unit_test(test_weighted_shares),
 	    cmocka_unit_test(test_inflight_balancers_even),
 	    cmocka_unit_test(test_consistent_hash_remap),

@@ -290,19 +290,31 @@ static int scan_any(const struct sl_lb_req *q, const struct sl_upset *set, uint6
 	return -EAGAIN;
 }
 
-static int pick_rr(const struct sl_lb_req *q, const struct sl_upset *set, uint64_t now)
+/* A retry goes on from the request's own last position: moving the shared cursor for it
+ * too would put every first attempt in step with the retries (with two servers, every
+ * request would start on the same one). */
+static int pick_rr(struct sl_lb_req *q, const struct sl_upset *set, uint64_t now)
 {
-	unsigned int at = atomic_fetch_add_explicit(set->cursor, 1, memory_order_relaxed);
+	unsigned int at = q->n_tried ? q->rr_at + 1
+				     : atomic_fetch_add_explicit(set->cursor, 1, memory_order_relaxed);
 	int fallback = -1;
+	unsigned int fpos = 0;
 	for (unsigned int k = 0; k < set->sched_len; k++) {
-		uint32_t i = set->sched[(at + k) % set->sched_len];
+		unsigned int pos = (at + k) % set->sched_len;
+		uint32_t i = set->sched[pos];
 		if (!ok(q, set, i, now))
 			continue;
-		if (admit(set, i, now))
+		if (admit(set, i, now)) {
+			q->rr_at = pos;
 			return (int)i;
-		if (fallback < 0)
+		}
+		if (fallback < 0) {
 			fallback = (int)i;
+			fpos = pos;
+		}
 	}
+	if (fallback >= 0)
+		q->rr_at = fpos;
 	return fallback >= 0 ? fallback : -EAGAIN;
 }
 

@@ -128,6 +128,8 @@ struct sl_lb_req {
 	int cur; /* server index (in hold->set) of the attempt counted in flight, -1 none */
 	uint8_t n_tried, n_tried_prev;
 	uint32_t tried[SL_TRIED_MAX]; /* a small set: at most SL_TRIED_MAX picks a request */
+	uint32_t rr_at; /* round robin: schedule position of the last pick (retries go on
+			 * from there without moving the shared cursor) */
 	uint64_t t_pick;
 };
 
