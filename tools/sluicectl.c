@@ -1287,6 +1287,91 @@ static int admin_call(const char *path, const char *method, const char *target, 
 	return status;
 }
 
+/* ---------------------------------------------------------------- cache (admin API) */
+
+/* Percent-encode v for a query string into out (cap bytes); -1 if it does not fit. */
+static int query_escape(const char *v, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+		if (n + 4 > cap)
+			return -1;
+		if (isalnum(c) || strchr("-._~/:", c)) {
+			out[n++] = (char)c;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		}
+	}
+	out[n] = 0;
+	return 0;
+}
+
+/* sluicectl [--socket PATH | --config FILE] cache stats | purge (--key K | --prefix P)
+ * [--zone Z] */
+static int cmd_cache(int argc, char **argv)
+{
+	const char *zone = NULL, *key = NULL, *prefix = NULL;
+	if (argc < 2)
+		return 2;
+	const char *op = argv[1];
+	for (int i = 2; i < argc; i += 2) {
+		if (i + 1 >= argc)
+			return 2;
+		if (!strcmp(argv[i], "--zone"))
+			zone = argv[i + 1];
+		else if (!strcmp(argv[i], "--key"))
+			key = argv[i + 1];
+		else if (!strcmp(argv[i], "--prefix"))
+			prefix = argv[i + 1];
+		else
+			return 2;
+	}
+	char target[4 * 4096 + 256], ek[3 * 4096 + 4], ez[3 * 64 + 4];
+	if (!strcmp(op, "stats")) {
+		if (zone || key || prefix)
+			return 2;
+		snprintf(target, sizeof(target), "/cache");
+	} else if (!strcmp(op, "purge") && !key != !prefix) {
+		if (query_escape(key ? key : prefix, ek, sizeof(ek)) ||
+		    (zone && query_escape(zone, ez, sizeof(ez)))) {
+			err_msg("cache purge: key, prefix or zone too long");
+			return 2;
+		}
+		snprintf(target, sizeof(target), "/cache/purge?%s=%s%s%s", key ? "key" : "prefix", ek,
+			 zone ? "&zone=" : "", zone ? ez : "");
+	} else {
+		err_msg("cache: 'stats', or 'purge' with exactly one of --key and --prefix");
+		return 2;
+	}
+	const char *sock = find_admin_socket();
+	if (!sock) {
+		err_msg("cache: no admin socket (--socket PATH or --config FILE)");
+		return 1;
+	}
+	char why[256];
+	json_t *j = NULL;
+	int st = admin_call(sock, strcmp(op, "stats") ? "POST" : "GET", target, &j, why,
+			    sizeof(why));
+	if (st < 0) {
+		err_msg("cache: %s", why);
+		return 1;
+	}
+	char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	if (st / 100 != 2) {
+		fprintf(stderr, "sluicectl: cache: %d %s\n", st, text ? text : "");
+		free(text);
+		return 1;
+	}
+	printf("%s\n", text ? text : "{}");
+	free(text);
+	return 0;
+}
+
 /* PID as written: digits only, 2..INT_MAX (pid 1 is init, never a daemon we signal). */
 static int parse_pid(const char *s, int *pid)
 {
@@ -1481,6 +1566,10 @@ static const struct cmd cmds[] = {
      "states, replace a server list, add or remove one server, drain, enable or disable one "
      "(in memory: docs/operations.md says how a reload treats it)",
      sl_ctl_upstream},
+    {"cache", "stats | purge (--key KEY | --prefix PREFIX) [--zone ZONE]",
+     "cache zone counters, or drop one key (every Vary variant) or every key under a "
+     "prefix, through the admin socket",
+     cmd_cache},
     {"check", "FILE", "validate a configuration file", cmd_check},
     {"version", "", "print the version", cmd_version},
 };

@@ -20,6 +20,7 @@
 
 #include "admin/admin.h"
 #include "admin/admin_int.h"
+#include "admin/admin_cache.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "config/config.h"
@@ -402,6 +403,7 @@ static void get_metrics(struct admin *a, struct evhttp_request *req)
 		evbuffer_add_printf(b, "sluice_worker_up{worker=\"%u\"} %d\n", i,
 				    w.state == SL_WORKER_READY);
 	sl_admin_upstream_metrics(b);
+	sl_admin_cache_metrics(b);
 	evbuffer_add_printf(b,
 			    "# HELP sluice_reloads_total Configuration reloads applied.\n"
 			    "# TYPE sluice_reloads_total counter\n"
@@ -440,6 +442,16 @@ out:
 	evhttp_clear_headers(&kv);
 }
 
+static void get_cache(struct admin *a, struct evhttp_request *req)
+{
+	sl_admin_cache_get(req);
+}
+
+static void post_cache_purge(struct admin *a, struct evhttp_request *req)
+{
+	sl_admin_cache_purge(req);
+}
+
 static const struct admin_route routes[] = {
     {"/healthz", M_GET, "GET, HEAD", 0, get_healthz},
     {"/readyz", M_GET, "GET, HEAD", 0, get_readyz},
@@ -448,6 +460,8 @@ static const struct admin_route routes[] = {
     {"/reload", M_POST, "POST", 0, post_reload},
     {"/reopen-logs", M_POST, "POST", 0, post_reopen_logs},
     {"/metrics", M_GET, "GET, HEAD", 0, get_metrics},
+    {"/cache", M_GET, "GET, HEAD", 0, get_cache},
+    {"/cache/purge", M_POST, "POST", 0, post_cache_purge},
     {"/debug/stall", M_POST, "POST", 1, post_debug_stall},
 };
 

@@ -351,6 +351,26 @@ static struct sl_cbody *body_new(struct sl_cache_zone *z, pthread_mutex_t *mu, u
 	b->charged = c;
 	b->zone = z;
 	b->mu = mu;
+	if (expect != UINT64_MAX && expect) {
+		/* the whole body now: a fill with a known length never runs out of room
+		 * halfway, where readers already streaming it would be cut */
+		size_t cc = cost(sizeof(struct sl_cchunk) + expect);
+		struct sl_cchunk *ch = NULL;
+		if (expect > UINT32_MAX || sl_cache_charge(z, cc) < 0) {
+			sl_cache_uncharge(z, c);
+			free(b);
+			return NULL;
+		}
+		if (!(ch = malloc(sizeof(*ch) + expect))) {
+			sl_cache_uncharge(z, c + cc);
+			free(b);
+			return NULL;
+		}
+		ch->next = NULL;
+		ch->cap = (uint32_t)expect;
+		b->first = b->tail = ch;
+		b->charged += cc;
+	}
 	return b;
 }
 

@@ -120,6 +120,38 @@ struct sl_conf_upstream {
 	void (*live_put)(void *live);
 };
 
+/* cache.zones.NAME: one in-memory store, shared by every worker (user/cache/store.h). */
+struct sl_conf_cache_zone {
+	char *name;
+	uint64_t max_size;	  /* bytes, metadata included (default 256m) */
+	uint64_t max_object_size; /* body bytes of one object (default 8m) */
+	unsigned int shards;	  /* default 16 */
+	unsigned int max_variants; /* Vary variants per key (default 8) */
+};
+
+struct sl_conf_cache {
+	struct sl_conf_cache_zone *zones;
+	unsigned int n_zones;
+};
+
+struct sl_ckey_tpl; /* cache/key.h */
+
+#define SL_CACHE_M_GET 0x1
+#define SL_CACHE_M_HEAD 0x2
+
+/* A route's cache: settings (durations in ms). */
+struct sl_conf_route_cache {
+	char *zone_name;
+	const struct sl_conf_cache_zone *zone;
+	char *key; /* template text */
+	struct sl_ckey_tpl *tpl;
+	unsigned int lock_timeout; /* a waiter's limit, then it goes to the origin (5s) */
+	unsigned int lock_age;	   /* a writer's limit, then one more request may write (5s) */
+	unsigned int swr, sie;	   /* stale-while-revalidate / stale-if-error (0) */
+	unsigned int methods;	   /* SL_CACHE_M_* (GET and HEAD) */
+	char *status_header;	   /* e.g. "X-Cache"; NULL = none */
+};
+
 enum sl_route_action {
 	SL_ROUTE_PROXY = 0,
 	SL_ROUTE_RESPOND,
@@ -134,6 +166,7 @@ struct sl_conf_route {
 	char *upstream_name;
 	struct sl_conf_upstream *upstream; /* resolved from upstream_name */
 	struct sl_conf_respond respond;
+	struct sl_conf_route_cache *cache; /* NULL: not cached */
 };
 
 struct sl_conf_listener {
@@ -215,6 +248,7 @@ struct sl_conf {
 	unsigned int n_listeners;
 	struct sl_conf_upstream *upstreams;
 	unsigned int n_upstreams;
+	struct sl_conf_cache cache;
 };
 
 #endif

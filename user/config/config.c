@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "cache/key.h" /* templates only: no dependencies */
 #include "config/config.h"
 #include "sluice_common.h"
 
@@ -1153,10 +1154,204 @@ static int parse_respond(struct parse *p, yaml_node_t *n, const char *route_wher
 	return 0;
 }
 
+/* cache: { zones: { NAME: { max_size, max_object_size, shards, max_variants } } } */
+static int parse_cache_zone(struct parse *p, yaml_node_t *name, yaml_node_t *n,
+			    struct sl_conf_cache_zone *z)
+{
+	yaml_node_t *k, *v;
+	size_t it;
+	char where[96];
+	uint64_t u;
+	int ret = want_str(p, name, "cache.zones", "name");
+
+	if (ret)
+		return ret;
+	snprintf(where, sizeof(where), "cache.zones.%.64s", sval(name));
+	if (!(z->name = strdup(sval(name))))
+		return oom(p);
+	z->max_size = 256ull << 20;
+	z->max_object_size = 8ull << 20;
+	z->shards = 16;
+	z->max_variants = 8;
+	if (is_null(n))
+		return 0;
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "max_size"))
+			ret = get_size(p, v, where, "max_size", 1ull << 20, 1ull << 40, "1m..1t",
+				       &z->max_size);
+		else if (KEY_IS(k, "max_object_size"))
+			ret = get_size(p, v, where, "max_object_size", 1, 1ull << 31, "1..2g",
+				       &z->max_object_size);
+		else if (KEY_IS(k, "shards")) {
+			ret = get_uint(p, v, where, "shards", 1, 256, &u);
+			z->shards = (unsigned int)u;
+		} else if (KEY_IS(k, "max_variants")) {
+			ret = get_uint(p, v, where, "max_variants", 1, 64, &u);
+			z->max_variants = (unsigned int)u;
+		} else
+			ret = unknown(p, k, where);
+		if (ret)
+			return ret;
+	}
+	if (z->max_object_size > z->max_size)
+		return fail(p, n, "%s: max_object_size is larger than max_size", where);
+	return 0;
+}
+
+static int parse_cache(struct parse *p, yaml_node_t *n)
+{
+	struct sl_conf_cache *cc = &p->c->cache;
+	yaml_node_t *k, *v;
+	size_t it;
+	int ret = want_map(p, n, "cache");
+
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (!KEY_IS(k, "zones"))
+			return unknown(p, k, "cache");
+		ret = want_map(p, v, "cache.zones");
+		if (ret)
+			return ret;
+		if (!n_pairs(v))
+			return fail(p, v, "cache.zones is empty");
+		if (n_pairs(v) > 64)
+			return fail(p, v, "cache.zones: at most 64 zones");
+		cc->zones = calloc(n_pairs(v), sizeof(*cc->zones));
+		if (!cc->zones)
+			return oom(p);
+		yaml_node_t *zk, *zv;
+		size_t zit;
+		for (zit = 0; next_pair(p, v, &zit, &zk, &zv);) {
+			ret = parse_cache_zone(p, zk, zv, &cc->zones[cc->n_zones++]);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/* A route's cache: { zone, key, lock: { timeout, age }, stale_while_revalidate,
+ * stale_if_error, methods, status_header } */
+static int parse_route_cache(struct parse *p, yaml_node_t *n, const char *route_where,
+			     struct sl_conf_route *r)
+{
+	yaml_node_t *k, *v, *zone = NULL;
+	size_t it;
+	char where[96];
+	int ret;
+
+	snprintf(where, sizeof(where), "%s.cache", route_where);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	struct sl_conf_route_cache *rc = calloc(1, sizeof(*rc));
+	if (!rc)
+		return oom(p);
+	r->cache = rc;
+	rc->lock_timeout = 5000;
+	rc->lock_age = 5000;
+	rc->methods = SL_CACHE_M_GET | SL_CACHE_M_HEAD;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "zone")) {
+			zone = v;
+			ret = get_str(p, v, where, "zone", &rc->zone_name);
+		} else if (KEY_IS(k, "key")) {
+			ret = get_str(p, v, where, "key", &rc->key);
+			if (ret)
+				break;
+			unsigned int col;
+			const char *why;
+			if (!(rc->tpl = malloc(sizeof(*rc->tpl))))
+				return oom(p);
+			if (sl_ckey_compile(rc->key, rc->tpl, &col, &why)) {
+				yaml_mark_t m = v->start_mark;
+				m.column += col + (v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? 0 : 1);
+				return fail_at(p, m, "%s: %s", kname(p, where, "key"), why);
+			}
+		} else if (KEY_IS(k, "lock")) {
+			yaml_node_t *lk, *lv;
+			size_t lit;
+			char lwhere[112];
+			snprintf(lwhere, sizeof(lwhere), "%s.lock", where);
+			ret = want_map(p, v, lwhere);
+			for (lit = 0; !ret && next_pair(p, v, &lit, &lk, &lv);) {
+				if (KEY_IS(lk, "timeout"))
+					ret = get_duration(p, lv, lwhere, "timeout", 1,
+							   &rc->lock_timeout);
+				else if (KEY_IS(lk, "age"))
+					ret = get_duration(p, lv, lwhere, "age", 1, &rc->lock_age);
+				else
+					ret = unknown(p, lk, lwhere);
+			}
+		} else if (KEY_IS(k, "stale_while_revalidate")) {
+			ret = get_duration(p, v, where, "stale_while_revalidate", 0, &rc->swr);
+		} else if (KEY_IS(k, "stale_if_error")) {
+			ret = get_duration(p, v, where, "stale_if_error", 0, &rc->sie);
+		} else if (KEY_IS(k, "methods")) {
+			if (v->type != YAML_SEQUENCE_NODE || !n_items(v))
+				return fail(p, v, "%s must be a list of GET and HEAD",
+					    kname(p, where, "methods"));
+			rc->methods = 0;
+			for (size_t i = 0; i < n_items(v); i++) {
+				yaml_node_t *m = node_at(p, v->data.sequence.items.start[i]);
+				ret = want_str(p, m, where, "methods");
+				if (ret)
+					return ret;
+				if (!strcmp(sval(m), "GET"))
+					rc->methods |= SL_CACHE_M_GET;
+				else if (!strcmp(sval(m), "HEAD"))
+					rc->methods |= SL_CACHE_M_HEAD;
+				else
+					return fail(p, m,
+						    "%s: only GET and HEAD are cached (other methods "
+						    "invalidate what they change)",
+						    kname(p, where, "methods"));
+			}
+			if (!(rc->methods & SL_CACHE_M_GET))
+				return fail(p, v, "%s must include GET (HEAD is answered from GET)",
+					    kname(p, where, "methods"));
+		} else if (KEY_IS(k, "status_header")) {
+			ret = get_str(p, v, where, "status_header", &rc->status_header);
+			if (!ret) {
+				const char *h = rc->status_header;
+				if (!*h || strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						     "0123456789-_") != strlen(h) || strlen(h) > 64)
+					return fail(p, v, "%s must be a header name",
+						    kname(p, where, "status_header"));
+			}
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!zone)
+		return fail(p, n, "%s needs a zone", where);
+	for (unsigned int i = 0; i < p->c->cache.n_zones; i++)
+		if (!strcmp(p->c->cache.zones[i].name, rc->zone_name))
+			rc->zone = &p->c->cache.zones[i];
+	if (!rc->zone)
+		return fail(p, zone, "%s: undefined cache zone '%s' (see cache.zones)",
+			    kname(p, where, "zone"), rc->zone_name);
+	if (!rc->key) {
+		unsigned int col;
+		const char *why;
+		if (!(rc->key = strdup("$scheme://$host$uri$query")) ||
+		    !(rc->tpl = malloc(sizeof(*rc->tpl))))
+			return oom(p);
+		sl_ckey_compile(rc->key, rc->tpl, &col, &why);
+	}
+	return 0;
+}
+
 static int parse_route(struct parse *p, yaml_node_t *n, const char *where, struct sl_conf_route *r)
 {
 	struct sl_conf *c = p->c;
-	yaml_node_t *k, *v, *host = NULL, *path = NULL, *up = NULL, *resp = NULL;
+	yaml_node_t *k, *v, *host = NULL, *path = NULL, *up = NULL, *resp = NULL, *cache = NULL;
 	size_t it;
 	unsigned int i;
 	int ret = want_map(p, n, where);
@@ -1172,6 +1367,8 @@ static int parse_route(struct parse *p, yaml_node_t *n, const char *where, struc
 			up = v;
 		else if (KEY_IS(k, "respond"))
 			resp = v;
+		else if (KEY_IS(k, "cache"))
+			cache = v;
 		else
 			return unknown(p, k, where);
 	}
@@ -1189,6 +1386,13 @@ static int parse_route(struct parse *p, yaml_node_t *n, const char *where, struc
 	if (ret)
 		return ret;
 	r->path_len = strlen(r->path);
+	if (cache && resp)
+		return fail(p, cache, "%s: a respond route is not cached", where);
+	if (cache) {
+		ret = parse_route_cache(p, cache, where, r);
+		if (ret)
+			return ret;
+	}
 	if (resp) {
 		r->action = SL_ROUTE_RESPOND;
 		return parse_respond(p, resp, where, &r->respond);
@@ -1473,6 +1677,8 @@ static int parse_root(struct parse *p)
 			ret = parse_admin(p, v);
 		else if (KEY_IS(k, "upstreams"))
 			ret = parse_upstreams(p, v);
+		else if (KEY_IS(k, "cache"))
+			ret = parse_cache(p, v);
 		else if (KEY_IS(k, "listeners"))
 			listeners = v; /* routes name upstreams, which may come later in the file */
 		else
@@ -1578,6 +1784,13 @@ static void conf_free(struct sl_conf *c)
 			}
 			free(r->respond.headers);
 			free(r->respond.body);
+			if (r->cache) {
+				free(r->cache->zone_name);
+				free(r->cache->key);
+				free(r->cache->tpl);
+				free(r->cache->status_header);
+				free(r->cache);
+			}
 		}
 		free(l->routes);
 		free(l->address);
@@ -1599,6 +1812,9 @@ static void conf_free(struct sl_conf *c)
 			u->live_put(u->live); /* lb/'s live upstream, one reference per snapshot */
 	}
 	free(c->upstreams);
+	for (i = 0; i < c->cache.n_zones; i++)
+		free(c->cache.zones[i].name);
+	free(c->cache.zones);
 	free(c->bpf.pin_path);
 	free(c->admin.socket);
 	free(c->admin.listen);

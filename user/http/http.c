@@ -197,6 +197,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 	hp->framing = 0;
 	hp->frame_from = at + len;
 	hp->body_seen += len;
+	if (hp->tap)
+		hp->tap(hp->tap_ctx, at, len);
 	if (hp->dechunk) {
 		if (hp->dechunk_wr != at)
 			memmove(hp->dechunk_wr, at, len);
@@ -262,6 +264,7 @@ void sl_http_parser_next(struct sl_http_parser *hp)
 	hp->frame_cr = 0;
 	hp->frame_from = NULL;
 	hp->dechunk_wr = NULL;
+	hp->tap = NULL;
 }
 
 void sl_head_reset(struct sl_head *h, unsigned int max_headers, uint32_t target_max)

@@ -104,6 +104,10 @@ struct sl_http_parser {
 				 * for a name-only extension, so the bytes are counted) */
 	const char *frame_from; /* where the current framing run started (this call) */
 	char *dechunk_wr;
+	/* sees every body data byte (no chunk framing) before it is forwarded or moved
+	 * (the cache tees responses into its store); reset for each message */
+	void (*tap)(void *ctx, const char *at, size_t len);
+	void *tap_ctx;
 };
 
 void sl_http_parser_init(struct sl_http_parser *hp, int is_request, struct sl_head *head);

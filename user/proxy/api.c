@@ -167,6 +167,14 @@ int sl_resp_header_remove(struct sl_session *s, const char *name)
 	return sl_head_remove(&s->r->resp, s->r->uin.data, name, strlen(name));
 }
 
+int sl_req_cache(struct sl_session *s, const struct sl_conf_route_cache *cache)
+{
+	if (!req_of(s) || s->r->phase != PH_REQUEST_FILTER)
+		return -EINVAL;
+	s->r->cache_conf = cache;
+	return 0;
+}
+
 int sl_log_field(struct sl_session *s, const char *key, const char *value)
 {
 	if (!req_of(s) || !key || !value)

@@ -25,6 +25,8 @@ static int conf_request_filter(struct sl_session *s, void *ctx)
 	}
 	if (c->route->action == SL_ROUTE_RESPOND)
 		return sl_session_respond_conf(s, &c->route->respond);
+	if (c->route->cache)
+		sl_req_cache(s, c->route->cache);
 	return 0;
 }
 

@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "proxy/access_log.h"
 #include "net/addr.h"
+#include "proxy/cache.h"
 #include "proxy/session.h"
 #include "upstream/connector.h"
 
@@ -277,7 +278,7 @@ static int client_write_pending(struct sl_session *s)
 	struct sl_request *r = s->r;
 	if (!r)
 		return 0;
-	struct iovec iov[4];
+	struct iovec iov[8];
 	int n = 0;
 	size_t cont = r->cont_left;
 	if (cont) {
@@ -292,6 +293,8 @@ static int client_write_pending(struct sl_session *s)
 		iov[n].iov_base = (void *)(r->lbody + r->lbody_off);
 		iov[n++].iov_len = r->lbody_len - r->lbody_off;
 	}
+	if (r->cache)
+		n += sl_pcache_iov(s, iov + n, 7 - n);
 	if (r->uin.data && r->uin.rd < r->uin.fwd) {
 		iov[n].iov_base = r->uin.data + r->uin.rd;
 		iov[n++].iov_len = r->uin.fwd - r->uin.rd;
@@ -312,6 +315,8 @@ static int client_write_pending(struct sl_session *s)
 		r->out.rd += (uint32_t)sl_iov_took(&left, r->out.wr - r->out.rd);
 	if (r->lbody && r->lbody_off < r->lbody_len)
 		r->lbody_off += sl_iov_took(&left, r->lbody_len - r->lbody_off);
+	if (left && r->cache)
+		left = sl_pcache_wrote(s, left);
 	r->uin.rd += (uint32_t)left;
 	return rc; /* 1: the socket buffer is full */
 }
@@ -319,6 +324,7 @@ static int client_write_pending(struct sl_session *s)
 static void client_flush(struct sl_session *s)
 {
 	struct sl_request *r = s->r;
+again:;
 	int rc = client_write_pending(s);
 	if (rc < 0) {
 		sl_log(SL_LOG_DEBUG, "msg=\"client write failed\" client=%s err=%d", sl_session_client_str(s),
@@ -341,6 +347,17 @@ static void client_flush(struct sl_session *s)
 		arm(s, ST_NONE);
 	if (!r)
 		return;
+	if (r->cache) {
+		int more = sl_pcache_more(s);
+		if (more < 0) {
+			session_close(s); /* the stored body failed mid-response */
+			return;
+		}
+		if (more == 2)
+			goto again;
+		if (more == 1)
+			return;
+	}
 	struct sl_iob *b = &r->uin;
 	if (b->data && b->rd == b->parse && b->parse == b->wr)
 		iob_restart(b, 0, &r->up_p);
@@ -447,6 +464,13 @@ static void send_error(struct sl_session *s, int status)
 	if (r->up) {
 		r->up_broken = 1;
 		up_release(s, 0);
+	}
+	if (r->cache && !r->resp_started && status >= 500 && sl_pcache_error(s, status)) {
+		if (r->uin.data)
+			r->uin.rd = r->uin.fwd = r->uin.parse = r->uin.wr = 0;
+		arm(s, ST_NONE);
+		client_flush(s); /* stale-if-error */
+		return;
 	}
 	if (r->resp_started) {
 		/* part of a response is on the wire: the only honest signal left is a close */
@@ -595,6 +619,8 @@ static void request_release(struct sl_session *s)
 	struct sl_request *r = s->r;
 	if (!r)
 		return;
+	if (r->cache)
+		sl_pcache_release(s);
 	queue_unlink(s);
 	if (r->up)
 		up_release(s, 0);
@@ -772,6 +798,17 @@ static void request_head_done(struct sl_session *s)
 	r->body_filter_on = 1;
 	if (body_filter(s, r->head_end) || r->local_resp)
 		return;
+	if (r->cache_conf) {
+		int rc = sl_pcache_request(s); /* a hit, or parked behind the key's writer */
+		if (GONE(s, gen))
+			return;
+		if (rc == 2) {
+			arm(s, ST_NONE);
+			client_flush(s);
+		}
+		if (rc)
+			return;
+	}
 	connect_upstream(s);
 }
 
@@ -1324,6 +1361,15 @@ static int response_head(struct sl_session *s)
 		r->body_mode = BM_RAW;
 	else
 		r->body_mode = BM_EOF;
+	if (r->cache && sl_pcache_response(s)) {
+		/* a 304 refreshed the stored object, or stale-if-error: answered from it */
+		r->up_broken = 1;
+		up_release(s, 0);
+		b->rd = b->fwd = b->parse = b->wr = 0;
+		arm(s, ST_NONE);
+		client_flush(s);
+		return -1;
+	}
 	if (r->body_mode == BM_EOF || r->body_mode == BM_DECHUNK || !r->req_done ||
 	    (r->upgrade_req && st != 101) || s->w->draining)
 		r->keepalive = 0;
@@ -1430,6 +1476,8 @@ static void parse_response(struct sl_session *s)
 				continue;
 			}
 			r->resp_done = 1;
+			if (r->cache)
+				sl_pcache_origin_done(s);
 		}
 	}
 	if (r->resp_done && r->resp.status == 101) {
@@ -1484,6 +1532,8 @@ static void up_eof(struct sl_session *s, int err)
 	if (!err && r->resp_head_done && r->body_mode == BM_EOF) {
 		llhttp_finish(&r->up_p.p);
 		r->resp_done = 1;
+		if (r->cache)
+			sl_pcache_origin_done(s);
 		arm(s, ST_NONE);
 		client_flush(s);
 		return;
@@ -1986,6 +2036,20 @@ static void http1_close_all(struct sl_worker *w)
 	}
 	w->n_free_requests = 0;
 	sl_slab_destroy(&w->request_slab);
+	sl_pcache_worker_exit(w);
+}
+
+/* The cache's mailbox or lock timer resumes a parked request (proxy/cache.c). */
+void sl_session_cache_resume(struct sl_session *s, int how)
+{
+	ENTER(s);
+	if (!s->closed && s->r) {
+		if (how == SL_PCACHE_FLUSH)
+			client_flush(s);
+		else
+			connect_upstream(s);
+	}
+	LEAVE(s);
 }
 
 /* The worker starts: sessions and request objects come from its slabs. */

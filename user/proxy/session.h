@@ -124,6 +124,10 @@ struct sl_request {
 	size_t lbody_len, lbody_off;
 	char *lbody_buf; /* copy of an sl_respond() body that did not fit in out */
 
+	/* HTTP cache (proxy/cache.c): the route's settings, the request's state */
+	const struct sl_conf_route_cache *cache_conf;
+	struct sl_creq *cache;
+
 	/* accounting */
 	uint64_t t_start, t_up; /* sl_mono_ns() */
 	uint64_t up_time_ns;
@@ -179,6 +183,8 @@ int sl_upstream_untried(const struct sl_session *s, const struct sl_conf_upstrea
 /* 1 when a response with this status should be retried on another server (retry_on,
  * retries left, a server left to try); the caller checks the request can be resent. */
 int sl_upstream_retry_status(const struct sl_session *s, int status);
+/* The cache's parked request goes on (enum sl_pcache_resume), from the worker loop. */
+void sl_session_cache_resume(struct sl_session *s, int how);
 /* Answer with a configured fixed response; returns SL_DONE. */
 int sl_session_respond_conf(struct sl_session *s, const struct sl_conf_respond *r);
 

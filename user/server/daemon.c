@@ -24,6 +24,7 @@
 #include "server/cpus.h"
 #include "upstream/shared_pool.h"
 #include "server/service.h"
+#include "proxy/cache.h"
 #include "server/worker.h"
 
 #define DEFAULT_CONF "/etc/sluice/sluice.yaml"
@@ -142,6 +143,7 @@ int sl_daemon_reload(struct sl_daemon *d)
 		return -EINVAL;
 	}
 	sl_log_level_cur = n->log.level;
+	sl_pcache_zones(n); /* new cache zones exist before a request needs them */
 	if (d->spool) {
 		unsigned int max_idle, idle_ms;
 		spool_limits(n, &max_idle, &idle_ms);
@@ -563,6 +565,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		for (unsigned int k = 0; k < SL_MAX_LISTENERS; k++)
 			w->lsn[k].fd = -1;
 	}
+	sl_pcache_zones(conf);
 	for (unsigned int i = 0; i < d.n_workers; i++)
 		sl_worker_publish(&d.workers[i], conf);
 	char why[SL_CONF_ERR_MAX + 128];

@@ -99,6 +99,11 @@ int sl_resp_header(const struct sl_session *s, const char *name, const char **va
 int sl_resp_header_set(struct sl_session *s, const char *name, const char *value);
 int sl_resp_header_remove(struct sl_session *s, const char *name);
 
+/* Cache this request's response per a route's cache settings (request_filter only;
+ * the config-driven proxy does it for routes with a cache: section). */
+struct sl_conf_route_cache;
+int sl_req_cache(struct sl_session *s, const struct sl_conf_route_cache *cache);
+
 /* Answer the request from the proxy (request_filter or error_response). */
 int sl_respond(struct sl_session *s, int status, const char *content_type, const char *body,
 	       size_t body_len);
