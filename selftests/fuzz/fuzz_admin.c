@@ -7,6 +7,7 @@
  * Input: byte 0 bit 0 picks the TCP-style server (bearer token required) or the Unix
  * one; the rest is what the client sends before it half-closes. */
 #include "../../user/admin/admin.c"
+#include "../../user/admin/admin_cache.c" /* /cache, /cache/purge, the cache metrics */
 
 #include <stdarg.h>
 #include <sys/socket.h>
@@ -79,6 +80,24 @@ int sl_ctl_reopen_logs(struct sl_daemon *d, const char **why)
 {
 	*why = "fuzz: reopen refused";
 	return -EIO;
+}
+
+/* The cache as admin_cache.c sees it (proxy/cache.h), faked: one zone "z". */
+int sl_pcache_zone_stats(unsigned int i, struct sl_pcache_zone_stats *st)
+{
+	if (i)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	st->name = "z";
+	st->max_size = 1 << 20;
+	return 0;
+}
+
+long sl_pcache_purge(const char *zone, const char *key, int prefix)
+{
+	if (zone && strcmp(zone, "z"))
+		return -ENOENT;
+	return (long)(strlen(key) & 1) + prefix; /* reads the key whole */
 }
 
 int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
