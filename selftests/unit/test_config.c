@@ -534,6 +534,80 @@ static void test_err_unknown_keys(void **state)
 		   "t.yaml:2:1: duplicate key 'workers' in the top level");
 }
 
+/* cache.zones and a route's cache: values, defaults, and every refusal at its node. */
+#define CZ "cache:\n  zones:\n    z: { max_size: 2m, max_object_size: 1k, shards: 3 }\n" \
+	   "upstreams:\n  u: { servers: [ { address: \"127.0.0.1:1\" } ] }\n"
+#define CR(x) CZ "listeners:\n  - address: \":1\"\n    routes:\n      - upstream: u\n" \
+	      "        cache: " x "\n"
+
+static void test_cache(void **state)
+{
+	struct sl_conf *c = parse_ok(CR("{ zone: z, key: \"$host|$http_x_t|$uri\", lock: { timeout: "
+					"250ms, age: 2s }, stale_while_revalidate: 30s, "
+					"stale_if_error: 5m, methods: [GET], status_header: X-C }"));
+	assert_int_equal(c->cache.n_zones, 1);
+	assert_string_equal(c->cache.zones[0].name, "z");
+	assert_int_equal(c->cache.zones[0].max_size, 2 << 20);
+	assert_int_equal(c->cache.zones[0].max_object_size, 1024);
+	assert_int_equal(c->cache.zones[0].shards, 3);
+	assert_int_equal(c->cache.zones[0].max_variants, 8);
+	const struct sl_conf_route_cache *rc = c->listeners[0].routes[0].cache;
+	assert_non_null(rc);
+	assert_ptr_equal(rc->zone, &c->cache.zones[0]);
+	assert_string_equal(rc->key, "$host|$http_x_t|$uri");
+	assert_non_null(rc->tpl);
+	assert_int_equal(rc->lock_timeout, 250);
+	assert_int_equal(rc->lock_age, 2000);
+	assert_int_equal(rc->swr, 30000);
+	assert_int_equal(rc->sie, 300000);
+	assert_int_equal(rc->methods, SL_CACHE_M_GET);
+	assert_string_equal(rc->status_header, "X-C");
+	sl_conf_put(c);
+	c = parse_ok(CR("{ zone: z }"));
+	rc = c->listeners[0].routes[0].cache;
+	assert_string_equal(rc->key, "$scheme://$host$uri$query");
+	assert_int_equal(rc->lock_timeout, 5000);
+	assert_int_equal(rc->methods, SL_CACHE_M_GET | SL_CACHE_M_HEAD);
+	assert_null(rc->status_header);
+	sl_conf_put(c);
+
+	expect_err(CR("{ key: \"$uri\" }"), "t.yaml:10:16: listeners[0].routes[0].cache needs a zone");
+	expect_err(CR("{ zone: y }"),
+		   "t.yaml:10:24: listeners[0].routes[0].cache.zone: undefined cache zone 'y' (see "
+		   "cache.zones)");
+	expect_err(CR("{ zone: z, key: \"$host$bogus\" }"),
+		   "t.yaml:10:38: listeners[0].routes[0].cache.key: key template: unknown variable "
+		   "(known: $scheme $host $uri $query $args $method $http_NAME)");
+	expect_err(CR("{ zone: z, methods: [POST] }"),
+		   "t.yaml:10:37: listeners[0].routes[0].cache.methods: only GET and HEAD are cached "
+		   "(other methods invalidate what they change)");
+	expect_err(CR("{ zone: z, methods: [HEAD] }"),
+		   "t.yaml:10:36: listeners[0].routes[0].cache.methods must include GET (HEAD is "
+		   "answered from GET)");
+	expect_err(CR("{ zone: z, status_header: \"X Bad\" }"),
+		   "t.yaml:10:42: listeners[0].routes[0].cache.status_header must be a header name");
+	expect_err(CR("{ zone: z, lock: { wait: 1s } }"),
+		   "t.yaml:10:35: unknown key 'wait' in listeners[0].routes[0].cache.lock");
+	expect_err(CR("{ zone: z, lock: { timeout: 0s } }"),
+		   "t.yaml:10:44: listeners[0].routes[0].cache.lock.timeout out of range (at least 1ms)");
+	expect_err(CR("{ zone: z, ttl: 1s }"),
+		   "t.yaml:10:27: unknown key 'ttl' in listeners[0].routes[0].cache");
+	expect_err("cache:\n  zones:\n    z: { max_size: 1k }\nlisteners: [ { address: \":1\" } ]\n",
+		   "t.yaml:3:20: cache.zones.z.max_size out of range (1m..1t)");
+	expect_err("cache:\n  zones:\n    z: { max_size: 1m, max_object_size: 2m }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:3:8: cache.zones.z: max_object_size is larger than max_size");
+	expect_err("cache:\n  zones: {}\nlisteners: [ { address: \":1\" } ]\n",
+		   "t.yaml:2:10: cache.zones is empty");
+	expect_err("cache:\n  size: 1m\nlisteners: [ { address: \":1\" } ]\n",
+		   "t.yaml:2:3: unknown key 'size' in cache");
+	expect_err("cache:\n  zones:\n    z: { shards: 300 }\nlisteners: [ { address: \":1\" } ]\n",
+		   "t.yaml:3:18: cache.zones.z.shards out of range (1..256)");
+	expect_err(CZ "listeners:\n  - address: \":1\"\n    routes:\n      - respond: { status: 200 }\n"
+		      "        cache: { zone: z }\n",
+		   "t.yaml:10:16: listeners[0].routes[0]: a respond route is not cached");
+}
+
 static void test_err_types(void **state)
 {
 	expect_err("- a\n- b\n", "t.yaml:1:1: the top level must be a mapping");
@@ -1306,6 +1380,7 @@ int main(void)
 	    cmocka_unit_test(test_load_errors),
 	    cmocka_unit_test(test_err_unknown_keys),
 	    cmocka_unit_test(test_err_types),
+	    cmocka_unit_test(test_cache),
 	    cmocka_unit_test(test_err_ranges),
 	    cmocka_unit_test(test_err_routes),
 	    cmocka_unit_test(test_err_respond_headers),
