@@ -48,6 +48,7 @@ static void unlink_chunk(struct sl_slab_chunk **head, struct sl_slab_chunk *c)
 	c->prev = c->next = NULL;
 }
 
+#ifndef SL_SLAB_MALLOC /* the chunk machinery; under ASan objects are plain malloc */
 static void push_chunk(struct sl_slab_chunk **head, struct sl_slab_chunk *c)
 {
 	c->prev = NULL;
@@ -79,6 +80,7 @@ static struct sl_slab_chunk *chunk_of(const struct sl_slab *sb, const void *p)
 {
 	return (struct sl_slab_chunk *)((uintptr_t)p & ~(uintptr_t)(sb->chunk - 1));
 }
+#endif
 
 void *sl_slab_get(struct sl_slab *sb)
 {
