@@ -80,6 +80,11 @@ struct sl_worker_stats {
 	__u64 trailers_dropped;	  /* trailer fields RFC 9110 6.5.1 forbids, not forwarded */
 	__u64 header_timeouts;	  /* connections cut at timeouts.client_header (slow heads) */
 	__u64 send_timeouts;	  /* clients cut for leaving a response unread (slow readers) */
+	__u64 up_tls_handshakes;  /* TLS handshakes with upstreams, completed */
+	__u64 up_tls_resumed;	  /* ... of which resumed a cached session */
+	__u64 up_tls_handshake_failed; /* upstream TLS handshakes that failed (not verification) */
+	__u64 up_tls_verify_failed;    /* upstream certificates that did not verify */
+	__u64 up_proxy_refused;	       /* CONNECT through a via_proxy refused or malformed */
 } __attribute__((aligned(64)));
 
 /* ---- XDP guard (bpf/xdp_guard.bpf.c) ---- */

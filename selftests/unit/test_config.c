@@ -192,7 +192,13 @@ static void test_docs_example(void **state)
 	assert_int_equal(r->action, SL_ROUTE_PROXY);
 	assert_string_equal(r->upstream_name, "demo");
 
-	assert_int_equal(c->n_upstreams, 2);
+	assert_int_equal(c->n_upstreams, 3);
+	const struct sl_conf_upstream *sec = find_upstream(c, "secure");
+	assert_true(sec->tls.on && sec->tls.verify);
+	assert_string_equal(sec->tls.sni, "api.internal");
+	assert_string_equal(sec->tls.verify_hostname, "api.internal");
+	assert_string_equal(sec->via.address, "127.0.0.1:3128");
+	assert_string_equal(sec->via.headers, "Proxy-Authorization: Basic dTpw\r\n");
 	demo = find_upstream(c, "demo");
 	apiu = find_upstream(c, "api");
 	assert_ptr_equal(r->upstream, demo);
@@ -814,6 +820,80 @@ static void test_err_upstreams(void **state)
 		   "'no-such-host.invalid:80'");
 }
 
+/* upstreams.NAME.tls and via_proxy: files checked at load, each error at its value. */
+static void test_upstream_tls_and_proxy(void **state)
+{
+	struct sl_conf *c = parse_ok("upstreams:\n"
+				     "  s:\n"
+				     "    servers: [ { address: 127.0.0.1:443 } ]\n"
+				     "    tls: { sni: api.internal, verify_hostname: x.internal }\n"
+				     "    via_proxy:\n"
+				     "      address: 127.0.0.1:3128\n"
+				     "      headers: { Proxy-Authorization: \"Basic dTpw\", X-A: b }\n"
+				     "  p:\n"
+				     "    servers: [ { address: 127.0.0.1:80 } ]\n"
+				     "    tls: {}\n"
+				     "listeners: [ { address: \":1\", routes: [ { upstream: s } ] } ]\n");
+	const struct sl_conf_upstream *u = find_upstream(c, "s");
+	assert_true(u->tls.on);
+	assert_true(u->tls.verify);
+	assert_string_equal(u->tls.sni, "api.internal");
+	assert_string_equal(u->tls.verify_hostname, "x.internal");
+	assert_null(u->tls.ca);
+	assert_in4(&u->via.addr, u->via.addrlen, "127.0.0.1", 3128);
+	assert_string_equal(u->via.headers, "Proxy-Authorization: Basic dTpw\r\nX-A: b\r\n");
+	u = find_upstream(c, "p");
+	assert_true(u->tls.on && u->tls.verify);
+	assert_null(u->tls.sni);
+	assert_null(u->via.address);
+	sl_conf_put(c);
+
+	expect_err("upstreams:\n"
+		   "  s:\n"
+		   "    servers: [ { address: 127.0.0.1:443 } ]\n"
+		   "    tls: { ca: /nonexistent/ca.pem }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:16: upstreams.s.tls.ca: cannot load CA certificates from "
+		   "'/nonexistent/ca.pem'");
+	expect_err("upstreams:\n"
+		   "  s:\n"
+		   "    servers: [ { address: 127.0.0.1:443 } ]\n"
+		   "    tls: { client_cert: /nonexistent/c.pem }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:25: upstreams.s.tls: client_cert and client_key go together");
+	expect_err("upstreams:\n"
+		   "  s:\n"
+		   "    servers: [ { address: 127.0.0.1:443 } ]\n"
+		   "    tls: { client_cert: /nonexistent/c.pem, client_key: /nonexistent/k.pem }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:25: upstreams.s.tls.client_cert: cannot open '/nonexistent/c.pem': "
+		   "No such file or directory");
+	expect_err("upstreams:\n"
+		   "  s:\n"
+		   "    servers: [ { address: 127.0.0.1:443 } ]\n"
+		   "    tls: { sni: \"a b\" }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:17: upstreams.s.tls.sni must be a host name (at most 127 bytes)");
+	expect_err("upstreams:\n"
+		   "  s:\n"
+		   "    servers: [ { address: 127.0.0.1:443 } ]\n"
+		   "    via_proxy: { address: 127.0.0.1:3128, headers: { \"Bad Name\": x } }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:54: upstreams.s.via_proxy.headers: 'Bad Name' is not a header name");
+	expect_err("upstreams:\n"
+		   "  s:\n"
+		   "    servers: [ { address: 127.0.0.1:443 } ]\n"
+		   "    via_proxy: { address: 127.0.0.1:3128, headers: { X-A: \"a\\r\\nX-B: b\" } }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:59: upstreams.s.via_proxy.headers.X-A must be one line of text");
+	expect_err("upstreams:\n"
+		   "  s:\n"
+		   "    servers: [ { address: 127.0.0.1:443 } ]\n"
+		   "    via_proxy: { headers: {} }\n"
+		   "listeners: [ { address: \":1\" } ]\n",
+		   "t.yaml:4:16: upstreams.s.via_proxy has no address");
+}
+
 static void test_err_listeners(void **state)
 {
 	expect_err("workers: 2\n", "t.yaml:1:1: no listeners defined");
@@ -1385,6 +1465,7 @@ int main(void)
 	    cmocka_unit_test(test_err_routes),
 	    cmocka_unit_test(test_err_respond_headers),
 	    cmocka_unit_test(test_err_upstreams),
+	    cmocka_unit_test(test_upstream_tls_and_proxy),
 	    cmocka_unit_test(test_err_listeners),
 	    cmocka_unit_test(test_err_syntax),
 	    cmocka_unit_test(test_err_nesting),

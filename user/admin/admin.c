@@ -230,6 +230,11 @@ static const struct {
     {"trailers_dropped", OFF(trailers_dropped)},
     {"header_timeouts", OFF(header_timeouts)},
     {"send_timeouts", OFF(send_timeouts)},
+    {"upstream_tls_handshakes", OFF(up_tls_handshakes)},
+    {"upstream_tls_resumed", OFF(up_tls_resumed)},
+    {"upstream_tls_handshake_failed", OFF(up_tls_handshake_failed)},
+    {"upstream_tls_verify_failed", OFF(up_tls_verify_failed)},
+    {"upstream_proxy_refused", OFF(up_proxy_refused)},
 };
 
 static json_t *worker_json(const struct sl_ctl_worker *w)
@@ -367,6 +372,14 @@ static const struct metric metrics[] = {
      "event",
      {"trailer_dropped", "header_timeout", "send_timeout"},
      {OFF(trailers_dropped), OFF(header_timeouts), OFF(send_timeouts)}},
+    {"sluice_upstream_tls_total",
+     "counter",
+     "TLS to upstreams: handshakes completed, of which resumed; handshakes failed, "
+     "certificates not verified; CONNECT refused by a via_proxy (or answered badly).",
+     "event",
+     {"handshake", "resumed", "handshake_failed", "verify_failed", "proxy_refused"},
+     {OFF(up_tls_handshakes), OFF(up_tls_resumed), OFF(up_tls_handshake_failed),
+      OFF(up_tls_verify_failed), OFF(up_proxy_refused)}},
 };
 
 static void get_metrics(struct admin *a, struct evhttp_request *req)

@@ -106,12 +106,32 @@ struct sl_conf_hc {
 	int status_lo, status_hi; /* expected status range, 200..399 */
 };
 
+/* upstreams.NAME.tls: TLS to the servers. Files are checked when the config loads. */
+struct sl_conf_up_tls {
+	int on;
+	int verify;	       /* default true */
+	char *ca;	       /* NULL = the system store */
+	char *verify_hostname; /* NULL = the sni */
+	char *sni;	       /* NULL = host part of each server address if a name; "" = none */
+	char *client_cert, *client_key;
+};
+
+/* upstreams.NAME.via_proxy: an HTTP CONNECT proxy in front of the servers. */
+struct sl_conf_via_proxy {
+	char *address; /* NULL = direct */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char headers[512]; /* "Name: value\r\n" lines sent with CONNECT */
+};
+
 struct sl_conf_upstream {
 	char *name;
 	struct sl_conf_server *servers;
 	unsigned int n_servers;
 	unsigned int retries; /* extra servers tried after a failed attempt, default 1 */
 	struct sl_conf_pool pool;
+	struct sl_conf_up_tls tls;
+	struct sl_conf_via_proxy via;
 	unsigned int index; /* position in sl_conf.upstreams */
 	struct sl_lb_policy lb;
 	struct sl_conf_hc hc;

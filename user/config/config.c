@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <yaml.h>
 
 #include "cache/key.h" /* templates only: no dependencies */
@@ -842,6 +845,170 @@ static void upstream_defaults(struct sl_conf_upstream *u)
 	u->hc.status_hi = 399;
 }
 
+/* A PEM certificate file (first certificate): loads, and is valid now. */
+static int check_cert(struct parse *p, yaml_node_t *n, const char *where, const char *key,
+		      const char *path, X509 **out)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return fail(p, n, "%s: cannot open '%s': %s", kname(p, where, key), path,
+			    strerror(errno));
+	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	ERR_clear_error();
+	if (!x)
+		return fail(p, n, "%s: '%s' holds no PEM certificate", kname(p, where, key), path);
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+		X509_free(x);
+		return fail(p, n, "%s: the certificate in '%s' has expired", kname(p, where, key),
+			    path);
+	}
+	if (out)
+		*out = x;
+	else
+		X509_free(x);
+	return 0;
+}
+
+static int parse_up_tls(struct parse *p, yaml_node_t *n, const char *uwhere,
+			struct sl_conf_upstream *u)
+{
+	struct sl_conf_up_tls *t = &u->tls;
+	yaml_node_t *k, *v, *cert_n = NULL, *key_n = NULL, *ca_n = NULL;
+	char where[192];
+	size_t it;
+	int ret;
+
+	snprintf(where, sizeof(where), "%s.tls", uwhere);
+	t->on = 1;
+	t->verify = 1;
+	if (is_null(n))
+		return 0;
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "verify")) {
+			ret = get_bool(p, v, where, "verify", &t->verify);
+		} else if (KEY_IS(k, "ca")) {
+			ca_n = v;
+			ret = get_str(p, v, where, "ca", &t->ca);
+		} else if (KEY_IS(k, "verify_hostname")) {
+			ret = get_str(p, v, where, "verify_hostname", &t->verify_hostname);
+			if (!ret && strlen(t->verify_hostname) >= 128)
+				ret = fail(p, v, "%s is too long (at most 127 bytes)",
+					   kname(p, where, "verify_hostname"));
+		} else if (KEY_IS(k, "sni")) {
+			ret = is_null(v) ? 0 : get_str(p, v, where, "sni", &t->sni);
+			if (!ret && !t->sni)
+				t->sni = strdup("");
+			if (!ret && !t->sni)
+				ret = oom(p);
+			if (!ret && (strlen(t->sni) >= 128 || strpbrk(t->sni, " \t\r\n/:")))
+				ret = fail(p, v, "%s must be a host name (at most 127 bytes)",
+					   kname(p, where, "sni"));
+		} else if (KEY_IS(k, "client_cert")) {
+			cert_n = v;
+			ret = get_str(p, v, where, "client_cert", &t->client_cert);
+		} else if (KEY_IS(k, "client_key")) {
+			key_n = v;
+			ret = get_str(p, v, where, "client_key", &t->client_key);
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!cert_n != !key_n)
+		return fail(p, cert_n ? cert_n : key_n, "%s: client_cert and client_key go together",
+			    where);
+	if (ca_n) {
+		X509_STORE *st = X509_STORE_new();
+		int ok = st && X509_STORE_load_file(st, t->ca) == 1;
+		X509_STORE_free(st);
+		ERR_clear_error();
+		if (!ok)
+			return fail(p, ca_n, "%s: cannot load CA certificates from '%s'",
+				    kname(p, where, "ca"), t->ca);
+	}
+	if (cert_n) {
+		X509 *x = NULL;
+		ret = check_cert(p, cert_n, where, "client_cert", t->client_cert, &x);
+		if (ret)
+			return ret;
+		FILE *f = fopen(t->client_key, "r");
+		EVP_PKEY *pk = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+		int err = errno;
+		if (f)
+			fclose(f);
+		int match = pk && X509_check_private_key(x, pk) == 1;
+		EVP_PKEY_free(pk);
+		X509_free(x);
+		ERR_clear_error();
+		if (!f)
+			return fail(p, key_n, "%s: cannot open '%s': %s",
+				    kname(p, where, "client_key"), t->client_key, strerror(err));
+		if (!pk)
+			return fail(p, key_n, "%s: '%s' holds no PEM private key",
+				    kname(p, where, "client_key"), t->client_key);
+		if (!match)
+			return fail(p, key_n, "%s: '%s' does not match the certificate in '%s'",
+				    kname(p, where, "client_key"), t->client_key, t->client_cert);
+	}
+	return 0;
+}
+
+static int parse_via_proxy(struct parse *p, yaml_node_t *n, const char *uwhere,
+			   struct sl_conf_upstream *u)
+{
+	struct sl_conf_via_proxy *vp = &u->via;
+	yaml_node_t *k, *v, *addr = NULL, *hk, *hv;
+	char where[192];
+	size_t it, jt, len = 0;
+	int ret;
+
+	snprintf(where, sizeof(where), "%s.via_proxy", uwhere);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "address")) {
+			addr = v;
+		} else if (KEY_IS(k, "headers")) {
+			char hwhere[208];
+			snprintf(hwhere, sizeof(hwhere), "%s.headers", where);
+			ret = want_map(p, v, hwhere);
+			for (jt = 0; !ret && next_pair(p, v, &jt, &hk, &hv);) {
+				const char *name = sval(hk);
+				size_t nl = hk->type == YAML_SCALAR_NODE ? hk->data.scalar.length : 0;
+				if (!nl || strspn(name, "!#$%&'*+-.^_`|~0123456789"
+							"abcdefghijklmnopqrstuvwxyz"
+							"ABCDEFGHIJKLMNOPQRSTUVWXYZ") != nl)
+					return fail(p, hk, "%s: '%s' is not a header name", hwhere,
+						    name);
+				if (hv->type != YAML_SCALAR_NODE ||
+				    strlen(sval(hv)) != hv->data.scalar.length ||
+				    strpbrk(sval(hv), "\r\n"))
+					return fail(p, hv, "%s.%s must be one line of text", hwhere,
+						    name);
+				size_t vl = hv->data.scalar.length;
+				if (len + nl + vl + 4 >= sizeof(vp->headers))
+					return fail(p, hk, "%s: too long (at most %zu bytes in all)",
+						    hwhere, sizeof(vp->headers) - 1);
+				len += (size_t)snprintf(vp->headers + len, sizeof(vp->headers) - len,
+							"%s: %s\r\n", name, sval(hv));
+			}
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!addr)
+		return fail(p, n, "%s has no address", where);
+	return get_addr(p, addr, where, &vp->address, &vp->addr, &vp->addrlen);
+}
+
 static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 			  struct sl_conf_upstream *u)
 {
@@ -866,6 +1033,10 @@ static int parse_upstream(struct parse *p, yaml_node_t *name, yaml_node_t *n,
 			u->pool.max_idle_per_worker = x;
 		} else if (KEY_IS(k, "pool")) {
 			ret = parse_pool(p, v, where, u);
+		} else if (KEY_IS(k, "tls")) {
+			ret = parse_up_tls(p, v, where, u);
+		} else if (KEY_IS(k, "via_proxy")) {
+			ret = parse_via_proxy(p, v, where, u);
 		} else if (KEY_IS(k, "balance")) {
 			ret = parse_balance(p, v, where, &u->lb);
 		} else if (KEY_IS(k, "hash_key")) {
@@ -1803,6 +1974,12 @@ static void conf_free(struct sl_conf *c)
 			free(u->servers[j].address);
 		free(u->servers);
 		free(u->name);
+		free(u->tls.ca);
+		free(u->tls.verify_hostname);
+		free(u->tls.sni);
+		free(u->tls.client_cert);
+		free(u->tls.client_key);
+		free(u->via.address);
 		free(u->lb.hash_name);
 		free(u->hc.method);
 		free(u->hc.path);

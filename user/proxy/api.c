@@ -1,4 +1,5 @@
 /* The public session API of sluice.h: what phase callbacks may read and change. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -293,6 +294,24 @@ static void pool_prune(struct sl_worker *w, const struct sl_upstream *u, const s
 	sl_connector_prune(&w->up, u->name, in_set, (void *)set);
 }
 
+/* The host of "host:port" when it is a name (not an IP address): the default SNI. */
+static void server_name(const char *address, char *out, size_t cap)
+{
+	out[0] = 0;
+	const char *colon = strrchr(address, ':');
+	size_t n = colon ? (size_t)(colon - address) : strlen(address);
+	if (!n || address[0] == '[' || n >= cap)
+		return;
+	char host[128];
+	memcpy(host, address, n);
+	host[n] = 0;
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
+		return;
+	memcpy(out, host, n + 1);
+}
+
 int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, struct sl_peer *peer)
 {
 	if (!req_of(s) || !u || !peer)
@@ -328,6 +347,27 @@ int sl_upstream_pick(struct sl_session *s, const struct sl_conf_upstream *u, str
 	n = n < sizeof(peer->name) - 1 ? n : sizeof(peer->name) - 1;
 	memcpy(peer->name, sv->address, n);
 	peer->name[n] = 0;
+	if (u->tls.on) {
+		const struct sl_conf_up_tls *t = &u->tls;
+		peer->tls = 1;
+		peer->verify = (uint8_t)t->verify;
+		if (t->sni)
+			snprintf(peer->sni, sizeof(peer->sni), "%s", t->sni);
+		else
+			server_name(sv->address, peer->sni, sizeof(peer->sni));
+		if (t->verify_hostname)
+			snprintf(peer->verify_name, sizeof(peer->verify_name), "%s",
+				 t->verify_hostname);
+		peer->ca_file = t->ca;
+		peer->client_cert = t->client_cert;
+		peer->client_key = t->client_key;
+	}
+	if (u->via.address) {
+		memcpy(&peer->proxy, &u->via.addr, u->via.addrlen);
+		peer->proxy_len = u->via.addrlen;
+		snprintf(peer->connect_target, sizeof(peer->connect_target), "%s", sv->address);
+		memcpy(peer->proxy_headers, u->via.headers, sizeof(peer->proxy_headers));
+	}
 	return 0;
 }
 

@@ -1046,12 +1046,13 @@ static void up_connected(struct sl_session *s)
 
 /* A connect failed: 1 when the proxy asked for another try, 0 when an error went out
  * (or the request is gone). */
-static int connect_failed(struct sl_session *s, int err)
+static int connect_failed(struct sl_session *s, int err, const char *why)
 {
 	struct sl_request *r = s->r;
 	const struct sl_proxy_ops *ops = s->w->d->ops;
-	sl_log(SL_LOG_WARN, "msg=\"upstream connect failed\" peer=%s err=\"%s\" try=%u",
-	       r->peer.name, strerror(-err), r->tries);
+	sl_log(SL_LOG_WARN,
+	       "msg=\"upstream connect failed\" peer=%s err=\"%s\" stage=\"%s\" try=%u",
+	       r->peer.name, strerror(-err), why, r->tries);
 	sl_lb_report(&r->lb, SL_LB_CONNECT_FAIL, 0, 0, 0);
 	if (r->up) {
 		r->up_broken = 1;
@@ -1103,13 +1104,6 @@ static void connect_upstream(struct sl_session *s)
 		r->up_broken = 0; /* it described the previous attempt's connection */
 		if (r->uin.data)
 			r->uin.rd = r->uin.fwd = r->uin.parse = r->uin.wr = 0;
-		if (r->peer.tls) {
-			sl_log(SL_LOG_ERROR,
-			       "msg=\"TLS to upstreams is not supported yet\" peer=%s",
-			       r->peer.name);
-			send_error(s, 502);
-			return;
-		}
 		r->peer_hash = sl_peer_hash(&r->peer);
 		if (!acquire_connection(s) || GONE(s, gen))
 			return;
@@ -1139,7 +1133,7 @@ static int acquire_connection(struct sl_session *s)
 		queue_wait(s);
 		return 0;
 	}
-	return connect_failed(s, rc);
+	return connect_failed(s, rc, "connect");
 }
 
 /* ---- waiting for a connection slot (pool.max_conns_per_server) ---- */
@@ -1765,7 +1759,7 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 		break;
 	case ST_CONNECT: {
 		uint32_t gen = s->gen;
-		if (connect_failed(s, -ETIMEDOUT) && !GONE(s, gen))
+		if (connect_failed(s, -ETIMEDOUT, "connect timeout") && !GONE(s, gen))
 			connect_upstream(s);
 		break;
 	}
@@ -1951,7 +1945,7 @@ static void up_failed_cb(void *owner, int err, const char *why)
 	struct sl_session *s = owner;
 	ENTER(s);
 	uint32_t gen = s->gen;
-	if (connect_failed(s, err) && !GONE(s, gen))
+	if (connect_failed(s, err, why) && !GONE(s, gen))
 		connect_upstream(s);
 	LEAVE(s);
 }
@@ -1960,7 +1954,12 @@ static void up_readable_cb(void *owner)
 {
 	struct sl_session *s = owner;
 	ENTER(s);
+	uint32_t gen = s->gen;
+	struct sl_upconn *c = s->r->up;
 	up_read_ev(s);
+	/* TLS: plaintext OpenSSL already holds is not announced by the socket again */
+	if (!GONE(s, gen) && s->r->up == c && c->rd_on && sl_io_pending(&c->io))
+		event_active(&c->rev, EV_READ, 0);
 	LEAVE(s);
 }
 

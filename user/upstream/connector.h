@@ -35,9 +35,13 @@ struct sl_upconn_cbs {
 	void (*writable)(void *owner);
 };
 
+/* Connect stages, in order; a peer skips those it does not ask for. */
 enum sl_up_stage {
-	SL_UP_TCP = 0, /* connect(2) in progress */
-	SL_UP_READY,   /* usable: the owner's callbacks get the events */
+	SL_UP_TCP = 0,	  /* connect(2) in progress (to the peer, or to its proxy) */
+	SL_UP_PROXY_SEND, /* writing "CONNECT target" to the proxy */
+	SL_UP_PROXY_READ, /* reading the proxy's answer head */
+	SL_UP_TLS,	  /* TLS handshake with the peer (through the tunnel, if any) */
+	SL_UP_READY,	  /* usable: the owner's callbacks get the events */
 };
 
 /* One upstream connection, in use by an owner or idle in a pool. */
@@ -57,7 +61,10 @@ struct sl_upconn {
 	uint16_t group;
 	uint64_t idle_since_ns;
 	unsigned int requests;
-	uint8_t stage; /* enum sl_up_stage */
+	char *hs; /* while connecting through a proxy: the CONNECT request, then the answer */
+	uint16_t hs_len, hs_off;
+	const char *why; /* the failed stage, for the owner's log line */
+	uint8_t stage;	 /* enum sl_up_stage */
 	uint8_t reused;
 	uint8_t rd_on; /* rev is added */
 	uint8_t wr_on;
@@ -78,6 +85,11 @@ struct sl_connector {
 	struct sl_pool pool;
 	struct sl_waitq waitq;
 	uint8_t draining; /* idle connections go to the shared pool, not the local one */
+	/* TLS sessions to resume, per peer identity (direct-mapped by peer hash) */
+	struct {
+		uint64_t hash;
+		void *sess; /* SSL_SESSION */
+	} sessions[64];
 	struct {
 		unsigned int ms;
 		const struct timeval *tv;

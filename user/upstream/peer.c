@@ -20,6 +20,9 @@ uint64_t sl_peer_hash(const struct sl_peer *p)
 	h = fnv_str(h, p->client_cert);
 	h = fnv_str(h, p->client_key);
 	h = sl_fnv(h, &p->proxy, p->proxy_len);
+	h = fnv_str(h, p->verify_name);
+	h = fnv_str(h, p->connect_target);
+	h = fnv_str(h, p->proxy_headers);
 	return h;
 }
 
@@ -34,5 +37,8 @@ int sl_peer_same(const struct sl_peer *a, const struct sl_peer *b)
 	       a->tls == b->tls && a->verify == b->verify && !strcmp(a->sni, b->sni) &&
 	       str_same(a->ca_file, b->ca_file) && str_same(a->client_cert, b->client_cert) &&
 	       str_same(a->client_key, b->client_key) && a->proxy_len == b->proxy_len &&
-	       !memcmp(&a->proxy, &b->proxy, a->proxy_len);
+	       !memcmp(&a->proxy, &b->proxy, a->proxy_len) &&
+	       !strcmp(a->verify_name, b->verify_name) &&
+	       !strcmp(a->connect_target, b->connect_target) &&
+	       !strcmp(a->proxy_headers, b->proxy_headers);
 }

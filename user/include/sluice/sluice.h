@@ -32,14 +32,21 @@ struct sl_conf_upstream;
 struct sl_peer {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	uint8_t tls;	     /* TLS to the upstream (not supported yet: connect fails) */
-	uint8_t verify;	     /* verify the upstream certificate */
-	char sni[128];	     /* server name for TLS */
-	const char *ca_file; /* trust anchors; NULL = system default */
-	const char *client_cert, *client_key; /* mTLS client identity */
+	uint8_t tls;	     /* TLS to the upstream */
+	uint8_t verify;	     /* verify the upstream certificate (chain, and the name below) */
+	char sni[128];	     /* server name sent; "" = none */
+	const char *ca_file; /* trust anchors; NULL = the system store */
+	const char *client_cert, *client_key; /* mTLS client identity (PEM files) */
 	struct sockaddr_storage proxy;	      /* via an HTTP CONNECT proxy; family 0 = direct */
 	socklen_t proxy_len;
 	char name[64]; /* "ip:port", for logs (not part of the identity) */
+	/* name the certificate must carry when verify is set; "" = the sni (no sni either:
+	 * the chain alone is checked) */
+	char verify_name[128];
+	/* via a proxy: the CONNECT target ("host:port"; "" = addr), and extra request header
+	 * lines sent with it, each "Name: value\r\n" (e.g. Proxy-Authorization) */
+	char connect_target[136];
+	char proxy_headers[512];
 };
 
 /* Hash of the identity fields, and identity comparison. */
