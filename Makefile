@@ -164,10 +164,12 @@ $(B)/fuzz/obj/%.o: selftests/fuzz/%.c $(FUZZ_HDR)
 # what each target links: the HTTP codec, the config loader, the admin API (included by
 # its harness) with the config loader, libevent and jansson
 $(B)/fuzz/fuzz_http_head $(B)/fuzz/fuzz_request $(B)/fuzz/fuzz_response: $(FUZZ_HTTP)
-$(B)/fuzz/fuzz_config: $(B)/fuzz/obj/user/config/config.o $(B)/fuzz/obj/user/cache/key.o
+$(B)/fuzz/fuzz_config: $(B)/fuzz/obj/user/config/config.o $(B)/fuzz/obj/user/cache/key.o \
+	$(B)/fuzz/obj/user/core/logfmt.o
 $(B)/fuzz/fuzz_config: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libcrypto)
 $(B)/fuzz/fuzz_admin: $(B)/fuzz/obj/user/config/config.o $(B)/fuzz/obj/user/admin/upstreams.o \
-	$(B)/fuzz/obj/user/lb/set.o $(B)/fuzz/obj/user/lb/lb.o $(B)/fuzz/obj/user/cache/key.o
+	$(B)/fuzz/obj/user/lb/set.o $(B)/fuzz/obj/user/lb/lb.o $(B)/fuzz/obj/user/cache/key.o \
+	$(B)/fuzz/obj/user/core/logfmt.o
 $(B)/fuzz/fuzz_admin: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libevent jansson libcrypto) -lm
 $(B)/fuzz/obj/fuzz_admin.o: user/admin/admin.c user/admin/admin_int.h user/admin/admin_cache.c
 

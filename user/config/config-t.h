@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "core/log.h" /* enum sl_log_level */
+#include "core/log.h"	 /* enum sl_log_level */
+#include "core/logfmt.h" /* struct sl_logfmt */
 
 #define SL_CONF_ERR_MAX 512
 
@@ -220,12 +221,20 @@ struct sl_conf_forwarded {
 	int x_forwarded_for;   /* default on */
 	int x_forwarded_proto; /* default on */
 	int x_forwarded_host;  /* default on */
+	int x_request_id;      /* SL_REQID_*: X-Request-Id sent upstream, default off */
+};
+
+enum {
+	SL_REQID_OFF = 0,  /* nothing forwarded ($request_id is still generated for logs) */
+	SL_REQID_KEEP,	   /* a well-formed incoming X-Request-Id is kept, else generated */
+	SL_REQID_GENERATE, /* always a new one, replacing the client's */
 };
 
 struct sl_conf_log {
-	enum sl_log_level level; /* default info */
-	char *error_log;	 /* path, or NULL = stderr */
-	char *access_log;	 /* path, "stdout", or NULL = off */
+	enum sl_log_level level;	    /* default info */
+	char *error_log;		    /* path, or NULL = stderr */
+	char *access_log;		    /* path, "stdout", or NULL = off */
+	struct sl_logfmt access_log_format; /* compiled; default sl_logfmt_default */
 };
 
 enum sl_bpf_mode {

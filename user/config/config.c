@@ -381,6 +381,12 @@ static int parse_log(struct parse *p, yaml_node_t *n)
 			     !strcasecmp(sval(v), "no")))
 				continue;
 			ret = get_str(p, v, "log", "access_log", &lg->access_log);
+		} else if (KEY_IS(k, "access_log_format")) {
+			char why[SL_CONF_ERR_MAX - 64];
+			ret = want_str(p, v, "log", "access_log_format");
+			if (!ret &&
+			    sl_logfmt_compile(sval(v), &lg->access_log_format, why, sizeof(why)))
+				ret = fail(p, v, "log.%s", why);
 		} else {
 			ret = unknown(p, k, "log");
 		}
@@ -498,7 +504,20 @@ static int parse_forwarded(struct parse *p, yaml_node_t *n)
 			    get_bool(p, v, "forwarded", "x_forwarded_proto", &f->x_forwarded_proto);
 		else if (KEY_IS(k, "x_forwarded_host"))
 			ret = get_bool(p, v, "forwarded", "x_forwarded_host", &f->x_forwarded_host);
-		else
+		else if (KEY_IS(k, "x_request_id")) {
+			static const char *const modes[] = {"off", "keep", "generate"};
+			ret = v->type == YAML_SCALAR_NODE ? 0 : -1;
+			f->x_request_id = -1;
+			for (int i = 0; !ret && i < 3; i++)
+				if (!strcasecmp(sval(v), modes[i]) ||
+				    (i == 0 &&
+				     (!strcasecmp(sval(v), "false") || !strcasecmp(sval(v), "no"))))
+					f->x_request_id = i;
+			ret = f->x_request_id < 0 ? fail(p, v,
+							 "forwarded.x_request_id must be off, "
+							 "keep or generate")
+						  : 0;
+		} else
 			ret = unknown(p, k, "forwarded");
 		if (ret)
 			return ret;
@@ -2025,6 +2044,10 @@ static void set_defaults(struct sl_conf *c)
 	c->forwarded.x_forwarded_for = 1;
 	c->forwarded.x_forwarded_proto = 1;
 	c->forwarded.x_forwarded_host = 1;
+	{
+		char why[128];
+		sl_logfmt_compile(sl_logfmt_default, &c->log.access_log_format, why, sizeof(why));
+	}
 }
 
 struct sl_conf *sl_conf_parse(const char *text, size_t len, const char *name, char *err,

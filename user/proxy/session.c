@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -327,8 +328,8 @@ static void client_flush(struct sl_session *s)
 again:;
 	int rc = client_write_pending(s);
 	if (rc < 0) {
-		sl_log(SL_LOG_DEBUG, "msg=\"client write failed\" client=%s err=%d", sl_session_client_str(s),
-		       -rc);
+		sl_log(SL_LOG_DEBUG, "msg=\"client write failed\" client=%s err=%d",
+		       sl_session_client_str(s), -rc);
 		if (r && r->up)
 			r->up_broken = 1;
 		session_close(s);
@@ -720,8 +721,8 @@ static int method_is_idempotent(int m)
 /* A request that cannot be read on: answer status and close after it. */
 static void refuse_request(struct sl_session *s, int status, const char *why)
 {
-	sl_log(SL_LOG_DEBUG, "msg=\"bad request\" client=%s status=%d reason=\"%s\"", sl_session_client_str(s),
-	       status, why ? why : "");
+	sl_log(SL_LOG_DEBUG, "msg=\"bad request\" client=%s status=%d reason=\"%s\"",
+	       sl_session_client_str(s), status, why ? why : "");
 	s->r->req_done = 1; /* nothing more will be read from this connection */
 	s->r->keepalive = 0;
 	send_error(s, status);
@@ -984,6 +985,12 @@ static int build_upstream_head(struct sl_session *s)
 	const char *ip = client_ip(s); /* renders the address, sets ip_len */
 	if (sl_head_forward(h, base, ip, r->ip_len, fwd))
 		return -ENOSPC;
+	if (c->forwarded.x_request_id != SL_REQID_OFF) {
+		size_t n;
+		const char *id = sl_session_request_id(s, &n);
+		if (sl_head_set(h, base, "X-Request-Id", id))
+			return -ENOSPC;
+	}
 
 	const struct sl_proxy_ops *ops = s->w->d->ops;
 	if (ops->upstream_request_filter) {
@@ -1072,6 +1079,90 @@ static int connect_failed(struct sl_session *s, int err, const char *why)
 	return 0;
 }
 
+/* For the access log: when the attempt began and which server it went to. */
+static void note_attempt(struct sl_request *r)
+{
+	r->t_try = sl_mono_ns();
+	r->t_hdr = 0; /* a retry after a 5xx: the head that counts is the next one */
+	if (!r->t_up0)
+		r->t_up0 = r->t_try;
+	size_t n = strnlen(r->peer.name, sizeof(r->peer.name)), room = sizeof(r->tried_names);
+	size_t at = r->tried_len, need = (at ? 1 : 0) + n;
+	if (at >= 4 && !memcmp(r->tried_names + at - 3, "...", 3))
+		return;		    /* already cut */
+	if (at + need + 4 > room) { /* keep room for ",..." */
+		memcpy(r->tried_names + at, ",...", 4);
+		r->tried_len = (uint8_t)(at + 4);
+		return;
+	}
+	if (at)
+		r->tried_names[at++] = ',';
+	memcpy(r->tried_names + at, r->peer.name, n);
+	r->tried_len = (uint8_t)(at + n);
+}
+
+/* 128 random bits as 32 hex digits (nginx's $request_id), from a per-thread xorshift
+ * seeded once from the kernel. */
+static void gen_request_id(char *out)
+{
+	static __thread uint64_t st[2];
+	if (!st[0] && !st[1]) {
+		if (getrandom(st, sizeof(st), 0) != sizeof(st)) {
+			st[0] = sl_mono_ns() ^ (uint64_t)(uintptr_t)&st;
+			st[1] = (uint64_t)getpid() << 32 | 0x9e3779b9u;
+		}
+		st[0] |= 1;
+	}
+	static const char hex[] = "0123456789abcdef";
+	for (int k = 0; k < 2; k++) {
+		uint64_t x = st[0], y = st[1]; /* xorshift128+ */
+		st[0] = y;
+		x ^= x << 23;
+		st[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+		uint64_t v = st[1] + y;
+		for (int i = 0; i < 16; i++)
+			out[k * 16 + i] = hex[(v >> (60 - 4 * i)) & 15];
+	}
+}
+
+/* An incoming id worth keeping: 1..63 bytes of letters, digits and ._:- (nothing that
+ * would need escaping in a log or a header). */
+static int good_request_id(const char *v, size_t n)
+{
+	if (n == 0 || n >= 64)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = v[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == ':' || ch == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+const char *sl_session_request_id(struct sl_session *s, size_t *len)
+{
+	struct sl_request *r = s->r;
+	if (!r->req_id_len) {
+		const struct sl_conf *c = sconf(s);
+		int i = r->rp.headers_done && c->forwarded.x_request_id == SL_REQID_KEEP
+			    ? sl_head_find(&r->req, s->in.data, "x-request-id", 12)
+			    : -1;
+		const char *v = i >= 0 ? sl_hdr_value(&r->req, s->in.data, (unsigned)i) : NULL;
+		size_t n = i >= 0 ? r->req.h[i].value_len : 0;
+		if (v && good_request_id(v, n)) {
+			memcpy(r->req_id, v, n);
+			r->req_id_len = (uint8_t)n;
+		} else {
+			gen_request_id(r->req_id);
+			r->req_id_len = 32;
+		}
+		r->req_id[r->req_id_len] = 0;
+	}
+	*len = r->req_id_len;
+	return r->req_id;
+}
+
 static void connect_upstream(struct sl_session *s)
 {
 	struct sl_request *r = s->r;
@@ -1105,6 +1196,7 @@ static void connect_upstream(struct sl_session *s)
 		if (r->uin.data)
 			r->uin.rd = r->uin.fwd = r->uin.parse = r->uin.wr = 0;
 		r->peer_hash = sl_peer_hash(&r->peer);
+		note_attempt(r);
 		if (!acquire_connection(s) || GONE(s, gen))
 			return;
 	}
@@ -1329,7 +1421,8 @@ static int response_head(struct sl_session *s)
 		return -1;
 	}
 	r->status = st;
-	r->up_time_ns = sl_mono_ns() - r->t_up;
+	r->t_hdr = sl_mono_ns();
+	r->up_time_ns = r->t_hdr - r->t_up;
 	sl_lb_report(&r->lb, SL_LB_RESPONSE, st, r->up_time_ns, 0);
 	if (st >= 500 && status_retry(s))
 		return -1;

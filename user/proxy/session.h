@@ -136,7 +136,16 @@ struct sl_request {
 	size_t log_extra_len;
 	char client_str[SL_ADDR_STRLEN]; /* sl_session_client_str(), "" until first asked */
 	uint8_t ip_off, ip_len;		 /* the ip alone, inside client_str */
+	/* access log: upstream timing (sl_mono_ns()), servers tried, the request id */
+	uint64_t t_up0, t_try, t_hdr; /* first attempt, last attempt, response head */
+	uint8_t tried_len, req_id_len;
+	char tried_names[160]; /* "a:1,b:2": every peer tried, cut with ",..." */
+	char req_id[64];
 };
+
+/* The request id of s's request (X-Request-Id kept or generated, or generated for the
+ * log alone), made on first use. */
+const char *sl_session_request_id(struct sl_session *s, size_t *len);
 
 /* A client connection. Owned by its worker thread. */
 struct sl_session {
@@ -155,8 +164,8 @@ struct sl_session {
 	socklen_t client_len;
 
 	enum sl_sess_state state;
-	uint8_t closed; /* torn down; freed when the outermost callback returns */
-	uint8_t depth;	/* event callbacks on the stack */
+	uint8_t closed;	 /* torn down; freed when the outermost callback returns */
+	uint8_t depth;	 /* event callbacks on the stack */
 	uint8_t idle_on; /* 0, or 1 + which list (first byte, keep-alive) */
 	enum sl_timer_kind timer;
 	uint8_t rd_on;	 /* rev added */
