@@ -288,7 +288,8 @@ static void put_text(struct logline *l, int var, const struct vval *v)
 {
 	switch (v->kind) {
 	case V_NONE:
-		ll_raw(l, "-", 1);
+		if (var != SL_LV_EXTRA) /* no fields added: nothing, not "-" */
+			ll_raw(l, "-", 1);
 		break;
 	case V_TIME:
 		put_time(l);
