@@ -14,6 +14,7 @@ from client import HTTPClient
 from daemon import wait_for
 from env import SCALE
 from test_upstream_api import admin_up, api, sock_path
+from test_upstream_tls import pki, tls_backend  # noqa: F401  (fixtures)
 
 
 def states(path, name="u"):
@@ -190,8 +191,10 @@ class RawServer:
 
 @pytest.mark.parametrize("reply", [None, b"\x00\xffgarbage\r\n\r\n", b"HTTP/1.1 2",
                                    b"HTTP/1.1 200 OK\r\n" + b"X" * 20000,
+                                   b"HTTP/1.1 200 " + b"O" * 100000 + b"\r\n\r\nok",
                                    b"SMTP ready\r\n"],
-                         ids=["silent", "binary", "truncated", "endless-head", "smtp"])
+                         ids=["silent", "binary", "truncated", "endless-head",
+                              "huge-status-line", "smtp"])
 def test_http_check_silent_or_garbage_backend_is_down(hc, backend, reply):
     raw = RawServer(reply)
     try:
@@ -259,3 +262,156 @@ def test_max_ejection_percent(hc, backend):
     assert len(ejected) == 2, st
     assert st[good.address]["state"] == "up"
     sl.wait_log(lambda ln: "server not ejected" in ln)
+
+
+class Dripper(RawServer):
+    """Answers a check one byte at a time, each byte well within the check's timeout, and
+    never finishes: the check must end at its timeout all the same (a persistent event's
+    timeout restarts at every byte; the check's deadline must not)."""
+
+    def run(self):
+        while not self.stop:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            threading.Thread(target=self.drip, args=(c,), daemon=True).start()
+
+    def drip(self, c):
+        try:
+            c.recv(4096)
+            head = b"HTTP/1.1 200 OK\r\nX-Pad: "
+            i = 0
+            while not self.stop:
+                c.sendall(head[i:i + 1] if i < len(head) else b"a")
+                i += 1
+                time.sleep(0.03)
+        except OSError:
+            pass
+
+
+def test_http_check_dripping_backend_times_out(hc, backend):
+    drip = Dripper()
+    try:
+        b = backend("b", handler=health_handler({}))
+        sl, path = hc(drip.address, b, check=dict(HTTP, timeout="150ms"))
+        assert wait_for(lambda: state_of(path, drip.address) == "down", 5 * SCALE), \
+            states(path)[drip.address]
+        h = states(path)[drip.address]["health"]
+        assert h["last_failure"] == "timed out", h
+        assert h["checks_failed"] >= 2 and h["checks_ok"] == 0, h
+    finally:
+        drip.close()
+
+
+# -- checks over TLS: the upstream's own verification settings --------------------------------
+def tls_up(pki, **tls):
+    t = {"ca": pki["ca"], "verify_hostname": "api.internal", "sni": "api.internal"}
+    t.update(tls)
+    return {"tls": t, "outlier": {"consecutive_connect_failures": 0, "consecutive_5xx": 0}}
+
+
+HTTPS = dict(HTTP, body="ok /hc", host="api.internal")
+
+
+def test_https_check_up_and_cert_failure_is_down(hc, tls_backend, pki):
+    """An http check of a TLS upstream is sent over TLS, verified as requests are: the
+    good server is up (the backend saw the handshakes), the one with a certificate from
+    another CA is down with the reason in /upstreams, counted there and in /metrics, and
+    requests keep going to the good one."""
+    good = tls_backend(pki["cert"], pki["key"])
+    rogue = tls_backend(pki["rogue_cert"], pki["rogue_key"])
+    sl, path = hc(good.address, rogue.address, check=HTTPS, upstream=tls_up(pki))
+    assert wait_for(lambda: states(path)[good.address]["health"]["checks_ok"] >= 2, 5 * SCALE), \
+        states(path)[good.address]
+    assert good.handshakes(), "the check did not speak TLS"
+    assert wait_for(lambda: state_of(path, rogue.address) == "down", 5 * SCALE), \
+        states(path)[rogue.address]
+    h = states(path)[rogue.address]["health"]
+    assert h["last_failure"].startswith("certificate not verified"), h
+    assert h["tls_verify_failures"] >= 2 and h["checks_ok"] == 0, h
+    assert states(path)[good.address]["health"]["tls_verify_failures"] == 0
+    assert state_of(path, good.address) == "up"
+    sl.wait_log(lambda ln: "server down" in ln and rogue.address in ln and
+                "certificate not verified" in ln)
+    for _ in range(6):
+        with HTTPClient(sl.port) as c:
+            r = c.request("GET", "/x")
+            assert r.status == 200 and r.body == b"ok /x\n", r
+    _, _, r = api(path, "GET", "/metrics")
+    text = r.body.decode()
+    line = [ln for ln in text.splitlines() if ln.startswith(
+        'sluice_upstream_health_check_tls_verify_failures_total{upstream="u",server="%s"}'
+        % rogue.address)]
+    assert line and int(line[0].split()[-1]) >= 2, line
+
+
+def test_https_check_wrong_name_is_down(hc, tls_backend, pki):
+    b = tls_backend(pki["cert"], pki["key"])
+    sl, path = hc(b.address, check=HTTPS, upstream=tls_up(pki, verify_hostname="other.internal"))
+    assert wait_for(lambda: state_of(path, b.address) == "down", 5 * SCALE), states(path)
+    assert states(path)[b.address]["health"]["last_failure"].startswith(
+        "certificate not verified")
+
+
+def test_https_check_verify_off_accepts_untrusted(hc, tls_backend, pki):
+    rogue = tls_backend(pki["rogue_cert"], pki["rogue_key"])
+    sl, path = hc(rogue.address, check=HTTPS, upstream=tls_up(pki, verify=False))
+    assert wait_for(lambda: states(path)[rogue.address]["health"]["checks_ok"] >= 2, 5 * SCALE), \
+        states(path)[rogue.address]
+    assert state_of(path, rogue.address) == "up"
+
+
+def test_tcp_check_of_tls_upstream_does_the_handshake(hc, tls_backend, pki):
+    """A plain connect would pass on the rogue server: the tcp check of a TLS upstream is
+    connect plus a verified handshake."""
+    good = tls_backend(pki["cert"], pki["key"])
+    rogue = tls_backend(pki["rogue_cert"], pki["rogue_key"])
+    sl, path = hc(good.address, rogue.address, check=TCP, upstream=tls_up(pki))
+    assert wait_for(lambda: state_of(path, rogue.address) == "down", 5 * SCALE), states(path)
+    assert states(path)[rogue.address]["health"]["last_failure"].startswith(
+        "certificate not verified")
+    assert wait_for(lambda: states(path)[good.address]["health"]["checks_ok"] >= 2, 5 * SCALE)
+    assert state_of(path, good.address) == "up"
+
+
+@pytest.mark.parametrize("with_cert", [False, True], ids=["without", "with"])
+def test_tls_check_client_certificate(hc, tls_backend, pki, with_cert):
+    """A backend that wants a client certificate: down without one, up with the
+    upstream's client_cert/client_key."""
+    b = tls_backend(pki["cert"], pki["key"], "--client-ca", pki["client_ca"])
+    extra = dict(client_cert=pki["client_cert"], client_key=pki["client_key"]) \
+        if with_cert else {}
+    sl, path = hc(b.address, check=HTTPS, upstream=tls_up(pki, **extra))
+    if with_cert:
+        assert wait_for(lambda: states(path)[b.address]["health"]["checks_ok"] >= 2,
+                        5 * SCALE), states(path)[b.address]
+        assert state_of(path, b.address) == "up"
+        return
+    assert wait_for(lambda: state_of(path, b.address) == "down", 5 * SCALE), states(path)
+    why = states(path)[b.address]["health"]["last_failure"]
+    # TLS 1.3: the server's refusal may come after the client's Finished, with the request
+    assert why.startswith("TLS handshake failed") or why in ("short or no response",
+                                                             "send failed"), why
+    assert states(path)[b.address]["health"]["checks_ok"] == 0
+
+
+@pytest.mark.parametrize("reply", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n",
+                                   b"\x16\x03\x03\x00\x02\x02\x28" + b"\x00" * 50],
+                         ids=["silent", "plain-http", "garbage-record"])
+def test_tls_check_of_a_broken_tls_server_is_down(hc, tls_backend, pki, reply):
+    """A server that never answers the ClientHello, a plain HTTP server on a TLS
+    upstream, one that sends a malformed record: down, each with a TLS reason."""
+    raw = RawServer(reply)
+    try:
+        good = tls_backend(pki["cert"], pki["key"])
+        sl, path = hc(raw.address, good.address, check=HTTPS, upstream=tls_up(pki))
+        assert wait_for(lambda: state_of(path, raw.address) == "down", 5 * SCALE), \
+            states(path)[raw.address]
+        why = states(path)[raw.address]["health"]["last_failure"]
+        assert why.startswith("TLS handshake") or why == "connect failed", why
+        assert states(path)[raw.address]["health"]["tls_verify_failures"] == 0
+        assert wait_for(lambda: state_of(path, good.address) == "up", 5 * SCALE)
+    finally:
+        raw.close()

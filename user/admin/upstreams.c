@@ -43,12 +43,13 @@ static json_t *server_json(const struct sl_set_srv *ss, const struct sl_upset *s
 	if (o && checked)
 		json_object_set_new(
 		    o, "health",
-		    json_pack("{s:s,s:I,s:I,s:s}", "status",
+		    json_pack("{s:s,s:I,s:I,s:I,s:s}", "status",
 			      !atomic_load(&s->hc_seen) ? "unknown"
 			      : atomic_load(&s->down)	? "down"
 							: "up",
 			      "checks_ok", (json_int_t)atomic_load(&s->hc_ok), "checks_failed",
-			      (json_int_t)atomic_load(&s->hc_fail), "last_failure", s->hc_last));
+			      (json_int_t)atomic_load(&s->hc_fail), "tls_verify_failures",
+			      (json_int_t)atomic_load(&s->hc_tls_fail), "last_failure", s->hc_last));
 	return o;
 }
 
@@ -438,6 +439,9 @@ void sl_admin_upstream_metrics(struct evbuffer *b)
 	    {"sluice_upstream_health_checks_total", "counter", "Active health checks by result."},
 	    {"sluice_upstream_no_usable_server_total", "counter",
 	     "Requests answered 503 because no server was usable."},
+	    {"sluice_upstream_health_check_tls_verify_failures_total", "counter",
+	     "Active health checks failed because the certificate was not verified (also in "
+	     "the failed checks)."},
 	};
 	unsigned int n;
 	struct sl_upstream **v = sl_upstream_all(&n);
@@ -480,6 +484,9 @@ void sl_admin_upstream_metrics(struct evbuffer *b)
 				case 5:
 					sample(b, nm, un, sn, "result", "ok", atomic_load(&s->hc_ok));
 					sample(b, nm, un, sn, "result", "failed", atomic_load(&s->hc_fail));
+					break;
+				case 7:
+					sample(b, nm, un, sn, NULL, NULL, atomic_load(&s->hc_tls_fail));
 					break;
 				}
 			}

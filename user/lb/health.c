@@ -5,7 +5,10 @@
  * the first bytes of the answer (http). A server goes down after `fall` failures in a
  * row and up again after `rise` successes; the state lives in the shared server, so it
  * survives swaps and reloads. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,24 +20,47 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "lb/lb.h"
+#include "net/tls.h"
+#include "net/transport.h"
 #include "sluice/service.h"
+#include "sluice/sluice.h"
 
 #define HC_TICK_MS 50
 #define HC_MAX_RUNNING 1024 /* checks in flight at once (fds) */
 #define HC_BUF 16384	    /* status, headers and body are judged on this much */
+
+enum stage {
+	ST_CONNECT,
+	ST_HANDSHAKE, /* TLS upstreams: a tcp check is connect + handshake */
+	ST_SEND,
+	ST_READ,
+};
+
+/* What a check of one server needs to speak TLS (copied: the upstream's strings go with
+ * the next reload). */
+struct hc_tls {
+	int on, verify;
+	char ca[1024], cert[1024], key[1024];
+	int has_ca, has_cert, has_key;
+	char sni[128];	 /* tls.sni when sni_set ("" = none); else the server's host name */
+	int sni_set;
+	char vname[128]; /* tls.verify_hostname, "" = the sni */
+};
 
 struct check {
 	struct check *prev, *next;
 	struct sl_server *srv; /* referenced */
 	char upstream[64];
 	struct event *ev;
-	int fd;
-	int type; /* enum sl_hc_type */
+	struct sl_io io; /* fd -1 until the socket exists; TLS once connected, if asked */
+	int type;	 /* enum sl_hc_type */
 	unsigned int rise, fall;
 	int status_lo, status_hi;
 	char *body; /* substring wanted, owned */
-	int connecting;
-	uint64_t deadline; /* sl_mono_ns() */
+	enum stage stage;
+	SSL_CTX *ctx; /* the connector's (process lifetime), NULL for plain text */
+	char sni[128], vname[128];
+	uint64_t deadline; /* sl_mono_ns(): the whole check, whatever the peer trickles */
 	char req[2200];
 	size_t req_len, req_off;
 	char buf[HC_BUF + 1];
@@ -46,6 +72,7 @@ struct health {
 	struct check *running;
 	unsigned int n_running;
 	uint64_t rng;
+	sl_health_tls_ctx_fn tls_ctx;
 };
 
 static struct health hs;
@@ -100,8 +127,7 @@ static void check_free(struct check *c)
 	hs.n_running--;
 	if (c->ev)
 		event_free(c->ev);
-	if (c->fd >= 0)
-		close(c->fd);
+	sl_io_close(&c->io);
 	c->srv->hc_busy = 0;
 	sl_server_put(c->srv);
 	free(c->body);
@@ -143,80 +169,211 @@ static int judge(struct check *c, int eof, const char **why)
 	return eof || c->len == HC_BUF ? -1 : 0;
 }
 
-static void check_cb(evutil_socket_t fd, short what, void *arg)
+static void check_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Wait for ev on the socket, within what is left of the check's time. The timeout of a
+ * persistent event restarts at each wakeup, so it is recomputed from the deadline every
+ * time (a peer sending a byte now and then must not stretch the check). */
+static int wait_for(struct check *c, short ev)
 {
-	struct check *c = arg;
-	const char *why = NULL;
-	if (what & EV_TIMEOUT) {
-		finish(c, 0, c->connecting ? "connect timed out" : "timed out");
-		return;
+	uint64_t now = sl_mono_ns();
+	if (now >= c->deadline)
+		return -ETIMEDOUT;
+	uint64_t left = c->deadline - now;
+	struct timeval tv = {(time_t)(left / 1000000000ull),
+			     (suseconds_t)(left % 1000000000ull / 1000)};
+	event_del(c->ev);
+	event_assign(c->ev, hs.base, c->io.fd, (short)(ev | EV_PERSIST), check_cb, c);
+	return event_add(c->ev, &tv) ? -ENOMEM : 0;
+}
+
+static const char *timeout_why(const struct check *c)
+{
+	switch (c->stage) {
+	case ST_CONNECT:
+		return "connect timed out";
+	case ST_HANDSHAKE:
+		return "TLS handshake timed out";
+	default:
+		return "timed out";
 	}
-	if (c->connecting) {
+}
+
+/* A failed handshake: certificate verification apart from the rest (its own counter). */
+static void tls_failed(struct check *c)
+{
+	char why[96];
+	long vr = SSL_get_verify_result(sl_tls_ssl(&c->io));
+	if (vr != X509_V_OK && SSL_get_verify_mode(sl_tls_ssl(&c->io)) != SSL_VERIFY_NONE) {
+		atomic_fetch_add(&c->srv->hc_tls_fail, 1);
+		snprintf(why, sizeof(why), "certificate not verified: %s",
+			 X509_verify_cert_error_string(vr));
+	} else {
+		snprintf(why, sizeof(why), "TLS handshake failed: %s", sl_tls_why(&c->io));
+	}
+	finish(c, 0, why);
+}
+
+/* One step of the check; returns after arming the next wait or finishing. */
+static void step(struct check *c)
+{
+	const char *why = NULL;
+	short want = 0;
+	switch (c->stage) {
+	case ST_CONNECT: {
 		int err = 0;
 		socklen_t l = sizeof(err);
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+		if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
 			err = errno;
 		if (err) {
 			finish(c, 0, "connect failed");
 			return;
 		}
-		c->connecting = 0;
+		if (c->ctx) {
+			int fd = c->io.fd;
+			if (sl_tls_io_init(&c->io, fd, c->ctx, 0)) {
+				check_free(c); /* our memory, not the server's fault: no verdict */
+				return;
+			}
+			if (sl_tls_client_setup(&c->io, c->sni, c->vname[0] ? c->vname : NULL,
+						NULL)) {
+				finish(c, 0, "TLS set-up: bad sni or name");
+				return;
+			}
+			c->stage = ST_HANDSHAKE;
+			step(c);
+			return;
+		}
 		if (c->type == SL_HC_TCP) {
 			finish(c, 1, NULL);
 			return;
 		}
+		c->stage = ST_SEND;
+		step(c);
+		return;
 	}
-	if (c->req_off < c->req_len) {
-		ssize_t n = send(fd, c->req + c->req_off, c->req_len - c->req_off, MSG_NOSIGNAL);
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+	case ST_HANDSHAKE: {
+		int rc = sl_tls_handshake(&c->io);
+		if (rc == SL_TLS_AGAIN) {
+			want = sl_io_wants(&c->io, 0);
+			break;
+		}
+		if (rc < 0) {
+			tls_failed(c);
+			return;
+		}
+		if (c->type == SL_HC_TCP) {
+			finish(c, 1, NULL);
+			return;
+		}
+		c->stage = ST_SEND;
+		step(c);
+		return;
+	}
+	case ST_SEND: {
+		struct iovec iov = {c->req + c->req_off, c->req_len - c->req_off};
+		size_t done = 0;
+		int rc = sl_io_send(&c->io, &iov, 1, &done);
+		c->req_off += done;
+		if (rc < 0) {
 			finish(c, 0, "send failed");
 			return;
 		}
-		if (n > 0)
-			c->req_off += (size_t)n;
-		if (c->req_off < c->req_len)
-			return; /* still writable-armed */
-		/* all sent: wait for the answer only, within what is left of the timeout */
-		uint64_t now = sl_mono_ns();
-		if (now >= c->deadline) {
-			finish(c, 0, "timed out");
-			return;
+		if (c->req_off < c->req_len) {
+			want = sl_io_wants(&c->io, EV_WRITE);
+			break;
 		}
-		uint64_t left = c->deadline - now;
-		struct timeval tv = {(time_t)(left / 1000000000ull),
-				     (suseconds_t)(left % 1000000000ull / 1000)};
-		event_del(c->ev);
-		event_assign(c->ev, hs.base, fd, EV_READ | EV_PERSIST, check_cb, c);
-		if (event_add(c->ev, &tv))
-			finish(c, 0, "out of memory");
+		c->stage = ST_READ;
+		step(c);
 		return;
 	}
-	for (;;) {
-		ssize_t n = read(fd, c->buf + c->len, HC_BUF - c->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		int eof = n <= 0;
-		if (n > 0)
-			c->len += (size_t)n;
-		int r = judge(c, eof, &why);
-		if (r) {
-			finish(c, r > 0, why);
-			return;
+	case ST_READ:
+		for (;;) {
+			ssize_t n = sl_io_read(&c->io, c->buf + c->len, HC_BUF - c->len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN) {
+				want = sl_io_wants(&c->io, EV_READ);
+				break;
+			}
+			int eof = n <= 0;
+			if (n > 0)
+				c->len += (size_t)n;
+			int r = judge(c, eof, &why);
+			if (r) {
+				finish(c, r > 0, why);
+				return;
+			}
+			if (eof) { /* judge decides at eof; kept for safety */
+				finish(c, 0, "short or no response");
+				return;
+			}
 		}
-		if (eof)
-			return;
+		break;
 	}
+	int rc = wait_for(c, want ? want : EV_READ);
+	if (rc)
+		finish(c, 0, rc == -ETIMEDOUT ? timeout_why(c) : "out of memory");
 }
 
-static void start_check(struct sl_upstream *u, const struct sl_conf_hc *hc, struct sl_server *s,
-			const char *req, size_t req_len)
+static void check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct check *c = arg;
+	if ((what & EV_TIMEOUT) || sl_mono_ns() >= c->deadline) {
+		finish(c, 0, timeout_why(c));
+		return;
+	}
+	step(c);
+}
+
+/* The host of "host:port" when it is a name (not an IP address): the default SNI, as
+ * the connector sends it. */
+static void server_name(const char *address, char *out, size_t cap)
+{
+	out[0] = 0;
+	const char *colon = strrchr(address, ':');
+	size_t n = colon ? (size_t)(colon - address) : strlen(address);
+	if (!n || address[0] == '[' || n >= cap || n >= 128)
+		return;
+	char host[128];
+	memcpy(host, address, n);
+	host[n] = 0;
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
+		return;
+	memcpy(out, host, n + 1);
+}
+
+/* The client context for the upstream's TLS settings, or NULL with why. */
+static SSL_CTX *tls_ctx_for(const struct hc_tls *t, char *why, size_t len)
+{
+	if (!hs.tls_ctx) {
+		snprintf(why, len, "TLS set-up: no TLS in this program");
+		return NULL;
+	}
+	struct sl_peer p;
+	memset(&p, 0, sizeof(p));
+	p.tls = 1;
+	p.verify = (uint8_t)t->verify;
+	p.ca_file = t->has_ca ? t->ca : NULL;
+	p.client_cert = t->has_cert ? t->cert : NULL;
+	p.client_key = t->has_key ? t->key : NULL;
+	char err[200];
+	SSL_CTX *ctx = hs.tls_ctx(&p, err, sizeof(err));
+	if (!ctx)
+		snprintf(why, len, "TLS set-up: %.80s", err);
+	return ctx;
+}
+
+static void start_check(struct sl_upstream *u, const struct sl_conf_hc *hc,
+			const struct hc_tls *t, struct sl_server *s, const char *req,
+			size_t req_len)
 {
 	struct check *c = calloc(1, sizeof(*c));
 	if (!c)
 		return;
-	c->fd = -1;
+	sl_io_init_raw(&c->io, -1);
 	c->srv = s;
 	atomic_fetch_add(&s->refcnt, 1);
 	s->hc_busy = 1;
@@ -241,18 +398,32 @@ static void start_check(struct sl_upstream *u, const struct sl_conf_hc *hc, stru
 	}
 	memcpy(c->req, req, req_len);
 	c->req_len = req_len;
-	c->fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
+	if (t->on) {
+		char why[96];
+		if (!(c->ctx = tls_ctx_for(t, why, sizeof(why)))) {
+			finish(c, 0, why);
+			return;
+		}
+		if (t->sni_set)
+			snprintf(c->sni, sizeof(c->sni), "%s", t->sni);
+		else
+			server_name(s->address, c->sni, sizeof(c->sni));
+		if (t->verify)
+			snprintf(c->vname, sizeof(c->vname), "%s", t->vname[0] ? t->vname : c->sni);
+	}
+	int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
 		/* out of fds is our problem, not the server's: no verdict */
 		check_free(c);
 		return;
 	}
-	c->connecting = 1;
-	if (connect(c->fd, (struct sockaddr *)&s->addr, s->addrlen) && errno != EINPROGRESS) {
+	c->io.fd = fd;
+	c->stage = ST_CONNECT;
+	if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) && errno != EINPROGRESS) {
 		finish(c, 0, "connect failed");
 		return;
 	}
-	c->ev = event_new(hs.base, c->fd, EV_WRITE | EV_PERSIST, check_cb, c);
+	c->ev = event_new(hs.base, fd, EV_WRITE | EV_PERSIST, check_cb, c);
 	c->deadline = sl_mono_ns() + (uint64_t)hc->timeout * 1000000ull;
 	struct timeval tv = {hc->timeout / 1000, (hc->timeout % 1000) * 1000};
 	if (!c->ev || event_add(c->ev, &tv)) {
@@ -275,9 +446,17 @@ static size_t build_request(const struct sl_conf_hc *hc, const struct sl_server 
 	return n < 0 ? 0 : (size_t)n;
 }
 
+static void copy_opt(char *dst, size_t cap, const char *src, int *has)
+{
+	*has = src != NULL;
+	snprintf(dst, cap, "%s", src ? src : "");
+}
+
 static void tick_upstream(struct sl_upstream *u, uint64_t now)
 {
 	struct sl_conf_hc hc;
+	struct hc_tls t;
+	int has;
 	char body[1100] = "", method[1100] = "", path[1100] = "", host[1100] = "";
 	pthread_mutex_lock(&u->lock);
 	hc = u->hc;
@@ -290,6 +469,16 @@ static void tick_upstream(struct sl_upstream *u, uint64_t now)
 		snprintf(path, sizeof(path), "%s", hc.path);
 	if (hc.host)
 		snprintf(host, sizeof(host), "%s", hc.host);
+	memset(&t, 0, sizeof(t));
+	t.on = u->tls.on;
+	t.verify = u->tls.verify;
+	if (t.on) {
+		copy_opt(t.ca, sizeof(t.ca), u->tls.ca, &t.has_ca);
+		copy_opt(t.cert, sizeof(t.cert), u->tls.client_cert, &t.has_cert);
+		copy_opt(t.key, sizeof(t.key), u->tls.client_key, &t.has_key);
+		copy_opt(t.sni, sizeof(t.sni), u->tls.sni, &t.sni_set);
+		copy_opt(t.vname, sizeof(t.vname), u->tls.verify_hostname, &has);
+	}
 	struct sl_upset *set = u->cur;
 	if (set)
 		sl_upset_get(set);
@@ -321,7 +510,7 @@ static void tick_upstream(struct sl_upstream *u, uint64_t now)
 		s->hc_next = now + (uint64_t)hc.interval * 1000000ull;
 		char req[2200];
 		size_t len = build_request(&hc, s, req, sizeof(req));
-		start_check(u, &hc, s, req, len);
+		start_check(u, &hc, &t, s, req, len);
 	}
 	sl_upset_put(set);
 }
@@ -350,8 +539,9 @@ static void health_stop(void *data)
 		check_free(hs.running);
 }
 
-int sl_health_register(void)
+int sl_health_register(sl_health_tls_ctx_fn tls_ctx)
 {
+	hs.tls_ctx = tls_ctx;
 	struct sl_service svc = {
 	    .name = "health",
 	    .own_thread = 1,

@@ -45,7 +45,7 @@ struct sl_server {
 	_Atomic uint64_t ewma_ns, ewma_at; /* peak EWMA of response time, last update */
 	/* counters */
 	_Atomic uint64_t requests, connect_failures, resp_5xx, ejections;
-	_Atomic uint64_t hc_ok, hc_fail;
+	_Atomic uint64_t hc_ok, hc_fail, hc_tls_fail; /* tls_fail: also counted in hc_fail */
 	/* health-check progress, written by the health service only */
 	unsigned int hc_up_streak, hc_down_streak;
 	uint64_t hc_next; /* next check (sl_mono_ns()), 0 = not scheduled yet */
@@ -101,6 +101,7 @@ struct sl_upstream {
 	pthread_mutex_t lock; /* cur, hc, file_sig; ejection decisions */
 	struct sl_upset *cur; /* the published set (its reference) */
 	struct sl_conf_hc hc; /* copied from the latest snapshot (strings owned here) */
+	struct sl_conf_up_tls tls; /* the same: health checks speak TLS when requests do */
 	uint64_t file_sig;    /* the file's server list the last load saw */
 	uint64_t version;     /* bumped by each publication */
 	unsigned int n_workers;
@@ -213,6 +214,13 @@ const char *sl_server_state(const struct sl_server *s, uint64_t now);
 void sl_lb_log_nousable(struct sl_upstream *u, uint64_t now);
 
 /* ---- active health checks (lb/health.c): the "health" background service ---- */
-int sl_health_register(void);
+struct sl_peer;
+struct ssl_ctx_st;
+/* The client TLS context for a peer's trust and identity, or NULL with err: the upstream
+ * connector's (so checks and requests verify alike); lb/ sits below upstream/ and is
+ * handed it. NULL: TLS upstreams are checked with the handshake failing "no TLS". */
+typedef struct ssl_ctx_st *(*sl_health_tls_ctx_fn)(const struct sl_peer *p, char *err,
+						    size_t errlen);
+int sl_health_register(sl_health_tls_ctx_fn tls_ctx);
 
 #endif

@@ -167,6 +167,35 @@ static void hc_free(struct sl_conf_hc *hc)
 	memset(hc, 0, sizeof(*hc));
 }
 
+static void tls_free(struct sl_conf_up_tls *t)
+{
+	free(t->ca);
+	free(t->verify_hostname);
+	free(t->sni);
+	free(t->client_cert);
+	free(t->client_key);
+	memset(t, 0, sizeof(*t));
+}
+
+static int dup_str(char **dst, const char *src)
+{
+	*dst = src ? strdup(src) : NULL;
+	return src && !*dst ? -ENOMEM : 0;
+}
+
+static int tls_copy(struct sl_conf_up_tls *dst, const struct sl_conf_up_tls *src)
+{
+	*dst = *src;
+	int bad = dup_str(&dst->ca, src->ca) | dup_str(&dst->verify_hostname, src->verify_hostname) |
+		  dup_str(&dst->sni, src->sni) | dup_str(&dst->client_cert, src->client_cert) |
+		  dup_str(&dst->client_key, src->client_key);
+	if (bad) {
+		tls_free(dst);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* The last reference goes when no snapshot, service or request can reach u any more, so
  * no worker touches its slots again. */
 void sl_upstream_put(struct sl_upstream *u)
@@ -180,6 +209,7 @@ void sl_upstream_put(struct sl_upstream *u)
 	}
 	sl_upset_put(u->cur);
 	hc_free(&u->hc);
+	tls_free(&u->tls);
 	pthread_mutex_destroy(&u->lock);
 	pthread_mutex_destroy(&u->pub);
 	free(u->name);
@@ -341,11 +371,12 @@ int sl_lb_attach(struct sl_conf *c, unsigned int n_workers, char *err, size_t er
 	struct sl_upstream **live = calloc(n ? n : 1, sizeof(*live));
 	struct sl_upset **sets = calloc(n ? n : 1, sizeof(*sets));
 	struct sl_conf_hc *hcs = calloc(n ? n : 1, sizeof(*hcs));
+	struct sl_conf_up_tls *tlss = calloc(n ? n : 1, sizeof(*tlss));
 	int *fresh = calloc(n ? n : 1, sizeof(*fresh));
 	uint64_t now = sl_mono_ns();
 	int rc = 0;
 	char why[256];
-	if (!live || !sets || !hcs || !fresh) {
+	if (!live || !sets || !hcs || !tlss || !fresh) {
 		snprintf(err, errlen, "out of memory");
 		rc = -ENOMEM;
 		goto out;
@@ -385,7 +416,7 @@ int sl_lb_attach(struct sl_conf *c, unsigned int n_workers, char *err, size_t er
 					   sizeof(why));
 		}
 		sl_upset_put(prev);
-		if (!sets[i] || hc_copy(&hcs[i], &cu->hc)) {
+		if (!sets[i] || hc_copy(&hcs[i], &cu->hc) || tls_copy(&tlss[i], &cu->tls)) {
 			snprintf(err, errlen, "upstream '%s': %s", cu->name,
 				 sets[i] ? "out of memory" : why);
 			rc = -EINVAL;
@@ -409,6 +440,9 @@ int sl_lb_attach(struct sl_conf *c, unsigned int n_workers, char *err, size_t er
 		hc_free(&u->hc);
 		u->hc = hcs[i];
 		memset(&hcs[i], 0, sizeof(hcs[i]));
+		tls_free(&u->tls);
+		u->tls = tlss[i];
+		memset(&tlss[i], 0, sizeof(tlss[i]));
 		u->file_sig = file_sig(cu);
 		pthread_mutex_unlock(&u->lock);
 		pthread_mutex_lock(&u->pub);
@@ -435,10 +469,13 @@ out:
 			sl_upset_put(sets[i]);
 		if (hcs)
 			hc_free(&hcs[i]);
+		if (tlss)
+			tls_free(&tlss[i]);
 	}
 	free(live);
 	free(sets);
 	free(hcs);
+	free(tlss);
 	free(fresh);
 	return rc;
 }

@@ -522,7 +522,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		sl_conf_put(conf);
 		return 1;
 	}
-	if (sl_health_register())
+	if (sl_health_register(sl_connector_tls_ctx))
 		sl_log(SL_LOG_WARN, "msg=\"no active health checks\" reason=\"no service slot\"");
 	if (sl_lb_attach(conf, d.n_workers, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", path, err);

@@ -445,6 +445,12 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
 	return 1; /* the reference is ours */
 }
 
+SSL_CTX *sl_connector_tls_ctx(const struct sl_peer *p, char *err, size_t errlen)
+{
+	pthread_once(&ex_once, ex_setup);
+	return sl_up_tls_ctx(p, new_session, err, errlen);
+}
+
 static int tls_start(struct sl_upconn *c)
 {
 	char err[256];

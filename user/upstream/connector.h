@@ -159,5 +159,9 @@ void sl_connector_prune(struct sl_connector *cn, const char *name,
 			int (*keep)(const struct sl_peer *p, void *arg), void *arg);
 /* The worker drains: idle connections go to the shared pool, now and from now on. */
 void sl_connector_drain(struct sl_connector *cn);
+/* The client TLS context the connector uses for p's trust and identity (built on first
+ * use, kept for the process's life), or NULL with err: active health checks use it too,
+ * so that a check verifies exactly as a request does. Any thread. */
+struct ssl_ctx_st *sl_connector_tls_ctx(const struct sl_peer *p, char *err, size_t errlen);
 
 #endif
