@@ -158,6 +158,43 @@ static void test_lock_age(void **state)
 	assert_int_equal(atomic_load(&tab.superseded), 1);
 }
 
+/* Callers read their clock before they take the shard lock, so on two workers the
+ * request that read the clock first can reach the lock second: its "now" is older than
+ * the writer's claim. That is a young writer, not one older than lock.age (the unsigned
+ * difference wrapped and let a second writer through: two origin fetches in a
+ * stampede). The same holds for a writer promoted after a failure. */
+static void test_lock_age_clock_read_before_lock(void **state)
+{
+	struct sl_clock_ticket tk, none;
+	struct w a, b, c, d;
+	const uint64_t age = 30000000000ull; /* 30 s */
+	assert_int_equal(acquire(&a, 5000000, age, &tk), SL_CLOCK_WRITER);
+	assert_int_equal(acquire(&b, 4999999, age, &none), SL_CLOCK_WAIT);
+	assert_int_equal(acquire(&c, 1, age, &none), SL_CLOCK_WAIT);
+	assert_int_equal(atomic_load(&tab.superseded), 0);
+	/* promoted by a failure reported with a later clock than the next arrival's */
+	sl_clock_fail(&tab, &tk, 9000000);
+	assert_int_equal(sl_xmbox_run(&mbox), 1);
+	assert_int_equal(b.result, SL_CLOCK_WRITER);
+	struct sl_clock_ticket btk = sl_clock_ticket_of(&b.x);
+	assert_int_equal(acquire(&d, 8999999, age, &none), SL_CLOCK_WAIT);
+	assert_int_equal(atomic_load(&tab.superseded), 0);
+	/* still superseded once the claim really is older than age */
+	struct w e;
+	struct sl_clock_ticket etk;
+	assert_int_equal(acquire(&e, 9000000 + age, age, &etk), SL_CLOCK_WRITER);
+	assert_int_equal(atomic_load(&tab.superseded), 1);
+	struct sl_cobj *o = sl_cobj_new(z, 42, 200, "", 0, "", 0, 0, NULL);
+	sl_clock_done(&tab, &etk, o);
+	sl_clock_done(&tab, &btk, o); /* superseded: nothing left to hand out */
+	assert_int_equal(sl_xmbox_run(&mbox), 2);
+	assert_int_equal(c.result, SL_CLOCK_OBJ);
+	assert_int_equal(d.result, SL_CLOCK_OBJ);
+	sl_cobj_put(c.arg);
+	sl_cobj_put(d.arg);
+	sl_cobj_put(o);
+}
+
 /* Leaving: while queued; after being promoted but before running (the role passes on);
  * after being handed the object but before running (the reference is dropped). */
 static void test_leave(void **state)
@@ -281,6 +318,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fail_promotes_one, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pass_wakes_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lock_age, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lock_age_clock_read_before_lock, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_leave, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ten_thousand_waiters, setup, teardown),
 	};

@@ -139,7 +139,9 @@ int sl_clock_acquire(struct sl_clock_tab *t, uint64_t hash, const char *key, siz
 		tk->gen = e->gen;
 		atomic_fetch_add(&t->writers, 1);
 		rc = SL_CLOCK_WRITER;
-	} else if (age_ns && now_ns - e->since_ns >= age_ns) {
+	} else if (age_ns && now_ns > e->since_ns && now_ns - e->since_ns >= age_ns) {
+		/* now_ns <= since_ns: the caller read its clock before another worker took
+		 * the role (callers read it before the shard lock); a young writer */
 		/* a stuck writer: one more request goes through */
 		e->gen++;
 		e->since_ns = now_ns;
@@ -203,7 +205,8 @@ static void fail_locked(struct sl_clock_tab *t, struct sl_clock_ent *e, uint32_t
 		return; /* superseded, or the lock already went */
 	if (e->waiters.head) {
 		e->gen++;
-		e->since_ns = now_ns;
+		if (now_ns > e->since_ns) /* a clock read before the lock may lag */
+			e->since_ns = now_ns;
 		e->refs++;
 		sl_xw_post_first(&e->waiters, SL_CLOCK_WRITER, e, e->gen);
 		atomic_fetch_add(&t->promoted, 1);

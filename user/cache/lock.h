@@ -48,7 +48,8 @@ void sl_clock_destroy(struct sl_clock_tab *t);
 
 /* Ask to write key. Returns SL_CLOCK_WRITER with *tk filled, SL_CLOCK_WAIT with w
  * queued (w->mbox and w->wake set by the caller), or -ENOMEM. A writer whose claim is
- * older than age_ns (0 = never) is superseded by this caller. */
+ * older than age_ns (0 = never) is superseded by this caller. now_ns may be older than
+ * the claim (read on another worker before the shard lock): that writer is young. */
 int sl_clock_acquire(struct sl_clock_tab *t, uint64_t hash, const char *key, size_t klen,
 		     uint64_t now_ns, uint64_t age_ns, struct sl_xwaiter *w,
 		     struct sl_clock_ticket *tk);

@@ -837,7 +837,8 @@ int sl_pcache_request(struct sl_session *s)
 		cq->mode = CQ_PASS;
 		return 0;
 	}
-	int rc = sl_clock_acquire(&pz->lock, cq->hash, cq->key, cq->klen, now,
+	/* the clock read again: the lookup above may have waited on a shard lock */
+	int rc = sl_clock_acquire(&pz->lock, cq->hash, cq->key, cq->klen, sl_mono_ns(),
 				  (uint64_t)cc->lock_age * 1000000ull, &cq->xw, &cq->tk);
 	if (rc == SL_CLOCK_WRITER)
 		return become_writer(s, cq);
