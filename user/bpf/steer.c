@@ -326,3 +326,52 @@ void sl_steer_fini(void)
 	steer.skel = NULL;
 	steer.n_workers = 0;
 }
+
+int sl_steer_listener_add(unsigned int slot, const int *fds, unsigned int n, const char *name,
+			  char *why, size_t whylen)
+{
+	if (!steer.skel)
+		return 0;
+	if (slot >= SL_MAX_LISTENERS || n != steer.n_workers) {
+		snprintf(why, whylen, "bad steering slot %u for %u sockets", slot, n);
+		return -EINVAL;
+	}
+	int err = 0;
+	unsigned int i;
+	for (i = 0; i < n && !err; i++) {
+		__u32 key = slot * SL_MAX_WORKERS + i, lid = slot;
+		__u64 fd = (__u64)fds[i], cookie;
+		err = bpf_map_update_elem(bpf_map__fd(steer.skel->maps.listeners), &key, &fd,
+					  BPF_ANY);
+		if (!err)
+			err = socket_cookie(fds[i], &cookie);
+		if (!err)
+			err = bpf_map_update_elem(bpf_map__fd(steer.skel->maps.listener_ids),
+						  &cookie, &lid, BPF_ANY);
+		if (err)
+			err = err < 0 ? err : -errno;
+	}
+	int prog_fd = bpf_program__fd(steer.skel->progs.steer);
+	if (!err && setsockopt(fds[0], SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd,
+			       sizeof(prog_fd)))
+		err = -errno;
+	if (err) {
+		snprintf(why, whylen, "cannot steer listener %s: %s", name ? name : "?",
+			 strerror(-err));
+		sl_steer_listener_del(slot, fds, n);
+	}
+	return err;
+}
+
+void sl_steer_listener_del(unsigned int slot, const int *fds, unsigned int n)
+{
+	if (!steer.skel || slot >= SL_MAX_LISTENERS)
+		return;
+	for (unsigned int i = 0; i < n && i < SL_MAX_WORKERS; i++) {
+		__u32 key = slot * SL_MAX_WORKERS + i;
+		__u64 cookie;
+		bpf_map_delete_elem(bpf_map__fd(steer.skel->maps.listeners), &key);
+		if (fds[i] >= 0 && !socket_cookie(fds[i], &cookie))
+			bpf_map_delete_elem(bpf_map__fd(steer.skel->maps.listener_ids), &cookie);
+	}
+}

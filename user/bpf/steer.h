@@ -31,6 +31,13 @@ struct sl_steer_setup {
  * and states/stats are untouched). */
 int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **states,
 		  struct sl_worker_stats **stats, char *why, size_t whylen);
+/* A reload added listener slot: its sockets (fds[i] = worker i's, n = the workers)
+ * join the socket array and its group gets the program. 0 or -errno with why (nothing
+ * of it stays registered). No-op when steering is not loaded. */
+int sl_steer_listener_add(unsigned int slot, const int *fds, unsigned int n, const char *name,
+			  char *why, size_t whylen);
+/* A reload removed listener slot (its sockets still open): forget them. */
+void sl_steer_listener_del(unsigned int slot, const int *fds, unsigned int n);
 /* Mark every slot empty, restore net.ipv4.tcp_migrate_req, unmap, unload: the slot
  * pointers handed out are dangling afterwards (copy what should outlive it first).
  * The pinned maps stay for sluicectl and bpftool. No-op when steering is not loaded. */

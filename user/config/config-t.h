@@ -10,6 +10,7 @@
 
 #include "core/log.h"	 /* enum sl_log_level */
 #include "core/logfmt.h" /* struct sl_logfmt */
+#include "sluice_common.h" /* SL_MAX_LISTENERS */
 
 #define SL_CONF_ERR_MAX 512
 
@@ -275,6 +276,11 @@ struct sl_conf {
 	struct sl_conf_admin admin;
 	struct sl_conf_listener *listeners;
 	unsigned int n_listeners;
+	/* Workers keep their listening sockets in fixed slots that outlive snapshots (a
+	 * reload may add and remove listeners): slot_index[slot] is the listener of this
+	 * snapshot served on that slot, -1 = none. Identity when loaded; the daemon
+	 * rewrites it before it publishes a reloaded snapshot. */
+	int8_t slot_index[SL_MAX_LISTENERS];
 	struct sl_conf_upstream *upstreams;
 	unsigned int n_upstreams;
 	struct sl_conf_cache cache;

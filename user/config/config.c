@@ -1671,6 +1671,8 @@ static int parse_listeners(struct parse *p, yaml_node_t *n)
 	if (!c->listeners)
 		return oom(p);
 	c->n_listeners = n_items(n);
+	for (i = 0; i < SL_MAX_LISTENERS; i++)
+		c->slot_index[i] = (int8_t)(i < c->n_listeners ? (int)i : -1);
 	for (i = 0; i < c->n_listeners; i++) {
 		ret = parse_listener(p, node_at(p, n->data.sequence.items.start[i]), i);
 		if (ret)

@@ -739,9 +739,16 @@ static void request_head_done(struct sl_session *s)
 	r->head_end = s->in.parse;
 	s->in.rd = s->in.fwd = r->head_end;
 	s->state = SS_PROXY;
-	r->listener = &sconf(s)->listeners[s->lsn->index];
 	w->st->requests++;
 	r->keepalive = llhttp_should_keep_alive(&s->r->rp.p) && !w->draining;
+	/* a reload removed this connection's listener: its idle connections were closed,
+	 * but a request already buffered on one (pipelined) has no routes any more */
+	int li = sconf(s)->slot_index[s->lsn->index];
+	if (li < 0) {
+		refuse_request(s, 503, "listener removed by a reload");
+		return;
+	}
+	r->listener = &sconf(s)->listeners[li];
 	r->is_head_req = s->r->rp.p.method == HTTP_HEAD;
 	r->idempotent = (uint8_t)method_is_idempotent(s->r->rp.p.method);
 
@@ -2116,6 +2123,24 @@ static void http1_drain(struct sl_worker *w)
 	}
 }
 
+/* A reload removed listener l: its idle connections close, the others close after the
+ * request they are in. */
+static void http1_drain_listener(struct sl_worker *w, struct sl_listen *lsn)
+{
+	struct sl_link *l = w->sessions.head;
+	while (l) {
+		struct sl_link *next = l->next;
+		struct sl_session *s = sl_container_of(l, struct sl_session, link);
+		if (s->lsn == lsn) {
+			if (s->state == SS_IDLE && s->in.wr == 0)
+				session_close(s);
+			else if (s->r)
+				s->r->keepalive = 0;
+		}
+		l = next;
+	}
+}
+
 /* Close every session now (fast exit) and free the recycled request objects. */
 static void http1_close_all(struct sl_worker *w)
 {
@@ -2155,6 +2180,7 @@ const struct sl_conn_handler sl_http1_handler = {
     .init = http1_init,
     .accept = sl_session_accept,
     .drain = http1_drain,
+    .drain_listener = http1_drain_listener,
     .expire = sl_session_expire_idle,
     .trim = sl_session_trim,
     .close_all = http1_close_all,

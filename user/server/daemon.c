@@ -42,15 +42,156 @@ static void usage(FILE *f, const char *prog)
 		prog);
 }
 
-static int same_listeners(const struct sl_conf *a, const struct sl_conf *b)
+static int same_addr(const struct sl_conf_listener *a, const struct sl_conf_listener *b)
 {
-	if (a->n_listeners != b->n_listeners)
+	return a->addrlen == b->addrlen && !memcmp(&a->addr, &b->addr, a->addrlen);
+}
+
+/* A reload's listener changes, prepared before anything is committed: the slot of every
+ * listener of the new snapshot, and the sockets opened for added ones. */
+struct lsn_plan {
+	unsigned int n_added;
+	unsigned int added[SL_MAX_LISTENERS];	    /* slots */
+	int *fds[SL_MAX_LISTENERS];		    /* [n_workers] per added slot */
+	unsigned int n_removed;
+	unsigned int removed[SL_MAX_LISTENERS]; /* slots */
+};
+
+static int slot_free(const struct sl_daemon *d, const struct sl_conf *old, const struct sl_conf *n,
+		     unsigned int slot)
+{
+	if (old->slot_index[slot] >= 0 || n->slot_index[slot] >= 0)
 		return 0;
-	for (unsigned int i = 0; i < a->n_listeners; i++)
-		if (a->listeners[i].addrlen != b->listeners[i].addrlen ||
-		    memcmp(&a->listeners[i].addr, &b->listeners[i].addr, a->listeners[i].addrlen))
+	for (unsigned int w = 0; w < d->n_workers; w++) /* closed by every worker yet */
+		if (__atomic_load_n(&d->workers[w].lsn[slot].fd, __ATOMIC_SEQ_CST) >= 0)
 			return 0;
 	return 1;
+}
+
+static void plan_undo(struct sl_daemon *d, struct lsn_plan *p)
+{
+	for (unsigned int k = 0; k < p->n_added; k++) {
+		if (!p->fds[k])
+			continue;
+		sl_steer_listener_del(p->added[k], p->fds[k], d->n_workers);
+		for (unsigned int w = 0; w < d->n_workers; w++)
+			if (p->fds[k][w] >= 0)
+				close(p->fds[k][w]);
+		free(p->fds[k]);
+		p->fds[k] = NULL;
+	}
+	p->n_added = 0;
+}
+
+static int check_groups_of(const struct sl_conf_listener *l, const int *fds, size_t n, char *why,
+			   size_t len);
+
+/* Give every listener of n a slot: the one it had when the address stays, a free one
+ * (with a socket per worker, bound, listening and steered) when it is new. Nothing the
+ * old snapshot serves changes here. 0, or -errno with the reason in why (undone). */
+static int plan_listeners(struct sl_daemon *d, const struct sl_conf *old, struct sl_conf *n,
+			  struct lsn_plan *p, char *why, size_t len)
+{
+	memset(p, 0, sizeof(*p));
+	memset(n->slot_index, -1, sizeof(n->slot_index));
+	int err = 0;
+	for (unsigned int i = 0; i < n->n_listeners && !err; i++) {
+		const struct sl_conf_listener *l = &n->listeners[i];
+		int slot = -1;
+		for (unsigned int s = 0; s < SL_MAX_LISTENERS && slot < 0; s++)
+			if (old->slot_index[s] >= 0 &&
+			    same_addr(&old->listeners[old->slot_index[s]], l))
+				slot = (int)s;
+		if (slot >= 0) {
+			n->slot_index[slot] = (int8_t)i;
+			continue;
+		}
+		for (unsigned int s = 0; s < SL_MAX_LISTENERS && slot < 0; s++)
+			if (slot_free(d, old, n, s))
+				slot = (int)s;
+		if (slot < 0) {
+			snprintf(why, len,
+				 "%s: no free listener slot (removed listeners still closing)",
+				 l->address);
+			err = -ENOSPC;
+			break;
+		}
+		struct sl_claim_owner o;
+		err = sl_claim_probe((const struct sockaddr *)&l->addr, l->addrlen, &o);
+		if (err == -EADDRINUSE) {
+			char who[96];
+			sl_claim_describe(&o, who, sizeof(who));
+			snprintf(why, len, "cannot listen on %s: already served by %s", l->address,
+				 who);
+			break;
+		} else if (err) {
+			snprintf(why, len, "cannot listen on %s: %s", l->address, strerror(-err));
+			break;
+		}
+		unsigned int k = p->n_added++;
+		p->added[k] = (unsigned int)slot;
+		n->slot_index[slot] = (int8_t)i;
+		p->fds[k] = malloc(d->n_workers * sizeof(int));
+		if (!p->fds[k]) {
+			snprintf(why, len, "out of memory");
+			err = -ENOMEM;
+			break;
+		}
+		for (unsigned int w = 0; w < d->n_workers; w++)
+			p->fds[k][w] = -1;
+		for (unsigned int w = 0; w < d->n_workers && !err; w++) {
+			int fd = sl_listen_open((const struct sockaddr *)&l->addr, l->addrlen,
+						l->address);
+			if (fd < 0) {
+				snprintf(why, len, "cannot listen on %s: %s", l->address,
+					 strerror(-fd));
+				err = fd;
+			} else {
+				p->fds[k][w] = fd;
+			}
+		}
+		if (!err)
+			err = check_groups_of(l, p->fds[k], d->n_workers, why, len);
+		if (!err && d->steering)
+			err = sl_steer_listener_add((unsigned int)slot, p->fds[k], d->n_workers,
+						    l->address, why, len);
+	}
+	if (err) {
+		plan_undo(d, p);
+		return err;
+	}
+	for (unsigned int s = 0; s < SL_MAX_LISTENERS; s++)
+		if (old->slot_index[s] >= 0 && n->slot_index[s] < 0)
+			p->removed[p->n_removed++] = s;
+	return 0;
+}
+
+/* Hand the added sockets to the workers and forget the removed ones in steering; the
+ * workers open and close accepting when they take the snapshot up. */
+static void plan_commit(struct sl_daemon *d, const struct sl_conf *old, const struct sl_conf *n,
+			struct lsn_plan *p)
+{
+	for (unsigned int k = 0; k < p->n_added; k++) {
+		unsigned int slot = p->added[k];
+		for (unsigned int w = 0; w < d->n_workers; w++)
+			sl_listen_set(&d->workers[w], slot, p->fds[k][w]);
+		free(p->fds[k]);
+		p->fds[k] = NULL;
+		sl_log(SL_LOG_INFO, "msg=\"listener added\" address=%s",
+		       n->listeners[n->slot_index[slot]].address);
+	}
+	int *fds = calloc(d->n_workers, sizeof(*fds));
+	for (unsigned int k = 0; k < p->n_removed; k++) {
+		unsigned int slot = p->removed[k];
+		if (fds) {
+			for (unsigned int w = 0; w < d->n_workers; w++)
+				fds[w] = __atomic_load_n(&d->workers[w].lsn[slot].fd, __ATOMIC_SEQ_CST);
+			sl_steer_listener_del(slot, fds, d->n_workers);
+		}
+		sl_log(SL_LOG_INFO, "msg=\"listener removed\" address=%s",
+		       old->listeners[old->slot_index[slot]].address);
+	}
+	free(fds);
 }
 
 /* One shared pool serves every upstream: its bound is the largest max_idle_shared. */
@@ -121,17 +262,21 @@ int sl_daemon_reload(struct sl_daemon *d)
 		return -EINVAL;
 	}
 	struct sl_conf *old = atomic_load(&d->conf);
-	if (!same_listeners(old, n)) {
+	struct lsn_plan plan;
+	char lwhy[SL_CONF_ERR_MAX];
+	if (plan_listeners(d, old, n, &plan, lwhy, sizeof(lwhy))) {
 		sl_log(SL_LOG_ERROR,
-		       "msg=\"reload rejected, old config keeps serving\" "
-		       "reason=\"%s: listeners changed; a restart is needed for that\"",
-		       path);
-		snprintf(d->reload_err, sizeof(d->reload_err),
-			 "%s: listeners changed; a restart is needed for that", path);
+		       "msg=\"reload rejected, old config keeps serving\" reason=\"%s: %s\"", path,
+		       lwhy);
+		int k = snprintf(d->reload_err, sizeof(d->reload_err), "%s: ", path);
+		if (k > 0 && (size_t)k < sizeof(d->reload_err))
+			snprintf(d->reload_err + k, sizeof(d->reload_err) - (size_t)k, "%.*s",
+				 (int)(sizeof(d->reload_err) - (size_t)k - 1), lwhy);
 		sl_conf_put(n);
 		return -EINVAL;
 	}
 	if (sl_lb_attach(n, d->n_workers, err, sizeof(err))) {
+		plan_undo(d, &plan);
 		sl_log(SL_LOG_ERROR,
 		       "msg=\"reload rejected, old config keeps serving\" reason=\"%s: %s\"", path,
 		       err);
@@ -151,6 +296,7 @@ int sl_daemon_reload(struct sl_daemon *d)
 	}
 	if (n->limits.max_connections != old->limits.max_connections)
 		log_conn_cap(d, n);
+	plan_commit(d, old, n, &plan);
 	atomic_store_explicit(&d->conf, n, memory_order_release);
 	for (unsigned int i = 0; i < d->n_workers; i++) {
 		sl_worker_publish(&d->workers[i], n);
@@ -327,8 +473,24 @@ static int claim_listeners(const struct sl_conf *c, char *why, size_t len)
 	return 0;
 }
 
-/* After listen(): each group holds only this daemon's sockets (a daemon starting at the
- * same moment passes the probe too; then both refuse rather than share). */
+/* After listen(): the group of l holds only the sockets fds[0..n) (a daemon starting at
+ * the same moment passes the probe too; then both refuse rather than share). */
+static int check_groups_of(const struct sl_conf_listener *l, const int *fds, size_t n, char *why,
+			   size_t len)
+{
+	struct sl_claim_owner o;
+	int r = sl_claim_foreign((const struct sockaddr *)&l->addr, l->addrlen, fds, n, &o);
+	if (r != 1)
+		return 0;
+	char who[96];
+	sl_claim_describe(&o, who, sizeof(who));
+	snprintf(why, len,
+		 "%s is also served by %s, which started at the same time (one sluiced per "
+		 "listener set)",
+		 l->address, who);
+	return -EADDRINUSE;
+}
+
 static int check_groups(const struct sl_daemon *d, const struct sl_conf *c, char *why, size_t len)
 {
 	int *fds = calloc(d->n_workers ? d->n_workers : 1, sizeof(*fds));
@@ -336,22 +498,11 @@ static int check_groups(const struct sl_daemon *d, const struct sl_conf *c, char
 		return -ENOMEM;
 	int err = 0;
 	for (unsigned int i = 0; i < c->n_listeners && !err; i++) {
-		const struct sl_conf_listener *l = &c->listeners[i];
 		size_t n = 0;
 		for (unsigned int k = 0; k < d->n_workers; k++)
 			if (i < d->workers[k].n_lsn && d->workers[k].lsn[i].fd >= 0)
 				fds[n++] = d->workers[k].lsn[i].fd;
-		struct sl_claim_owner o;
-		int r = sl_claim_foreign((const struct sockaddr *)&l->addr, l->addrlen, fds, n, &o);
-		if (r == 1) {
-			char who[96];
-			sl_claim_describe(&o, who, sizeof(who));
-			snprintf(why, len,
-				 "%s is also served by %s, which started at the same time (one "
-				 "sluiced per listener set)",
-				 l->address, who);
-			err = -EADDRINUSE;
-		}
+		err = check_groups_of(&c->listeners[i], fds, n, why, len);
 	}
 	free(fds);
 	return err;

@@ -60,6 +60,7 @@ void sl_worker_conf_put(struct sl_worker *w, struct sl_conf_hold *h)
 }
 
 static void accept_check_cap(struct sl_worker *w);
+static void sync_listeners(struct sl_worker *w, const struct sl_conf *c);
 
 /* This worker's share of limits.max_connections, published where steering reads it so
  * that it sends new connections to workers with room (bpf.max_conns_per_worker, when
@@ -130,6 +131,7 @@ static void pick_up_conf(struct sl_worker *w)
 	 * raises the big class with it (requests already in a buffer keep theirs) */
 	sl_mem_grow(&w->mem, SL_MEM_BIG, sl_worker_big_size(c));
 	apply_conn_cap(w, c);
+	sync_listeners(w, c);
 	if (!old)
 		return;
 	if (old->users == 0) {
@@ -141,36 +143,51 @@ static void pick_up_conf(struct sl_worker *w)
 	}
 }
 
-int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf)
+int sl_listen_open(const struct sockaddr *sa, socklen_t len, const char *name)
 {
 	int one = 1;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, sa, len) < 0)
+		goto fail;
+	if (listen(fd, 4096) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int err = -errno;
+	sl_log(SL_LOG_ERROR, "msg=\"cannot listen\" address=%s err=\"%s\"", name, strerror(-err));
+	close(fd);
+	return err;
+}
+
+void sl_listen_set(struct sl_worker *w, unsigned int slot, int fd)
+{
+	w->lsn[slot].index = slot;
+	w->lsn[slot].w = w;
+	w->lsn[slot].armed = 0;
+	w->lsn[slot].users = 0;
+	__atomic_store_n(&w->lsn[slot].fd, fd, __ATOMIC_SEQ_CST);
+	if (slot >= w->n_lsn)
+		__atomic_store_n(&w->n_lsn, slot + 1, __ATOMIC_RELEASE);
+}
+
+int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf)
+{
 	for (unsigned int i = 0; i < conf->n_listeners; i++) {
 		const struct sl_conf_listener *l = &conf->listeners[i];
-		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (w->lsn[i].fd >= 0)
+			continue; /* handed over by the daemon this one replaces */
+		int fd = sl_listen_open((const struct sockaddr *)&l->addr, l->addrlen, l->address);
 		if (fd < 0)
-			return -errno;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-			goto fail;
-		if (l->addr.ss_family == AF_INET6)
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0)
-			goto fail;
-		if (listen(fd, 4096) < 0)
-			goto fail;
-		w->lsn[i].fd = fd;
-		w->lsn[i].index = i;
-		w->lsn[i].w = w;
-		continue;
-	fail:;
-		int err = -errno;
-		sl_log(SL_LOG_ERROR, "msg=\"cannot listen\" address=%s err=\"%s\"", l->address,
-		       strerror(-err));
-		close(fd);
-		w->n_lsn = i;
-		return err;
+			return fd;
+		sl_listen_set(w, i, fd);
 	}
-	w->n_lsn = conf->n_listeners;
 	return 0;
 }
 
@@ -195,7 +212,7 @@ unsigned int sl_worker_conn_share(unsigned int total, unsigned int n_workers, un
 static void listen_events(struct sl_worker *w, int on)
 {
 	for (unsigned int i = 0; i < w->n_lsn; i++) {
-		if (w->lsn[i].fd < 0)
+		if (w->lsn[i].fd < 0 || !w->lsn[i].armed)
 			continue;
 		if (on)
 			event_add(&w->lsn[i].ev, NULL); /* assigned at start: cannot fail */
@@ -343,8 +360,38 @@ static void stop_listening(struct sl_worker *w)
 	for (unsigned int i = 0; i < w->n_lsn; i++) {
 		if (w->lsn[i].fd < 0)
 			continue;
-		event_del(&w->lsn[i].ev);
+		if (w->lsn[i].armed)
+			event_del(&w->lsn[i].ev);
+		w->lsn[i].armed = 0;
 		sl_listen_close(&w->lsn[i]);
+	}
+}
+
+/* Worker thread, on a new snapshot: accept on the slots it serves that this worker has
+ * not taken up yet (a reload added them), stop and close the ones it no longer serves
+ * (their connections finish their request). */
+static void sync_listeners(struct sl_worker *w, const struct sl_conf *c)
+{
+	for (unsigned int i = 0; i < w->n_lsn; i++) {
+		struct sl_listen *l = &w->lsn[i];
+		if (l->fd < 0)
+			continue;
+		if (c->slot_index[i] >= 0) {
+			if (l->armed || w->draining)
+				continue;
+			event_assign(&l->ev, w->base, l->fd, EV_READ | EV_PERSIST, accept_cb, l);
+			l->armed = 1;
+			if (!w->accept_off && event_add(&l->ev, NULL))
+				sl_log(SL_LOG_ERROR, "msg=\"cannot accept on listener\" worker=%u slot=%u",
+				       w->id, i);
+			continue;
+		}
+		if (l->armed)
+			event_del(&l->ev);
+		l->armed = 0;
+		sl_listen_close(l);
+		if (w->d->handler->drain_listener)
+			w->d->handler->drain_listener(w, l);
 	}
 }
 
@@ -562,12 +609,10 @@ int sl_worker_start(struct sl_worker *w)
 	event_assign(&w->tick_ev, w->base, -1, EV_PERSIST, tick_cb, w);
 	if (event_add(&w->tick_ev, &tick))
 		return -ENOMEM;
-	for (unsigned int i = 0; i < w->n_lsn; i++) {
-		event_assign(&w->lsn[i].ev, w->base, w->lsn[i].fd, EV_READ | EV_PERSIST, accept_cb,
-			     &w->lsn[i]);
-		if (event_add(&w->lsn[i].ev, NULL))
+	for (unsigned int i = 0; i < w->n_lsn; i++) /* pick_up_conf armed them */
+		if (w->lsn[i].fd >= 0 && w->hold && w->hold->conf->slot_index[i] >= 0 &&
+		    !w->lsn[i].armed)
 			return -ENOMEM;
-	}
 	atomic_fetch_add(&w->d->live, 1);
 	int r = pthread_create(&w->thread, NULL, worker_main, w);
 	if (r) {

@@ -31,6 +31,8 @@ struct sl_conn_handler {
 	void (*accept)(struct sl_worker *w, struct sl_listen *l, int fd,
 		       const struct sockaddr_storage *sa, socklen_t salen);
 	void (*drain)(struct sl_worker *w);		     /* close idle, finish the rest */
+	/* the same for the connections of one listener a reload removed */
+	void (*drain_listener)(struct sl_worker *w, struct sl_listen *l);
 	void (*expire)(struct sl_worker *w, uint64_t now_ns); /* the tick: idle timeouts */
 	void (*trim)(struct sl_worker *w);		     /* quiet: shrink free lists */
 	void (*close_all)(struct sl_worker *w);		     /* fast exit, in the thread */
@@ -50,7 +52,8 @@ struct sl_conf_hold {
 struct sl_listen {
 	int fd;		    /* -1 once closed; read by rescuing workers (sl_listen_borrow) */
 	unsigned int users; /* other workers accepting on fd right now */
-	unsigned int index; /* position in conf->listeners */
+	unsigned int index; /* slot: conf->slot_index[index] is its listener in a snapshot */
+	int armed;	    /* ev assigned (the worker took the slot up) */
 	struct event ev;
 	struct sl_worker *w;
 };
@@ -146,8 +149,14 @@ int sl_daemon_reopen_logs(struct sl_daemon *d);
 void sl_worker_destroy(struct sl_worker *w);
 /* Ask a worker to look at d->stop and its pending config again (any thread). */
 void sl_worker_poke(struct sl_worker *w);
-/* Open the listening sockets of conf for one worker (SO_REUSEPORT). */
+/* Open the listening sockets of conf for one worker (SO_REUSEPORT) in slots 0..n-1,
+ * except the slots that already hold a socket (handed over by a predecessor). */
 int sl_worker_listen(struct sl_worker *w, const struct sl_conf *conf);
+/* One listening socket (SO_REUSEPORT, backlog 4096, non-blocking): fd or -errno (logged
+ * with name). */
+int sl_listen_open(const struct sockaddr *sa, socklen_t len, const char *name);
+/* Main thread, before the snapshot serving it is published: slot of w gets fd. */
+void sl_listen_set(struct sl_worker *w, unsigned int slot, int fd);
 
 /* Main thread: hand c to worker w (takes a reference for it; a snapshot w never picked
  * up is released). Poke the worker afterwards. */
