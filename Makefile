@@ -15,7 +15,7 @@ VERSION := 0.1.0
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
-PKGS    := libevent libevent_pthreads libssl libcrypto yaml-0.1 jansson libbpf
+PKGS    := libevent libevent_pthreads libssl libcrypto yaml-0.1 jansson libbpf libcap-ng libsystemd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -4,7 +4,7 @@
 set -eu
 
 BUILD="make gcc clang llvm pkg-config libbpf-dev libelf-dev zlib1g-dev bpftool
-libevent-dev libssl-dev node-llhttp libyaml-dev libjansson-dev"
+libevent-dev libssl-dev node-llhttp libyaml-dev libjansson-dev libcap-ng-dev libsystemd-dev"
 TEST="libcmocka-dev python3 python3-pytest python3-h11 curl openssl iproute2 strace
 libclang-rt-14-dev"
 BENCH="wrk nginx-light haproxy"

@@ -263,6 +263,16 @@ struct sl_conf_admin {
 	int debug;   /* enables /debug/ endpoints (e.g. stalling a worker) */
 };
 
+/* Who the daemon runs as once it has bound its listeners and loaded BPF
+ * (server/privdrop.c). Resolved at load, so `sluiced -t` refuses an unknown user. */
+struct sl_conf_process {
+	char *user;		/* NULL = stay as started (no drop) */
+	char *group;		/* NULL = the user's primary group */
+	unsigned int uid, gid;	/* resolved from user / group */
+	int named;		/* the user has a passwd entry (supplementary groups) */
+	uint64_t keep_caps;	/* bit CAP_x: capabilities kept after the drop (default none) */
+};
+
 struct sl_conf {
 	atomic_int refcnt;
 	char *path;		     /* file it came from */
@@ -274,6 +284,7 @@ struct sl_conf {
 	struct sl_conf_forwarded forwarded;
 	struct sl_conf_bpf bpf;
 	struct sl_conf_admin admin;
+	struct sl_conf_process proc;
 	struct sl_conf_listener *listeners;
 	unsigned int n_listeners;
 	/* Workers keep their listening sockets in fixed slots that outlive snapshots (a

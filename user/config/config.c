@@ -2,6 +2,8 @@
  * struct sl_conf snapshot. Every rejection names its node as FILE:LINE:COLUMN (1-based). */
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pwd.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -1838,9 +1841,132 @@ static int parse_admin(struct parse *p, yaml_node_t *n)
 	return 0;
 }
 
+/* ---- process: user, group, keep_capabilities ---- */
+
+/* The capabilities worth keeping after the drop, by their config name (lower case, no
+ * CAP_ prefix, as capabilities(7) and systemd spell them without it). */
+static const struct {
+	const char *name;
+	int cap;
+} cap_names[] = {
+    {"net_bind_service", CAP_NET_BIND_SERVICE},
+    {"net_admin", CAP_NET_ADMIN},
+    {"bpf", CAP_BPF},
+    {"perfmon", CAP_PERFMON},
+    {"sys_resource", CAP_SYS_RESOURCE},
+};
+
+const char *sl_conf_cap_name(int cap)
+{
+	for (size_t i = 0; i < sizeof(cap_names) / sizeof(cap_names[0]); i++)
+		if (cap_names[i].cap == cap)
+			return cap_names[i].name;
+	return NULL;
+}
+
+static int all_digits(const char *s)
+{
+	return *s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 10;
+}
+
+static int parse_user(struct parse *p, yaml_node_t *v, int *named)
+{
+	struct sl_conf_process *pr = &p->c->proc;
+	char buf[4096];
+	struct passwd pw, *res = NULL;
+	int ret = get_str(p, v, "", "user", &pr->user);
+
+	if (ret)
+		return ret;
+	if (!pr->user[0])
+		return fail(p, v, "user must not be empty");
+	if (all_digits(pr->user)) {
+		unsigned long u = strtoul(pr->user, NULL, 10);
+		if (u >= 0xffffffffUL)
+			return fail(p, v, "user %s is out of range", pr->user);
+		pr->uid = (unsigned int)u;
+		*named = 0;
+		if (!getpwuid_r((uid_t)u, &pw, buf, sizeof(buf), &res) && res) {
+			pr->gid = (unsigned int)pw.pw_gid;
+			*named = 1;
+		}
+	} else {
+		int e = getpwnam_r(pr->user, &pw, buf, sizeof(buf), &res);
+		if (e || !res)
+			return fail(p, v, "user '%s' does not exist%s%s", pr->user,
+				    e ? ": " : " (no such entry in the passwd database)",
+				    e ? strerror(e) : "");
+		pr->uid = (unsigned int)pw.pw_uid;
+		pr->gid = (unsigned int)pw.pw_gid;
+		*named = 1;
+	}
+	if (pr->uid == 0)
+		return fail(p, v, "user '%s' is root: leave user out to run as root", pr->user);
+	return 0;
+}
+
+static int parse_group(struct parse *p, yaml_node_t *v)
+{
+	struct sl_conf_process *pr = &p->c->proc;
+	char buf[4096];
+	struct group gr, *res = NULL;
+	int ret = get_str(p, v, "", "group", &pr->group);
+
+	if (ret)
+		return ret;
+	if (all_digits(pr->group)) {
+		unsigned long g = strtoul(pr->group, NULL, 10);
+		if (g >= 0xffffffffUL)
+			return fail(p, v, "group %s is out of range", pr->group);
+		pr->gid = (unsigned int)g;
+	} else {
+		int e = getgrnam_r(pr->group, &gr, buf, sizeof(buf), &res);
+		if (e || !res)
+			return fail(p, v, "group '%s' does not exist%s%s", pr->group,
+				    e ? ": " : " (no such entry in the group database)",
+				    e ? strerror(e) : "");
+		pr->gid = (unsigned int)gr.gr_gid;
+	}
+	if (pr->gid == 0)
+		return fail(p, v, "group '%s' is root's group: name an unprivileged group",
+			    pr->group);
+	return 0;
+}
+
+static int parse_keep_caps(struct parse *p, yaml_node_t *v)
+{
+	struct sl_conf_process *pr = &p->c->proc;
+
+	if (v->type != YAML_SEQUENCE_NODE)
+		return fail(p, v, "keep_capabilities must be a sequence (e.g. [net_bind_service])");
+	pr->keep_caps = 0;
+	for (size_t i = 0; i < n_items(v); i++) {
+		yaml_node_t *e = node_at(p, v->data.sequence.items.start[i]);
+		size_t k, n = sizeof(cap_names) / sizeof(cap_names[0]);
+		int ret = want_str(p, e, "keep_capabilities", "entry");
+
+		if (ret)
+			return ret;
+		const char *s = sval(e);
+		if (!strncasecmp(s, "cap_", 4))
+			s += 4;
+		for (k = 0; k < n && strcasecmp(s, cap_names[k].name); k++)
+			;
+		if (k == n)
+			return fail(p, e,
+				    "keep_capabilities: '%s' is not one of net_bind_service, "
+				    "net_admin, bpf, perfmon, sys_resource",
+				    sval(e));
+		pr->keep_caps |= 1ull << cap_names[k].cap;
+	}
+	return 0;
+}
+
 static int parse_root(struct parse *p)
 {
 	yaml_node_t *root = yaml_document_get_root_node(p->doc), *k, *v, *listeners = NULL;
+	yaml_node_t *user = NULL, *group = NULL, *keep = NULL;
+	int named = 0;
 	size_t it;
 	yaml_mark_t start = {0};
 	int ret;
@@ -1873,11 +1999,31 @@ static int parse_root(struct parse *p)
 			ret = parse_cache(p, v);
 		else if (KEY_IS(k, "listeners"))
 			listeners = v; /* routes name upstreams, which may come later in the file */
+		else if (KEY_IS(k, "user"))
+			ret = parse_user(p, (user = v), &named);
+		else if (KEY_IS(k, "group"))
+			group = v; /* after user: it overrides the user's primary group */
+		else if (KEY_IS(k, "keep_capabilities"))
+			ret = parse_keep_caps(p, (keep = v));
 		else
 			ret = unknown(p, k, "");
 		if (ret)
 			return ret;
 	}
+	if (group) {
+		if (!user)
+			return fail(p, group, "group needs user (the user to run as)");
+		ret = parse_group(p, group);
+		if (ret)
+			return ret;
+	} else if (user && !named) {
+		return fail(p, user, "user %s has no passwd entry: name its group too (group:)",
+			    p->c->proc.user);
+	}
+	p->c->proc.named = named;
+	if (keep && !user)
+		return fail(p, keep, "keep_capabilities needs user (capabilities are dropped "
+				     "only when switching to it)");
 	if (!listeners)
 		return fail(p, root, "no listeners defined");
 	return parse_listeners(p, listeners);
@@ -2018,6 +2164,8 @@ static void conf_free(struct sl_conf *c)
 	free(c->admin.listen);
 	free(c->admin.token);
 	free(c->admin.token_file);
+	free(c->proc.user);
+	free(c->proc.group);
 	free(c->log.error_log);
 	free(c->log.access_log);
 	free(c->path);

@@ -22,6 +22,8 @@
 #include "proxy/session.h"
 #include "server/claim.h"
 #include "server/cpus.h"
+#include "server/notify.h"
+#include "server/privdrop.h"
 #include "upstream/shared_pool.h"
 #include "server/service.h"
 #include "proxy/cache.h"
@@ -250,7 +252,25 @@ static void log_conn_cap(const struct sl_daemon *d, const struct sl_conf *c)
 		       set, d->auto_max_conns, (unsigned long long)d->nofile);
 }
 
+/* The process section cannot change without a restart: the daemon gave up the rights
+ * that switching user or regaining a capability would need. */
+static int same_process(const struct sl_conf *a, const struct sl_conf *b)
+{
+	return !a->proc.user == !b->proc.user && a->proc.uid == b->proc.uid &&
+	       a->proc.gid == b->proc.gid && a->proc.keep_caps == b->proc.keep_caps;
+}
+
+static int reload_conf(struct sl_daemon *d);
+
 int sl_daemon_reload(struct sl_daemon *d)
+{
+	sl_notify_reloading();
+	int err = reload_conf(d);
+	sl_notify_reloaded(!err, d->reload_err);
+	return err;
+}
+
+static int reload_conf(struct sl_daemon *d)
 {
 	const char *path = d->conf_path;
 	char err[SL_CONF_ERR_MAX];
@@ -272,6 +292,19 @@ int sl_daemon_reload(struct sl_daemon *d)
 		if (k > 0 && (size_t)k < sizeof(d->reload_err))
 			snprintf(d->reload_err + k, sizeof(d->reload_err) - (size_t)k, "%.*s",
 				 (int)(sizeof(d->reload_err) - (size_t)k - 1), lwhy);
+		sl_conf_put(n);
+		return -EINVAL;
+	}
+	if (!same_process(old, n)) {
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"reload rejected, old config keeps serving\" "
+		       "reason=\"%s: user, group or keep_capabilities changed; a restart is needed "
+		       "for that\"",
+		       path);
+		snprintf(
+		    d->reload_err, sizeof(d->reload_err),
+		    "%s: user, group or keep_capabilities changed; a restart is needed for that",
+		    path);
 		sl_conf_put(n);
 		return -EINVAL;
 	}
@@ -523,11 +556,13 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 		} else if (sig == SIGTERM && !atomic_load(&d->stop)) {
 			struct sl_conf *c = atomic_load(&d->conf);
 			sl_log(SL_LOG_INFO, "msg=\"graceful stop\" grace_ms=%u", c->shutdown_grace);
+			sl_notify_stopping("stopping: in-flight requests finish");
 			d->deadline_ms = (sl_mono_ns() / 1000000) + c->shutdown_grace;
 			atomic_store(&d->stop, 1);
 			poke_all(d);
 		} else if (sig == SIGINT || (sig == SIGTERM && atomic_load(&d->stop))) {
 			sl_log(SL_LOG_INFO, "msg=\"fast stop\"");
+			sl_notify_stopping("stopping now");
 			atomic_store(&d->stop, 2);
 			poke_all(d);
 		}
@@ -552,11 +587,6 @@ static int main_loop(struct sl_daemon *d, const sigset_t *set)
 	int sfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0)
 		return -errno;
-	d->base = event_base_new();
-	if (!d->base) {
-		close(sfd);
-		return -ENOMEM;
-	}
 	/* Without these events nothing would ever stop the daemon: fail instead. */
 	int err = 0;
 	struct event *sev = event_new(d->base, sfd, EV_READ | EV_PERSIST, on_signal, d);
@@ -568,8 +598,6 @@ static int main_loop(struct sl_daemon *d, const sigset_t *set)
 		err = -ENOMEM;
 		goto out;
 	}
-	if (sl_admin_start(d))
-		sl_log(SL_LOG_WARN, "msg=\"admin API not started\"");
 	sl_services_start(d->base); /* the workers run already */
 	event_base_dispatch(d->base);
 	sl_services_stop();
@@ -583,6 +611,19 @@ out:
 	d->base = NULL;
 	close(sfd);
 	return err;
+}
+
+/* The main loop's base and the admin API come before the privilege drop (the admin
+ * socket's directory may be root's, as HAProxy binds its stats socket); they serve
+ * once main_loop() dispatches. */
+static int main_prepare(struct sl_daemon *d)
+{
+	d->base = event_base_new();
+	if (!d->base)
+		return -ENOMEM;
+	if (sl_admin_start(d))
+		sl_log(SL_LOG_WARN, "msg=\"admin API not started\"");
+	return 0;
 }
 
 int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
@@ -692,11 +733,6 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* read through a signalfd by the main loop */
 	signal(SIGPIPE, SIG_IGN);
 
-	unsigned int sp_max, sp_idle;
-	spool_limits(conf, &sp_max, &sp_idle);
-	d.spool = sl_spool_new(65536, sp_max, sp_idle);
-	if (!d.spool)
-		sl_log(SL_LOG_WARN, "msg=\"no shared connection pool\" reason=\"out of memory\"");
 	d.workers = calloc(d.n_workers, sizeof(*d.workers));
 	if (!d.workers)
 		return 1;
@@ -728,6 +764,24 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		rc = check_groups(&d, conf, why, sizeof(why));
 	if (!rc)
 		rc = start_steering(&d, conf);
+	if (!rc)
+		rc = main_prepare(&d);
+	/* no thread exists yet: the drop covers the whole process, and a failed one never
+	 * leaves workers running as root */
+	if (!rc)
+		rc = sl_priv_drop(
+		    conf,
+		    d.steering ? (conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT)
+			       : NULL,
+		    why, sizeof(why));
+	if (!rc) {
+		unsigned int sp_max, sp_idle;
+		spool_limits(conf, &sp_max, &sp_idle);
+		d.spool = sl_spool_new(65536, sp_max, sp_idle); /* starts the keeper thread */
+		if (!d.spool)
+			sl_log(SL_LOG_WARN,
+			       "msg=\"no shared connection pool\" reason=\"out of memory\"");
+	}
 	for (unsigned int i = 0; i < d.n_workers && !rc; i++) {
 		rc = sl_worker_start(&d.workers[i]);
 		if (!rc)
@@ -746,6 +800,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	} else {
 		sl_log(SL_LOG_INFO, "msg=\"sluiced started\" version=%s workers=%u config=%s",
 		       SL_VERSION, d.n_workers, path);
+		sl_notify_ready(d.n_workers);
 	}
 
 	if (!rc) {
@@ -754,6 +809,10 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 			atomic_store(&d.stop, 2);
 			poke_all(&d);
 		}
+	} else if (d.base) {
+		sl_admin_stop(&d);
+		event_base_free(d.base);
+		d.base = NULL;
 	}
 	for (unsigned int i = 0; i < d.n_workers; i++) {
 		if (i < (unsigned int)started)
