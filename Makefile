@@ -4,6 +4,8 @@
 #   make test     install missing packages, build, run every suite
 #   make asan     the whole suite against an ASan+UBSan build
 #   make bench    sluice vs nginx vs HAProxy (tools/bench/)
+#   make install  PREFIX=/usr/local DESTDIR= (binaries, library, docs, config, systemd unit)
+#   make image    OCI image archive build/sluice-$(VERSION).oci.tar (mmdebstrap + umoci)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -46,7 +48,7 @@ PROXY_SRC := $(wildcard selftests/proxies/*.c)
 PROXY_BIN := $(PROXY_SRC:selftests/proxies/%.c=$(B)/selftests/proxies/%)
 
 .PHONY: all deps run test asan bench format lint examples clean unit-tests bpf-tests fuzz \
-	test-proxies fuzz-build fuzz-smoke
+	test-proxies fuzz-build fuzz-smoke install image
 all: $(B)/sluiced $(B)/sluicectl $(B)/libsluice.a $(BPF_OBJ) $(BPF_SKEL)
 
 deps:
@@ -196,6 +198,45 @@ fuzz-smoke: fuzz-build
 	@SLUICE_BUILD=$(B) FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) $(PYTHON) tools/run-tests.py fuzz
 
 -include $(wildcard $(B)/fuzz/obj/*.d $(B)/fuzz/obj/user/*/*.d)
+
+# Install: binaries, the library and its headers, docs with each program's --help text,
+# the node config (never over an existing one), the systemd unit with its paths rewritten
+# for PREFIX and SYSCONFDIR, the sysusers.d user and the sysctl.d setting.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(if $(filter /usr/local,$(PREFIX)),/etc,$(PREFIX)/etc))
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DOCDIR     ?= $(PREFIX)/share/doc/sluice
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+INSTALL    ?= install
+INSTALL_DOCS := README.md docs/operations.md docs/configuration.md docs/architecture.md \
+	docs/benchmarks.md
+UNIT_SED = -e 's|/usr/local/sbin/|$(SBINDIR)/|g' -e 's|/usr/local/bin/|$(BINDIR)/|g' \
+	-e 's|/usr/local/share/doc/sluice/|$(DOCDIR)/|g' -e 's|/etc/sluice/|$(SYSCONFDIR)/sluice/|g'
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/sluice $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(SYSCONFDIR)/sluice $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/sysctl.d
+	$(INSTALL) -m 0755 $(B)/sluiced $(DESTDIR)$(SBINDIR)/sluiced
+	$(INSTALL) -m 0755 $(B)/sluicectl $(DESTDIR)$(BINDIR)/sluicectl
+	$(INSTALL) -m 0644 $(B)/libsluice.a $(DESTDIR)$(LIBDIR)/libsluice.a
+	$(INSTALL) -m 0644 user/include/sluice/*.h $(DESTDIR)$(INCLUDEDIR)/sluice/
+	$(INSTALL) -m 0644 $(INSTALL_DOCS) $(DESTDIR)$(DOCDIR)/
+	$(B)/sluiced --help > $(DESTDIR)$(DOCDIR)/sluiced.txt
+	$(B)/sluicectl --help > $(DESTDIR)$(DOCDIR)/sluicectl.txt
+	$(INSTALL) -m 0644 examples/sluice.yaml $(DESTDIR)$(DOCDIR)/examples/demo.yaml
+	$(INSTALL) -m 0644 deploy/sluice.yaml $(DESTDIR)$(DOCDIR)/examples/sluice.yaml
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml ]; then \
+		echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml"; \
+	else $(INSTALL) -m 0644 deploy/sluice.yaml $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml; fi
+	sed $(UNIT_SED) deploy/systemd/sluiced.service > $(DESTDIR)$(UNITDIR)/sluiced.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/sluiced.service
+	$(INSTALL) -m 0644 deploy/systemd/sluice.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf
+	$(INSTALL) -m 0644 deploy/systemd/60-sluice.sysctl $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-sluice.conf
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h')
 format:

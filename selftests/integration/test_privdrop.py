@@ -307,3 +307,24 @@ def test_sd_notify_ready_reloading_stopping(daemons, pubdir, monkeypatch):
     assert m.get("STOPPING") == "1", m
     assert s.wait_exit(15 * SCALE) == 0
     rx.close()
+
+
+def test_listener_added_by_reload_after_the_drop(daemons, pubdir):
+    """Opening a new listener (port above 1024), putting it in steering's socket array
+    and attaching the program need no capability once the maps and program are open."""
+    sock = os.path.join(pubdir, "admin.sock")
+    cfg = config(pubdir, user="nobody", bpf={"steering": "required"})
+    s = start(daemons, pubdir, cfg)
+    port2 = free_port()
+    extra = {"address": "127.0.0.1:%d" % port2, "routes": respond("second\n")}
+    s.write_config(dict(cfg, listeners=cfg["listeners"] + [extra]))
+    r = ctl("--socket", sock, "reload")
+    assert r.returncode == 0, r
+    from client import HTTPClient
+    for _ in range(10):
+        with HTTPClient(port2) as c:
+            assert c.request("GET", "/", headers=[("Connection", "close")]).body == \
+                b"second\n"
+    # both workers listen on it, as nobody
+    for tid, f in tasks(s.pid).items():
+        assert f["Uid"][1] == str(NOBODY.pw_uid)
