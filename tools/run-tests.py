@@ -11,6 +11,7 @@ import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,48 +56,91 @@ def run_binaries(pattern, label):
             totals[k] += got[k]
 
 
+# what libFuzzer leaves behind for a failing input: crash (deadly signal, sanitizer
+# report), leak, timeout, oom (-rss_limit_mb / -malloc_limit_mb), slow-unit
+FUZZ_ARTIFACTS = ("crash-", "leak-", "timeout-", "oom-", "slow-unit-")
+
+
+def fuzz_one(b, seeds, secs, keep_dir):
+    """One libFuzzer target for secs seconds on a scratch copy of seeds. Returns
+    (ok, execs, report): report says why a failing run failed (sanitizer/libFuzzer
+    verdict, or the signal that killed the process before libFuzzer could say anything)
+    and where each reproducer was kept."""
+    name = os.path.basename(b)
+    work = tempfile.mkdtemp(prefix="sluice-%s-" % name)
+    try:
+        corpus = os.path.join(work, "corpus")
+        if os.path.isdir(seeds):
+            shutil.copytree(seeds, corpus)
+        else:
+            os.mkdir(corpus)
+        args = [b, "-max_total_time=%d" % secs, "-max_len=131072", "-timeout=10",
+                "-rss_limit_mb=2048", "-malloc_limit_mb=2048", "-print_final_stats=1",
+                "-artifact_prefix=%s/" % work, corpus]
+        try:
+            p = subprocess.run(args, cwd=work, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, errors="replace",
+                               timeout=secs + 120)
+            out, rc = p.stdout + p.stderr, p.returncode
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout or ""
+            out = (out.decode(errors="replace") if isinstance(out, bytes) else out) + \
+                (e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes)
+                 else (e.stderr or ""))
+            rc = None
+        m = re.search(r"stat::number_of_executed_units: (\d+)", out)
+        execs = m.group(1) if m else "?"
+        if rc == 0:
+            return True, execs, ""
+        lines = [out[-6000:]]
+        if rc is None:
+            lines.append("fuzz: %s still running %d s after its %d s budget: killed, "
+                         "so libFuzzer wrote no reproducer" % (name, secs + 120, secs))
+        elif rc < 0:
+            try:
+                sig = signal.Signals(-rc).name
+            except ValueError:
+                sig = "signal %d" % -rc
+            lines.append("fuzz: %s was killed by %s, a signal libFuzzer does not catch: "
+                         "no reproducer and no final stats (%s)" %
+                         (name, sig, "the kernel's OOM killer, or a kill from outside"
+                          if sig == "SIGKILL" else "the target must handle or ignore it"))
+        else:
+            v = re.search(r"(ERROR: (?:libFuzzer|AddressSanitizer|LeakSanitizer|"
+                          r"UndefinedBehaviorSanitizer)[^\n]*)", out)
+            lines.append("fuzz: %s exited %d%s" % (name, rc, ": " + v.group(1) if v else
+                                                   " without a sanitizer or libFuzzer verdict"))
+        kept = 0
+        for a in sorted(os.listdir(work)):
+            if a.startswith(FUZZ_ARTIFACTS):
+                os.makedirs(keep_dir, exist_ok=True)
+                keep = os.path.join(keep_dir, "%s-%s" % (name, a))
+                shutil.copy(os.path.join(work, a), keep)
+                lines.append("fuzz: reproducer kept in %s (run: %s %s)" % (keep, b, keep))
+                kept += 1
+        if not kept:
+            lines.append("fuzz: %s left no reproducer" % name)
+        return False, execs, "\n".join(lines) + "\n"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_fuzz():
     """Each libFuzzer target for FUZZ_SMOKE_SECONDS on a scratch copy of its seed corpus
     (the committed corpus is never written). A target passes when it exits 0: no crash,
-    leak, oracle abort or timeout. Needs no terminal; runs as any user."""
+    leak, oracle abort, timeout or OOM. Needs no terminal; runs as any user."""
     secs = int(os.environ.get("FUZZ_SMOKE_SECONDS", "3"))
     bins = sorted(b for b in glob.glob(os.path.join(ROOT, BUILD, "fuzz", "fuzz_*"))
                   if os.access(b, os.X_OK) and os.path.isfile(b))
     for b in bins:
         name = os.path.basename(b)
         seeds = os.path.join(ROOT, "selftests", "fuzz", "corpus", name[len("fuzz_"):])
-        work = tempfile.mkdtemp(prefix="sluice-%s-" % name)
-        try:
-            corpus = os.path.join(work, "corpus")
-            if os.path.isdir(seeds):
-                shutil.copytree(seeds, corpus)
-            else:
-                os.mkdir(corpus)
-            args = [b, "-max_total_time=%d" % secs, "-max_len=131072", "-timeout=10",
-                    "-rss_limit_mb=2048", "-print_final_stats=1",
-                    "-artifact_prefix=%s/" % work, corpus]
-            try:
-                p = subprocess.run(args, cwd=work, stdin=subprocess.DEVNULL,
-                                   capture_output=True, text=True, errors="replace",
-                                   timeout=secs + 120)
-                out, rc = p.stdout + p.stderr, p.returncode
-            except subprocess.TimeoutExpired:
-                out, rc = "TIMEOUT\n", -1
-            m = re.search(r"stat::number_of_executed_units: (\d+)", out)
-            execs = m.group(1) if m else "?"
-            if rc != 0:
-                sys.stdout.write(out[-6000:])
-                for a in glob.glob(os.path.join(work, "crash-*")) + \
-                        glob.glob(os.path.join(work, "leak-*")) + \
-                        glob.glob(os.path.join(work, "timeout-*")):
-                    keep = os.path.join(ROOT, BUILD, "fuzz", os.path.basename(a))
-                    shutil.copy(a, keep)
-                    print("fuzz: reproducer kept in %s" % keep)
-            print("fuzz %-28s %d passed, %d failed, 0 skipped (%s runs in %d s)" %
-                  (name, rc == 0, rc != 0, execs, secs), flush=True)
-            totals["passed" if rc == 0 else "failed"] += 1
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        ok, execs, report = fuzz_one(b, seeds, secs,
+                                     os.path.join(ROOT, BUILD, "fuzz", "artifacts"))
+        sys.stdout.write(report)
+        print("fuzz %-28s %d passed, %d failed, 0 skipped (%s runs in %d s)" %
+              (name, ok, not ok, execs, secs), flush=True)
+        totals["passed" if ok else "failed"] += 1
 
 
 def run_pytest():
