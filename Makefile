@@ -170,6 +170,7 @@ $(B)/fuzz/fuzz_config: $(B)/fuzz/obj/user/config/config.o $(B)/fuzz/obj/user/cac
 	$(B)/fuzz/obj/user/core/logfmt.o
 $(B)/fuzz/fuzz_config: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libcrypto)
 $(B)/fuzz/fuzz_admin: $(B)/fuzz/obj/user/config/config.o $(B)/fuzz/obj/user/admin/upstreams.o \
+	$(B)/fuzz/obj/user/admin/resolver.o $(B)/fuzz/obj/user/server/service.o \
 	$(B)/fuzz/obj/user/lb/set.o $(B)/fuzz/obj/user/lb/lb.o $(B)/fuzz/obj/user/cache/key.o \
 	$(B)/fuzz/obj/user/core/logfmt.o
 $(B)/fuzz/fuzz_admin: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libevent jansson libcrypto) -lm

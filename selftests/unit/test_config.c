@@ -1209,6 +1209,19 @@ static void test_parse_addr(void **state)
 			fail_msg("accepted or misclassified bad address '%s'", bad[i]);
 	assert_int_equal(sl_parse_addr(NULL, &ss, &len), -EINVAL);
 
+	/* Numeric only (the admin API on the main loop): the same parse, names are not
+	 * looked up but told apart from malformed input. */
+	assert_int_equal(sl_parse_addr_numeric("127.0.0.1:80", &ss, &len), 0);
+	assert_in4(&ss, len, "127.0.0.1", 80);
+	assert_int_equal(sl_parse_addr_numeric("[2001:db8::1]:1", &ss, &len), 0);
+	assert_in6(&ss, len, "2001:db8::1", 1);
+	assert_int_equal(sl_parse_addr_numeric("localhost:9001", &ss, &len), 1);
+	assert_int_equal(sl_parse_addr_numeric("no-such-host.invalid:80", &ss, &len), 1);
+	assert_int_equal(sl_parse_addr_numeric("[not-v6]:80", &ss, &len), -EINVAL);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (sl_parse_addr_numeric(bad[i], &ss, &len) != -EINVAL)
+			fail_msg("numeric parse accepted bad address '%s'", bad[i]);
+
 	/* Well-formed but unresolvable: told apart from malformed (the resolver may be down). */
 	ret = sl_parse_addr("no-such-host.invalid:80", &ss, &len);
 	if (ret != -ENOENT && ret != -EAGAIN)

@@ -708,6 +708,11 @@ static int tcp_listen(struct admin *a, const struct sl_conf_admin *ca)
 	return 0;
 }
 
+static const struct sl_conf *conf_now(void *arg)
+{
+	return sl_ctl_conf(arg);
+}
+
 int sl_admin_start(struct sl_daemon *d)
 {
 	const struct sl_conf *c = sl_ctl_conf(d);
@@ -724,6 +729,7 @@ int sl_admin_start(struct sl_daemon *d)
 	a->d = d;
 	clock_gettime(CLOCK_MONOTONIC, &a->started);
 	*sl_ctl_admin_slot(d) = a;
+	sl_admin_upstreams_start(sl_ctl_base(d), conf_now, d);
 	/* Each transport stands alone: one that cannot bind does not take the other down. */
 	if (ca->socket) {
 		r = unix_listen(a, ca->socket);
@@ -747,6 +753,7 @@ void sl_admin_stop(struct sl_daemon *d)
 
 	if (!a)
 		return;
+	sl_admin_upstreams_stop(); /* answers what waits, while the servers still exist */
 	if (a->unix_srv.http)
 		evhttp_free(a->unix_srv.http);
 	if (a->tcp_srv.http)

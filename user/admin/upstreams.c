@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "admin/admin_int.h"
+#include "admin/resolver.h"
 #include "config/config.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -166,12 +169,299 @@ static int server_spec(json_t *j, const char *where, struct sl_conf_server *cs, 
 		snprintf(why, whylen, "%s has no address", where);
 		return -EINVAL;
 	}
-	if (strlen(cs->address) != json_string_length(json_object_get(j, "address")) ||
-	    strlen(cs->address) >= 64 || sl_parse_addr(cs->address, &cs->addr, &cs->addrlen)) {
+	int rc = -EINVAL;
+	if (strlen(cs->address) == json_string_length(json_object_get(j, "address")) &&
+	    strlen(cs->address) < 64)
+		rc = sl_parse_addr_numeric(cs->address, &cs->addr, &cs->addrlen);
+	if (rc < 0) {
 		snprintf(why, whylen, "%s: invalid address '%.64s' (host:port or [v6]:port)",
 			 where, cs->address);
 		return -EINVAL;
 	}
+	if (rc == 1)
+		cs->addrlen = 0; /* a host name: resolved off the main loop (see below) */
+	return 0;
+}
+
+/* ---- changes that name hosts: resolved by the resolver service, applied in order ----
+ *
+ * The main loop never resolves a name: a PUT or POST naming hosts is parked at the head
+ * of a FIFO while the resolver service looks them up, and every change to /upstreams that
+ * arrives meanwhile waits behind it (then runs as if it had just arrived), so changes
+ * still apply in the order they came. A lookup that takes longer than RESOLVE_TIMEOUT_MS
+ * answers 504 and changes nothing; the FIFO goes on. */
+#define RESOLVE_TIMEOUT_MS 5000
+#define MAX_WAITING 64
+
+enum change { CH_PUT, CH_POST };
+
+struct waiting {
+	struct waiting *next;
+	struct evhttp_request *req;
+	char *rest; /* queued behind a lookup: the path after /upstreams, to run it later */
+	/* the head's lookup */
+	int resolving;
+	enum change kind;
+	char *upstream;
+	json_t *j; /* the body: cs[].address points into it */
+	struct sl_conf_server *cs;
+	unsigned int n;
+	unsigned int *idx; /* cs[] entries that name hosts */
+	const char **names;
+	struct sockaddr_storage *addr;
+	socklen_t *len;
+	int *rc;
+	struct sl_resolve_job job;
+	struct event *timer;
+	int answered, in_resolver;
+};
+
+static struct {
+	struct event_base *base;
+	const struct sl_conf *(*conf)(void *arg);
+	void *arg;
+	struct waiting *head, **tail;
+	unsigned int n;
+	struct waiting *zombies; /* answered (timed out), still with the resolver */
+	int replaying;
+} wq;
+
+static void waiting_free(struct waiting *w)
+{
+	if (w->timer)
+		event_free(w->timer);
+	json_decref(w->j);
+	free(w->rest);
+	free(w->upstream);
+	free(w->cs);
+	free(w->idx);
+	free(w->names);
+	free(w->addr);
+	free(w->len);
+	free(w->rc);
+	free(w);
+}
+
+static struct waiting *wq_pop(void)
+{
+	struct waiting *w = wq.head;
+	if (w) {
+		wq.head = w->next;
+		if (!wq.head)
+			wq.tail = &wq.head;
+		wq.n--;
+		w->next = NULL;
+	}
+	return w;
+}
+
+static void replay(void);
+static void apply_change(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req,
+			 enum change kind, struct sl_conf_server *cs, unsigned int n);
+
+/* The head's lookup is through: apply its change (or say why not), answer, go on. */
+static void lookup_done(struct sl_resolve_job *job, void *arg)
+{
+	struct waiting *w = arg;
+	w->in_resolver = 0;
+	if (w->answered) { /* timed out: only the memory was left */
+		struct waiting **pp = &wq.zombies;
+		while (*pp && *pp != w)
+			pp = &(*pp)->next;
+		if (*pp)
+			*pp = w->next;
+		waiting_free(w);
+		return;
+	}
+	char why[256];
+	int code = 0;
+	for (unsigned int k = 0; k < job->n && !code; k++) {
+		struct sl_conf_server *cs = &w->cs[w->idx[k]];
+		int rc = job->rc[k];
+		if (!rc) {
+			cs->addr = job->addr[k];
+			cs->addrlen = job->len[k];
+			continue;
+		}
+		/* a name that does not exist is the request's fault; a DNS server that does
+		 * not answer is not */
+		code = rc == -ENOENT || rc == -EINVAL ? 400 : 503;
+		const char *e = rc == -ENOENT	 ? "no such host"
+				: rc == -EAGAIN ? "temporary failure in name resolution"
+						: strerror(-rc);
+		if (w->kind == CH_PUT)
+			snprintf(why, sizeof(why),
+				 "servers[%u]: cannot resolve '%.64s': %s: nothing changed",
+				 w->idx[k], cs->address, e);
+		else
+			snprintf(why, sizeof(why), "cannot resolve '%.64s': %s: nothing changed",
+				 cs->address, e);
+	}
+	wq_pop(); /* w: a lookup only ever runs at the head */
+	if (code) {
+		sl_admin_send_error(w->req, code, why);
+	} else {
+		struct sl_upstream *u = sl_upstream_lookup(w->upstream);
+		if (!u) { /* a reload dropped it meanwhile */
+			snprintf(why, sizeof(why), "no upstream named '%.64s'", w->upstream);
+			sl_admin_send_error(w->req, 404, why);
+		} else {
+			apply_change(u, wq.conf(wq.arg), w->req, w->kind, w->cs, w->n);
+			sl_upstream_put(u);
+		}
+	}
+	waiting_free(w);
+	replay();
+}
+
+static void lookup_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct waiting *w = arg;
+	atomic_store(&w->job.cancel, 1);
+	w->answered = 1;
+	sl_log(SL_LOG_WARN, "msg=\"host names not resolved in time\" upstream=%s timeout_ms=%d",
+	       w->upstream, RESOLVE_TIMEOUT_MS);
+	sl_admin_send_error(w->req, 504,
+			    "resolving the host names took too long: nothing changed");
+	wq_pop();
+	w->next = wq.zombies; /* the resolver still has it */
+	wq.zombies = w;
+	replay();
+}
+
+/* Park a change naming hosts at the head of the FIFO and have them resolved. 0, or an
+ * answer went out (-errno). Takes j and cs either way. */
+static int lookup_start(struct sl_upstream *u, struct evhttp_request *req, enum change kind,
+			json_t *j, struct sl_conf_server *cs, unsigned int n)
+{
+	const char *fail = NULL;
+	struct waiting *w = NULL;
+	unsigned int m = 0;
+	for (unsigned int i = 0; i < n; i++)
+		m += cs[i].addrlen == 0;
+	if (!wq.base)
+		fail = "host names cannot be resolved here (no resolver): use IP addresses";
+	else if (wq.n >= MAX_WAITING)
+		fail = "too many changes waiting for name resolution";
+	else if (!(w = calloc(1, sizeof(*w))) || !(w->upstream = strdup(u->name)) ||
+		 !(w->idx = calloc(m, sizeof(*w->idx))) ||
+		 !(w->names = calloc(m, sizeof(*w->names))) ||
+		 !(w->addr = calloc(m, sizeof(*w->addr))) ||
+		 !(w->len = calloc(m, sizeof(*w->len))) || !(w->rc = calloc(m, sizeof(*w->rc))) ||
+		 !(w->timer = evtimer_new(wq.base, lookup_timeout, w)))
+		fail = "out of memory";
+	if (fail) {
+		if (w)
+			waiting_free(w);
+		json_decref(j);
+		free(cs);
+		sl_admin_send_error(req, fail[0] == 'o' ? 500 : 503, fail);
+		return -EAGAIN;
+	}
+	w->req = req;
+	w->resolving = 1;
+	w->kind = kind;
+	w->j = j;
+	w->cs = cs;
+	w->n = n;
+	for (unsigned int i = 0, k = 0; i < n; i++)
+		if (cs[i].addrlen == 0) {
+			w->idx[k] = i;
+			w->names[k++] = cs[i].address;
+		}
+	w->job.n = m;
+	w->job.names = w->names;
+	w->job.addr = w->addr;
+	w->job.len = w->len;
+	w->job.rc = w->rc;
+	w->job.done = lookup_done;
+	w->job.arg = w;
+	struct timeval tv = {RESOLVE_TIMEOUT_MS / 1000, (RESOLVE_TIMEOUT_MS % 1000) * 1000};
+	if (evtimer_add(w->timer, &tv) || sl_resolve_submit(&w->job)) {
+		waiting_free(w);
+		sl_admin_send_error(req, 503, "the resolver service is not running: use IP "
+					      "addresses");
+		return -EAGAIN;
+	}
+	w->in_resolver = 1;
+	/* at the head: changes already queued behind it run after it */
+	w->next = wq.head;
+	wq.head = w;
+	if (wq.tail == &wq.head)
+		wq.tail = &w->next;
+	wq.n++;
+	return 0;
+}
+
+/* Changes that waited behind a lookup run now, in order, until one needs a lookup. */
+static void replay(void)
+{
+	while (wq.head && !wq.head->resolving) {
+		struct waiting *w = wq_pop();
+		wq.replaying = 1;
+		sl_admin_upstreams(wq.conf(wq.arg), w->req, w->rest);
+		wq.replaying = 0;
+		waiting_free(w);
+	}
+}
+
+void sl_admin_upstreams_start(struct event_base *base, const struct sl_conf *(*conf)(void *arg),
+			      void *arg)
+{
+	wq.tail = &wq.head;
+	if (sl_resolver_attach(base)) {
+		sl_log(SL_LOG_WARN, "msg=\"admin API resolves no host names\" reason=\"out of "
+				    "memory\"");
+		return;
+	}
+	wq.base = base;
+	wq.conf = conf;
+	wq.arg = arg;
+}
+
+void sl_admin_upstreams_stop(void)
+{
+	/* the resolver service has stopped: nothing of ours is on its thread any more */
+	sl_resolver_detach();
+	struct waiting *w;
+	while ((w = wq_pop())) {
+		sl_admin_send_error(w->req, 503, "stopping: nothing changed");
+		waiting_free(w);
+	}
+	while ((w = wq.zombies)) {
+		wq.zombies = w->next;
+		waiting_free(w);
+	}
+	wq.base = NULL;
+}
+
+
+/* Publish a parsed (and resolved) change and answer. */
+static void apply_change(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req,
+			 enum change kind, struct sl_conf_server *cs, unsigned int n)
+{
+	char why[256];
+	int rc = kind == CH_PUT ? sl_upstream_replace(u, cs, n, why, sizeof(why))
+				: sl_upstream_add_server(u, cs, why, sizeof(why));
+	if (rc) {
+		sl_admin_send_error(req, rc == -EEXIST ? 409 : rc == -ENOMEM ? 500 : 400, why);
+		return;
+	}
+	if (kind == CH_PUT)
+		sl_log(SL_LOG_INFO,
+		       "msg=\"upstream servers replaced\" upstream=%s servers=%u via=admin", u->name,
+		       n);
+	else
+		sl_log(SL_LOG_INFO, "msg=\"upstream server added\" upstream=%s server=%s via=admin",
+		       u->name, cs->address);
+	sl_admin_send_json(req, kind == CH_PUT ? 200 : 201, upstream_json(c, u));
+}
+
+static int names_hosts(const struct sl_conf_server *cs, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (!cs[i].addrlen)
+			return 1;
 	return 0;
 }
 
@@ -216,13 +506,13 @@ static void put_servers(struct sl_upstream *u, const struct sl_conf *c, struct e
 		if (server_spec(json_array_get(arr, i), where, &cs[i], why, sizeof(why)))
 			goto bad;
 	}
-	if (sl_upstream_replace(u, cs, (unsigned int)n, why, sizeof(why)))
-		goto bad;
-	sl_log(SL_LOG_INFO, "msg=\"upstream servers replaced\" upstream=%s servers=%zu via=admin",
-	       u->name, n);
+	if (names_hosts(cs, (unsigned int)n)) {
+		lookup_start(u, req, CH_PUT, j, cs, (unsigned int)n); /* answers later */
+		return;
+	}
+	apply_change(u, c, req, CH_PUT, cs, (unsigned int)n);
 	free(cs);
 	json_decref(j);
-	sl_admin_send_json(req, 200, upstream_json(c, u));
 	return;
 bad:
 	free(cs);
@@ -233,19 +523,42 @@ bad:
 static void post_server(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req)
 {
 	char why[256];
-	struct sl_conf_server cs;
+	struct sl_conf_server *cs = calloc(1, sizeof(*cs));
 	json_t *j = body_json(req, why, sizeof(why));
-	int rc = j ? server_spec(j, "the body", &cs, why, sizeof(why)) : -EINVAL;
-	if (!rc)
-		rc = sl_upstream_add_server(u, &cs, why, sizeof(why));
-	if (!rc)
-		sl_log(SL_LOG_INFO, "msg=\"upstream server added\" upstream=%s server=%s via=admin",
-		       u->name, cs.address);
+	if (!cs) {
+		json_decref(j);
+		sl_admin_send_error(req, 500, "out of memory");
+		return;
+	}
+	if (!j || server_spec(j, "the body", cs, why, sizeof(why))) {
+		free(cs);
+		json_decref(j);
+		sl_admin_send_error(req, 400, why);
+		return;
+	}
+	if (names_hosts(cs, 1)) {
+		lookup_start(u, req, CH_POST, j, cs, 1); /* answers later */
+		return;
+	}
+	apply_change(u, c, req, CH_POST, cs, 1);
+	free(cs);
 	json_decref(j);
-	if (rc)
-		sl_admin_send_error(req, rc == -EEXIST ? 409 : rc == -ENOMEM ? 500 : 400, why);
-	else
-		sl_admin_send_json(req, 201, upstream_json(c, u));
+}
+
+/* The server of set s written as addr: by parsed address when addr is numeric, else by
+ * the name as written (no lookup on the main loop: a server added by name is found by
+ * that name or by its address). Index or -1. */
+static int find_server(const struct sl_upset *s, const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int rc = sl_parse_addr_numeric(addr, &ss, &len);
+	if (rc == 0)
+		return sl_upset_find(s, &ss, len);
+	for (unsigned int k = 0; rc == 1 && k < s->n; k++)
+		if (!strcmp(s->srv[k].s->address, addr))
+			return (int)k;
+	return -1;
 }
 
 static void server_op(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req,
@@ -255,7 +568,7 @@ static void server_op(struct sl_upstream *u, const struct sl_conf *c, struct evh
 	struct sockaddr_storage ss;
 	socklen_t len;
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
-	if (strlen(addr) >= 64 || sl_parse_addr(addr, &ss, &len)) {
+	if (strlen(addr) >= 64 || sl_parse_addr_numeric(addr, &ss, &len) < 0) {
 		snprintf(why, sizeof(why), "invalid address '%.64s' (host:port or [v6]:port)", addr);
 		sl_admin_send_error(req, 400, why);
 		return;
@@ -266,7 +579,18 @@ static void server_op(struct sl_upstream *u, const struct sl_conf *c, struct evh
 			sl_admin_send_error(req, 405, "method not allowed");
 			return;
 		}
-		int rc = sl_upstream_del_server(u, &ss, len, why, sizeof(why));
+		struct sl_upset *set = sl_upstream_current(u);
+		int at = find_server(set, addr);
+		if (at >= 0) {
+			ss = set->srv[at].s->addr;
+			len = set->srv[at].s->addrlen;
+		}
+		sl_upset_put(set);
+		int rc = -ENOENT;
+		if (at >= 0)
+			rc = sl_upstream_del_server(u, &ss, len, why, sizeof(why));
+		else
+			snprintf(why, sizeof(why), "no such server in upstream '%s'", u->name);
 		if (rc) {
 			sl_admin_send_error(req, rc == -ENOENT ? 404 : rc == -ENOTEMPTY ? 409 : 400,
 					    why);
@@ -292,7 +616,7 @@ static void server_op(struct sl_upstream *u, const struct sl_conf *c, struct evh
 		return;
 	}
 	struct sl_upset *set = sl_upstream_current(u);
-	int at = sl_upset_find(set, &ss, len);
+	int at = find_server(set, addr);
 	if (at < 0) {
 		sl_upset_put(set);
 		snprintf(why, sizeof(why), "no such server in upstream '%s'", u->name);
@@ -343,6 +667,23 @@ void sl_admin_upstreams(const struct sl_conf *c, struct evhttp_request *req, con
 			return;
 		}
 		list_all(c, req);
+		return;
+	}
+	if (!get && wq.head && !wq.replaying) {
+		/* a lookup is running for an earlier change: this one goes after it */
+		struct waiting *w = wq.n < MAX_WAITING ? calloc(1, sizeof(*w)) : NULL;
+		if (w && !(w->rest = strdup(rest))) {
+			free(w);
+			w = NULL;
+		}
+		if (!w) {
+			sl_admin_send_error(req, 503, "too many changes waiting for name resolution");
+			return;
+		}
+		w->req = req;
+		*wq.tail = w;
+		wq.tail = &w->next;
+		wq.n++;
 		return;
 	}
 	name = segment(&rest, &bad);

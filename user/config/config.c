@@ -2374,7 +2374,8 @@ int sl_parse_size(const char *s, uint64_t *out)
 	return -EINVAL;
 }
 
-int sl_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+		      int numeric_only)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
@@ -2431,6 +2432,8 @@ int sl_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 		*len = sizeof(*sin);
 		return 0;
 	}
+	if (numeric_only && !(hints.ai_flags & AI_NUMERICHOST))
+		return 1; /* a host name: resolving it may block (sl_parse_addr does) */
 	ret = getaddrinfo(host, NULL, &hints, &res);
 	if (ret == EAI_AGAIN)
 		return -EAGAIN;
@@ -2451,4 +2454,14 @@ int sl_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	else
 		((struct sockaddr_in6 *)ss)->sin6_port = htons(pnum);
 	return 0;
+}
+
+int sl_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	return parse_addr(s, ss, len, 0);
+}
+
+int sl_parse_addr_numeric(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	return parse_addr(s, ss, len, 1);
 }

@@ -28,6 +28,9 @@ int sl_parse_duration(const char *s, unsigned int *ms);
 int sl_parse_size(const char *s, uint64_t *out);
 /* "127.0.0.1:80", "[::1]:80", ":8080" (any IPv4), "[::]:8080", "localhost:80". */
 int sl_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* The same without name resolution (never blocks): 0 parsed, 1 well-formed but the host
+ * is a name (resolve it with sl_parse_addr, off the main thread), -EINVAL malformed. */
+int sl_parse_addr_numeric(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 /* "net_admin" for CAP_NET_ADMIN, NULL for a capability keep_capabilities does not take */
 const char *sl_conf_cap_name(int cap);

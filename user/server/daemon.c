@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "admin/resolver.h"
 
 #include "config/config.h"
 #include "core/clock.h"
@@ -714,6 +715,9 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		sl_conf_put(conf);
 		return 1;
 	}
+	if (sl_resolver_register())
+		sl_log(SL_LOG_WARN, "msg=\"admin API resolves no host names\" reason=\"no "
+				    "service slot\"");
 	if (sl_health_register(sl_connector_tls_ctx))
 		sl_log(SL_LOG_WARN, "msg=\"no active health checks\" reason=\"no service slot\"");
 	if (sl_lb_attach(conf, d.n_workers, err, sizeof(err))) {

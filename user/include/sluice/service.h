@@ -42,7 +42,8 @@ struct sl_server_spec {
 };
 
 /* Replace the server list of a running upstream (what PUT /upstreams/NAME does): built
- * and checked whole, then published to the workers at once; servers whose address stays
+ * and checked whole (host names are resolved here, on the caller's thread: call it
+ * from an own-thread service, never from the main loop, when addresses are names), then published to the workers at once; servers whose address stays
  * keep their health, state and counters; requests in flight finish on the list they
  * started with. Any thread. 0, or a negative errno with the reason in err (nothing
  * changed): -ENOENT unknown upstream, -EINVAL bad, duplicate or no address. */
