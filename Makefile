@@ -168,12 +168,12 @@ $(B)/fuzz/obj/%.o: selftests/fuzz/%.c $(FUZZ_HDR)
 $(B)/fuzz/fuzz_http_head $(B)/fuzz/fuzz_request $(B)/fuzz/fuzz_response: $(FUZZ_HTTP)
 $(B)/fuzz/fuzz_config: $(B)/fuzz/obj/user/config/config.o $(B)/fuzz/obj/user/cache/key.o \
 	$(B)/fuzz/obj/user/core/logfmt.o
-$(B)/fuzz/fuzz_config: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libcrypto)
+$(B)/fuzz/fuzz_config: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libssl libcrypto)
 $(B)/fuzz/fuzz_admin: $(B)/fuzz/obj/user/config/config.o $(B)/fuzz/obj/user/admin/upstreams.o \
 	$(B)/fuzz/obj/user/admin/resolver.o $(B)/fuzz/obj/user/server/service.o \
 	$(B)/fuzz/obj/user/lb/set.o $(B)/fuzz/obj/user/lb/lb.o $(B)/fuzz/obj/user/cache/key.o \
 	$(B)/fuzz/obj/user/core/logfmt.o
-$(B)/fuzz/fuzz_admin: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libevent jansson libcrypto) -lm
+$(B)/fuzz/fuzz_admin: FUZZ_LIBS = $(shell pkg-config --libs yaml-0.1 libevent jansson libssl libcrypto) -lm
 $(B)/fuzz/obj/fuzz_admin.o: user/admin/admin.c user/admin/admin_int.h user/admin/admin_cache.c
 
 $(B)/fuzz/%: $(B)/fuzz/obj/%.o

@@ -85,6 +85,13 @@ struct sl_worker_stats {
 	__u64 up_tls_handshake_failed; /* upstream TLS handshakes that failed (not verification) */
 	__u64 up_tls_verify_failed;    /* upstream certificates that did not verify */
 	__u64 up_proxy_refused;	       /* CONNECT through a via_proxy refused or malformed */
+	__u64 tls_full;		       /* client TLS handshakes completed in full */
+	__u64 tls_resumed;	       /* ... completed resuming a session (ticket, TLS 1.3 PSK) */
+	__u64 tls_fail_timeout;	       /* handshakes not done within handshake_timeout */
+	__u64 tls_fail_closed;	       /* clients gone (EOF, reset) before the handshake ended */
+	__u64 tls_fail_http;	       /* plain HTTP sent to a TLS listener (answered 400) */
+	__u64 tls_fail_cert;	       /* client certificate missing or not verified */
+	__u64 tls_fail_protocol;       /* everything else: versions, ciphers, garbage, alerts */
 } __attribute__((aligned(64)));
 
 /* ---- XDP guard (bpf/xdp_guard.bpf.c) ---- */

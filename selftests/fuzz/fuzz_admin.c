@@ -116,6 +116,15 @@ int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
 	return 0;
 }
 
+/* POST /tls/rotate-tickets: the fuzzed config has no TLS listener to rotate */
+int sl_tls_rotate_tickets(const struct sl_conf *c, char *err, size_t errlen)
+{
+	(void)c;
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
 void **sl_ctl_admin_slot(struct sl_daemon *d)
 {
 	return &d->admin;

@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "server/control.h"
 #include "sluice_common.h"
+#include "tls/server.h"
 
 #define ADMIN_MAX_BODY (4 * 1024 * 1024) /* a PUT of 65,536 servers fits */
 #define ADMIN_MAX_HEADERS (16 * 1024)
@@ -235,6 +236,13 @@ static const struct {
     {"upstream_tls_handshake_failed", OFF(up_tls_handshake_failed)},
     {"upstream_tls_verify_failed", OFF(up_tls_verify_failed)},
     {"upstream_proxy_refused", OFF(up_proxy_refused)},
+    {"tls_handshakes_full", OFF(tls_full)},
+    {"tls_handshakes_resumed", OFF(tls_resumed)},
+    {"tls_failed_timeout", OFF(tls_fail_timeout)},
+    {"tls_failed_closed", OFF(tls_fail_closed)},
+    {"tls_failed_plain_http", OFF(tls_fail_http)},
+    {"tls_failed_client_cert", OFF(tls_fail_cert)},
+    {"tls_failed_protocol", OFF(tls_fail_protocol)},
 };
 
 static json_t *worker_json(const struct sl_ctl_worker *w)
@@ -292,6 +300,19 @@ static void post_reload(struct admin *a, struct evhttp_request *req)
 	}
 	send_json(req, 200,
 		  json_pack("{s:b,s:I}", "reloaded", 1, "reloads", (json_int_t)st.reloads));
+}
+
+/* Rotate every TLS listener's ticket keys now: after a key leak, or to test rotation. */
+static void post_tls_rotate(struct admin *a, struct evhttp_request *req)
+{
+	char err[256];
+	int n = sl_tls_rotate_tickets(sl_ctl_conf(a->d), err, sizeof(err));
+	if (n < 0) {
+		send_error(req, 500, err);
+		return;
+	}
+	sl_log(SL_LOG_INFO, "msg=\"ticket keys rotated\" listeners=%d source=admin", n);
+	send_json(req, 200, json_pack("{s:i}", "rotated", n));
 }
 
 static void post_reopen_logs(struct admin *a, struct evhttp_request *req)
@@ -380,6 +401,21 @@ static const struct metric metrics[] = {
      {"handshake", "resumed", "handshake_failed", "verify_failed", "proxy_refused"},
      {OFF(up_tls_handshakes), OFF(up_tls_resumed), OFF(up_tls_handshake_failed),
       OFF(up_tls_verify_failed), OFF(up_proxy_refused)}},
+    {"sluice_tls_handshakes_total",
+     "counter",
+     "Client TLS handshakes completed on TLS listeners: full, and resumed (session ticket or "
+     "TLS 1.3 PSK).",
+     "kind",
+     {"full", "resumed"},
+     {OFF(tls_full), OFF(tls_resumed)}},
+    {"sluice_tls_handshake_failures_total",
+     "counter",
+     "Client TLS handshakes that failed, by reason: handshake_timeout, client gone, plain "
+     "HTTP to the TLS port, client certificate missing or not verified, anything else.",
+     "reason",
+     {"timeout", "closed", "plain_http", "client_cert", "protocol"},
+     {OFF(tls_fail_timeout), OFF(tls_fail_closed), OFF(tls_fail_http), OFF(tls_fail_cert),
+      OFF(tls_fail_protocol)}},
 };
 
 static void get_metrics(struct admin *a, struct evhttp_request *req)
@@ -472,6 +508,7 @@ static const struct admin_route routes[] = {
     {"/workers", M_GET, "GET, HEAD", 0, get_workers},
     {"/reload", M_POST, "POST", 0, post_reload},
     {"/reopen-logs", M_POST, "POST", 0, post_reopen_logs},
+    {"/tls/rotate-tickets", M_POST, "POST", 0, post_tls_rotate},
     {"/metrics", M_GET, "GET, HEAD", 0, get_metrics},
     {"/cache", M_GET, "GET, HEAD", 0, get_cache},
     {"/cache/purge", M_POST, "POST", 0, post_cache_purge},

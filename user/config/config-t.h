@@ -191,12 +191,55 @@ struct sl_conf_route {
 	struct sl_conf_route_cache *cache; /* NULL: not cached */
 };
 
+/* listeners[].tls.certificates[]: a leaf and its chain (PEM) and its key, checked when
+ * the config loads (files readable, key matching, leaf not expired). */
+struct sl_conf_tls_cert {
+	char *cert, *key;
+	unsigned int line, col; /* of the entry, for messages about it */
+};
+
+enum sl_client_auth {
+	SL_CLIENT_AUTH_NONE = 0,
+	SL_CLIENT_AUTH_OPTIONAL, /* asked for; a certificate given must verify */
+	SL_CLIENT_AUTH_REQUIRED, /* no verified certificate, no handshake */
+};
+
+#define SL_TLS_MAX_CERTS 64
+/* session ticket keys: 16 bytes name, 32 HMAC-SHA256, 32 AES-256 (nginx's 80-byte form) */
+#define SL_TICKET_KEY_LEN 80
+#define SL_TICKET_FILE_MAX (8 * SL_TICKET_KEY_LEN)
+
+/* listeners[].tls: TLS termination. The OpenSSL contexts built from it (tls/server.c)
+ * hang off srv, one set per snapshot: a reload builds new ones, connections keep theirs. */
+struct sl_conf_listener_tls {
+	struct sl_conf_tls_cert *certs;
+	unsigned int n_certs;
+	int min_version;    /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+	char *ciphers;	    /* TLS 1.2 cipher list; NULL = the safe default */
+	char *ciphersuites; /* TLS 1.3 suites; NULL = OpenSSL's (all AEAD) */
+	char *groups;	    /* key exchange groups; NULL = X25519:P-256 */
+	unsigned char alpn[64]; /* wire format (length-prefixed names); default http/1.1 */
+	unsigned int alpn_len;
+	int tickets;		  /* session_tickets.enabled, default true */
+	unsigned int ticket_rotate; /* ms, default 12h */
+	char *ticket_key_file;	  /* NULL = keys made in memory */
+	enum sl_client_auth client_auth;
+	char *client_ca;
+	unsigned int client_depth; /* default 3 */
+	char *subject_header;	   /* default X-Client-Subject */
+	char *fingerprint_header;  /* default X-Client-Fingerprint */
+	unsigned int handshake_timeout; /* ms, default 10s */
+	void *srv;		  /* struct sl_tls_srv (tls/server.h), owned by this snapshot */
+	void (*srv_free)(void *srv);
+};
+
 struct sl_conf_listener {
 	char *address; /* as written */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct sl_conf_route *routes;
 	unsigned int n_routes;
+	struct sl_conf_listener_tls *tls; /* NULL: plain TCP */
 };
 
 struct sl_conf_limits {

@@ -16,6 +16,7 @@
 #include <pwd.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <yaml.h>
 
@@ -1602,10 +1603,357 @@ static int parse_route(struct parse *p, yaml_node_t *n, const char *where, struc
 	return 0;
 }
 
+/* ---- listeners[].tls ---- */
+
+static int tls_key_check(struct parse *p, yaml_node_t *key_n, const char *where,
+			 const char *cert_path, const char *key_path, X509 *x)
+{
+	FILE *f = fopen(key_path, "r");
+	int err = errno;
+	EVP_PKEY *pk = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	if (f)
+		fclose(f);
+	int match = pk && X509_check_private_key(x, pk) == 1;
+	EVP_PKEY_free(pk);
+	ERR_clear_error();
+	if (!f)
+		return fail(p, key_n, "%s: cannot open '%s': %s", kname(p, where, "key"), key_path,
+			    strerror(err));
+	if (!pk)
+		return fail(p, key_n, "%s: '%s' holds no PEM private key", kname(p, where, "key"),
+			    key_path);
+	if (!match)
+		return fail(p, key_n, "%s: '%s' does not match the certificate in '%s'",
+			    kname(p, where, "key"), key_path, cert_path);
+	return 0;
+}
+
+/* Every certificate after the leaf in a cert file must parse too: a chain cut by a bad
+ * paste would only show up as clients failing to verify. */
+static int tls_chain_check(struct parse *p, yaml_node_t *n, const char *where, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return fail(p, n, "%s: cannot open '%s': %s", kname(p, where, "cert"), path,
+			    strerror(errno));
+	int count = 0, ret = 0;
+	X509 *x;
+	while ((x = PEM_read_X509(f, NULL, NULL, NULL))) {
+		count++;
+		X509_free(x);
+	}
+	unsigned long e = ERR_peek_last_error();
+	ERR_clear_error();
+	/* the end of the file reads as "no start line"; anything else is a broken block */
+	if (count && e && ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
+		ret = fail(p, n, "%s: certificate %d in '%s' does not parse", kname(p, where, "cert"),
+			   count + 1, path);
+	fclose(f);
+	return ret;
+}
+
+static int parse_tls_cert(struct parse *p, yaml_node_t *n, const char *where,
+			  struct sl_conf_tls_cert *c)
+{
+	yaml_node_t *k, *v, *cert_n = NULL, *key_n = NULL;
+	size_t it;
+	int ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	c->line = (unsigned int)n->start_mark.line + 1;
+	c->col = (unsigned int)n->start_mark.column + 1;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "cert")) {
+			cert_n = v;
+			ret = get_str(p, v, where, "cert", &c->cert);
+		} else if (KEY_IS(k, "key")) {
+			key_n = v;
+			ret = get_str(p, v, where, "key", &c->key);
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!cert_n || !key_n)
+		return fail(p, n, "%s needs cert and key", where);
+	X509 *x = NULL;
+	ret = check_cert(p, cert_n, where, "cert", c->cert, &x);
+	if (!ret)
+		ret = tls_chain_check(p, cert_n, where, c->cert);
+	if (!ret)
+		ret = tls_key_check(p, key_n, where, c->cert, c->key, x);
+	X509_free(x);
+	return ret;
+}
+
+/* An OpenSSL list (ciphers, suites, groups) is checked on a scratch context: a typo must
+ * be a config error, not a listener that refuses every client. */
+static int tls_list_check(struct parse *p, yaml_node_t *v, const char *where, const char *key,
+			  const char *val)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	int ok = 0;
+	if (!ctx)
+		return oom(p);
+	if (!strcmp(key, "ciphers"))
+		ok = SSL_CTX_set_cipher_list(ctx, val);
+	else if (!strcmp(key, "ciphersuites"))
+		ok = SSL_CTX_set_ciphersuites(ctx, val);
+	else
+		ok = SSL_CTX_set1_groups_list(ctx, val);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	if (!ok)
+		return fail(p, v, "%s: '%s' names nothing OpenSSL knows", kname(p, where, key), val);
+	return 0;
+}
+
+static int parse_tls_tickets(struct parse *p, yaml_node_t *n, const char *twhere,
+			     struct sl_conf_listener_tls *t)
+{
+	yaml_node_t *k, *v, *file_n = NULL;
+	char where[96];
+	size_t it;
+	int ret;
+	snprintf(where, sizeof(where), "%s.session_tickets", twhere);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "enabled"))
+			ret = get_bool(p, v, where, "enabled", &t->tickets);
+		else if (KEY_IS(k, "rotate"))
+			ret = get_duration(p, v, where, "rotate", 1000, &t->ticket_rotate);
+		else if (KEY_IS(k, "key_file")) {
+			file_n = v;
+			ret = get_str(p, v, where, "key_file", &t->ticket_key_file);
+		} else
+			ret = unknown(p, k, where);
+		if (ret)
+			return ret;
+	}
+	if (file_n) {
+		unsigned char buf[SL_TICKET_FILE_MAX + 1];
+		FILE *f = fopen(t->ticket_key_file, "r");
+		if (!f)
+			return fail(p, file_n, "%s: cannot open '%s': %s",
+				    kname(p, where, "key_file"), t->ticket_key_file, strerror(errno));
+		size_t len = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		if (!len || len % SL_TICKET_KEY_LEN || len > SL_TICKET_FILE_MAX)
+			return fail(p, file_n,
+				    "%s: '%s' must hold 1 to %d keys of %d bytes each (e.g. "
+				    "openssl rand 80 > FILE), not %zu bytes",
+				    kname(p, where, "key_file"), t->ticket_key_file,
+				    SL_TICKET_FILE_MAX / SL_TICKET_KEY_LEN, SL_TICKET_KEY_LEN, len);
+	}
+	return 0;
+}
+
+static int parse_tls_client_auth(struct parse *p, yaml_node_t *n, const char *twhere,
+				 struct sl_conf_listener_tls *t)
+{
+	yaml_node_t *k, *v, *ca_n = NULL, *mode_n = NULL;
+	char where[96];
+	size_t it;
+	uint64_t u;
+	int ret;
+	snprintf(where, sizeof(where), "%s.client_auth", twhere);
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "mode")) {
+			mode_n = v;
+			/* "none"/"off"/"no" read as YAML 1.1 booleans by some; accept them */
+			if (v->type == YAML_SCALAR_NODE && (!strcasecmp(sval(v), "none") ||
+							     !strcasecmp(sval(v), "false") ||
+							     !strcasecmp(sval(v), "off")))
+				t->client_auth = SL_CLIENT_AUTH_NONE;
+			else if (v->type == YAML_SCALAR_NODE && !strcasecmp(sval(v), "optional"))
+				t->client_auth = SL_CLIENT_AUTH_OPTIONAL;
+			else if (v->type == YAML_SCALAR_NODE && !strcasecmp(sval(v), "required"))
+				t->client_auth = SL_CLIENT_AUTH_REQUIRED;
+			else
+				ret = fail(p, v, "%s must be none, optional or required",
+					   kname(p, where, "mode"));
+		} else if (KEY_IS(k, "ca")) {
+			ca_n = v;
+			ret = get_str(p, v, where, "ca", &t->client_ca);
+		} else if (KEY_IS(k, "depth")) {
+			ret = get_uint(p, v, where, "depth", 1, 16, &u);
+			if (!ret)
+				t->client_depth = (unsigned int)u;
+		} else if (KEY_IS(k, "subject_header") || KEY_IS(k, "fingerprint_header")) {
+			char **dst = KEY_IS(k, "subject_header") ? &t->subject_header
+								 : &t->fingerprint_header;
+			ret = get_str(p, v, where, sval(k), dst);
+			if (!ret && (!is_token(*dst) || strlen(*dst) > 64))
+				ret = fail(p, v, "%s must be a header name (at most 64 bytes)",
+					   kname(p, where, sval(k)));
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (t->client_auth != SL_CLIENT_AUTH_NONE && !ca_n)
+		return fail(p, mode_n ? mode_n : n, "%s: mode %s needs ca (the CA file client "
+			    "certificates are verified against)", where,
+			    t->client_auth == SL_CLIENT_AUTH_REQUIRED ? "required" : "optional");
+	if (ca_n) {
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->client_ca);
+		int ok = names && sk_X509_NAME_num(names) > 0;
+		sk_X509_NAME_pop_free(names, X509_NAME_free);
+		ERR_clear_error();
+		if (!ok)
+			return fail(p, ca_n, "%s: cannot load CA certificates from '%s'",
+				    kname(p, where, "ca"), t->client_ca);
+	}
+	if (!strcasecmp(t->subject_header, t->fingerprint_header))
+		return fail(p, n, "%s: subject_header and fingerprint_header must differ", where);
+	return 0;
+}
+
+static int parse_listener_tls(struct parse *p, yaml_node_t *n, const char *lwhere,
+			      struct sl_conf_listener *l)
+{
+	yaml_node_t *k, *v, *certs = NULL;
+	char where[64], cwhere[96];
+	size_t it;
+	unsigned int i;
+	int ret;
+
+	snprintf(where, sizeof(where), "%s.tls", lwhere);
+	struct sl_conf_listener_tls *t = calloc(1, sizeof(*t));
+	if (!t)
+		return oom(p);
+	l->tls = t;
+	t->min_version = TLS1_2_VERSION;
+	t->tickets = 1;
+	t->ticket_rotate = 12 * 3600 * 1000;
+	t->client_depth = 3;
+	t->handshake_timeout = 10000;
+	t->subject_header = strdup("X-Client-Subject");
+	t->fingerprint_header = strdup("X-Client-Fingerprint");
+	if (!t->subject_header || !t->fingerprint_header)
+		return oom(p);
+	memcpy(t->alpn, "\x08http/1.1", 9);
+	t->alpn_len = 9;
+	ret = want_map(p, n, where);
+	if (ret)
+		return ret;
+	for (it = 0; next_pair(p, n, &it, &k, &v);) {
+		if (KEY_IS(k, "certificates")) {
+			certs = v;
+		} else if (KEY_IS(k, "min_version")) {
+			const char *s = v->type == YAML_SCALAR_NODE ? sval(v) : "";
+			if (!strcmp(s, "1.2"))
+				t->min_version = TLS1_2_VERSION;
+			else if (!strcmp(s, "1.3"))
+				t->min_version = TLS1_3_VERSION;
+			else if (!strcmp(s, "1.0") || !strcmp(s, "1.1") || !strcmp(s, "1"))
+				ret = fail(p, v, "%s: TLS %s is not offered (broken; RFC 8996), use "
+					   "\"1.2\" or \"1.3\"", kname(p, where, "min_version"), s);
+			else
+				ret = fail(p, v, "%s must be \"1.2\" or \"1.3\"",
+					   kname(p, where, "min_version"));
+		} else if (KEY_IS(k, "ciphers") || KEY_IS(k, "ciphersuites") ||
+			   KEY_IS(k, "groups")) {
+			char **dst = KEY_IS(k, "ciphers")	 ? &t->ciphers
+				     : KEY_IS(k, "ciphersuites") ? &t->ciphersuites
+								 : &t->groups;
+			ret = get_str(p, v, where, sval(k), dst);
+			if (!ret)
+				ret = tls_list_check(p, v, where, sval(k), *dst);
+		} else if (KEY_IS(k, "alpn")) {
+			if (v->type != YAML_SEQUENCE_NODE || !n_items(v)) {
+				ret = fail(p, v, "%s must be a list of protocol names",
+					   kname(p, where, "alpn"));
+			} else {
+				t->alpn_len = 0;
+				for (i = 0; !ret && i < n_items(v); i++) {
+					yaml_node_t *a = node_at(p, v->data.sequence.items.start[i]);
+					ret = want_str(p, a, where, "alpn");
+					/* what the HTTP/1 session speaks; h2 waits for its codec */
+					if (!ret && strcmp(sval(a), "http/1.1"))
+						ret = fail(p, a, "%s: '%s' is not spoken here (only "
+							   "http/1.1 so far)", kname(p, where, "alpn"),
+							   sval(a));
+					if (!ret) {
+						size_t len = strlen(sval(a));
+						if (t->alpn_len + 1 + len > sizeof(t->alpn))
+							ret = fail(p, a, "%s: too many names",
+								   kname(p, where, "alpn"));
+						else {
+							t->alpn[t->alpn_len++] = (unsigned char)len;
+							memcpy(t->alpn + t->alpn_len, sval(a), len);
+							t->alpn_len += (unsigned int)len;
+						}
+					}
+				}
+			}
+		} else if (KEY_IS(k, "session_tickets")) {
+			ret = parse_tls_tickets(p, v, where, t);
+		} else if (KEY_IS(k, "client_auth")) {
+			ret = parse_tls_client_auth(p, v, where, t);
+		} else if (KEY_IS(k, "handshake_timeout")) {
+			ret = get_duration(p, v, where, "handshake_timeout", 100,
+					   &t->handshake_timeout);
+		} else {
+			ret = unknown(p, k, where);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!certs)
+		return fail(p, n, "%s needs certificates", where);
+	if (certs->type != YAML_SEQUENCE_NODE || !n_items(certs))
+		return fail(p, certs, "%s must be a list of {cert, key}",
+			    kname(p, where, "certificates"));
+	if (n_items(certs) > SL_TLS_MAX_CERTS)
+		return fail(p, certs, "%s: at most %d", kname(p, where, "certificates"),
+			    SL_TLS_MAX_CERTS);
+	t->certs = calloc(n_items(certs), sizeof(*t->certs));
+	if (!t->certs)
+		return oom(p);
+	t->n_certs = (unsigned int)n_items(certs);
+	for (i = 0; i < t->n_certs; i++) {
+		snprintf(cwhere, sizeof(cwhere), "%s.certificates[%u]", where, i);
+		ret = parse_tls_cert(p, node_at(p, certs->data.sequence.items.start[i]), cwhere,
+				     &t->certs[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static void listener_tls_free(struct sl_conf_listener_tls *t)
+{
+	if (!t)
+		return;
+	if (t->srv && t->srv_free)
+		t->srv_free(t->srv);
+	for (unsigned int i = 0; i < t->n_certs; i++) {
+		free(t->certs[i].cert);
+		free(t->certs[i].key);
+	}
+	free(t->certs);
+	free(t->ciphers);
+	free(t->ciphersuites);
+	free(t->groups);
+	free(t->ticket_key_file);
+	free(t->client_ca);
+	free(t->subject_header);
+	free(t->fingerprint_header);
+	free(t);
+}
+
 static int parse_listener(struct parse *p, yaml_node_t *n, unsigned int idx)
 {
 	struct sl_conf_listener *l = &p->c->listeners[idx];
-	yaml_node_t *k, *v, *addr = NULL, *routes = NULL;
+	yaml_node_t *k, *v, *addr = NULL, *routes = NULL, *tls = NULL;
 	size_t it;
 	char where[32], rwhere[64];
 	unsigned int i;
@@ -1620,11 +1968,18 @@ static int parse_listener(struct parse *p, yaml_node_t *n, unsigned int idx)
 			addr = v;
 		else if (KEY_IS(k, "routes"))
 			routes = v;
+		else if (KEY_IS(k, "tls"))
+			tls = v;
 		else
 			return unknown(p, k, where);
 	}
 	if (!addr)
 		return fail(p, n, "%s has no address", where);
+	if (tls) {
+		ret = parse_listener_tls(p, tls, where, l);
+		if (ret)
+			return ret;
+	}
 	ret = get_addr(p, addr, where, &l->address, &l->addr, &l->addrlen);
 	if (ret)
 		return ret;
@@ -2132,6 +2487,7 @@ static void conf_free(struct sl_conf *c)
 		}
 		free(l->routes);
 		free(l->address);
+		listener_tls_free(l->tls);
 	}
 	free(c->listeners);
 	for (i = 0; i < c->n_upstreams; i++) {

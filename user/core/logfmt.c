@@ -24,6 +24,10 @@ static const char *const names[SL_LV_NR] = {
     [SL_LV_REQUEST_ID] = "request_id",
     [SL_LV_USER_AGENT] = "user_agent",
     [SL_LV_REFERER] = "referer",
+    [SL_LV_TLS_VERSION] = "tls_version",
+    [SL_LV_TLS_CIPHER] = "tls_cipher",
+    [SL_LV_TLS_SNI] = "tls_sni",
+    [SL_LV_TLS_RESUMED] = "tls_resumed",
     [SL_LV_EXTRA] = "extra",
 };
 

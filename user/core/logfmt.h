@@ -26,6 +26,10 @@ enum sl_logvar {
 	SL_LV_REQUEST_ID,	     /* X-Request-Id: kept from the client or generated */
 	SL_LV_USER_AGENT,	     /* User-Agent */
 	SL_LV_REFERER,		     /* Referer */
+	SL_LV_TLS_VERSION,	     /* TLSv1.3 on a TLS listener, else absent */
+	SL_LV_TLS_CIPHER,	     /* TLS_AES_128_GCM_SHA256 */
+	SL_LV_TLS_SNI,		     /* the server name the client asked for */
+	SL_LV_TLS_RESUMED,	     /* 1 resumed session, 0 full handshake */
 	SL_LV_EXTRA,		     /* fields added by the proxy's phases (sl_log_field) */
 	SL_LV_NR,
 };

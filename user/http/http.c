@@ -882,7 +882,8 @@ int sl_head_forward(struct sl_head *h, const char *base, const char *client_ip, 
 	if (flags & SL_FWD_PROTO) {
 		if (h->info.has_xfp)
 			sl_head_remove(h, base, "x-forwarded-proto", 17);
-		if (sl_head_append(h, "X-Forwarded-Proto", 17, "http", 4))
+		int tls = (flags & SL_FWD_HTTPS) != 0;
+		if (sl_head_append(h, "X-Forwarded-Proto", 17, tls ? "https" : "http", 4u + tls))
 			return -ENOSPC;
 	}
 	if (host && (flags & SL_FWD_HOST)) {

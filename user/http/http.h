@@ -205,6 +205,7 @@ void sl_out_headers(struct sl_out *o, const struct sl_head *h, const char *base)
 #define SL_FWD_FOR 0x1
 #define SL_FWD_PROTO 0x2
 #define SL_FWD_HOST 0x4
+#define SL_FWD_HTTPS 0x8 /* with SL_FWD_PROTO: the client came over TLS */
 int sl_head_forward(struct sl_head *h, const char *base, const char *client_ip, size_t ip_len,
 		    unsigned int flags);
 

@@ -46,6 +46,7 @@ struct sl_tls {
 	uint8_t rd_full;       /* the last read filled the caller's buffer */
 	size_t rd_left;	       /* socket bytes a read() of ours may still take (see READ_MAX) */
 	int saved_errno;
+	int reason; /* OpenSSL reason code of the first failure (ERR_GET_REASON), or 0 */
 	size_t inflight; /* plaintext bytes encrypted into ob, not reported yet */
 	char why[160];
 };
@@ -230,6 +231,8 @@ static void note_error(struct sl_tls *t, int sslerr)
 	size_t n = strlen(t->why);
 	if (e) {
 		const char *r = ERR_reason_error_string(e);
+		if (!t->reason)
+			t->reason = ERR_GET_REASON(e);
 		if (n < sizeof(t->why) - 1)
 			snprintf(t->why + n, sizeof(t->why) - n, "%sreason=\"%s\"", n ? " " : "",
 				 r ? r : "unknown");
@@ -606,6 +609,11 @@ int sl_tls_handshake(struct sl_io *io)
 	t->saved_errno = EPROTO;
 	t->fatal = 1;
 	return -1;
+}
+
+int sl_tls_reason(const struct sl_io *io)
+{
+	return tls_of(io)->reason;
 }
 
 const char *sl_tls_why(const struct sl_io *io)

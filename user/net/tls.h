@@ -40,6 +40,9 @@ int sl_tls_handshake(struct sl_io *io);
 /* Why the last operation failed: an alert ("tls_alert=handshake_failure") and/or an
  * OpenSSL reason ("reason=\"no shared cipher\""), as key=value text for a log line. */
 const char *sl_tls_why(const struct sl_io *io);
+/* The OpenSSL reason code (ERR_GET_REASON: SSL_R_HTTP_REQUEST, ...) of the first failure
+ * noted, or 0: for callers that act on the kind of failure. */
+int sl_tls_reason(const struct sl_io *io);
 
 /* Client mode, before the handshake: server name sent (NULL or "" = none), the name the
  * certificate must carry (NULL = no name check; verification itself is the CTX's), a

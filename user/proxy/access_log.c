@@ -6,6 +6,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "net/tls.h"
 #include "proxy/access_log.h"
 #include "proxy/session.h"
 
@@ -263,6 +264,28 @@ static void get_var(struct sl_session *s, int var, uint64_t now, struct vval *v)
 	case SL_LV_REFERER:
 		req_header(s, "referer", v);
 		break;
+	case SL_LV_TLS_VERSION:
+	case SL_LV_TLS_CIPHER:
+	case SL_LV_TLS_SNI:
+	case SL_LV_TLS_RESUMED: {
+		SSL *ssl = sl_tls_ssl(&s->io);
+		if (!ssl)
+			break;
+		if (var == SL_LV_TLS_RESUMED) {
+			v->kind = V_UINT;
+			v->u = (uint64_t)SSL_session_reused(ssl);
+			break;
+		}
+		v->s = var == SL_LV_TLS_VERSION	 ? SSL_get_version(ssl)
+		       : var == SL_LV_TLS_CIPHER ? SSL_get_cipher_name(ssl)
+						 : SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+		if (v->s) {
+			v->kind = V_STR;
+			v->n = strlen(v->s);
+			v->max = 256; /* the SNI is the client's: escaped like any value */
+		}
+		break;
+	}
 	case SL_LV_EXTRA:
 		if (r->log_extra_len) {
 			v->kind = V_STR;

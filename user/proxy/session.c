@@ -12,6 +12,7 @@
  * first and checks GONE(s, gen) after: a request that ended under it is never touched
  * again, whatever the callback did. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,8 +28,10 @@
 #include "core/log.h"
 #include "proxy/access_log.h"
 #include "net/addr.h"
+#include "net/tls.h"
 #include "proxy/cache.h"
 #include "proxy/session.h"
+#include "tls/server.h"
 #include "upstream/connector.h"
 
 #define SL_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
@@ -57,6 +60,10 @@ static void up_flush(struct sl_session *s);
 static void finish_request(struct sl_session *s);
 static void session_close(struct sl_session *s);
 static void send_error(struct sl_session *s, int status);
+static void tls_fail_log(struct sl_session *s, const char *why);
+static void client_read_ev(evutil_socket_t fd, short what, void *arg);
+static void hs_release(struct sl_session *s);
+static void hs_step(struct sl_session *s);
 
 /* ---- small helpers ---- */
 
@@ -169,6 +176,9 @@ static void iob_restart(struct sl_iob *b, uint32_t base, struct sl_http_parser *
 static void rd_on(struct sl_session *s)
 {
 	sl_ev_want(&s->rev, &s->rd_on, 1);
+	/* TLS: records already taken off the socket are not announced by it again */
+	if (s->io.t != &sl_transport_raw && sl_io_pending(&s->io))
+		event_active(&s->rev, EV_READ, 0);
 }
 
 static void rd_off(struct sl_session *s)
@@ -176,13 +186,16 @@ static void rd_off(struct sl_session *s)
 	sl_ev_want(&s->rev, &s->rd_on, 0);
 }
 
-enum { IDLE_HEADER = 0, IDLE_KEEPALIVE = 1 };
+enum { IDLE_HEADER = 0, IDLE_KEEPALIVE = 1, IDLE_HANDSHAKE = 2 };
 
 static void idle_unlink(struct sl_session *s)
 {
 	if (!s->idle_on)
 		return;
-	sl_list_del(&s->w->idle[s->idle_on - 1], &s->idle_link);
+	if (s->idle_on == IDLE_HANDSHAKE + 1)
+		sl_list_del(&s->lsn->hs, &s->idle_link);
+	else
+		sl_list_del(&s->w->idle[s->idle_on - 1], &s->idle_link);
 	s->idle_on = 0;
 	s->timer = ST_NONE;
 }
@@ -662,6 +675,22 @@ static void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns)
 			session_close(s);
 		}
 	}
+	for (unsigned int i = 0; i < w->n_lsn; i++) {
+		struct sl_session *s;
+		struct sl_listen *l = &w->lsn[i];
+		if (sl_list_empty(&l->hs))
+			continue;
+		const struct sl_conf *c = w->hold->conf;
+		int li = c->slot_index[i];
+		const struct sl_conf_listener_tls *t = li >= 0 ? c->listeners[li].tls : NULL;
+		uint64_t lim = (uint64_t)(t ? t->handshake_timeout : 10000) * 1000000ull;
+		while ((s = sl_list_entry(l->hs.head, struct sl_session, idle_link)) &&
+		       s->idle_since <= now_ns && now_ns - s->idle_since >= lim) {
+			w->st->tls_fail_timeout++;
+			tls_fail_log(s, "reason=\"handshake_timeout\"");
+			session_close(s);
+		}
+	}
 }
 
 static void sl_session_trim(struct sl_worker *w)
@@ -988,10 +1017,26 @@ static int build_upstream_head(struct sl_session *s)
 	const struct sl_conf *c = sconf(s);
 	unsigned int fwd = (c->forwarded.x_forwarded_for ? SL_FWD_FOR : 0) |
 			   (c->forwarded.x_forwarded_proto ? SL_FWD_PROTO : 0) |
-			   (c->forwarded.x_forwarded_host ? SL_FWD_HOST : 0);
+			   (c->forwarded.x_forwarded_host ? SL_FWD_HOST : 0) |
+			   (s->io.t != &sl_transport_raw ? SL_FWD_HTTPS : 0);
 	const char *ip = client_ip(s); /* renders the address, sets ip_len */
 	if (sl_head_forward(h, base, ip, r->ip_len, fwd))
 		return -ENOSPC;
+	const struct sl_conf_listener_tls *t = r->listener->tls;
+	if (t) {
+		/* the identity headers say what sluice verified, never what the client
+		 * wrote: its copies go first, whatever client_auth is */
+		sl_head_remove(h, base, t->subject_header, strlen(t->subject_header));
+		sl_head_remove(h, base, t->fingerprint_header, strlen(t->fingerprint_header));
+		if (s->client_id) {
+			const char *subj = s->client_id, *fp = subj + strlen(subj) + 1;
+			if (sl_head_append(h, t->subject_header, strlen(t->subject_header), subj,
+					   strlen(subj)) ||
+			    sl_head_append(h, t->fingerprint_header, strlen(t->fingerprint_header),
+					   fp, strlen(fp)))
+				return -ENOSPC;
+		}
+	}
 	if (c->forwarded.x_request_id != SL_REQID_OFF) {
 		size_t n;
 		const char *id = sl_session_request_id(s, &n);
@@ -1823,6 +1868,8 @@ parse:
 	case SS_CLOSING:
 		b->rd = b->fwd = b->parse = b->wr = 0;
 		break;
+	case SS_HANDSHAKE: /* client_read_cb drives the handshake; never here */
+		break;
 	}
 }
 
@@ -1996,6 +2043,9 @@ static void session_close(struct sl_session *s)
 	request_release(s);
 	event_del(&s->rev);
 	idle_unlink(s);
+	hs_release(s);
+	free(s->client_id);
+	s->client_id = NULL;
 	sl_io_close(&s->io);
 	iob_free(w, &s->in);
 	sl_list_del(&w->sessions, &s->link);
@@ -2011,7 +2061,13 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_session *s = arg;
 	ENTER(s);
-	client_read_ev(fd, what, s);
+	if (s->state == SS_HANDSHAKE)
+		hs_step(s);
+	else
+		client_read_ev(fd, what, s);
+	/* TLS: a read that filled the buffer may have left whole records in OpenSSL */
+	if (!s->closed && s->rd_on && s->io.t != &sl_transport_raw && sl_io_pending(&s->io))
+		event_active(&s->rev, EV_READ, 0);
 	LEAVE(s);
 }
 
@@ -2078,6 +2134,177 @@ static const struct sl_upconn_cbs up_cbs = {
     .writable = up_writable_cb,
 };
 
+/* ---- TLS termination: the handshake before the HTTP/1 session ---- */
+
+/* Handshake failures: scanners and broken clients make many, so one process-wide budget
+ * of lines per second, with the count of lines not written since the last one. */
+#define TLS_LOG_PER_SEC 10
+static uint64_t tls_log_sec;
+static unsigned int tls_log_n;
+static unsigned long tls_log_dropped;
+
+static void tls_fail_log(struct sl_session *s, const char *why)
+{
+	uint64_t sec = sl_mono_ns() / 1000000000ull;
+	uint64_t cur = __atomic_load_n(&tls_log_sec, __ATOMIC_RELAXED);
+	if (cur != sec && __atomic_compare_exchange_n(&tls_log_sec, &cur, sec, 0,
+						      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		__atomic_store_n(&tls_log_n, 0, __ATOMIC_RELAXED);
+	if (__atomic_fetch_add(&tls_log_n, 1, __ATOMIC_RELAXED) >= TLS_LOG_PER_SEC) {
+		__atomic_fetch_add(&tls_log_dropped, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	unsigned long dropped = __atomic_exchange_n(&tls_log_dropped, 0, __ATOMIC_RELAXED);
+	SSL *ssl = sl_tls_ssl(&s->io);
+	const char *sni = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+	/* the client wrote it: host-name bytes only, bounded */
+	char sni_v[72];
+	size_t k = 0;
+	for (const char *c = sni ? sni : "-"; *c && k < sizeof(sni_v) - 1; c++)
+		sni_v[k++] = (isalnum((unsigned char)*c) || strchr(".-_*", *c)) ? *c : '?';
+	sni_v[k] = 0;
+	const struct sl_conf *c = s->hs_hold ? s->hs_hold->conf : s->w->hold->conf;
+	int li = c->slot_index[s->lsn->index];
+	sl_log(SL_LOG_INFO,
+	       "msg=\"tls handshake failed\" client=%s listener=%s sni=%s %s suppressed=%lu",
+	       sl_session_client_str(s), li >= 0 ? c->listeners[li].address : "-", sni_v, why,
+	       dropped);
+}
+
+/* The events the handshake waits for: rev is EV_READ for the connection's life, and
+ * carries EV_WRITE too only while a handshake flight waits for room in the socket. */
+static void hs_want(struct sl_session *s, short ev)
+{
+	short extra = (short)(ev & EV_WRITE);
+	if (extra != s->hs_ev) {
+		if (s->rd_on)
+			event_del(&s->rev);
+		event_assign(&s->rev, s->w->base, s->io.fd, (short)(EV_READ | extra | EV_PERSIST),
+			     client_read_cb, s);
+		s->hs_ev = extra;
+		s->rd_on = 0;
+	}
+	rd_on(s);
+}
+
+static void hs_release(struct sl_session *s)
+{
+	if (s->hs_hold) {
+		sl_worker_conf_put(s->w, s->hs_hold);
+		s->hs_hold = NULL;
+	}
+}
+
+/* nginx answers plain HTTP on a TLS port with a 400 that says so; a browser user who
+ * typed http:// sees why, and a script gets a status instead of a reset. */
+#define PLAIN_HTTP_BODY "The plain HTTP request was sent to HTTPS port\n"
+static const char plain_http_400[] =
+    "HTTP/1.1 400 Bad Request\r\n"
+    "Content-Type: text/plain\r\n"
+    "Content-Length: 46\r\n" /* strlen(PLAIN_HTTP_BODY) */
+    "Connection: close\r\n"
+    "\r\n" PLAIN_HTTP_BODY;
+_Static_assert(sizeof(PLAIN_HTTP_BODY) - 1 == 46, "Content-Length of plain_http_400");
+
+static void hs_failed(struct sl_session *s)
+{
+	struct sl_worker *w = s->w;
+	int reason = sl_tls_reason(&s->io);
+	switch (reason) {
+	case 0: /* no OpenSSL error: the socket ended or failed */
+		w->st->tls_fail_closed++;
+		if (SL_LOG_DEBUG >= sl_log_level_cur) /* port probes, health checks */
+			tls_fail_log(s, sl_tls_why(&s->io));
+		break;
+	case SSL_R_HTTP_REQUEST:
+	case SSL_R_HTTPS_PROXY_REQUEST: {
+		w->st->tls_fail_http++;
+		/* best effort, one send: the bytes of the request are in OpenSSL's buffer,
+		 * not the socket's, so the close that follows does not reset the answer */
+		ssize_t n = send(s->io.fd, plain_http_400, sizeof(plain_http_400) - 1,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)n;
+		shutdown(s->io.fd, SHUT_WR);
+		tls_fail_log(s, "reason=\"plain HTTP request\"");
+		break;
+	}
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+	case SSL_R_CERTIFICATE_VERIFY_FAILED:
+	case SSL_R_NO_CERTIFICATES_RETURNED:
+		w->st->tls_fail_cert++;
+		tls_fail_log(s, sl_tls_why(&s->io));
+		break;
+	default:
+		w->st->tls_fail_protocol++;
+		tls_fail_log(s, sl_tls_why(&s->io));
+		break;
+	}
+	session_close(s);
+}
+
+/* The client certificate's identity, for the headers sent upstream: made once. */
+static void hs_identity(struct sl_session *s)
+{
+	char subj[512], fp[2 * EVP_MAX_MD_SIZE + 1];
+	SSL *ssl = sl_tls_ssl(&s->io);
+	if (sl_tls_peer_identity(ssl, subj, sizeof(subj), fp, sizeof(fp)))
+		return;
+	size_t a = strlen(subj), b = strlen(fp);
+	s->client_id = malloc(a + b + 2); /* per mTLS connection, not per request */
+	if (!s->client_id)
+		return;
+	memcpy(s->client_id, subj, a + 1);
+	memcpy(s->client_id + a + 1, fp, b + 1);
+}
+
+static void hs_step(struct sl_session *s)
+{
+	int rc = sl_tls_handshake(&s->io);
+	if (rc == SL_TLS_AGAIN) {
+		hs_want(s, sl_io_wants(&s->io, 0));
+		return;
+	}
+	if (rc < 0) {
+		hs_failed(s);
+		return;
+	}
+	struct sl_worker *w = s->w;
+	if (sl_tls_resumed(&s->io))
+		w->st->tls_resumed++;
+	else
+		w->st->tls_full++;
+	if (SSL_get0_peer_certificate(sl_tls_ssl(&s->io)))
+		hs_identity(s);
+	hs_release(s);
+	s->state = SS_IDLE;
+	idle_unlink(s);
+	arm(s, ST_HEADER);
+	hs_want(s, EV_READ);
+	/* the first request often came with the client's Finished */
+	client_read_ev(s->io.fd, EV_READ, s);
+}
+
+static void tls_accept(struct sl_session *s, const struct sl_conf_listener_tls *t)
+{
+	struct sl_worker *w = s->w;
+	int fd = s->io.fd;
+	if (sl_tls_io_init(&s->io, fd, ((struct sl_tls_srv *)t->srv)->dflt, 1)) {
+		w->st->tls_fail_protocol++;
+		session_close(s);
+		return;
+	}
+	/* handshake flights and then small responses: never wait behind Nagle */
+	sl_net_nodelay(fd);
+	s->nodelay = 1;
+	s->hs_hold = sl_worker_conf_get(w);
+	s->state = SS_HANDSHAKE;
+	s->idle_since = sl_mono_ns();
+	sl_list_add_tail(&s->lsn->hs, &s->idle_link);
+	s->idle_on = IDLE_HANDSHAKE + 1;
+	/* the ClientHello is usually there already */
+	hs_step(s);
+}
+
 static void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 			      const struct sockaddr_storage *sa, socklen_t salen)
 {
@@ -2098,12 +2325,20 @@ static void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
 	w->st->accepted++;
 	w->st->active++;
 	w->state->active++;
-	s->state = SS_IDLE;
-	arm(s, ST_HEADER);
-	/* The request is usually there already: read it now. The socket joins the epoll
-	 * set only when we have to wait for it, so a one-request connection never does. */
+	const struct sl_conf *c = w->hold->conf;
+	int li = c->slot_index[l->index];
+	const struct sl_conf_listener_tls *t = li >= 0 ? c->listeners[li].tls : NULL;
 	ENTER(s);
-	client_read_ev(fd, EV_READ, s);
+	if (t && t->srv) {
+		tls_accept(s, t);
+	} else {
+		s->state = SS_IDLE;
+		arm(s, ST_HEADER);
+		/* The request is usually there already: read it now. The socket joins the
+		 * epoll set only when we have to wait for it, so a one-request connection
+		 * never does. */
+		client_read_ev(fd, EV_READ, s);
+	}
 	LEAVE(s);
 }
 

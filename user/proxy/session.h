@@ -33,6 +33,7 @@ enum sl_sess_state {
 	SS_PROXY,    /* request accepted: connecting, sending, receiving */
 	SS_TUNNEL,   /* after 101 Switching Protocols */
 	SS_CLOSING,  /* last bytes of a local response, then close */
+	SS_HANDSHAKE, /* TLS listener: the handshake is not done yet */
 };
 
 enum sl_timer_kind {
@@ -172,6 +173,11 @@ struct sl_session {
 	uint8_t nodelay; /* TCP_NODELAY set (once kept alive) */
 	uint8_t client_eof;
 	uint8_t in_phase; /* phase callbacks on the stack (they outlive their request) */
+	short hs_ev;	  /* TLS handshake: events rev is assigned with besides EV_READ */
+	/* TLS handshake: the snapshot whose contexts it runs on (their callbacks read it) */
+	struct sl_conf_hold *hs_hold;
+	/* verified client certificate: "subject\0fingerprint", made once per connection */
+	char *client_id;
 
 	struct sl_iob in;     /* bytes from the client; heads are offsets into it */
 	struct sl_request *r; /* the request in progress, NULL between requests */

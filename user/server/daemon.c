@@ -29,6 +29,8 @@
 #include "server/service.h"
 #include "proxy/cache.h"
 #include "server/worker.h"
+#include "tls/server.h"
+#include "tls/tickets.h"
 
 #define DEFAULT_CONF "/etc/sluice/sluice.yaml"
 
@@ -318,6 +320,16 @@ static int reload_conf(struct sl_daemon *d)
 		if (k > 0 && (size_t)k < sizeof(d->reload_err))
 			snprintf(d->reload_err + k, sizeof(d->reload_err) - (size_t)k, "%.*s",
 				 (int)(sizeof(d->reload_err) - (size_t)k - 1), err);
+		sl_conf_put(n);
+		return -EINVAL;
+	}
+	if (sl_tls_attach(n, err, sizeof(err))) {
+		plan_undo(d, &plan);
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"reload rejected, old config keeps serving\" reason=\"%s: %s\"", path,
+		       err);
+		snprintf(d->reload_err, sizeof(d->reload_err), "%s: %.*s", path,
+			 (int)(sizeof(d->reload_err) - strlen(path) - 3), err);
 		sl_conf_put(n);
 		return -EINVAL;
 	}
@@ -672,6 +684,11 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	if (test && sl_tls_attach(conf, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		sl_conf_put(conf);
+		return 1;
+	}
 	if (test) {
 		printf("%s: configuration ok\n", path);
 		sl_conf_put(conf);
@@ -720,11 +737,14 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 				    "service slot\"");
 	if (sl_health_register(sl_connector_tls_ctx))
 		sl_log(SL_LOG_WARN, "msg=\"no active health checks\" reason=\"no service slot\"");
-	if (sl_lb_attach(conf, d.n_workers, err, sizeof(err))) {
+	if (sl_lb_attach(conf, d.n_workers, err, sizeof(err)) ||
+	    sl_tls_attach(conf, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", path, err);
 		sl_conf_put(conf);
 		return 1;
 	}
+	if (sl_tls_tickets_register())
+		sl_log(SL_LOG_WARN, "msg=\"no ticket key rotation\" reason=\"no service slot\"");
 	atomic_store(&d.conf, conf);
 
 	/* Signals go to the main thread only: workers inherit this mask. */

@@ -54,6 +54,9 @@ struct sl_listen {
 	unsigned int users; /* other workers accepting on fd right now */
 	unsigned int index; /* slot: conf->slot_index[index] is its listener in a snapshot */
 	int armed;	    /* ev assigned (the worker took the slot up) */
+	/* TLS connections whose handshake is not done yet, oldest first (the handshake
+	 * timeout, like the idle lists: expired by the tick, no timer event each) */
+	struct sl_list hs;
 	struct event ev;
 	struct sl_worker *w;
 };
