@@ -546,3 +546,301 @@ def test_config_errors_name_file_line_col(sluice, backend, pki, case):
             "tls11": "not offered", "badcipher": "names nothing", "h2": "not spoken",
             "no_ca": "needs ca", "keyfile": "keys of 80 bytes"}[case]
     assert want in first, first
+
+
+# -- client certificates (mTLS) -------------------------------------------------------------
+FORGED = [("X-Client-Subject", "CN=admin"), ("X-Client-Fingerprint", "00" * 32),
+          ("x-client-subject", "CN=root")]
+
+
+def _fingerprint(pem_path):
+    der = ssl.PEM_cert_to_DER_cert(open(pem_path).read())
+    return hashlib.sha256(der).hexdigest()
+
+
+def _mtls(sluice, backend, pki, mode, admin=None, bpf=None, **extra):  # noqa: F811
+    b = backend()
+    ca = {"mode": mode, "ca": pki["client_ca"]}
+    ca.update(extra)
+    sl = tls_proxy(sluice, b, {"certificates": [cert_entry(pki["site_ec"])],
+                               "client_auth": ca}, admin=admin, bpf=bpf)
+    return sl, b
+
+
+def _refused(port, ctx):
+    """A request that must not be served: the handshake (or, in TLS 1.3, the first read
+    after it) fails, or the connection ends without an answer."""
+    try:
+        ts = tls_connect(port, ctx)
+    except (ssl.SSLError, ConnectionResetError):
+        return True
+    try:
+        ts.sendall(b"GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
+        data = ts.recv(4096)
+        return data == b""
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return True
+    finally:
+        ts.close()
+
+
+def test_mtls_required_without_cert_refused(sluice, backend, pki, admin_sock, bpf):  # noqa: F811
+    sl, b = _mtls(sluice, backend, pki, "required", admin=admin_sock, bpf=bpf)
+    assert _refused(sl.port, client_ctx(pki))
+    assert wait_for(lambda: total(counters(admin_sock), "tls_failed_client_cert") == 1, TIMEOUT)
+    assert b.saw_nothing()
+
+
+def test_mtls_required_cert_from_another_ca_refused(sluice, backend, pki, admin_sock, bpf):  # noqa: F811,E501
+    sl, b = _mtls(sluice, backend, pki, "required", admin=admin_sock, bpf=bpf)
+    assert _refused(sl.port, client_ctx(pki, cert=pki["evil"]))
+    assert wait_for(lambda: total(counters(admin_sock), "tls_failed_client_cert") == 1, TIMEOUT)
+    assert b.saw_nothing()
+
+
+def test_mtls_required_identity_forwarded_forged_stripped(sluice, backend, pki):
+    sl, b = _mtls(sluice, backend, pki, "required")
+    ts = tls_connect(sl.port, client_ctx(pki, cert=pki["client"]))
+    c = HTTPClient(0, sock=ts)
+    for _ in range(2):  # the identity is made once per connection, sent on each request
+        r = c.request("GET", "/who", host="site.test", headers=FORGED)
+        assert r.status == 200
+    c.close()
+    assert b.wait_requests(2)
+    for req in b.requests:
+        assert req.headers_named("x-client-subject") == ["CN=alice"], req
+        assert req.headers_named("x-client-fingerprint") == [_fingerprint(pki["client"][0])]
+
+
+def test_forged_identity_stripped_without_client_auth(site, pki):
+    sl, b = site
+    ts = tls_connect(sl.port, client_ctx(pki, cert=pki["client"]))  # not asked for: unused
+    c, r = get(ts, headers=FORGED)
+    assert r.status == 200
+    c.close()
+    assert b.wait_requests(1)
+    req = b.requests[0]
+    assert not req.has("x-client-subject") and not req.has("x-client-fingerprint"), req
+
+
+def test_mtls_optional(sluice, backend, pki):
+    sl, b = _mtls(sluice, backend, pki, "optional", subject_header="X-SSL-Subject",
+                  fingerprint_header="X-SSL-FP")
+    ts = tls_connect(sl.port, client_ctx(pki))  # no certificate: served, no identity
+    c, r = get(ts, headers=[("X-SSL-Subject", "CN=admin"), ("X-Client-Subject", "kept")])
+    assert r.status == 200
+    c.close()
+    ts = tls_connect(sl.port, client_ctx(pki, cert=pki["client"]))
+    c, r = get(ts, headers=[("X-SSL-FP", "ff")])
+    assert r.status == 200
+    c.close()
+    assert b.wait_requests(2)
+    first, second = b.requests
+    assert not first.has("x-ssl-subject") and not first.has("x-ssl-fp"), first
+    # only the configured names are sluice's: others pass as the client sent them
+    assert first.headers_named("x-client-subject") == ["kept"]
+    assert second.headers_named("x-ssl-subject") == ["CN=alice"]
+    assert second.headers_named("x-ssl-fp") == [_fingerprint(pki["client"][0])]
+    # a certificate that is sent must verify, even when optional
+    assert _refused(sl.port, client_ctx(pki, cert=pki["evil"]))
+
+
+# -- resumption across workers, ticket rotation -------------------------------------------
+def _session_of(ts):
+    """The session to resume (TLS 1.3 tickets arrive after the handshake: read first)."""
+    c, r = get(ts)
+    assert r.status == 200
+    sess = ts.session
+    c.close()
+    return sess
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_resumption_across_workers(sluice, backend, pki, admin_sock, bpf, version):  # noqa: F811
+    b = backend()
+    bpf = dict(bpf, steering="off")  # the kernel's reuseport hash spreads connections
+    sl = tls_proxy(sluice, b, {"certificates": [cert_entry(pki["site_ec"])]}, workers=2,
+                   admin=admin_sock, bpf=bpf)
+    maxv = ssl.TLSVersion.TLSv1_2 if version == "1.2" else ssl.TLSVersion.TLSv1_3
+    ctx = client_ctx(pki, maxv=maxv)
+    sess = _session_of(tls_connect(sl.port, ctx))
+    resumed = 0
+    for _ in range(100):
+        ts = tls_connect(sl.port, ctx, session=sess)
+        assert ts.version() == ("TLSv1.2" if version == "1.2" else "TLSv1.3")
+        resumed += ts.session_reused
+        sess = _session_of(ts)
+    assert resumed == 100
+    ws = counters(admin_sock)
+    assert total(ws, "tls_handshakes_full") == 1, ws
+    assert total(ws, "tls_handshakes_resumed") == 100, ws
+    # both workers resumed tickets: the keys are the process's, not a worker's
+    assert all(w["tls_handshakes_resumed"] > 0 for w in ws), ws
+
+
+def _admin_post(path, target):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    s.connect(path)
+    c = HTTPClient(0, sock=s)
+    try:
+        return c.request("POST", target, host="localhost")
+    finally:
+        c.close()
+
+
+def test_ticket_rotation(sluice, backend, pki, admin_sock, bpf):  # noqa: F811
+    b = backend()
+    sl = tls_proxy(sluice, b, {"certificates": [cert_entry(pki["site_ec"])]},
+                   admin=admin_sock, bpf=bpf)
+    ctx = client_ctx(pki, maxv=ssl.TLSVersion.TLSv1_2)
+    s0 = _session_of(tls_connect(sl.port, ctx))
+    r = _admin_post(admin_sock, "/tls/rotate-tickets")
+    assert r.status == 200 and r.json() == {"rotated": 1}
+    ts = tls_connect(sl.port, ctx, session=s0)
+    assert ts.session_reused, "a ticket from before one rotation must resume"
+    s1 = _session_of(ts)  # renewed under the new key
+    r = _admin_post(admin_sock, "/tls/rotate-tickets")
+    assert r.status == 200
+    ts = tls_connect(sl.port, ctx, session=s0)
+    assert not ts.session_reused, "a ticket from before two rotations must not resume"
+    ts.close()
+    ts = tls_connect(sl.port, ctx, session=s1)
+    assert ts.session_reused
+    ts.close()
+    # TLS 1.3 PSK tickets follow the same keys
+    ctx13 = client_ctx(pki)
+    t0 = _session_of(tls_connect(sl.port, ctx13))
+    _admin_post(admin_sock, "/tls/rotate-tickets")
+    _admin_post(admin_sock, "/tls/rotate-tickets")
+    ts = tls_connect(sl.port, ctx13, session=t0)
+    _session_of(ts)
+    assert not ts.session_reused
+
+
+def test_ticket_key_file_shared_by_two_daemons(sluice, backend, pki, tmp_path):
+    """Two nodes with one key file: a ticket from one resumes on the other."""
+    keys = tmp_path / "ticket.keys"
+    keys.write_bytes(os.urandom(80) + os.urandom(80))
+    b = backend()
+    tls = {"certificates": [cert_entry(pki["site_ec"])],
+           "session_tickets": {"key_file": str(keys)}}
+    one = tls_proxy(sluice, b, tls)
+    two = tls_proxy(sluice, b, tls)
+    ctx = client_ctx(pki, maxv=ssl.TLSVersion.TLSv1_2)
+    sess = _session_of(tls_connect(one.port, ctx))
+    ts = tls_connect(two.port, ctx, session=sess)
+    assert ts.session_reused
+    ts.close()
+    # and a daemon with keys of its own does not take it
+    three = tls_proxy(sluice, b, {"certificates": [cert_entry(pki["site_ec"])]})
+    ts = tls_connect(three.port, ctx, session=sess)
+    assert not ts.session_reused
+    ts.close()
+
+
+def test_tickets_disabled(sluice, backend, pki, admin_sock, bpf):  # noqa: F811
+    b = backend()
+    sl = tls_proxy(sluice, b, {"certificates": [cert_entry(pki["site_ec"])],
+                               "session_tickets": {"enabled": False}},
+                   admin=admin_sock, bpf=bpf)
+    for ctx in (client_ctx(pki, maxv=ssl.TLSVersion.TLSv1_2), client_ctx(pki)):
+        sess = _session_of(tls_connect(sl.port, ctx))
+        ts = tls_connect(sl.port, ctx, session=sess)
+        assert not ts.session_reused
+        ts.close()
+    assert total(counters(admin_sock), "tls_handshakes_resumed") == 0
+
+
+# -- certificate reload ---------------------------------------------------------------------
+def test_reload_certificates_without_dropping_connections(sluice, backend, pki, tmp_path,
+                                                           admin_sock, bpf):  # noqa: F811
+    crt, key = str(tmp_path / "live.pem"), str(tmp_path / "live.key")
+    shutil.copy(pki["site_ec"][0], crt)
+    shutil.copy(pki["site_ec"][1], key)
+    b = backend()
+    sl = tls_proxy(sluice, b, {"certificates": [{"cert": crt, "key": key}]},
+                   admin=admin_sock, bpf=bpf)
+    ctx = client_ctx(pki, maxv=ssl.TLSVersion.TLSv1_2)
+    keep = tls_connect(sl.port, ctx)
+    assert peer_cn(keep) == "ecdsa.site"
+    kc = HTTPClient(0, sock=keep)
+    assert kc.request("GET", "/1", host="site.test").status == 200
+    sess = keep.session
+    # a new certificate (and key) under the same paths, then SIGHUP
+    shutil.copy(pki["site_rsa"][0], crt + ".tmp")
+    shutil.copy(pki["site_rsa"][1], key + ".tmp")
+    os.replace(key + ".tmp", key)
+    os.replace(crt + ".tmp", crt)
+    sl.send_signal(signal.SIGHUP)
+    assert sl.wait_log(lambda ln: "config reloaded" in ln)
+    fresh = tls_connect(sl.port, client_ctx(pki))
+    assert peer_cn(fresh) == "rsa.site"
+    fresh.close()
+    # the open keep-alive connection goes on, on its old context
+    assert kc.request("GET", "/2", host="site.test").status == 200
+    # generated ticket keys survive a reload: its session still resumes
+    ts = tls_connect(sl.port, ctx, session=sess)
+    assert ts.session_reused
+    ts.close()
+    # a bad new certificate (key of another one) is rejected; the last good one serves
+    shutil.copy(pki["other"][1], key + ".tmp")
+    os.replace(key + ".tmp", key)
+    r = _admin_post(admin_sock, "/reload")
+    assert r.status == 400, r
+    assert "does not match" in r.body.decode(), r.body
+    assert sl.wait_log(lambda ln: "reload rejected" in ln and "does not match" in ln)
+    fresh = tls_connect(sl.port, client_ctx(pki))
+    assert peer_cn(fresh) == "rsa.site"
+    fresh.close()
+    assert kc.request("GET", "/3", host="site.test").status == 200
+    kc.close()
+
+
+def test_metrics_count_tls(site, pki, admin_sock):
+    sl, b = site
+    ts = tls_connect(sl.port, client_ctx(pki))
+    _session_of(ts)
+    s = socket.create_connection(("127.0.0.1", sl.port), timeout=TIMEOUT)
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    s.recv(4096)
+    s.close()
+    u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    u.settimeout(TIMEOUT)
+    u.connect(admin_sock)
+    c = HTTPClient(0, sock=u)
+    r = c.request("GET", "/metrics", host="localhost")
+    c.close()
+    text = r.body.decode()
+    assert 'sluice_tls_handshakes_total{worker="0",kind="full"} 1' in text, text
+    assert 'sluice_tls_handshakes_total{worker="0",kind="resumed"} 0' in text
+    assert wait_for(lambda: 'reason="plain_http"} 1' in text, 1), text
+
+
+def test_ticket_does_not_bypass_client_auth(sluice, backend, pki, tmp_path):
+    """Hostile: a ticket issued where no client certificate was asked for, presented to a
+    listener that requires one (they share a key file), must not skip the check."""
+    keys = tmp_path / "ticket.keys"
+    keys.write_bytes(os.urandom(80))
+    b = backend()
+    base = {"certificates": [cert_entry(pki["site_ec"])],
+            "session_tickets": {"key_file": str(keys)}}
+    open_l = tls_proxy(sluice, b, dict(base))
+    strict = tls_proxy(sluice, b, dict(base, client_auth={"mode": "required",
+                                                          "ca": pki["client_ca"]}))
+    for maxv in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = client_ctx(pki, maxv=maxv)
+        sess = _session_of(tls_connect(open_l.port, ctx))
+        try:
+            ts = tls_connect(strict.port, ctx, session=sess)
+        except (ssl.SSLError, ConnectionResetError):
+            continue
+        try:
+            assert not ts.session_reused
+            ts.sendall(b"GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
+            assert ts.recv(4096) == b""
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            pass
+        finally:
+            ts.close()
+    assert len(b.requests) == 2  # the two sessions taken from the open listener only

@@ -191,8 +191,8 @@ static SSL_CTX *build_ctx(struct sl_tls_srv *srv, uint64_t mask, const unsigned 
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
 	SSL_CTX_set_app_data(ctx, srv);
 	/* the same for every context of this listener (SNI may switch between them), and
-	 * different from any other listener's: a ticket from a listener without client
-	 * authentication never resumes on one that asks for it */
+	 * different for other client_auth settings: a ticket from a listener without client
+	 * authentication never resumes on one that asks for it (should they share keys) */
 	SSL_CTX_set_session_id_context(ctx, sid, SSL_MAX_SID_CTX_LENGTH);
 	if (t->client_auth != SL_CLIENT_AUTH_NONE) {
 		int mode = SSL_VERIFY_PEER;
@@ -285,8 +285,10 @@ static struct sl_tls_srv *srv_build(const struct sl_conf_listener *l, unsigned i
 	}
 	srv->lsn = idx;
 	srv->conf = t;
-	snprintf(sidsrc, sizeof(sidsrc), "sluice|%s|%d|%s|%u", l->address,
-		 (int)t->client_auth, t->client_ca ? t->client_ca : "", t->client_depth);
+	/* what a resumed session skips: the client certificate check. Not the address:
+	 * nodes sharing a key_file resume each other's tickets */
+	snprintf(sidsrc, sizeof(sidsrc), "sluice|%d|%s|%u", (int)t->client_auth,
+		 t->client_ca ? t->client_ca : "", t->client_depth);
 	unsigned char md[EVP_MAX_MD_SIZE];
 	if (!EVP_Digest(sidsrc, strlen(sidsrc), md, &mdlen, EVP_sha256(), NULL)) {
 		snprintf(err, len, "no SHA-256");
