@@ -172,6 +172,11 @@ def test_status_fields(adm):
     assert st["reloads"] == 0
     assert st["last_reload_error"] == ""
     assert st["stopping"] is False
+    # the daemon's own background services, all running
+    names = [x["name"] for x in st["services"]]
+    assert {"resolver", "health", "pool-keeper"} <= set(names), st["services"]
+    assert len(names) == len(set(names)) and all(x["running"] for x in st["services"]), \
+        st["services"]
 
 
 def test_workers_counters(adm):

@@ -25,10 +25,92 @@
 
 #include <cmocka.h>
 
+#include <event2/event.h>
+
+#include "sluice/service.h"
 #include "upstream/conn_count.h"
 #include "upstream/shared_pool.h"
 
-#define WAIT_MS 2000 /* the keeper wakes at least every 500 ms */
+#define WAIT_MS 2000 /* the keeper sweeps at least every SL_SPOOL_SWEEP_MS */
+
+/* The keeper is a background service: here each pool runs its service definition on a
+ * thread and loop of the test's own, as server/service.c would (start, tick every
+ * interval, stop), so every test below sees the keeper the daemon runs. */
+struct kept {
+	struct sl_spool *sp;
+	struct sl_service svc;
+	struct event_base *base;
+	struct event *tick, *stop;
+	atomic_int stopping;
+	pthread_t th;
+};
+static struct kept kepts[64];
+
+static void kept_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct kept *k = arg;
+	k->svc.tick(k->svc.data);
+}
+
+static void kept_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct kept *k = arg;
+	if (atomic_load(&k->stopping))
+		event_base_loopbreak(k->base);
+}
+
+static void *kept_main(void *arg)
+{
+	struct kept *k = arg;
+	event_base_dispatch(k->base);
+	k->svc.stop(k->svc.data);
+	return NULL;
+}
+
+static struct sl_spool *keep_new(unsigned int cap, unsigned int max_idle, unsigned int tmo)
+{
+	struct sl_spool *sp = sl_spool_new(cap, max_idle, tmo);
+	if (!sp)
+		return NULL;
+	struct kept *k = NULL;
+	for (unsigned int i = 0; i < 64 && !k; i++)
+		if (!kepts[i].sp)
+			k = &kepts[i];
+	if (!k)
+		abort();
+	memset(k, 0, sizeof(*k));
+	k->sp = sp;
+	sl_spool_keeper(sp, &k->svc);
+	k->base = event_base_new();
+	struct timeval iv = {k->svc.interval_ms / 1000, (k->svc.interval_ms % 1000) * 1000};
+	struct timeval poll = {0, 20 * 1000};
+	k->tick = event_new(k->base, -1, EV_PERSIST, kept_tick, k);
+	k->stop = event_new(k->base, -1, EV_PERSIST, kept_stop, k);
+	if (!k->base || !k->tick || !k->stop || event_add(k->tick, &iv) ||
+	    event_add(k->stop, &poll) || k->svc.start(k->base, k->svc.data) ||
+	    pthread_create(&k->th, NULL, kept_main, k))
+		abort();
+	return sp;
+}
+
+static void keep_free(struct sl_spool *sp)
+{
+	for (unsigned int i = 0; sp && i < 64; i++) {
+		struct kept *k = &kepts[i];
+		if (k->sp != sp)
+			continue;
+		atomic_store(&k->stopping, 1);
+		pthread_join(k->th, NULL);
+		event_free(k->tick);
+		event_free(k->stop);
+		event_base_free(k->base);
+		k->sp = NULL;
+	}
+	sl_spool_free(sp);
+}
+
+#define sl_spool_new keep_new
+#define sl_spool_free keep_free
 
 static uint64_t now_ms(void)
 {

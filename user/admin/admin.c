@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "config/config.h"
 #include "server/control.h"
+#include "server/service.h"
 #include "sluice_common.h"
 #include "tls/server.h"
 
@@ -192,11 +193,18 @@ static void get_status(struct admin *a, struct evhttp_request *req)
 	sl_ctl_status(a->d, &st);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	json_int_t up = (json_int_t)(now.tv_sec - a->started.tv_sec);
+	json_t *svcs = json_array();
+	for (unsigned int i = 0; svcs && i < sl_services_count(); i++) {
+		int running = 0;
+		const char *name = sl_service_name(i, &running);
+		json_array_append_new(svcs, json_pack("{s:s,s:b}", "name", name, "running", running));
+	}
 	send_json(req, 200,
-		  json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:b}", "version", SL_VERSION, "pid",
+		  json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:b,s:o*}", "version", SL_VERSION, "pid",
 			    (json_int_t)getpid(), "uptime_seconds", up, "config", st.conf_path,
 			    "workers", (json_int_t)st.workers, "reloads", (json_int_t)st.reloads,
-			    "last_reload_error", st.reload_err, "stopping", sl_ctl_stopping(a->d)));
+			    "last_reload_error", st.reload_err, "stopping", sl_ctl_stopping(a->d),
+			    "services", svcs));
 }
 
 #define OFF(f) offsetof(struct sl_worker_stats, f)

@@ -801,10 +801,20 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	if (!rc) {
 		unsigned int sp_max, sp_idle;
 		spool_limits(conf, &sp_max, &sp_idle);
-		d.spool = sl_spool_new(65536, sp_max, sp_idle); /* starts the keeper thread */
-		if (!d.spool)
+		d.spool = sl_spool_new(65536, sp_max, sp_idle);
+		struct sl_service keeper;
+		if (d.spool) {
+			sl_spool_keeper(d.spool, &keeper); /* starts with the other services */
+			if (sl_service_add(&keeper)) {
+				sl_log(SL_LOG_WARN, "msg=\"no shared connection pool\" reason=\"no "
+						    "service slot for its keeper\"");
+				sl_spool_free(d.spool);
+				d.spool = NULL;
+			}
+		} else {
 			sl_log(SL_LOG_WARN,
 			       "msg=\"no shared connection pool\" reason=\"out of memory\"");
+		}
 	}
 	for (unsigned int i = 0; i < d.n_workers && !rc; i++) {
 		rc = sl_worker_start(&d.workers[i]);

@@ -7,15 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "upstream/conn_count.h"
 #include "upstream/shared_pool.h"
+#include "sluice/service.h"
 
 #define NBUCKETS 1024
 #define NONE UINT32_MAX
@@ -44,8 +46,8 @@ struct sl_spool {
 	unsigned int n, max_idle;
 	uint64_t idle_timeout_ns;
 	struct sl_spool_stats st;
-	int epfd, stop_fd;
-	pthread_t keeper;
+	int epfd;
+	struct event *kev; /* the keeper's watch on epfd, on the keeper service's loop */
 };
 
 /* unlink slot i from its bucket, the LRU and epoll; the caller owns the fd after */
@@ -85,18 +87,26 @@ static void close_slot(struct sl_spool *sp, uint32_t i)
 		sl_conn_count_drop(count);
 }
 
-static void *keeper_main(void *arg)
+/* Idle timeouts: the oldest parked connections first. With sp->mu held. */
+static void sweep_locked(struct sl_spool *sp)
+{
+	uint64_t now = sl_mono_ns();
+	while (sp->lru_tail != NONE && now - sp->slots[sp->lru_tail].since_ns > sp->idle_timeout_ns) {
+		close_slot(sp, sp->lru_tail);
+		sp->st.timed_out++;
+	}
+}
+
+/* The keeper (the "pool-keeper" service's thread): a parked socket became readable. */
+static void keeper_events(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_spool *sp = arg;
 	struct epoll_event ev[64];
-	for (;;) {
-		int n = epoll_wait(sp->epfd, ev, 64, 500);
+	int n;
+	do {
+		n = epoll_wait(sp->epfd, ev, 64, 0);
 		pthread_mutex_lock(&sp->mu);
 		for (int k = 0; k < n; k++) {
-			if (ev[k].data.u64 == UINT64_MAX) {
-				pthread_mutex_unlock(&sp->mu);
-				return NULL;
-			}
 			uint32_t i = (uint32_t)ev[k].data.u64,
 				 gen = (uint32_t)(ev[k].data.u64 >> 32);
 			if (i < sp->cap && sp->slots[i].used && sp->slots[i].gen == gen) {
@@ -105,14 +115,51 @@ static void *keeper_main(void *arg)
 				sp->st.closed_idle++;
 			}
 		}
-		uint64_t now = sl_mono_ns();
-		while (sp->lru_tail != NONE &&
-		       now - sp->slots[sp->lru_tail].since_ns > sp->idle_timeout_ns) {
-			close_slot(sp, sp->lru_tail);
-			sp->st.timed_out++;
-		}
+		sweep_locked(sp);
 		pthread_mutex_unlock(&sp->mu);
+	} while (n == 64);
+}
+
+static void keeper_tick(void *arg)
+{
+	struct sl_spool *sp = arg;
+	pthread_mutex_lock(&sp->mu);
+	sweep_locked(sp);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+/* The epoll set is itself pollable: the keeper's loop waits on it like on a socket. */
+static int keeper_start(struct event_base *base, void *arg)
+{
+	struct sl_spool *sp = arg;
+	sp->kev = event_new(base, sp->epfd, EV_READ | EV_PERSIST, keeper_events, sp);
+	if (!sp->kev || event_add(sp->kev, NULL)) {
+		if (sp->kev)
+			event_free(sp->kev);
+		sp->kev = NULL;
+		return -ENOMEM;
 	}
+	return 0;
+}
+
+static void keeper_stop(void *arg)
+{
+	struct sl_spool *sp = arg;
+	if (sp->kev)
+		event_free(sp->kev);
+	sp->kev = NULL;
+}
+
+void sl_spool_keeper(struct sl_spool *sp, struct sl_service *svc)
+{
+	memset(svc, 0, sizeof(*svc));
+	svc->name = "pool-keeper";
+	svc->own_thread = 1;
+	svc->interval_ms = SL_SPOOL_SWEEP_MS;
+	svc->start = keeper_start;
+	svc->tick = keeper_tick;
+	svc->stop = keeper_stop;
+	svc->data = sp;
 }
 
 struct sl_spool *sl_spool_new(unsigned int capacity, unsigned int max_idle,
@@ -125,8 +172,7 @@ struct sl_spool *sl_spool_new(unsigned int capacity, unsigned int max_idle,
 		capacity = 1;
 	sp->slots = calloc(capacity, sizeof(*sp->slots));
 	sp->epfd = epoll_create1(EPOLL_CLOEXEC);
-	sp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!sp->slots || sp->epfd < 0 || sp->stop_fd < 0)
+	if (!sp->slots || sp->epfd < 0)
 		goto fail;
 	sp->cap = capacity;
 	/* slots are handed out in order and recycled through free_head, so untouched
@@ -138,17 +184,10 @@ struct sl_spool *sl_spool_new(unsigned int capacity, unsigned int max_idle,
 	sp->lru_head = sp->lru_tail = NONE;
 	pthread_mutex_init(&sp->mu, NULL);
 	sl_spool_set_limits(sp, max_idle, idle_timeout_ms);
-	struct epoll_event e = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
-	epoll_ctl(sp->epfd, EPOLL_CTL_ADD, sp->stop_fd, &e);
-	if (pthread_create(&sp->keeper, NULL, keeper_main, sp))
-		goto fail;
-	pthread_setname_np(sp->keeper, "sluice-keeper");
 	return sp;
 fail:
 	if (sp->epfd >= 0)
 		close(sp->epfd);
-	if (sp->stop_fd >= 0)
-		close(sp->stop_fd);
 	free(sp->slots);
 	free(sp);
 	return NULL;
@@ -170,14 +209,9 @@ void sl_spool_free(struct sl_spool *sp)
 {
 	if (!sp)
 		return;
-	uint64_t one = 1;
-	ssize_t r = write(sp->stop_fd, &one, sizeof(one));
-	(void)r;
-	pthread_join(sp->keeper, NULL);
 	while (sp->lru_head != NONE)
 		close_slot(sp, sp->lru_head);
 	close(sp->epfd);
-	close(sp->stop_fd);
 	pthread_mutex_destroy(&sp->mu);
 	free(sp->slots);
 	free(sp);

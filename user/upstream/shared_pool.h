@@ -1,8 +1,8 @@
 /* The shared overflow pool: idle upstream connections that a worker's local pool had
- * no room for, or that a draining worker left behind. One mutex; one keeper thread
- * watches the parked sockets (EOF, stray bytes, idle timeout) with its own epoll set,
- * so a worker taking a connection only removes it from that set and watches it on its
- * own loop from then on. */
+ * no room for, or that a draining worker left behind. One mutex; the keeper (the
+ * "pool-keeper" background service, a thread of its own) watches the parked sockets
+ * (EOF, stray bytes, idle timeout) through the pool's own epoll set, so a worker taking a
+ * connection only removes it from that set and watches it on its own loop from then on. */
 #ifndef SL_SHARED_POOL_H
 #define SL_SHARED_POOL_H
 
@@ -12,6 +12,9 @@
 #include "sluice/sluice.h"
 
 struct sl_peer_count;
+struct sl_service;
+
+#define SL_SPOOL_SWEEP_MS 500 /* idle timeouts are checked at least this often */
 
 struct sl_spool;
 
@@ -23,8 +26,11 @@ struct sl_spool_stats {
 /* capacity: most connections ever held (later limits are clamped to it). */
 struct sl_spool *sl_spool_new(unsigned int capacity, unsigned int max_idle,
 			      unsigned int idle_timeout_ms);
-/* Stop the keeper and close everything. */
+/* Close everything (after the keeper service stopped). */
 void sl_spool_free(struct sl_spool *sp);
+/* The keeper as a background service definition (sl_service_add() it, or run it on a
+ * loop of one's own: start(base), tick() every interval_ms, stop()). */
+void sl_spool_keeper(struct sl_spool *sp, struct sl_service *svc);
 void sl_spool_set_limits(struct sl_spool *sp, unsigned int max_idle, unsigned int idle_timeout_ms);
 /* Park fd (ownership passes to the pool in every case). When full, the oldest parked
  * connection makes room. 0 parked, -ENOSPC closed at once (max_idle 0). */
