@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Worker steering for sluiced's SO_REUSEPORT groups (sk_reuseport/migrate).
  *
- * New connection: the worker pinned to the CPU handling the SYN, if healthy; else the
- * less loaded of two random healthy workers; else no choice, so the kernel's hash
- * places it. Healthy = ready, heartbeat younger than stall_ns, under its cap.
- * Migration (a listener closing with queued requests): same choice, never the
- * closing worker. A connection is never dropped here. */
+ * New connection: the worker pinned to the CPU handling the SYN while it is healthy and
+ * its load is not clearly above the least loaded healthy worker's (bpf.load_margin, with
+ * hysteresis: once passed over it is taken back only within half the margin); else the
+ * less loaded of two random healthy workers; else any healthy one; else no choice, so
+ * the kernel's hash places it. Healthy = ready, heartbeat younger than stall_ns, under
+ * its cap. Migration (a listener closing with queued requests): the same choice, never
+ * the closing worker. A connection is never dropped here. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
@@ -59,6 +61,14 @@ struct {
 	__type(value, struct sl_steer_config);
 } steer_config SEC(".maps");
 
+/* per worker: connections steered to it since its last heartbeat, hysteresis state */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_WORKERS);
+	__type(key, __u32);
+	__type(value, struct sl_steer_recent);
+} steer_recent SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SL_STEER_NR);
@@ -73,10 +83,15 @@ static __always_inline void count(__u32 reason)
 		(*v)++;
 }
 
+/* The helpers below are global functions: the verifier checks each once on its own,
+ * instead of once per path through the caller (inlined, their branches multiplied
+ * past its limits). Each looks its worker up itself, so they take scalars only. */
+
 /* 0 healthy, else the steering reason that describes why not */
-static __always_inline __u32 unhealthy(const struct sl_worker_state *ws, __u64 now, __u64 stall_ns)
+__noinline int worker_unhealthy(__u32 w, __u64 now, __u64 stall_ns)
 {
-	if (ws->state != SL_WORKER_READY)
+	struct sl_worker_state *ws = bpf_map_lookup_elem(&workers, &w);
+	if (!ws || ws->state != SL_WORKER_READY)
 		return SL_STEER_P2C_DRAINING;
 	if (now > ws->heartbeat_ns && now - ws->heartbeat_ns > stall_ns)
 		return SL_STEER_P2C_STALLED;
@@ -85,10 +100,100 @@ static __always_inline __u32 unhealthy(const struct sl_worker_state *ws, __u64 n
 	return 0;
 }
 
-static __always_inline int try_select(struct sk_reuseport_md *md, __u32 lid, __u32 w)
+/* Connections, the load steering compares first: those open plus those in the accept
+ * queue, the queue estimated from its length at the last beat, what was sent since and
+ * what the worker accepted since (a burst of SYNs between two beats must not all go to
+ * one worker, and connections already closed must not count). */
+__noinline int worker_conns(__u32 w)
+{
+	struct sl_worker_state *ws = bpf_map_lookup_elem(&workers, &w);
+	if (!ws)
+		return 0x7fffffff;
+	struct sl_steer_recent *r = bpf_map_lookup_elem(&steer_recent, &w);
+	struct sl_worker_stats *st = bpf_map_lookup_elem(&worker_stats, &w);
+	__u32 q = ws->queued;
+	if (r && r->epoch == ws->heartbeat_ns)
+		q += r->count;
+	/* unsigned, so a counter that wrapped 2^32 still subtracts right */
+	__u32 taken = st ? (__u32)st->accepted - ws->accepted_beat : 0;
+	q = q > taken ? q - taken : 0;
+	return (ws->active + q) & 0x7fffffff;
+}
+
+/* The loop's busy ratio, per mille: a worker busy with few connections (a CPU-heavy
+ * request, a neighbour on its CPU) is as unable to take more. Published every beat
+ * only, so it decides whether the own worker is passed over and breaks ties, but
+ * never alone picks among workers (every SYN of a beat would go to the same one). */
+__noinline int worker_busy(__u32 w)
+{
+	struct sl_worker_state *ws = bpf_map_lookup_elem(&workers, &w);
+	if (!ws)
+		return 0x7fffffff;
+	return ws->busy_pm & 0x7fffffff;
+}
+
+/* Place the connection on worker w of listener lid, and count it against w's load
+ * until w's next heartbeat publishes it. 0, or the helper's error. */
+__noinline int select_worker(struct sk_reuseport_md *md, __u32 lid, __u32 w)
 {
 	__u32 key = lid * SL_MAX_WORKERS + w;
-	return bpf_sk_select_reuseport(md, &listeners, &key, 0);
+	if (key >= SL_LISTENERS_SLOTS)
+		return -1;
+	int err = bpf_sk_select_reuseport(md, &listeners, &key, 0);
+	if (err)
+		return err;
+	struct sl_worker_state *ws = bpf_map_lookup_elem(&workers, &w);
+	struct sl_steer_recent *r = bpf_map_lookup_elem(&steer_recent, &w);
+	if (!ws || !r)
+		return 0;
+	__u64 hb = ws->heartbeat_ns;
+	if (r->epoch != hb) {
+		/* racy with another CPU doing the same: a count lost at a beat is noise */
+		r->epoch = hb;
+		r->count = 1;
+	} else {
+		__sync_fetch_and_add(&r->count, 1);
+	}
+	return 0;
+}
+
+/* Own worker w (healthy) against the least loaded healthy ones (minc connections,
+ * minb busy): 1 keep it, 0 pass it over. Clearly busier = above min + margin% + slack
+ * in connections or in busy ratio (those bpf.load_signal looks at); once passed over
+ * it stays passed over until back within half of that, so that two workers near the
+ * threshold do not swap roles on every connection. */
+__noinline int keep_own(__u32 w, __u32 minc, __u32 minb, __u32 margin, __u32 signal)
+{
+	int use_c = signal != SL_STEER_LOAD_CPU, use_b = signal != SL_STEER_LOAD_CONNECTIONS;
+	__u64 c = use_c ? worker_conns(w) : 0, b = use_b ? worker_busy(w) : 0;
+	__u64 oc = (__u64)minc * margin / 100 + SL_STEER_SLACK_CONNS;
+	__u64 ob = (__u64)minb * margin / 100 + SL_STEER_SLACK_CPU_PM;
+	struct sl_steer_recent *r = bpf_map_lookup_elem(&steer_recent, &w);
+	if (!r)
+		return 0;
+	if (r->away) {
+		if ((use_c && c > minc + oc / 2) || (use_b && b > minb + ob / 2))
+			return 0;
+		r->away = 0;
+		return 1;
+	}
+	if ((use_c && c > minc + oc) || (use_b && b > minb + ob)) {
+		r->away = 1;
+		return 0;
+	}
+	return 1;
+}
+
+/* Power of two choices: 1 when worker y is the better of x and y. Fewer connections
+ * wins, a tie goes to the less busy (or busy alone with load_signal cpu). */
+__noinline int prefer_y(__u32 x, __u32 y, __u32 signal)
+{
+	if (signal != SL_STEER_LOAD_CPU) {
+		int cx = worker_conns(x), cy = worker_conns(y);
+		if (cx != cy || signal == SL_STEER_LOAD_CONNECTIONS)
+			return cy < cx;
+	}
+	return worker_busy(y) < worker_busy(x);
 }
 
 struct scan_ctx {
@@ -99,14 +204,34 @@ struct scan_ctx {
 
 static long scan_one(__u32 i, struct scan_ctx *c)
 {
+	if (!c->n)
+		return 1;
 	__u32 w = (c->start + i) % c->n;
-	struct sl_worker_state *ws = bpf_map_lookup_elem(&workers, &w);
-	if (!ws || unhealthy(ws, c->now, c->stall_ns))
+	if (worker_unhealthy(w, c->now, c->stall_ns))
 		return 0;
-	if (try_select(c->md, c->lid, w) == 0) {
+	if (select_worker(c->md, c->lid, w) == 0) {
 		c->found = 1;
 		return 1;
 	}
+	return 0;
+}
+
+struct min_ctx {
+	__u64 now, stall_ns;
+	__u32 minc, minb; /* start at ~0: the own worker is healthy, so they move */
+};
+
+static long min_one(__u32 w, struct min_ctx *c)
+{
+	if (worker_unhealthy(w, c->now, c->stall_ns))
+		return 0;
+	/* no counter here: a value that grows each turn keeps the verifier from seeing
+	 * the callback's states converge */
+	__u32 l = worker_conns(w), b = worker_busy(w);
+	if (l < c->minc)
+		c->minc = l;
+	if (b < c->minb)
+		c->minb = b;
 	return 0;
 }
 
@@ -121,43 +246,53 @@ int steer(struct sk_reuseport_md *md)
 	__u32 *lidp = bpf_map_lookup_elem(&listener_ids, &cookie);
 	if (!lidp || *lidp >= SL_MAX_LISTENERS)
 		goto hash;
-	__u32 lid = *lidp, n = cfg->n_workers;
+	__u32 lid = *lidp, n = cfg->n_workers, signal = cfg->load_signal;
 	__u64 now = bpf_ktime_get_ns();
 	int migrating = md->migrating_sk != NULL;
 
-	/* 1. the worker of this CPU */
+	/* 1. the worker of this CPU, unless clearly busier than the least loaded one */
+	__u32 reason = SL_STEER_P2C_NO_LOCAL;
 	__u32 cpu = bpf_get_smp_processor_id();
-	__u32 reason = SL_STEER_P2C_DRAINING;
-	__u32 *own = bpf_map_lookup_elem(&cpu_worker, &cpu);
+	__u32 *own = cfg->locality ? bpf_map_lookup_elem(&cpu_worker, &cpu) : NULL;
 	if (own && *own < n) {
 		__u32 w = *own;
-		struct sl_worker_state *ws = bpf_map_lookup_elem(&workers, &w);
-		if (ws) {
-			reason = unhealthy(ws, now, cfg->stall_ns);
-			if (!reason && try_select(md, lid, w) == 0) {
+		reason = worker_unhealthy(w, now, cfg->stall_ns);
+		if (!reason) {
+			struct min_ctx m = {.now = now,
+					    .stall_ns = cfg->stall_ns,
+					    .minc = 0xffffffff,
+					    .minb = 0xffffffff};
+			bpf_loop(n, min_one, &m, 0);
+			if (!keep_own(w, m.minc, m.minb, cfg->load_margin, signal)) {
+				reason = SL_STEER_P2C_LOADED;
+			} else if (select_worker(md, lid, w) == 0) {
 				count(migrating ? SL_STEER_MIGRATED : SL_STEER_OWN_CPU);
 				return SK_PASS;
-			}
-			if (!reason)
+			} else {
 				reason = SL_STEER_P2C_DRAINING; /* no socket in its slot */
+			}
 		}
 	}
 
-	/* 2. power of two choices among healthy workers */
-	__u32 a = bpf_get_prandom_u32() % n, b = bpf_get_prandom_u32() % n;
-	struct sl_worker_state *wa = bpf_map_lookup_elem(&workers, &a);
-	struct sl_worker_state *wb = bpf_map_lookup_elem(&workers, &b);
-	int ok_a = wa && !unhealthy(wa, now, cfg->stall_ns);
-	int ok_b = wb && !unhealthy(wb, now, cfg->stall_ns);
-	if (ok_a && ok_b && wb->active < wa->active) {
-		__u32 t = a;
-		a = b;
-		b = t;
-	} else if (!ok_a && ok_b) {
+	/* 2. power of two choices on load among healthy workers (two different ones; not
+	 * the own worker just found clearly busier than the least loaded) */
+	__u32 a = bpf_get_prandom_u32() % n, b = a;
+	if (n > 1)
+		b = (a + 1 + bpf_get_prandom_u32() % (n - 1)) % n;
+	if (reason == SL_STEER_P2C_LOADED && own) {
+		__u32 o = *own;
+		if (a == o)
+			a = b;
+		else if (b == o)
+			b = a;
+	}
+	int ok_a = !worker_unhealthy(a, now, cfg->stall_ns);
+	int ok_b = !worker_unhealthy(b, now, cfg->stall_ns);
+	if (ok_b && (!ok_a || prefer_y(a, b, signal))) {
 		a = b;
 		ok_a = 1;
 	}
-	if (ok_a && try_select(md, lid, a) == 0) {
+	if (ok_a && select_worker(md, lid, a) == 0) {
 		count(migrating ? SL_STEER_MIGRATED : reason);
 		return SK_PASS;
 	}

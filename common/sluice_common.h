@@ -35,7 +35,17 @@ struct sl_worker_state {
 	__u32 max_conns;    /* cap; 0 = no cap */
 	__u32 pid;	    /* daemon pid, for sluicectl */
 	__u32 n_workers;    /* workers in this daemon (same in every slot) */
-	__u64 pad[4];
+	/* Load, published at every heartbeat (docs/architecture.md, "Steering on load").
+	 * Connections: `active` (live) plus the accept queue, estimated as `queued` (its
+	 * length at the beat) + what steer sent here since (steer_recent) - what the
+	 * worker accepted since (worker_stats.accepted - accepted_beat, low 32 bits).
+	 * busy_pm: the loop thread's run time plus its run-queue wait over the last
+	 * heartbeat periods, per mille of wall time (smoothed). */
+	__u32 queued;
+	__u32 accepted_beat;
+	__u32 busy_pm;
+	__u32 pad0;
+	__u64 pad[2];
 } __attribute__((aligned(64)));
 
 /* steer config (ARRAY, one entry), written by sluiced at start */
@@ -43,6 +53,31 @@ struct sl_steer_config {
 	__u32 n_workers;
 	__u32 n_listeners;
 	__u64 stall_ns;
+	__u32 locality;	   /* 1: prefer the SYN's CPU's worker while not clearly busier */
+	__u32 load_margin; /* percent over the least loaded healthy worker that is "clearly" */
+	__u32 load_signal; /* SL_STEER_LOAD_* */
+	__u32 pad;
+};
+
+enum sl_steer_load_signal {
+	/* clearly busier on either; power of two choices on connections, ties on busy_pm */
+	SL_STEER_LOAD_BOTH = 0,
+	SL_STEER_LOAD_CONNECTIONS = 1, /* open + queued (estimated, see sl_worker_state) */
+	SL_STEER_LOAD_CPU = 2,	       /* busy_pm */
+};
+
+/* Below these absolute differences two loads count as equal whatever the margin: a
+ * few connections (or a tenth of a CPU) apart is noise, not a busier worker. */
+#define SL_STEER_SLACK_CONNS 2
+#define SL_STEER_SLACK_CPU_PM 100
+
+/* steer_recent (ARRAY, one per worker), written by steer only: connections sent to
+ * the worker since its heartbeat `epoch`, and the hysteresis state of the worker as
+ * an own-CPU choice. */
+struct sl_steer_recent {
+	__u64 epoch; /* the worker's heartbeat_ns these counts are since */
+	__u32 count;
+	__u32 away; /* 1: own-CPU choice suspended until its load is back within half the margin */
 };
 
 enum sl_steer_reason {
@@ -52,6 +87,8 @@ enum sl_steer_reason {
 	SL_STEER_P2C_DRAINING,	 /* own worker draining or not ready */
 	SL_STEER_KERNEL_HASH,	 /* nobody healthy: the kernel's hash decides */
 	SL_STEER_MIGRATED,	 /* request moved off a closing listener */
+	SL_STEER_P2C_LOADED,	 /* own worker clearly busier than the least loaded one */
+	SL_STEER_P2C_NO_LOCAL,	 /* locality off, or no worker pinned to the SYN's CPU */
 	SL_STEER_NR,
 };
 

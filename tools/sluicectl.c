@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "bpf/pin.h"
+#include "bpf/steer.h"
 #include "bpf/xdp.h"
 #include "config/config.h"
 #include "sluice_common.h"
@@ -180,11 +181,6 @@ static int pid_holds_prog(int pid, __u32 id)
 
 /* ---------------------------------------------------------------- steering maps */
 
-static const char *const steer_names[SL_STEER_NR] = {
-    [SL_STEER_OWN_CPU] = "own_cpu",	    [SL_STEER_P2C_OVERLOADED] = "p2c_overloaded",
-    [SL_STEER_P2C_STALLED] = "p2c_stalled", [SL_STEER_P2C_DRAINING] = "p2c_draining",
-    [SL_STEER_KERNEL_HASH] = "kernel_hash", [SL_STEER_MIGRATED] = "migrated",
-};
 
 #define DEFAULT_STALL_NS (200ull * 1000000ull)
 
@@ -801,7 +797,7 @@ static void print_stats_human(const struct sample *cur, const struct sample *pre
 	if (n->have_steer_stats) {
 		printf("steering:");
 		for (int i = 0; i < SL_STEER_NR; i++)
-			printf(" %s %llu", steer_names[i], (unsigned long long)n->steer[i]);
+			printf(" %s %llu", sl_steer_reason_name(i), (unsigned long long)n->steer[i]);
 		printf("\n");
 	} else {
 		printf("steering: no pinned steer_stats under %s\n", pin_dir);
@@ -852,6 +848,8 @@ static json_t *stats_json(const struct sample *cur, const struct sample *prev, d
 		JSET(w, "state", json_string(worker_state(n, i, now)));
 		JSET(w, "connections", JU(n->ws[i].active));
 		JSET(w, "max_conns", JU(n->ws[i].max_conns));
+		JSET(w, "conn_load", JU(n->ws[i].active + n->ws[i].queued));
+		JSET(w, "busy_pm", JU(n->ws[i].busy_pm));
 		JSET(w, "accepted", JU(s->accepted));
 		JSET(w, "requests", JU(s->requests));
 		JSET(w, "requests_per_s",
@@ -878,7 +876,7 @@ static json_t *stats_json(const struct sample *cur, const struct sample *prev, d
 
 	json_t *st = json_object();
 	for (int i = 0; n->have_steer_stats && i < SL_STEER_NR; i++)
-		JSET(st, steer_names[i], JU(n->steer[i]));
+		JSET(st, sl_steer_reason_name(i), JU(n->steer[i]));
 	JSET(root, "steer", st);
 
 	json_t *x = json_object();

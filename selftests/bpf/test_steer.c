@@ -1,7 +1,8 @@
 /* Steering program tests with real sockets, in a private network namespace (as the
  * kernel's select_reuseport.c and migrate_reuseport.c do): a reuseport group of two
  * listeners, one per "worker", the program attached, connections made from threads
- * pinned to each CPU. */
+ * pinned to each CPU. Loads are written into the workers map as a worker publishes
+ * them; a fresh heartbeat per write starts a new count of connections sent since. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,10 +58,55 @@ static void set_worker(uint32_t w, uint32_t state, uint64_t hb, uint32_t active,
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.workers), &w, &ws, BPF_ANY), 0);
 }
 
+/* Ready, beating now, with a published load (a new heartbeat: nothing sent since). */
+static void set_load(uint32_t w, uint32_t conn_load, uint32_t busy_pm)
+{
+	struct sl_worker_state ws = {.cpu = w,
+				     .state = SL_WORKER_READY,
+				     .heartbeat_ns = now_ns(),
+				     .active = conn_load,
+				     .busy_pm = busy_pm,
+				     .n_workers = NW};
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.workers), &w, &ws, BPF_ANY), 0);
+}
+
+static void set_cfg(uint32_t locality, uint32_t margin, uint32_t signal)
+{
+	struct sl_steer_config cfg = {.n_workers = NW,
+				      .n_listeners = 1,
+				      .stall_ns = 200000000ull,
+				      .locality = locality,
+				      .load_margin = margin,
+				      .load_signal = signal};
+	uint32_t zero = 0;
+	assert_int_equal(
+	    bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY), 0);
+}
+
+/* the defaults sluiced runs with: locality prefer, margin 25 %, both signals */
+static void default_cfg(void)
+{
+	set_cfg(1, 25, SL_STEER_LOAD_BOTH);
+}
+
+static uint32_t away(uint32_t w)
+{
+	struct sl_steer_recent r;
+	assert_int_equal(bpf_map_lookup_elem(bpf_map__fd(skel->maps.steer_recent), &w, &r), 0);
+	return r.away;
+}
+
 static void all_ready(void)
 {
-	for (uint32_t w = 0; w < NW; w++)
+	struct sl_steer_recent zero = {0};
+	default_cfg();
+	for (uint32_t w = 0; w < NW; w++) {
 		set_worker(w, SL_WORKER_READY, now_ns(), 0, 0);
+		/* no hysteresis state left over from an earlier test */
+		assert_int_equal(
+		    bpf_map_update_elem(bpf_map__fd(skel->maps.steer_recent), &w, &zero, BPF_ANY),
+		    0);
+	}
 }
 
 static uint64_t stat_sum(uint32_t reason)
@@ -195,9 +241,7 @@ static int setup(void **state)
 			return -1;
 		bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_worker), &cpu, &w, BPF_ANY);
 	}
-	struct sl_steer_config cfg = {.n_workers = NW, .n_listeners = 1, .stall_ns = 200000000ull};
-	uint32_t zero = 0;
-	bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY);
+	default_cfg();
 	int prog = bpf_program__fd(skel->progs.steer);
 	if (setsockopt(lfd[0], SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)))
 		return -1;
@@ -226,6 +270,246 @@ static void test_own_cpu(void **state)
 		}
 	int n = 10 * (NW < ncpu ? NW : ncpu);
 	assert_int_equal(stat_sum(SL_STEER_OWN_CPU) - before, n);
+}
+
+static int two_cpus(void)
+{
+	if (ncpu >= NW)
+		return 1;
+	fprintf(stderr, "skipped: needs %d CPUs, have %d\n", NW, ncpu);
+	return 0;
+}
+
+static void test_own_cpu_equal_loads(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	uint64_t before = stat_sum(SL_STEER_OWN_CPU);
+	for (int round = 0; round < 10; round++)
+		for (int cpu = 0; cpu < NW; cpu++) {
+			set_load(0, 40, 0);
+			set_load(1, 40, 0);
+			int w = connect_and_find(cpu, NULL);
+			if (w != cpu)
+				fail_msg("loads equal (40/40): connection from cpu %d landed on "
+					 "worker %d, not its own",
+					 cpu, w);
+		}
+	assert_int_equal(stat_sum(SL_STEER_OWN_CPU) - before, 10 * NW);
+}
+
+static void test_much_higher_load_loses(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	uint64_t before = stat_sum(SL_STEER_P2C_LOADED);
+	for (int i = 0; i < 10; i++) {
+		set_load(0, 100, 0);
+		set_load(1, 10, 0);
+		int w = connect_and_find(0, NULL);
+		if (w != 1)
+			fail_msg("worker 0 with load 100 against 10 kept a connection from its "
+				 "own CPU (round %d)",
+				 i);
+	}
+	assert_int_equal(stat_sum(SL_STEER_P2C_LOADED) - before, 10);
+	assert_int_equal(away(0), 1);
+}
+
+/* margin 25 %, slack 2, least loaded 40: passed over above 52, taken back at 46 or less */
+static void test_hysteresis(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	/* inside the margin, never passed over: stays on its own worker */
+	for (int i = 0; i < 5; i++) {
+		set_load(0, 50, 0);
+		set_load(1, 40, 0);
+		if (connect_and_find(0, NULL) != 0)
+			fail_msg("load 50 against 40 (inside the margin) left its own worker");
+	}
+	set_load(0, 53, 0);
+	set_load(1, 40, 0);
+	if (connect_and_find(0, NULL) != 1)
+		fail_msg("load 53 against 40 (past min + 25 %% + 2 = 52) kept its own worker");
+	/* back inside the margin, but not within half of it: still passed over */
+	for (int i = 0; i < 5; i++) {
+		set_load(0, 50, 0);
+		set_load(1, 40, 0);
+		if (connect_and_find(0, NULL) != 1)
+			fail_msg("load 50 against 40 after being passed over: taken back too soon "
+				 "(round %d)",
+				 i);
+	}
+	assert_int_equal(away(0), 1);
+	set_load(0, 47, 0);
+	set_load(1, 40, 0);
+	if (connect_and_find(0, NULL) != 1)
+		fail_msg("load 47 against 40 (above 40 + 6): taken back too soon");
+	set_load(0, 46, 0);
+	set_load(1, 40, 0);
+	if (connect_and_find(0, NULL) != 0)
+		fail_msg("load 46 against 40 (within half the margin) not taken back");
+	assert_int_equal(away(0), 0);
+}
+
+/* A burst between two heartbeats: what steer sent counts as load, so the own worker
+ * does not take every connection while its published load is still the old one. */
+static void test_burst_spreads(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	set_load(0, 0, 0);
+	set_load(1, 0, 0);
+	int got[NW] = {0};
+	for (int i = 0; i < 40; i++)
+		got[connect_and_find(0, NULL)]++;
+	if (got[1] < 10 || got[0] < 10)
+		fail_msg("40 connections from cpu 0 in one heartbeat: %d on worker 0, %d on "
+			 "worker 1 (each should get at least 10)",
+			 got[0], got[1]);
+}
+
+static void bump_accepted(uint32_t w)
+{
+	struct sl_worker_stats st;
+	int fd = bpf_map__fd(skel->maps.worker_stats);
+	assert_int_equal(bpf_map_lookup_elem(fd, &w, &st), 0);
+	st.accepted++;
+	assert_int_equal(bpf_map_update_elem(fd, &w, &st, BPF_ANY), 0);
+}
+
+/* Short connections in one heartbeat, each accepted (worker_stats.accepted) and closed
+ * at once: nothing stays queued or open, so the own worker keeps them all. */
+static void test_accepted_leave_the_queue(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	set_load(0, 0, 0);
+	set_load(1, 0, 0);
+	struct sl_worker_state ws;
+	uint32_t w0 = 0;
+	assert_int_equal(bpf_map_lookup_elem(bpf_map__fd(skel->maps.workers), &w0, &ws), 0);
+	struct sl_worker_stats st;
+	assert_int_equal(bpf_map_lookup_elem(bpf_map__fd(skel->maps.worker_stats), &w0, &st), 0);
+	ws.accepted_beat = (uint32_t)st.accepted; /* as the worker publishes it at a beat */
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.workers), &w0, &ws, BPF_ANY),
+			 0);
+	for (int i = 0; i < 30; i++) {
+		int w = connect_and_find(0, NULL);
+		if (w != 0)
+			fail_msg("connection %d went to worker %d although every earlier one was "
+				 "accepted and closed",
+				 i, w);
+		bump_accepted((uint32_t)w);
+	}
+}
+
+static void test_locality_off(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	set_cfg(0, 25, SL_STEER_LOAD_CONNECTIONS);
+	uint64_t before = stat_sum(SL_STEER_P2C_NO_LOCAL);
+	for (int i = 0; i < 10; i++) {
+		set_load(0, 5, 0);
+		set_load(1, 0, 0);
+		if (connect_and_find(0, NULL) != 1)
+			fail_msg("locality off: the less loaded worker 1 lost to cpu 0's worker");
+	}
+	assert_int_equal(stat_sum(SL_STEER_P2C_NO_LOCAL) - before, 10);
+	default_cfg();
+}
+
+static void test_cpu_signal(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	set_cfg(1, 25, SL_STEER_LOAD_CPU);
+	for (int i = 0; i < 5; i++) {
+		/* many connections, idle CPU: the cpu signal ignores connection counts */
+		set_load(0, 500, 100);
+		set_load(1, 0, 120);
+		if (connect_and_find(0, NULL) != 0)
+			fail_msg("cpu signal: busy 100 vs 120 per mille left its own worker");
+	}
+	for (int i = 0; i < 5; i++) {
+		set_load(0, 0, 900);
+		set_load(1, 500, 300);
+		if (connect_and_find(0, NULL) != 1)
+			fail_msg("cpu signal: busy 900 vs 300 per mille kept its own worker");
+	}
+	default_cfg();
+}
+
+/* Both signals (the default): equal connections, but the own worker's loop is busy
+ * (a CPU-heavy request, a neighbour on its CPU): passed over; a tie in connections
+ * between two others goes to the less busy. */
+static void test_busy_own_loses(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	uint64_t before = stat_sum(SL_STEER_P2C_LOADED);
+	for (int i = 0; i < 10; i++) {
+		set_load(0, 1, 950);
+		set_load(1, 1, 100);
+		if (connect_and_find(0, NULL) != 1)
+			fail_msg("own worker busy 950 per mille against 100 kept the connection "
+				 "(round %d)",
+				 i);
+	}
+	assert_int_equal(stat_sum(SL_STEER_P2C_LOADED) - before, 10);
+	/* busy inside the margin (100 + 25 % + 100 = 225): kept */
+	all_ready();
+	for (int i = 0; i < 5; i++) {
+		set_load(0, 1, 220);
+		set_load(1, 1, 100);
+		if (connect_and_find(0, NULL) != 0)
+			fail_msg("own worker busy 220 against 100 (inside the margin) lost");
+	}
+	/* locality off: the tie on connections goes to the less busy, every time */
+	set_cfg(0, 25, SL_STEER_LOAD_BOTH);
+	for (int i = 0; i < 10; i++) {
+		set_load(0, 3, 100);
+		set_load(1, 3, 600);
+		if (connect_and_find(1, NULL) != 0)
+			fail_msg("equal connections: the busier worker 1 won the tie (round %d)", i);
+	}
+	default_cfg();
+}
+
+/* The least loaded worker does not count when it is not healthy: its load is not the
+ * bar the own worker is held to, and it gets nothing. */
+static void test_unhealthy_low_load_excluded(void **state)
+{
+	if (!two_cpus())
+		return;
+	const char *what[] = {"draining", "stalled", "at its cap"};
+	for (int k = 0; k < 3; k++) {
+		all_ready();
+		for (int i = 0; i < 5; i++) {
+			set_load(0, 200, 0);
+			if (k == 0)
+				set_worker(1, SL_WORKER_DRAINING, now_ns(), 0, 0);
+			else if (k == 1)
+				set_worker(1, SL_WORKER_READY, now_ns() - 1000000000ull, 0, 0);
+			else
+				set_worker(1, SL_WORKER_READY, now_ns(), 10, 10);
+			for (int cpu = 0; cpu < NW; cpu++)
+				if (connect_and_find(cpu, NULL) != 0)
+					fail_msg("worker 1 %s (load 0) got a connection from cpu %d "
+						 "over worker 0 (load 200)",
+						 what[k], cpu);
+		}
+	}
 }
 
 static void test_draining_gets_nothing(void **state)
@@ -285,6 +569,10 @@ static void test_migrate_on_close(void **state)
 	struct conn_arg a[4];
 	pthread_t t;
 	for (int i = 0; i < 4; i++) {
+		/* a beat before each: what was sent since the last one would make the
+		 * fourth look like a burst, and it would go to worker 1 directly */
+		set_load(0, 0, 0);
+		set_load(1, 0, 0);
 		a[i].cpu = 0;
 		a[i].fd = -1;
 		pthread_create(&t, NULL, connect_on_cpu, &a[i]);
@@ -317,6 +605,15 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_own_cpu),
+	    cmocka_unit_test(test_own_cpu_equal_loads),
+	    cmocka_unit_test(test_much_higher_load_loses),
+	    cmocka_unit_test(test_hysteresis),
+	    cmocka_unit_test(test_burst_spreads),
+	    cmocka_unit_test(test_accepted_leave_the_queue),
+	    cmocka_unit_test(test_locality_off),
+	    cmocka_unit_test(test_cpu_signal),
+	    cmocka_unit_test(test_busy_own_loses),
+	    cmocka_unit_test(test_unhealthy_low_load_excluded),
 	    cmocka_unit_test(test_draining_gets_nothing),
 	    cmocka_unit_test(test_stalled_skipped_then_back),
 	    cmocka_unit_test(test_overloaded_skipped),

@@ -125,6 +125,22 @@ int sl_tls_rotate_tickets(const struct sl_conf *c, char *err, size_t errlen)
 	return 0;
 }
 
+int sl_ctl_burn_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
+{
+	if (i >= 2)
+		return -ENOENT;
+	d->stall_ms[i] = ms;
+	return 0;
+}
+
+/* steering counters as if the program were loaded: the /metrics lines get formatted */
+int sl_ctl_steer_stats(struct sl_daemon *d, uint64_t *out)
+{
+	for (unsigned int i = 0; i < SL_STEER_NR; i++)
+		out[i] = i;
+	return 0;
+}
+
 void **sl_ctl_admin_slot(struct sl_daemon *d)
 {
 	return &d->admin;

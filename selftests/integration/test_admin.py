@@ -379,6 +379,27 @@ def test_debug_off_is_404(adm):
     assert r.status == 404, r
 
 
+def test_debug_burn_args_and_worker_keeps_serving(adm):
+    sl, _, path = adm(workers=1, debug=True)
+    for bad in ("", "?worker=0", "?worker=1&ms=100", "?worker=0&ms=0", "?worker=0&ms=60001",
+                "?worker=x&ms=10", "?worker=0&ms=-5", "?worker=0&ms=99999999999999999999"):
+        r = admin(path, "POST", "/debug/burn" + bad)
+        assert r.status == 400, (bad, r)
+    assert admin(path, "GET", "/debug/burn?worker=0&ms=100").status == 405
+    r = admin(path, "POST", "/debug/burn?worker=0&ms=1500")
+    assert r.status == 200 and r.json() == {"worker": 0, "burn_ms": 1500}
+    # busy, not stalled: it serves between its slices, and publishes a high busy ratio
+    t0 = time.monotonic()
+    assert request_through(sl, n=5) == [200] * 5
+    assert time.monotonic() - t0 < 1.0, "a burning worker served like a stalled one"
+    assert wait_for(lambda: get_json(path, "/workers")[0]["busy_pm"] >= 700, 1.2), \
+        get_json(path, "/workers")
+    assert admin(path, "GET", "/readyz").status == 200
+    # and it ends: the ratio decays once the burn is over
+    assert wait_for(lambda: get_json(path, "/workers")[0]["busy_pm"] < 300, 5 * SCALE), \
+        get_json(path, "/workers")
+
+
 def test_debug_stall_blocks_worker(adm):
     sl, _, path = adm(workers=1, debug=True)
     for bad in ("", "?worker=0", "?worker=1&ms=100", "?worker=0&ms=0", "?worker=0&ms=10001",

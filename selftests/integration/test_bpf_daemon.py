@@ -2,6 +2,7 @@
 served, steering reasons are counted, the request path makes no bpf() syscall, and the
 auto / required / off modes behave as documented. Runs as root (CI is root)."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -70,7 +71,11 @@ def traced_by(pid, tracer):
 
 def test_worker_stats_match_what_workers_served(sluice, backend):
     b = backend("a")
-    sl = sluice.proxy(b, workers=2)
+    # this test counts on strict locality (each CPU's connections on its own worker):
+    # pin that policy: connections only (this test's load makes one CPU's worker
+    # busier than the other now and then) and a margin no difference here comes near
+    sl = sluice.proxy(b, workers=2, bpf={"locality": "prefer", "load_margin": 1000,
+                                         "load_signal": "connections"})
     assert sl.wait_log(lambda ln: 'msg="steering on"' in ln), sl.stderr()
     per_cpu = 50
     results = run_load(sl.port, per_cpu)
@@ -93,7 +98,7 @@ def test_worker_stats_match_what_workers_served(sluice, backend):
     steer = steer_stats(sl.pin_path)
     # every connection went to the worker of its CPU (SL_STEER_OWN_CPU), none elsewhere
     assert total <= steer[0] <= total + 3, steer
-    assert all(steer[k] == 0 for k in (1, 2, 3, 4, 5)), steer
+    assert all(steer[k] == 0 for k in (1, 2, 3, 4, 5, 6, 7)), steer
     # the workers map shows both ready, with a fresh heartbeat
     ws = {e["key"]: e["value"] for e in dump(sl.pin_path, "workers")}
     assert ws[0]["state"] == 2 and ws[1]["state"] == 2, ws
@@ -191,3 +196,97 @@ def test_stalled_worker_is_skipped_and_its_queue_rescued(sluice, backend, tmp_pa
     assert steer[2] >= 1, steer  # SL_STEER_P2C_STALLED
     assert sl.wait_log(lambda ln: "worker stalled, serving its queued connections" in ln)
     assert sl.client().request("GET", "/").status == 200
+
+
+def test_busy_worker_gets_fewer_new_connections(sluice, backend, tmp_path):
+    """Worker 0 burns its CPU (admin debug burn: busy, still serving). Its published busy
+    ratio makes steering pass it over, also for SYNs on its own CPU: new connections
+    from both CPUs go to worker 1 (worker_stats.accepted), under the default policy.
+    Once the burn is over worker 0 gets connections again."""
+    if NCPU < 2:
+        pytest.skip("needs 2 CPUs: one worker per CPU")
+    import time
+    from test_admin import admin, get_json
+    sock = str(tmp_path / "a.sock")
+    sl = sluice.proxy(backend("a"), workers=2, admin={"socket": sock, "debug": True})
+    assert sl.wait_log(lambda ln: 'msg="steering on"' in ln), sl.stderr()
+
+    def accepted():
+        return {w["id"]: w["accepted"] for w in get_json(sock, "/workers")}
+
+    def spread(n):
+        """n connections, alternately from a thread on CPU 0 and one on CPU 1."""
+        res = {}
+        for i in range(n // 2):
+            run = [threading.Thread(target=load_from_cpu, args=(sl.port, cpu, 1, res))
+                   for cpu in (0, 1)]
+            for t in run:
+                t.start()
+                t.join(30 * SCALE)
+            assert res == {0: 1, 1: 1}, res
+
+    a0 = accepted()
+    spread(40)
+    a1 = accepted()
+    before = {w: a1[w] - a0[w] for w in (0, 1)}
+    assert before[0] + before[1] >= 40 and before[0] >= 4 and before[1] >= 4, before
+
+    steer0 = steer_stats(sl.pin_path)
+    r = admin(sock, "POST", "/debug/burn?worker=0&ms=%d" % (4000 * SCALE))
+    assert r.status == 200, r
+    # its busy ratio climbs over a few heartbeats (smoothed)
+    assert wait_for(lambda: get_json(sock, "/workers")[0]["busy_pm"] >= 700, 2 * SCALE), \
+        get_json(sock, "/workers")
+    a2 = accepted()
+    spread(40)
+    a3 = accepted()
+    during = {w: a3[w] - a2[w] for w in (0, 1)}
+    assert during[0] + during[1] >= 40, during
+    # a couple may slip through while a beat lands; the rest move to worker 1
+    assert during[0] <= 2, (during, before)
+    steer1 = steer_stats(sl.pin_path)
+    assert steer1[6] - steer0[6] >= 15, (steer0, steer1)  # SL_STEER_P2C_LOADED
+    m = admin(sock, "GET", "/metrics").body.decode()
+    assert re.search(r'^sluice_steer_total\{reason="p2c_loaded"\} [1-9]', m, re.M), m[-1500:]
+    assert re.search(r'^sluice_worker_busy_ratio\{worker="0"\} 0\.[7-9]|^sluice_worker_busy_'
+                     r'ratio\{worker="0"\} 1\.000', m, re.M), m[-1500:]
+
+    # the burn ends: worker 0 is taken back
+    assert wait_for(lambda: get_json(sock, "/workers")[0]["busy_pm"] < 100, 10 * SCALE), \
+        get_json(sock, "/workers")
+    a4 = accepted()
+    spread(40)
+    a5 = accepted()
+    after = {w: a5[w] - a4[w] for w in (0, 1)}
+    assert after[0] >= 4, (after, during, before)
+
+
+def test_reload_changes_steering_policy(sluice, backend):
+    """A reload writes a new locality / load_margin / load_signal into the running
+    program's steer_config; a bad value is refused with its place and changes nothing."""
+    b = backend("a")
+    sl = sluice.new()
+    sl.start(sluice.proxy_config(b, sl=sl, workers=2))
+    assert sl.wait_log(lambda ln: 'msg="steering on"' in ln and "locality=prefer" in ln
+                       and "load_margin=25" in ln and "load_signal=both" in ln), sl.stderr()
+
+    def cfg():
+        return dump(sl.pin_path, "steer_config")[0]["value"]
+    assert (cfg()["locality"], cfg()["load_margin"], cfg()["load_signal"]) == (1, 25, 0)
+    sl.reload(sluice.proxy_config(b, sl=sl, workers=2,
+                                  bpf={"locality": "off", "load_margin": 60,
+                                       "load_signal": "connections"}))
+    assert sl.wait_log(lambda ln: 'msg="steering policy changed"' in ln
+                       and "locality=off" in ln and "load_margin=60" in ln), sl.stderr()
+    assert (cfg()["locality"], cfg()["load_margin"], cfg()["load_signal"]) == (0, 60, 1)
+    assert cfg()["n_workers"] == 2  # the rest of the config untouched
+    # with locality off every new connection is a power-of-two choice
+    steer0 = steer_stats(sl.pin_path)
+    results = run_load(sl.port, 10)
+    assert sum(results.values()) == 10 * NCPU
+    steer1 = steer_stats(sl.pin_path)
+    assert steer1[7] - steer0[7] >= 10 * NCPU and steer1[0] == steer0[0], (steer0, steer1)
+    # refused: the program keeps what it had
+    sl.reload(sluice.proxy_config(b, sl=sl, workers=2, bpf={"load_margin": 0}))
+    assert sl.wait_log(lambda ln: "reload rejected" in ln and "load_margin" in ln), sl.stderr()
+    assert (cfg()["locality"], cfg()["load_margin"], cfg()["load_signal"]) == (0, 60, 1)

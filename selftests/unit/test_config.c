@@ -1286,9 +1286,42 @@ static void test_bpf_admin_pool(void **state)
 	assert_null(c->bpf.pin_path);
 	assert_int_equal(c->bpf.stall_ms, 200);
 	assert_int_equal(c->bpf.heartbeat_ms, 10);
+	assert_int_equal(c->bpf.locality, 1);
+	assert_int_equal(c->bpf.load_margin, 25);
+	assert_int_equal(c->bpf.load_signal, SL_LOAD_BOTH);
+	assert_int_equal(c->bpf.workers_pin, 1);
 	assert_null(c->admin.socket);
 	assert_false(c->admin.debug);
 	sl_conf_put(c);
+
+	c = parse_ok("bpf: { locality: off, load_margin: 50, load_signal: cpu,\n"
+		     "       workers_pin: false }\nlisteners: [ { address: \":1\" } ]\n");
+	assert_int_equal(c->bpf.locality, 0);
+	assert_int_equal(c->bpf.load_margin, 50);
+	assert_int_equal(c->bpf.load_signal, SL_LOAD_CPU);
+	assert_int_equal(c->bpf.workers_pin, 0);
+	sl_conf_put(c);
+	c = parse_ok("bpf: { locality: prefer, load_signal: connections }\n"
+		     "listeners: [ { address: \":1\" } ]\n");
+	assert_int_equal(c->bpf.locality, 1);
+	assert_int_equal(c->bpf.load_signal, SL_LOAD_CONNECTIONS);
+	sl_conf_put(c);
+	c = parse_ok("bpf: { locality: \"off\", load_signal: both }\n"
+		     "listeners: [ { address: \":1\" } ]\n");
+	assert_int_equal(c->bpf.locality, 0);
+	assert_int_equal(c->bpf.load_signal, SL_LOAD_BOTH);
+	sl_conf_put(c);
+	expect_err("bpf: { locality: always }\n", "t.yaml:1:18: bpf.locality must be prefer or off");
+	expect_err("bpf: { locality: [ prefer ] }\n", "t.yaml:1:18: bpf.locality must be a string");
+	expect_err("bpf: { load_margin: 0 }\n",
+		   "t.yaml:1:21: bpf.load_margin out of range (1..1000)");
+	expect_err("bpf: { load_margin: 1001 }\n",
+		   "t.yaml:1:21: bpf.load_margin out of range (1..1000)");
+	expect_err("bpf: { load_margin: 25% }\n", "t.yaml:1:21: bpf.load_margin must be an integer");
+	expect_err("bpf: { load_signal: rps }\n",
+		   "t.yaml:1:21: bpf.load_signal must be both, connections or cpu");
+	expect_err("bpf: { workers_pin: maybe }\n",
+		   "t.yaml:1:21: bpf.workers_pin must be true or false");
 
 	c = parse_ok(
 	    "bpf: { steering: required, pin_path: /sys/fs/bpf/x, stall_ms: 300,\n"

@@ -64,6 +64,7 @@ static void test_publish_take(void **state)
 	/* destroy releases what was published and never taken */
 	sl_worker_publish(w, a);
 	w->ctl_fd = -1;
+	w->schedstat_fd = -1;
 	sl_worker_destroy(w);
 	assert_int_equal(refs(a), 1);
 	sl_conf_put(a);

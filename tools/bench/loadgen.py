@@ -182,7 +182,7 @@ def sluice_workers(admin_socket):
 
 
 STEER_REASONS = ("own_cpu", "p2c_overloaded", "p2c_stalled", "p2c_draining",
-                 "kernel_hash", "migrated")
+                 "kernel_hash", "migrated", "p2c_loaded", "p2c_no_local")
 
 
 def steer_stats(pin_path, bpftool="bpftool"):

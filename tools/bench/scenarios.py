@@ -936,6 +936,59 @@ def stall_notes(result):
     return out
 
 
+# ---- one unpinned client
+
+_ONE_CLIENT = ("One wrk process (`-t1`, BENCH_CONNS connections), not pinned: the "
+               "scheduler moves it between the two CPUs, and on loopback the SYNs are "
+               "handled on whichever CPU it runs on (the common local case: a sidecar, a "
+               "node-local client, a health checker). nginx and HAProxy as in the other "
+               "2-worker scenarios, nginx also with `reuseport` (the kernel's hash).")
+_ONE_CLIENT_ROWS = (
+    Variant("sluice", "sluice", "sluice", {"sluice_admin": True}),
+    Variant("nginx", "nginx", "nginx", {}),
+    Variant("nginx-reuseport", "nginx", "nginx reuseport", {"nginx_reuseport": True}),
+    Variant("haproxy", "haproxy", "HAProxy", {}),
+)
+_ONE_CLIENT_RATIOS = DEFAULT_RATIOS + (("sluice", "nginx-reuseport", "sluice/nginx reuseport"),)
+ONE_CLIENT_COLUMNS = WRK_COLUMNS[:4] + (
+    Column("accepted_maxmin", "accepted max/min", "{:.2f}", "lower"),
+    Column("requests_maxmin", "requests max/min", "{:.2f}", "lower"),
+)
+# sluice's steering policies side by side under the same one-client load (not default:
+# it is how the defaults were chosen, docs/architecture.md "Steering on load")
+_STEER_POLICY_ROWS = (
+    Variant("sluice", "sluice", "sluice (defaults)", {"sluice_admin": True}),
+    Variant("sluice-conns", "sluice", "sluice, `load_signal: connections`",
+            {"sluice_admin": True, "sluice_bpf": {"load_signal": "connections"}}),
+    Variant("sluice-cpu", "sluice", "sluice, `load_signal: cpu`",
+            {"sluice_admin": True, "sluice_bpf": {"load_signal": "cpu"}}),
+    Variant("sluice-m10", "sluice", "sluice, `load_margin: 10`",
+            {"sluice_admin": True, "sluice_bpf": {"load_margin": 10}}),
+    Variant("sluice-strict", "sluice", "sluice, strict locality (`load_margin: 1000`, "
+            "`load_signal: connections`)",
+            {"sluice_admin": True, "sluice_bpf": {"load_margin": 1000,
+                                                  "load_signal": "connections"}}),
+    Variant("sluice-noloc", "sluice", "sluice, `locality: off`",
+            {"sluice_admin": True, "sluice_bpf": {"locality": "off"}}),
+    Variant("sluice-unpinned", "sluice", "sluice, `workers_pin: false`",
+            {"sluice_admin": True, "sluice_bpf": {"workers_pin": "false"}}),
+    Variant("sluice-off", "sluice", "sluice, steering off",
+            {"sluice_admin": True, "sluice_steering": "off"}),
+    Variant("nginx", "nginx", "nginx", {}),
+)
+
+
+def one_client_bar(result):
+    rps = [median_of(result, k, "rps") for k in ("sluice", "nginx")]
+    cpu = [median_of(result, k, "cpu_us_per_req") for k in ("sluice", "nginx")]
+    ok_rps = None if None in rps else rps[0] >= 0.95 * rps[1]
+    ok_cpu = None if None in cpu else cpu[0] <= cpu[1]
+    return [("sluice requests/s ≥ 0.95× nginx's: %s" % _fmt(
+                rps[0] / rps[1] if None not in rps and rps[1] else None), ok_rps),
+            ("sluice CPU per request ≤ nginx's: %s" % _fmt(
+                cpu[0] / cpu[1] if None not in cpu and cpu[1] else None), ok_cpu)]
+
+
 _STALL_OPTS = {"stall_ms": 2000, "lead_s": 1.0, "tail_s": 1.0, "rate_per_cpu": 400}
 
 _KEEPALIVE = ("wrk keeps its client connections open and sends requests back to back; "
@@ -954,6 +1007,24 @@ SCENARIOS = [
              headers=("Connection: close",)),
     Scenario("close-2w", "`Connection: close` clients, 2 workers", 2, _CLOSE,
              headers=("Connection: close",), split_clients=True),
+    Scenario("close-2w-1client", "`Connection: close`, 2 workers, one unpinned client", 2,
+             _CLOSE + " " + _ONE_CLIENT, headers=("Connection: close",),
+             variants=_ONE_CLIENT_ROWS, ratios=_ONE_CLIENT_RATIOS,
+             columns=ONE_CLIENT_COLUMNS, bars=(one_client_bar,), notes=steer_notes),
+    Scenario("keepalive-2w-1client", "Keep-alive, 2 workers, one unpinned client", 2,
+             _KEEPALIVE + " " + _ONE_CLIENT, variants=_ONE_CLIENT_ROWS,
+             ratios=_ONE_CLIENT_RATIOS, columns=ONE_CLIENT_COLUMNS, bars=(one_client_bar,),
+             notes=steer_notes),
+    Scenario("steer-policy-close", "Steering policies: `Connection: close`, 2 workers, one "
+             "unpinned client", 2,
+             _CLOSE + " " + _ONE_CLIENT + " Rows: sluice's steering knobs one at a time.",
+             headers=("Connection: close",), variants=_STEER_POLICY_ROWS,
+             columns=ONE_CLIENT_COLUMNS, notes=steer_notes, default=False),
+    Scenario("steer-policy-keepalive", "Steering policies: keep-alive, 2 workers, one "
+             "unpinned client", 2,
+             _KEEPALIVE + " " + _ONE_CLIENT + " Rows: sluice's steering knobs one at a time.",
+             variants=_STEER_POLICY_ROWS, columns=ONE_CLIENT_COLUMNS, notes=steer_notes,
+             default=False),
     Scenario("pool-close-2w", "Upstream pools: `Connection: close` clients, 2 workers, "
              "1 backend port", 2, _POOL, headers=("Connection: close",),
              options=_POOL_OPTS, columns=POOL_COLUMNS, split_clients=True,

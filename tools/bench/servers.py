@@ -16,6 +16,8 @@ Proxy start functions take (lab, tag, workers, backends, opts):
               sluice_steering    sluice `bpf.steering` (auto, required, off); default
                                  sluiced's own (auto)
               sluice_stall_ms    sluice `bpf.stall_ms` (default sluiced's own, 200)
+              sluice_bpf         dict of further `bpf:` keys (e.g. {"locality": "off",
+                                 "workers_pin": "false"})
               sluice_admin       True: admin API on a Unix socket with `debug: true`
                                  (child.meta["admin"] is its path)
               sluice_extra_yaml  text appended to the sluice config (top-level keys)
@@ -269,6 +271,8 @@ def sluice_config(workers, port, backends, opts, pin_path=None, admin_socket=Non
         bpf.append("steering: %s" % opts["sluice_steering"])
     if opts.get("sluice_stall_ms"):
         bpf.append("stall_ms: %d" % opts["sluice_stall_ms"])
+    for k, v in sorted((opts.get("sluice_bpf") or {}).items()):
+        bpf.append("%s: %s" % (k, v))
     if pin_path:
         bpf.append("pin_path: %s" % pin_path)
     top = ""

@@ -21,6 +21,7 @@
 #include "admin/admin.h"
 #include "admin/admin_int.h"
 #include "admin/admin_cache.h"
+#include "bpf/steer.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "config/config.h"
@@ -33,6 +34,7 @@
 #define ADMIN_MAX_HEADERS (16 * 1024)
 #define ADMIN_TIMEOUT_S 10
 #define ADMIN_STALL_MAX_MS 10000
+#define ADMIN_BURN_MAX_MS 60000
 
 struct admin;
 
@@ -256,8 +258,9 @@ static const struct {
 static json_t *worker_json(const struct sl_ctl_worker *w)
 {
 	const struct sl_worker_stats *s = w->st;
-	json_t *o = json_pack("{s:I,s:i,s:s}", "id", (json_int_t)w->id, "cpu", w->cpu, "state",
-			      state_name(w->state));
+	json_t *o = json_pack("{s:I,s:i,s:s,s:I,s:I}", "id", (json_int_t)w->id, "cpu", w->cpu,
+			      "state", state_name(w->state), "conn_load",
+			      (json_int_t)w->conn_load, "busy_pm", (json_int_t)w->busy_pm);
 	for (size_t i = 0; o && i < sizeof(worker_counters) / sizeof(worker_counters[0]); i++)
 		if (json_object_set_new(
 			o, worker_counters[i].name,
@@ -459,6 +462,27 @@ static void get_metrics(struct admin *a, struct evhttp_request *req)
 	for (unsigned int i = 0; !sl_ctl_worker(a->d, i, &w); i++)
 		evbuffer_add_printf(b, "sluice_worker_up{worker=\"%u\"} %d\n", i,
 				    w.state == SL_WORKER_READY);
+	evbuffer_add_printf(b, "# HELP sluice_worker_load_connections Connections open and queued "
+			       "at the worker's last heartbeat (what steering compares).\n"
+			       "# TYPE sluice_worker_load_connections gauge\n");
+	for (unsigned int i = 0; !sl_ctl_worker(a->d, i, &w); i++)
+		evbuffer_add_printf(b, "sluice_worker_load_connections{worker=\"%u\"} %u\n", i,
+				    w.conn_load);
+	evbuffer_add_printf(b, "# HELP sluice_worker_busy_ratio Share of time the worker's loop "
+			       "ran or waited to run, smoothed over its last heartbeats.\n"
+			       "# TYPE sluice_worker_busy_ratio gauge\n");
+	for (unsigned int i = 0; !sl_ctl_worker(a->d, i, &w); i++)
+		evbuffer_add_printf(b, "sluice_worker_busy_ratio{worker=\"%u\"} %.3f\n", i,
+				    w.busy_pm / 1000.0);
+	uint64_t steer[SL_STEER_NR];
+	if (!sl_ctl_steer_stats(a->d, steer)) {
+		evbuffer_add_printf(b, "# HELP sluice_steer_total New connections placed by the "
+				       "steering program, by reason.\n"
+				       "# TYPE sluice_steer_total counter\n");
+		for (unsigned int i = 0; i < SL_STEER_NR; i++)
+			evbuffer_add_printf(b, "sluice_steer_total{reason=\"%s\"} %llu\n",
+					    sl_steer_reason_name(i), (unsigned long long)steer[i]);
+	}
 	sl_admin_upstream_metrics(b);
 	sl_admin_cache_metrics(b);
 	evbuffer_add_printf(b,
@@ -499,6 +523,35 @@ out:
 	evhttp_clear_headers(&kv);
 }
 
+static void post_debug_burn(struct admin *a, struct evhttp_request *req)
+{
+	struct sl_ctl_status cs;
+	sl_ctl_status(a->d, &cs);
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq kv = {0}; /* evhttp_parse_query_str initializes it */
+	unsigned long worker, ms;
+	if (!q || evhttp_parse_query_str(q, &kv)) {
+		send_error(req, 400, "usage: /debug/burn?worker=N&ms=M");
+		goto out;
+	}
+	if (parse_uint(evhttp_find_header(&kv, "worker"), cs.workers ? cs.workers - 1 : 0,
+		       &worker) ||
+	    worker >= cs.workers) {
+		send_error(req, 400, "worker: a worker id (0..workers-1)");
+		goto out;
+	}
+	if (parse_uint(evhttp_find_header(&kv, "ms"), ADMIN_BURN_MAX_MS, &ms) || ms == 0) {
+		send_error(req, 400, "ms: 1..60000");
+		goto out;
+	}
+	sl_ctl_burn_worker(a->d, (unsigned int)worker, (unsigned int)ms);
+	sl_log(SL_LOG_WARN, "msg=\"debug: burning CPU on worker\" worker=%lu ms=%lu", worker, ms);
+	send_json(req, 200,
+		  json_pack("{s:I,s:I}", "worker", (json_int_t)worker, "burn_ms", (json_int_t)ms));
+out:
+	evhttp_clear_headers(&kv);
+}
+
 static void get_cache(struct admin *a, struct evhttp_request *req)
 {
 	sl_admin_cache_get(req);
@@ -521,6 +574,7 @@ static const struct admin_route routes[] = {
     {"/cache", M_GET, "GET, HEAD", 0, get_cache},
     {"/cache/purge", M_POST, "POST", 0, post_cache_purge},
     {"/debug/stall", M_POST, "POST", 1, post_debug_stall},
+    {"/debug/burn", M_POST, "POST", 1, post_debug_burn},
 };
 
 static void on_request(struct evhttp_request *req, void *arg)

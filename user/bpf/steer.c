@@ -247,6 +247,9 @@ int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **state
 	    .n_workers = s->n_workers,
 	    .n_listeners = s->n_listeners,
 	    .stall_ns = (__u64)s->stall_ms * 1000000ull,
+	    .locality = s->locality,
+	    .load_margin = s->load_margin,
+	    .load_signal = s->load_signal,
 	};
 	__u32 zero = 0;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY)) {
@@ -306,6 +309,32 @@ fail:
 	steer.stats = NULL;
 	steer_bpf__destroy(skel);
 	return err ? err : -EINVAL;
+}
+
+int sl_steer_set_policy(unsigned int locality, unsigned int load_margin, unsigned int load_signal)
+{
+	if (!steer.skel)
+		return -ENOENT;
+	int fd = bpf_map__fd(steer.skel->maps.steer_config);
+	__u32 zero = 0;
+	struct sl_steer_config cfg;
+	if (bpf_map_lookup_elem(fd, &zero, &cfg))
+		return -errno;
+	cfg.locality = locality;
+	cfg.load_margin = load_margin;
+	cfg.load_signal = load_signal;
+	return bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY) ? -errno : 0;
+}
+
+int sl_steer_read_stats(__u64 *out)
+{
+	if (!steer.skel)
+		return -ENOENT;
+	int fd = bpf_map__fd(steer.skel->maps.steer_stats);
+	for (__u32 i = 0; i < SL_STEER_NR; i++)
+		if (sl_pin_read_u64_sum(fd, i, &out[i]))
+			out[i] = 0;
+	return 0;
 }
 
 void sl_steer_fini(void)

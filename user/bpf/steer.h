@@ -21,6 +21,9 @@ struct sl_steer_setup {
 	unsigned int stall_ms;	  /* heartbeat older than this: no new connections */
 	unsigned int max_conns;	  /* initial per-worker cap in each slot; 0 = none */
 	const __u32 *active;	  /* [n_workers]: connections already open, or NULL */
+	unsigned int locality;	  /* 1: prefer the SYN's CPU's worker (bpf.locality) */
+	unsigned int load_margin; /* percent: "clearly busier" (bpf.load_margin) */
+	unsigned int load_signal; /* SL_STEER_LOAD_* (bpf.load_signal) */
 };
 
 /* Load steer.bpf.o, pin its maps under s->pin_path, fill the socket array and attach
@@ -42,5 +45,29 @@ void sl_steer_listener_del(unsigned int slot, const int *fds, unsigned int n);
  * pointers handed out are dangling afterwards (copy what should outlive it first).
  * The pinned maps stay for sluicectl and bpftool. No-op when steering is not loaded. */
 void sl_steer_fini(void);
+/* Reload: new locality, load_margin and load_signal for the running program (one map
+ * write; a connection being placed sees the old or the new, not a mix of fields that
+ * matters). 0, -ENOENT when steering is not loaded, or -errno. */
+int sl_steer_set_policy(unsigned int locality, unsigned int load_margin, unsigned int load_signal);
+/* Steering decisions by reason since the program was loaded (summed over CPUs), into
+ * out[SL_STEER_NR]. 0, or -ENOENT when steering is not loaded. One bpf() syscall per
+ * reason: for the admin API, never the request path. */
+int sl_steer_read_stats(__u64 *out);
+/* The name of a steering reason (sluicectl, /metrics), "?" for none. Inline: the
+ * admin API's fuzz harness and sluicectl use it without the loader. */
+static inline const char *sl_steer_reason_name(unsigned int reason)
+{
+	static const char *const names[SL_STEER_NR] = {
+	    [SL_STEER_OWN_CPU] = "own_cpu",
+	    [SL_STEER_P2C_OVERLOADED] = "p2c_overloaded",
+	    [SL_STEER_P2C_STALLED] = "p2c_stalled",
+	    [SL_STEER_P2C_DRAINING] = "p2c_draining",
+	    [SL_STEER_KERNEL_HASH] = "kernel_hash",
+	    [SL_STEER_MIGRATED] = "migrated",
+	    [SL_STEER_P2C_LOADED] = "p2c_loaded",
+	    [SL_STEER_P2C_NO_LOCAL] = "p2c_no_local",
+	};
+	return reason < SL_STEER_NR && names[reason] ? names[reason] : "?";
+}
 
 #endif

@@ -287,12 +287,22 @@ enum sl_bpf_mode {
 	SL_BPF_OFF,
 };
 
+enum sl_load_signal {
+	SL_LOAD_BOTH = 0,    /* connections, and the loop's busy ratio */
+	SL_LOAD_CONNECTIONS, /* open + queued + steered since the last beat */
+	SL_LOAD_CPU,	     /* loop thread run + runqueue wait time, per mille */
+};
+
 struct sl_conf_bpf {
 	enum sl_bpf_mode steering;	   /* default auto */
 	char *pin_path;			   /* default /sys/fs/bpf/sluice */
 	unsigned int stall_ms;		   /* heartbeat older than this: no new connections (200) */
 	unsigned int heartbeat_ms;	   /* 10 */
 	unsigned int max_conns_per_worker; /* 0 = no cap */
+	int locality;			   /* 1 prefer the SYN's CPU's worker (default), 0 off */
+	unsigned int load_margin;	   /* percent above the least loaded: too busy (25) */
+	enum sl_load_signal load_signal;   /* what "load" is (both) */
+	int workers_pin;		   /* pin worker i to the i-th CPU (default true) */
 };
 
 struct sl_conf_admin {

@@ -2089,6 +2089,37 @@ static int parse_bpf(struct parse *p, yaml_node_t *n)
 		} else if (KEY_IS(k, "max_conns_per_worker")) {
 			ret = get_uint(p, v, "bpf", "max_conns_per_worker", 0, 10000000, &u);
 			b->max_conns_per_worker = (unsigned int)u;
+		} else if (KEY_IS(k, "locality")) {
+			/* "off" is a YAML 1.1 boolean too */
+			if (v->type == YAML_SCALAR_NODE &&
+			    (!strcasecmp(sval(v), "false") || !strcasecmp(sval(v), "no") ||
+			     !strcasecmp(sval(v), "off"))) {
+				b->locality = 0;
+				continue;
+			}
+			ret = want_str(p, v, "bpf", "locality");
+			if (ret)
+				return ret;
+			if (strcasecmp(sval(v), "prefer"))
+				return fail(p, v, "bpf.locality must be prefer or off");
+			b->locality = 1;
+		} else if (KEY_IS(k, "load_margin")) {
+			ret = get_uint(p, v, "bpf", "load_margin", 1, 1000, &u);
+			b->load_margin = (unsigned int)u;
+		} else if (KEY_IS(k, "load_signal")) {
+			ret = want_str(p, v, "bpf", "load_signal");
+			if (ret)
+				return ret;
+			if (!strcasecmp(sval(v), "both"))
+				b->load_signal = SL_LOAD_BOTH;
+			else if (!strcasecmp(sval(v), "connections"))
+				b->load_signal = SL_LOAD_CONNECTIONS;
+			else if (!strcasecmp(sval(v), "cpu"))
+				b->load_signal = SL_LOAD_CPU;
+			else
+				return fail(p, v, "bpf.load_signal must be both, connections or cpu");
+		} else if (KEY_IS(k, "workers_pin")) {
+			ret = get_bool(p, v, "bpf", "workers_pin", &b->workers_pin);
 		} else {
 			ret = unknown(p, k, "bpf");
 		}
@@ -2547,6 +2578,10 @@ static void set_defaults(struct sl_conf *c)
 	c->bpf.steering = SL_BPF_AUTO;
 	c->bpf.stall_ms = 200;
 	c->bpf.heartbeat_ms = 10;
+	c->bpf.locality = 1;
+	c->bpf.load_margin = 25;
+	c->bpf.load_signal = SL_LOAD_BOTH;
+	c->bpf.workers_pin = 1;
 	c->forwarded.x_forwarded_for = 1;
 	c->forwarded.x_forwarded_proto = 1;
 	c->forwarded.x_forwarded_host = 1;

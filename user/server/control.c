@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 
+#include "bpf/steer.h"
 #include "server/control.h"
 #include "server/worker.h"
 
@@ -36,6 +37,9 @@ int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worke
 	out->id = w->id;
 	out->cpu = w->cpu;
 	out->state = __atomic_load_n(&w->state->state, __ATOMIC_RELAXED);
+	out->conn_load = __atomic_load_n(&w->state->active, __ATOMIC_RELAXED) +
+			 __atomic_load_n(&w->state->queued, __ATOMIC_RELAXED);
+	out->busy_pm = __atomic_load_n(&w->state->busy_pm, __ATOMIC_RELAXED);
 	out->st = w->st;
 	return 0;
 }
@@ -59,6 +63,22 @@ int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
 	atomic_store(&d->workers[i].stall_ms, ms);
 	sl_worker_poke(&d->workers[i]);
 	return 0;
+}
+
+int sl_ctl_burn_worker(struct sl_daemon *d, unsigned int i, unsigned int ms)
+{
+	if (i >= d->n_workers)
+		return -ENOENT;
+	atomic_store(&d->workers[i].burn_ms, ms);
+	sl_worker_poke(&d->workers[i]);
+	return 0;
+}
+
+int sl_ctl_steer_stats(struct sl_daemon *d, uint64_t *out)
+{
+	if (!d->steering)
+		return -ENOENT;
+	return sl_steer_read_stats((__u64 *)out);
 }
 
 void **sl_ctl_admin_slot(struct sl_daemon *d)

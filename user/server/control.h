@@ -40,6 +40,8 @@ struct sl_ctl_worker {
 	unsigned int id;
 	int cpu;
 	unsigned int state; /* SL_WORKER_* (sluice_common.h) */
+	unsigned int conn_load; /* connections open, plus queued at its last beat */
+	unsigned int busy_pm;	/* loop busy ratio at its last beat, per mille */
 	const struct sl_worker_stats *st;
 };
 /* 0, or -ENOENT when there is no worker i. */
@@ -56,6 +58,13 @@ int sl_ctl_reopen_logs(struct sl_daemon *d, const char **why);
 /* Debug: make worker i's loop sleep for ms (test aid for stalled-worker rescue).
  * 0, or -ENOENT. */
 int sl_ctl_stall_worker(struct sl_daemon *d, unsigned int i, unsigned int ms);
+
+/* Debug: make worker i's loop spin on its CPU for ms, in short slices between which it
+ * serves as usual (a busy worker, not a stalled one). 0, or -ENOENT. */
+int sl_ctl_burn_worker(struct sl_daemon *d, unsigned int i, unsigned int ms);
+
+/* Steering decisions by reason (out[SL_STEER_NR]); -ENOENT when steering is off. */
+int sl_ctl_steer_stats(struct sl_daemon *d, uint64_t *out);
 
 /* Where the admin API keeps its state between start and stop. */
 void **sl_ctl_admin_slot(struct sl_daemon *d);

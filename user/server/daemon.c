@@ -265,6 +265,25 @@ static int same_process(const struct sl_conf *a, const struct sl_conf *b)
 
 static int reload_conf(struct sl_daemon *d);
 
+static unsigned int steer_signal(const struct sl_conf *c)
+{
+	switch (c->bpf.load_signal) {
+	case SL_LOAD_CPU:
+		return SL_STEER_LOAD_CPU;
+	case SL_LOAD_CONNECTIONS:
+		return SL_STEER_LOAD_CONNECTIONS;
+	default:
+		return SL_STEER_LOAD_BOTH;
+	}
+}
+
+static const char *signal_name(const struct sl_conf *c)
+{
+	return c->bpf.load_signal == SL_LOAD_CPU	   ? "cpu"
+	       : c->bpf.load_signal == SL_LOAD_CONNECTIONS ? "connections"
+							   : "both";
+}
+
 int sl_daemon_reload(struct sl_daemon *d)
 {
 	sl_notify_reloading();
@@ -342,6 +361,23 @@ static int reload_conf(struct sl_daemon *d)
 	}
 	if (n->limits.max_connections != old->limits.max_connections)
 		log_conn_cap(d, n);
+	if (d->steering &&
+	    (n->bpf.locality != old->bpf.locality || n->bpf.load_margin != old->bpf.load_margin ||
+	     n->bpf.load_signal != old->bpf.load_signal)) {
+		int serr = sl_steer_set_policy((unsigned int)n->bpf.locality, n->bpf.load_margin,
+					       steer_signal(n));
+		if (serr)
+			sl_log(SL_LOG_WARN,
+			       "msg=\"cannot apply the new steering policy, the old one stays\" "
+			       "err=\"%s\"",
+			       strerror(-serr));
+		else
+			sl_log(SL_LOG_INFO,
+			       "msg=\"steering policy changed\" locality=%s load_margin=%u "
+			       "load_signal=%s",
+			       n->bpf.locality ? "prefer" : "off", n->bpf.load_margin,
+			       signal_name(n));
+	}
 	plan_commit(d, old, n, &plan);
 	atomic_store_explicit(&d->conf, n, memory_order_release);
 	for (unsigned int i = 0; i < d->n_workers; i++) {
@@ -444,6 +480,9 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 		    .stall_ms = conf->bpf.stall_ms,
 		    .max_conns = conf->bpf.max_conns_per_worker,
 		    .active = active,
+		    .locality = (unsigned int)conf->bpf.locality,
+		    .load_margin = conf->bpf.load_margin,
+		    .load_signal = steer_signal(conf),
 		};
 		err = sl_steer_init(&s, states, stats, why, sizeof(why));
 		if (!err)
@@ -460,9 +499,14 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 	if (!err) {
 		d->steering = 1;
 		d->stall_ns = (uint64_t)conf->bpf.stall_ms * 1000000ull;
-		sl_log(SL_LOG_INFO, "msg=\"steering on\" pin_path=%s stall_ms=%u",
+		sl_log(SL_LOG_INFO,
+		       "msg=\"steering on\" pin_path=%s stall_ms=%u locality=%s load_margin=%u "
+		       "load_signal=%s workers_pin=%s",
 		       conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT,
-		       conf->bpf.stall_ms);
+		       conf->bpf.stall_ms, conf->bpf.locality ? "prefer" : "off",
+		       conf->bpf.load_margin,
+		       signal_name(conf),
+		       conf->bpf.workers_pin ? "true" : "false");
 		return 0;
 	}
 	if (d->pin_lock_fd >= 0) {
@@ -766,9 +810,12 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	for (unsigned int i = 0; i < d.n_workers; i++) {
 		struct sl_worker *w = &d.workers[i];
 		w->id = i;
-		w->cpu = sl_cpu_for_worker(&cpus, i); /* only CPUs of the affinity mask */
+		/* only CPUs of the affinity mask; unpinned workers run where the scheduler
+		 * puts them (and steering has no own-CPU worker to prefer) */
+		w->cpu = conf->bpf.workers_pin ? sl_cpu_for_worker(&cpus, i) : -1;
 		w->d = &d;
 		w->ctl_fd = -1;
+		w->schedstat_fd = -1;
 		w->alog.fd = d.alog_fd;
 		w->st = &w->st_local;
 		w->state = &w->state_local;

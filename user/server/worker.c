@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,6 +429,8 @@ static void check_control(struct sl_worker *w)
 	}
 }
 
+static void burn_next(struct sl_worker *w);
+
 static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t v;
@@ -437,7 +440,35 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 	unsigned ms = atomic_exchange(&w->stall_ms, 0);
 	if (ms)
 		usleep(ms * 1000);
+	ms = atomic_exchange(&w->burn_ms, 0);
+	if (ms) {
+		w->burn_until_ns = sl_mono_ns() + (uint64_t)ms * 1000000ull;
+		burn_next(w);
+	}
 	check_control(arg);
+}
+
+/* admin /debug/burn: spin on the CPU in 2 ms slices between which the loop runs as
+ * usual (it beats, accepts, serves): a worker that is busy, not stalled. */
+static void burn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_worker *w = arg;
+	uint64_t now = sl_mono_ns(), end = now + 2000000ull;
+	if (end > w->burn_until_ns)
+		end = w->burn_until_ns;
+	while (now < end)
+		now = sl_mono_ns();
+	if (now < w->burn_until_ns)
+		burn_next(w);
+}
+
+/* A zero timeout, not event_active(): timers run after the next poll, so the loop
+ * serves its sockets between two slices instead of running this callback forever. */
+static void burn_next(struct sl_worker *w)
+{
+	static const struct timeval zero = {0, 0};
+	if (evtimer_add(&w->burn_ev, &zero))
+		w->burn_until_ns = 0;
 }
 
 /* Every heartbeat_ms: the heartbeat steering reads (a plain store into this worker's
@@ -511,10 +542,66 @@ static void rescue_stalled(struct sl_worker *w, uint64_t now)
 	}
 }
 
+/* Connections waiting in this worker's accept queues: for a listening socket TCP_INFO's
+ * tcpi_unacked is its accept backlog. */
+static unsigned int queued_conns(const struct sl_worker *w)
+{
+	unsigned int n = 0;
+	for (unsigned int i = 0; i < w->n_lsn; i++) {
+		struct tcp_info ti;
+		socklen_t len = sizeof(ti);
+		if (w->lsn[i].fd >= 0 &&
+		    !getsockopt(w->lsn[i].fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+			n += ti.tcpi_unacked;
+	}
+	return n;
+}
+
+/* Run time and run-queue wait of the loop thread (ns), from schedstat. 0 or -1. */
+static int read_schedstat(int fd, uint64_t *run, uint64_t *wait)
+{
+	char b[96];
+	ssize_t n = pread(fd, b, sizeof(b) - 1, 0);
+	if (n <= 0)
+		return -1;
+	b[n] = 0;
+	char *e;
+	*run = strtoull(b, &e, 10);
+	if (e == b)
+		return -1;
+	*wait = strtoull(e, NULL, 10);
+	return 0;
+}
+
+/* Every heartbeat, before the beat itself: the load steering compares (sluice_common.h,
+ * struct sl_worker_state), with plain stores into the slot. Queue length and accepted
+ * count first: the beat starts a new count of connections steered here, so the
+ * snapshot it is added to must already hold the queued ones. busy_pm is the share of wall time the loop thread ran or waited
+ * to run (waiting counts: a loop that shares its CPU with a busy client is as unable to
+ * take more work as one that runs), smoothed over about four periods. */
+static void publish_load(struct sl_worker *w, uint64_t now)
+{
+	__atomic_store_n(&w->state->queued, queued_conns(w), __ATOMIC_RELAXED);
+	__atomic_store_n(&w->state->accepted_beat, (uint32_t)w->st->accepted, __ATOMIC_RELAXED);
+	uint64_t run, wait;
+	if (w->schedstat_fd < 0 || read_schedstat(w->schedstat_fd, &run, &wait))
+		return;
+	if (w->load_ns && now > w->load_ns) {
+		uint64_t busy = (run - w->run_ns) + (wait - w->wait_ns), wall = now - w->load_ns;
+		unsigned int pm = busy >= wall ? 1000 : (unsigned int)(busy * 1000 / wall);
+		w->busy_pm = (w->busy_pm * 3 + pm + 3) / 4;
+		__atomic_store_n(&w->state->busy_pm, w->busy_pm, __ATOMIC_RELAXED);
+	}
+	w->load_ns = now;
+	w->run_ns = run;
+	w->wait_ns = wait;
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_worker *w = arg;
 	uint64_t now = sl_mono_ns();
+	publish_load(w, now);
 	__atomic_store_n(&w->state->heartbeat_ns, now, __ATOMIC_RELAXED);
 	if (w->accept_off & SL_ACCEPT_FULL) /* closes are noticed at once; this is a net */
 		accept_check_cap(w);
@@ -564,6 +651,8 @@ static void *worker_main(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "sluice-w%u", w->id);
 	pthread_setname_np(pthread_self(), name);
+	/* this thread's own file: read every heartbeat for the busy ratio */
+	w->schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 
 	check_control(w);
 	if (!w->draining) {
@@ -598,6 +687,7 @@ int sl_worker_start(struct sl_worker *w)
 	if (w->ctl_fd < 0)
 		return -errno;
 	evtimer_assign(&w->backoff_ev, w->base, backoff_cb, w);
+	evtimer_assign(&w->burn_ev, w->base, burn_cb, w);
 	pick_up_conf(w);
 	/* A worker missing one of these would never be stopped, never beat, or never
 	 * accept: refuse to start it. */
@@ -641,9 +731,12 @@ void sl_worker_destroy(struct sl_worker *w)
 		event_del(&w->ctl_ev);
 		event_del(&w->tick_ev);
 		event_del(&w->backoff_ev);
+		event_del(&w->burn_ev);
 		event_base_free(w->base);
 	}
 	if (w->ctl_fd >= 0)
 		close(w->ctl_fd);
+	if (w->schedstat_fd >= 0)
+		close(w->schedstat_fd);
 	sl_mem_destroy(&w->mem);
 }

@@ -108,6 +108,13 @@ struct sl_worker {
 	struct sl_worker_stats st_local;
 	struct sl_worker_state state_local;
 	atomic_uint stall_ms; /* admin /debug/stall: block the loop this long when poked */
+	atomic_uint burn_ms;  /* admin /debug/burn: keep the loop busy this long, in slices */
+	uint64_t burn_until_ns; /* the burn in progress: loop turns spin until then */
+	struct event burn_ev;	/* a zero timeout that re-arms itself while burning */
+	/* load publication (publish_load in worker.c) */
+	int schedstat_fd;		  /* /proc/thread-self/schedstat of the loop thread, or -1 */
+	uint64_t load_ns, run_ns, wait_ns; /* at the last publication */
+	unsigned int busy_pm;		  /* smoothed, what the slot holds */
 };
 
 enum {
