@@ -678,6 +678,28 @@ def test_resumption_across_workers(sluice, backend, pki, admin_sock, bpf, versio
     assert all(w["tls_handshakes_resumed"] > 0 for w in ws), ws
 
 
+def test_tls13_resumed_connection_gets_a_new_ticket(sluice, backend, pki, tmp_path):
+    """TLS 1.3 clients use a ticket once (RFC 8446 C.4; wrk and openssl s_client keep
+    only the newest): a resumed connection must hand out a new ticket, or every other
+    reconnect is a full handshake. s_client writes -sess_out only when a ticket came."""
+    b = backend()
+    sl = tls_proxy(sluice, b, {"certificates": [cert_entry(pki["site_ec"])]})
+    req = b"GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"
+    prev = None
+    for i in range(5):
+        out = str(tmp_path / ("s%d.sess" % i))
+        args = ["-tls1_3", "-servername", "site.test", "-CAfile", pki["ca"], "-ign_eof",
+                "-sess_out", out]
+        if prev:
+            args += ["-sess_in", prev]
+        p = _s_client(sl.port, *args, stdin=req)
+        text = p.stdout.decode("latin-1")
+        assert "HTTP/1.1 200" in text, text
+        assert ("Reused, TLSv1.3" if prev else "New, TLSv1.3") in text, (i, text)
+        assert os.path.exists(out), "connection %d handed out no ticket" % i
+        prev = out
+
+
 def _admin_post(path, target):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(TIMEOUT)

@@ -51,12 +51,12 @@ def parse_wrk(text):
     return out
 
 
-def _wrk_argv(wrk, port, duration, conns, threads, headers, path, timeout_s):
+def _wrk_argv(wrk, port, duration, conns, threads, headers, path, timeout_s, scheme="http"):
     argv = [wrk, "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration,
             "--timeout", "%ds" % timeout_s, "--latency"]
     for h in headers:
         argv += ["-H", h]
-    argv.append("http://127.0.0.1:%d%s" % (port, path))
+    argv.append("%s://127.0.0.1:%d%s" % (scheme, port, path))
     return argv
 
 
@@ -66,9 +66,10 @@ def _pin_to(cpu):
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
-def run_wrk(wrk, port, duration, conns, threads=1, headers=(), path="/", timeout_s=2):
+def run_wrk(wrk, port, duration, conns, threads=1, headers=(), path="/", timeout_s=2,
+            scheme="http"):
     """Run wrk against 127.0.0.1:port for `duration` seconds; (parsed, raw output)."""
-    argv = _wrk_argv(wrk, port, duration, conns, threads, headers, path, timeout_s)
+    argv = _wrk_argv(wrk, port, duration, conns, threads, headers, path, timeout_s, scheme)
     try:
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=duration + 60)
@@ -104,7 +105,7 @@ def stop_wrk(p, timeout=10):
 
 
 def run_wrk_split(wrk, port, duration, conns, threads=1, headers=(), cpus=(0, 1),
-                  path="/", timeout_s=2):
+                  path="/", timeout_s=2, scheme="http"):
     """One wrk per CPU in `cpus`, each pinned to it, the connections shared out: the
     clients' SYNs then reach the proxy from every CPU, as a NIC's RSS spreads them.
     Returns (merged, raw): requests, rps and errors summed; each latency percentile is
@@ -118,7 +119,7 @@ def run_wrk_split(wrk, port, duration, conns, threads=1, headers=(), cpus=(0, 1)
             if n == 0:
                 continue
             argv = _wrk_argv(wrk, port, duration, n, min(threads, n), headers, path,
-                             timeout_s)
+                             timeout_s, scheme)
             procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True, preexec_fn=_pin_to(cpu)))

@@ -11,6 +11,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -201,9 +202,16 @@ def stop_all():
             pass
 
 
-def http_get(port, path="/", timeout=2.0, headers=None):
-    """(status, body) of one GET to 127.0.0.1:port on a fresh connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get(port, path="/", timeout=2.0, headers=None, tls=False):
+    """(status, body) of one GET to 127.0.0.1:port on a fresh connection (over TLS,
+    certificate not checked: the benchmark's own throwaway one)."""
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
@@ -261,7 +269,7 @@ def wait_unix_ready(child, path, timeout=10.0, target="/healthz"):
     raise StartError("admin API not ready after %gs: %s" % (timeout, last), child.log_tail())
 
 
-def wait_http_ready(child, port, timeout=10.0, path="/"):
+def wait_http_ready(child, port, timeout=10.0, path="/", tls=False):
     """Wait until GET http://127.0.0.1:port/ answers 200 through the server.
 
     Raises StartError if the child exits, or does not answer 200 in time."""
@@ -271,7 +279,7 @@ def wait_http_ready(child, port, timeout=10.0, path="/"):
         if not child.alive():
             raise StartError(child.exit_reason(), child.log_tail())
         try:
-            status, _ = http_get(port, path, timeout=1.0)
+            status, _ = http_get(port, path, timeout=1.0, tls=tls)
             if status == 200:
                 return
             last = "answers HTTP %d instead of 200" % status

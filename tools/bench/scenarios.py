@@ -28,6 +28,8 @@ To add a scenario, append a Scenario to SCENARIOS. Fields:
 import fnmatch
 import math
 import os
+import re
+import subprocess
 import signal
 import statistics
 import time
@@ -112,8 +114,9 @@ def _worker_deltas(before, after):
     out = {}
     for w in after:
         w0 = b.get(w["id"], {})
-        out[w["id"]] = {k: w[k] - w0.get(k, 0)
-                        for k in ("accepted", "requests", "upstream_new", "upstream_reused")}
+        out[w["id"]] = {k: w.get(k, 0) - w0.get(k, 0)
+                        for k in ("accepted", "requests", "upstream_new", "upstream_reused",
+                                  "tls_handshakes_full", "tls_handshakes_resumed")}
     return out
 
 
@@ -159,15 +162,17 @@ def measure_wrk(ctx):
     conns = sc.conns or s.conns
     headers = list(sc.headers)
     check_steering(ctx)
+    scheme = "https" if ctx.option("tls") else "http"
     if sc.split_clients:
         cpus = client_cpus(sc.workers)
 
         def load(seconds):
             return run_wrk_split(ctx.lab.wrk, ctx.port, seconds, conns, s.threads, headers,
-                                 cpus)
+                                 cpus, scheme=scheme)
     else:
         def load(seconds):
-            return run_wrk(ctx.lab.wrk, ctx.port, seconds, conns, s.threads, headers)
+            return run_wrk(ctx.lab.wrk, ctx.port, seconds, conns, s.threads, headers,
+                           scheme=scheme)
     if s.warmup > 0:
         load(s.warmup)
 
@@ -229,12 +234,117 @@ def measure_wrk(ctx):
         m["requests_maxmin"] = _max_min([d[i]["requests"] for i in ids])
         m["sluice_upstream_new"] = sum(d[i]["upstream_new"] for i in ids)
         m["sluice_upstream_reused"] = sum(d[i]["upstream_reused"] for i in ids)
+        full = sum(d[i]["tls_handshakes_full"] for i in ids)
+        resumed = sum(d[i]["tls_handshakes_resumed"] for i in ids)
+        if full + resumed:
+            m["tls_full"], m["tls_resumed"] = full, resumed
+            m["resumed_pct"] = 100.0 * resumed / (full + resumed)
+            for i in ids:
+                m["tls_resumed_w%d" % i] = d[i]["tls_handshakes_resumed"]
     steer = _steer_delta(steer0, steer1)
     if steer is not None:
         m["steer"] = steer
         total = sum(steer.values())
         m["own_cpu_pct"] = 100.0 * steer["own_cpu"] / total if total else None
     return m
+
+
+# ---------------------------------------------------------------- TLS handshakes
+
+def _s_time(port, seconds, cpu):
+    return subprocess.Popen(["openssl", "s_time", "-connect", "127.0.0.1:%d" % port, "-new",
+                             "-time", str(seconds)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})))
+
+
+def measure_handshakes(ctx):
+    """Full handshakes: two `openssl s_time -new` clients in parallel (one pinned to each
+    CPU), each connecting, handshaking and closing as fast as it can; the proxy's CPU
+    over the load divided by the handshakes done. With sluice's admin API, its own count
+    of full handshakes checks that none was resumed."""
+    s = ctx.settings
+    cpus = sorted(os.sched_getaffinity(0))[:2] or [0]
+    if s.warmup > 0:
+        for p in [_s_time(ctx.port, 1, c) for c in cpus]:
+            p.communicate(timeout=60)
+    admin = ctx.child.meta.get("admin")
+    w0 = sluice_workers(admin) if admin else None
+    cpu0 = cpu_ticks(ctx.child.pids())
+    t0 = time.monotonic()
+    procs = [_s_time(ctx.port, s.duration, c) for c in cpus]
+    n = 0
+    for p in procs:
+        out, _ = p.communicate(timeout=s.duration + 60)
+        m = re.search(r"(\d+) connections in [\d.]+ real seconds", out)
+        if p.returncode != 0 or not m:
+            raise RunError("openssl s_time failed: %s" % out.strip()[-300:])
+        n += int(m.group(1))
+    elapsed = time.monotonic() - t0
+    time.sleep(0.2)
+    if not ctx.child.alive():
+        raise RunError("%s during the load" % ctx.child.exit_reason())
+    pids = ctx.child.pids()
+    cpu1 = cpu_ticks(pids)
+    if n == 0:
+        raise RunError("no handshake completed")
+    m = {"handshakes": n, "hs_per_s": n / elapsed,
+         "cpu_us_per_hs": cpu_delta_seconds(cpu0, cpu1) * 1e6 / n,
+         "rss_mib": rss_kib(pids) / 1024.0}
+    if w0 is not None:
+        d = _worker_deltas(w0, sluice_workers(admin))
+        m["tls_full"] = sum(v["tls_handshakes_full"] for v in d.values())
+        m["tls_resumed"] = sum(v["tls_handshakes_resumed"] for v in d.values())
+    return m
+
+
+HS_COLUMNS = (
+    Column("hs_per_s", "handshakes/s", "{:.0f}", "higher"),
+    Column("cpu_us_per_hs", "CPU µs/handshake", "{:.0f}", "lower"),
+    Column("rss_mib", "RSS MiB", "{:.1f}", "lower"),
+)
+
+TLS_WRK_COLUMNS = WRK_COLUMNS + (Column("resumed_pct", "resumed % (sluice)", "{:.1f}",
+                                        "higher"),)
+
+
+def _best_other(result, metric):
+    vals = [v for v in (median_of(result, "nginx", metric), median_of(result, "haproxy", metric))
+            if v is not None]
+    return min(vals) if vals else None
+
+
+def _tls_bar(metric, limit, what):
+    def bar(result):
+        mine, best = median_of(result, "sluice", metric), _best_other(result, metric)
+        ratio = mine / best if mine is not None and best else None
+        return [("%s: sluice ≤ %.2fx the better of nginx and HAProxy: %s vs %s (ratio %s)"
+                 % (what, limit, _fmt(mine, "{:.1f}"), _fmt(best, "{:.1f}"), _fmt(ratio)),
+                 None if ratio is None else ratio <= limit)]
+    return bar
+
+
+def resumed_bar(result):
+    vals = [r["metrics"].get("resumed_pct") for r in result["runs"].get("sluice", [])
+            if r["ok"]]
+    vals = [v for v in vals if v is not None]
+    # the first connection of each wrk connection slot is a full handshake
+    return [("sluice resumes across workers: worst run %s%% of handshakes resumed"
+             % _fmt(min(vals) if vals else None, "{:.2f}"),
+             None if not vals else min(vals) >= 99.0)]
+
+
+def tls_notes(result):
+    out = []
+    for r in result["runs"].get("sluice", []):
+        if r["ok"] and r["metrics"].get("tls_full") is not None:
+            m = r["metrics"]
+            per = ", ".join("w%s %d" % (k[len("tls_resumed_w"):], v)
+                            for k, v in sorted(m.items()) if k.startswith("tls_resumed_w"))
+            out.append("sluice: %d full and %d resumed handshakes%s"
+                       % (m["tls_full"], m["tls_resumed"],
+                          " (resumed by worker: %s)" % per if per else ""))
+    return out
 
 
 # ---------------------------------------------------------------- stalled worker
@@ -996,6 +1106,10 @@ _KEEPALIVE = ("wrk keeps its client connections open and sends requests back to 
 _CLOSE = ("wrk sends `Connection: close`: every request comes on a new client "
           "connection (connect, request, close); upstream connections are still reused.")
 
+_TLS = ("The proxy terminates TLS with the same throwaway certificate for all three "
+        "(%s, made at run time with openssl), each with its own defaults (TLS 1.3, "
+        "session tickets on); plain HTTP to the backend. ")
+
 SCENARIOS = [
     Scenario("keepalive-1w", "Keep-alive clients, 1 worker", 1, _KEEPALIVE),
     # 2 workers: one wrk per CPU, so every proxy's workers all get clients (one
@@ -1093,6 +1207,43 @@ SCENARIOS = [
                                {"haproxy_admin": True, "haproxy_one_server": True}),
                        Variant("nginx", "nginx", "nginx (rewrite + SIGHUP)", {})),
              default=False),
+    Scenario("tls-keepalive-1w", "TLS: keep-alive HTTPS clients, 1 worker", 1,
+             _TLS % "ECDSA P-256" + _KEEPALIVE, options={"tls": "ec", "sluice_admin": True},
+             columns=TLS_WRK_COLUMNS, bars=(_tls_bar("cpu_us_per_req", 0.9,
+                                                     "CPU per keep-alive HTTPS request"),),
+             default=True),
+    Scenario("tls-keepalive-2w", "TLS: keep-alive HTTPS clients, 2 workers", 2,
+             _TLS % "ECDSA P-256" + _KEEPALIVE, options={"tls": "ec", "sluice_admin": True},
+             columns=TLS_WRK_COLUMNS, split_clients=True,
+             bars=(_tls_bar("cpu_us_per_req", 0.9, "CPU per keep-alive HTTPS request"),),
+             default=True),
+    Scenario("tls-resume-2w", "TLS: `Connection: close` HTTPS clients (resumed), 2 workers", 2,
+             _TLS % "ECDSA P-256" + "wrk sends `Connection: close` and reconnects with the "
+             "session of its last connection, so nearly every handshake is a resumption "
+             "(sluice's own count of full and resumed handshakes is under the table).",
+             headers=("Connection: close",), options={"tls": "ec", "sluice_admin": True},
+             columns=TLS_WRK_COLUMNS, split_clients=True,
+             bars=(_tls_bar("cpu_us_per_req", 0.9, "CPU per resumed request"), resumed_bar),
+             notes=tls_notes, default=True),
+    Scenario("tls-full-ecdsa-1w", "TLS: full handshakes, ECDSA P-256, 1 worker", 1,
+             _TLS % "ECDSA P-256" + "Two `openssl s_time -new` clients in parallel, one "
+             "pinned to each CPU: a full handshake per connection, no request.",
+             options={"tls": "ec", "sluice_admin": True}, measure=measure_handshakes,
+             columns=HS_COLUMNS, bars=(_tls_bar("cpu_us_per_hs", 0.95,
+                                                "CPU per full ECDSA handshake"),),
+             default=True),
+    Scenario("tls-full-ecdsa-2w", "TLS: full handshakes, ECDSA P-256, 2 workers", 2,
+             _TLS % "ECDSA P-256" + "Two `openssl s_time -new` clients in parallel, one "
+             "pinned to each CPU: a full handshake per connection, no request.",
+             options={"tls": "ec", "sluice_admin": True}, measure=measure_handshakes,
+             columns=HS_COLUMNS, bars=(_tls_bar("cpu_us_per_hs", 0.95,
+                                                "CPU per full ECDSA handshake"),),
+             default=True),
+    Scenario("tls-full-rsa-1w", "TLS: full handshakes, RSA-2048, 1 worker", 1,
+             _TLS % "RSA-2048" + "Two `openssl s_time -new` clients in parallel, one "
+             "pinned to each CPU: a full handshake per connection, no request.",
+             options={"tls": "rsa", "sluice_admin": True}, measure=measure_handshakes,
+             columns=HS_COLUMNS, default=True),
     Scenario("idle-memory", "Idle keep-alive connections", 1,
              "%d client connections (tools/bench/idleconn.py, at most 256 connecting at a "
              "time), one keep-alive `GET /` answered on each, then left open and idle. The "

@@ -24,6 +24,10 @@ Proxy start functions take (lab, tag, workers, backends, opts):
               nginx_keepalive    nginx upstream `keepalive` (default NGINX_KEEPALIVE)
               nginx_reuseport    True: `listen ... reuseport backlog=4096` (one socket
                                  per worker, sluiced's backlog)
+              tls                "ec" (ECDSA P-256) or "rsa" (RSA-2048): the proxy's
+                                 listener terminates TLS with a certificate made at run
+                                 time, the same file for all three proxies; each one's
+                                 defaults otherwise (session tickets on, TLS 1.2-1.3)
 
 A backend nginx may listen on several ports (Backend.ports); the proxies balance
 round robin over every port of every backend they are given.
@@ -70,6 +74,28 @@ class Backend:
     def __post_init__(self):
         if not self.ports:
             self.ports = (self.port,)
+
+
+def tls_files(lab, kind):
+    """(cert, key, cert+key) of a throwaway self-signed certificate of this key kind,
+    made once per lab with the openssl CLI (HAProxy's `crt` wants both in one file)."""
+    d = os.path.join(lab.tmp, "tls-%s" % kind)
+    cert, key, both = (os.path.join(d, n) for n in ("cert.pem", "key.pem", "both.pem"))
+    if os.path.exists(both):
+        return cert, key, both
+    os.makedirs(d, exist_ok=True)
+    newkey = (["-newkey", "rsa:2048"] if kind == "rsa"
+              else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+    try:
+        subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "2", "-subj", "/CN=bench.test",
+                        "-addext", "subjectAltName=DNS:bench.test"], check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise StartError("cannot make a %s certificate with openssl: %s" % (kind, e))
+    with open(both, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    return cert, key, both
 
 
 def backend_ports(backends):
@@ -185,21 +211,26 @@ def start_nginx_proxy(lab, tag, workers, backends, opts):
     prefix = _prefix(lab, tag)
     port = free_port()
     servers = "\n".join("        server 127.0.0.1:%d;" % p for p in backend_ports(backends))
+    ssl = ""
+    if opts.get("tls"):
+        cert, key, _ = tls_files(lab, opts["tls"])
+        ssl = "        ssl_certificate %s;\n        ssl_certificate_key %s;\n" % (cert, key)
     body = """    upstream backend {
 %s
         keepalive %d;
     }
     server {
-        listen 127.0.0.1:%d%s;
-        location / {
+        listen 127.0.0.1:%d%s%s;
+%s        location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
     }""" % (servers, opts.get("nginx_keepalive", NGINX_KEEPALIVE), port,
+             " ssl" if ssl else "",
              # sluiced's listen backlog; nginx's default 511 would drop SYNs
              # (1 s retransmits) once a stopped worker's queue holds 511
-             " reuseport backlog=4096" if opts.get("nginx_reuseport") else "")
+             " reuseport backlog=4096" if opts.get("nginx_reuseport") else "", ssl)
     child = _start_nginx(lab, tag, _nginx_main(lab, prefix, workers, body), prefix)
     child.meta["conf"] = os.path.join(prefix, "nginx.conf")  # the hot-swap rewrites it
     return child, port
@@ -238,13 +269,14 @@ defaults
     http-reuse always
 
 frontend fe
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{ssl}
     default_backend be
 
 backend be
 {servers}
 """.format(workers=workers, maxconn=maxconn, prefix=prefix, port=port, servers=servers,
-           stats="    stats socket %s level admin\n" % admin if admin else "")
+           stats="    stats socket %s level admin\n" % admin if admin else "",
+           ssl=(" ssl crt %s" % tls_files(lab, opts["tls"])[2]) if opts.get("tls") else "")
     conf = os.path.join(prefix, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(conf_text)
@@ -260,7 +292,7 @@ backend be
 
 # ---------------------------------------------------------------- sluice
 
-def sluice_config(workers, port, backends, opts, pin_path=None, admin_socket=None):
+def sluice_config(workers, port, backends, opts, pin_path=None, admin_socket=None, tls=None):
     servers = "\n".join("      - address: 127.0.0.1:%d" % p for p in backend_ports(backends))
     if opts.get("sluice_pool_yaml"):
         pool = "pool: %s" % opts["sluice_pool_yaml"]
@@ -285,7 +317,7 @@ workers: {workers}
 log: {{ level: {level}, access_log: off }}
 {top}listeners:
   - address: "127.0.0.1:{port}"
-    routes:
+{tls}    routes:
       - upstream: backend
 upstreams:
   backend:
@@ -293,6 +325,8 @@ upstreams:
 {servers}
     {pool}
 {extra}""".format(workers=workers, port=port, servers=servers, pool=pool, top=top,
+                  tls=("    tls: { certificates: [ { cert: %s, key: %s } ] }\n" % tls[:2]
+                       if tls else ""),
                   # info: the "steering on/off" line tells whether steering runs
                   level="info" if opts.get("sluice_steering") else "warn",
                   extra=opts.get("sluice_extra_yaml", ""))
@@ -333,7 +367,8 @@ def start_sluice(lab, tag, workers, backends, opts):
     admin = os.path.join(prefix, "admin.sock") if opts.get("sluice_admin") else None
     conf = os.path.join(prefix, "sluice.yaml")
     with open(conf, "w") as f:
-        f.write(sluice_config(workers, port, backends, opts, pin, admin))
+        f.write(sluice_config(workers, port, backends, opts, pin, admin,
+                              tls_files(lab, opts["tls"]) if opts.get("tls") else None))
     try:
         # foreground; SIGTERM = graceful stop (no clients are left by then)
         child = Child(tag, [sluiced, "-c", conf], lab.tmp, stop_signal=signal.SIGTERM)
@@ -364,8 +399,9 @@ def start_proxy(lab, name, tag, workers, backends, opts):
     """Start proxy `name` and wait until a GET through it answers 200 (and, with an
     admin socket, until that answers too)."""
     child, port = PROXIES[name].start(lab, tag, workers, backends, opts)
+    child.meta["tls"] = bool(opts.get("tls"))
     try:
-        wait_http_ready(child, port, lab.start_timeout)
+        wait_http_ready(child, port, lab.start_timeout, tls=bool(opts.get("tls")))
         if child.meta.get("admin"):
             wait_unix_ready(child, child.meta["admin"], lab.start_timeout)
     except BaseException:

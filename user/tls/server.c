@@ -86,7 +86,13 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
 	const struct sl_tls_srv *srv = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	if (!srv)
 		return -1;
-	return sl_tickets_cb(srv->lsn, key_name, iv, ectx, hctx, enc);
+	int rc = sl_tickets_cb(srv->lsn, key_name, iv, ectx, hctx, enc);
+	/* TLS 1.3: OpenSSL sends a resumed client a new ticket only when asked to renew,
+	 * and clients use a ticket once (RFC 8446 C.4): without a new one, every other
+	 * reconnect was a full handshake */
+	if (!enc && rc == 1 && SSL_version(ssl) == TLS1_3_VERSION)
+		rc = 2;
+	return rc;
 }
 
 /* The names a certificate serves: its DNS subjectAltNames, or its CN without any. */
