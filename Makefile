@@ -239,6 +239,11 @@ install: all
 	$(INSTALL) -m 0644 deploy/systemd/sluice.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf
 	$(INSTALL) -m 0644 deploy/systemd/60-sluice.sysctl $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-sluice.conf
 
+# OCI image from Debian packages (tools/image/build-image.sh; needs a Debian mirror)
+image: all
+	@./tools/install-deps.sh image
+	@B=$(B) VERSION=$(VERSION) ./tools/image/build-image.sh
+
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h')
 format:
 	clang-format -i $(FORMAT_SRC)

@@ -5,16 +5,18 @@ set -eu
 
 BUILD="make gcc clang llvm pkg-config libbpf-dev libelf-dev zlib1g-dev bpftool
 libevent-dev libssl-dev node-llhttp libyaml-dev libjansson-dev libcap-ng-dev libsystemd-dev"
-TEST="libcmocka-dev python3 python3-pytest python3-h11 curl openssl iproute2 strace
+TEST="libcmocka-dev python3 python3-pytest python3-h11 python3-yaml curl openssl iproute2 strace
 libclang-rt-14-dev"
 BENCH="wrk nginx-light haproxy"
+IMAGE="mmdebstrap umoci curl"
 
 case "${1:-all}" in
 build) WANT="$BUILD" ;;
-test) WANT="$BUILD $TEST" ;;
+test) WANT="$BUILD $TEST $IMAGE" ;;
 bench) WANT="$BUILD $TEST $BENCH" ;;
-all) WANT="$BUILD $TEST $BENCH" ;;
-*) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+image) WANT="$BUILD $IMAGE" ;;
+all) WANT="$BUILD $TEST $BENCH $IMAGE" ;;
+*) echo "usage: $0 [build|test|bench|image|all]" >&2; exit 2 ;;
 esac
 
 missing=""

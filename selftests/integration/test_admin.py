@@ -357,10 +357,19 @@ def test_tcp_listen_needs_token(bpf, sluice, backend, tmp_path):
     sl = sluice.proxy(backend("a"), admin={"socket": path, "listen": "127.0.0.1:%d" % port,
                                            "token": token}, bpf=bpf)
     assert wait_for(lambda: _healthy(path), 5 * SCALE)
-    r = tcp_admin(port, "GET", "/healthz")
+    r = tcp_admin(port, "GET", "/status")
     assert r.status == 401, r
     assert r.header("WWW-Authenticate", "").startswith("Bearer")
     assert "error" in r.json()
+    # everything but the two probes needs the token, /metrics included
+    for target in ("/metrics", "/workers", "/upstreams", "/healthz/", "/readyz/x",
+                   "/healthz/../status", "/HEALTHZ"):
+        assert tcp_admin(port, "GET", target).status == 401, target
+    assert tcp_admin(port, "POST", "/reload").status == 401
+    # liveness and readiness answer without it (kubelet and load-balancer probes)
+    assert tcp_admin(port, "GET", "/healthz").status == 200
+    assert tcp_admin(port, "GET", "/readyz?full=1").status == 200
+    assert tcp_admin(port, "HEAD", "/readyz").status == 200
     for bad in ("Bearer wrong", "Bearer " + token + "x", "Bearer " + token[:-1], "Basic " + token,
                 token, "Bearer "):
         assert tcp_admin(port, "GET", "/status", {"Authorization": bad}).status == 401, bad

@@ -583,15 +583,18 @@ static void on_request(struct evhttp_request *req, void *arg)
 	struct admin *a = srv->a;
 	const struct sl_conf *c = sl_ctl_conf(a->d);
 
-	if (srv->tcp && !authorized(c, req)) {
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (!path || !path[0])
+		path = "/";
+	/* Liveness and readiness say nothing but ok / not ready: a kubelet or load balancer
+	 * probes them without the token, which would otherwise sit in every pod spec. */
+	int probe = !strcmp(path, "/healthz") || !strcmp(path, "/readyz");
+	if (srv->tcp && !probe && !authorized(c, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 				  "Bearer realm=\"sluice\"");
 		send_error(req, 401, "unauthorized: Authorization: Bearer <admin.token> required");
 		return;
 	}
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	if (!path || !path[0])
-		path = "/";
 	if (!strncmp(path, "/upstreams", 10) && (path[10] == '/' || !path[10])) {
 		sl_admin_upstreams(c, req, path + 10);
 		return;

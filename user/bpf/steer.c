@@ -286,11 +286,19 @@ int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **state
 		       path, strerror(-err));
 	err = 0;
 
-	steer.migrate_saved = read_int_file(MIGRATE_SYSCTL);
-	if (steer.migrate_saved != 1 && write_int_file(MIGRATE_SYSCTL, 1))
+	/* A network-namespace sysctl: in a pod on the host network, or under systemd's
+	 * ProtectKernelTunables, /proc/sys is read-only and the node sets it (sysctl.d, an
+	 * init container). Say so once; restore at exit only what this daemon changed. */
+	int was = read_int_file(MIGRATE_SYSCTL), werr = 0;
+	steer.migrate_saved = -1;
+	if (was != 1 && (werr = write_int_file(MIGRATE_SYSCTL, 1)))
 		sl_log(SL_LOG_WARN,
-		       "msg=\"cannot set net.ipv4.tcp_migrate_req=1; queued connections "
-		       "of a closing worker will not move\"");
+		       "msg=\"net.ipv4.tcp_migrate_req is not 1 and cannot be set here; queued "
+		       "connections of a closing worker will not move (set it for the node: "
+		       "sysctl.d or an init container)\" value=%d err=\"%s\"",
+		       was, strerror(-werr));
+	else if (was != 1)
+		steer.migrate_saved = was;
 	steer.skel = skel;
 	steer.n_workers = s->n_workers;
 	for (unsigned int i = 0; i < s->n_workers; i++) {
@@ -345,7 +353,7 @@ void sl_steer_fini(void)
 		steer.states[i].state = SL_WORKER_EMPTY;
 		steer.states[i].active = 0;
 	}
-	if (steer.migrate_saved >= 0 && steer.migrate_saved != 1)
+	if (steer.migrate_saved >= 0)
 		write_int_file(MIGRATE_SYSCTL, steer.migrate_saved);
 	munmap(steer.states, steer.states_len);
 	munmap(steer.stats, steer.stats_len);
