@@ -376,14 +376,104 @@ def test_head_range_and_conditionals_from_cache(sluice, origin):
     assert r.status == 200 and r.body == body
 
 
-def test_head_miss_goes_through_and_is_not_stored(sluice, origin):
-    origin.set("/h", headers=CC60, body=b"0123456789")
+def _methods(origin, path):
+    """An origin route that records the method of every request it answers."""
+    seen = []
+
+    def h(conn, req, k):
+        seen.append(req.method)
+        spec = h.spec
+        respond(conn, spec[0], headers=spec[1], body=spec[2], close=req.wants_close(),
+                head=req.method == "HEAD")
+
+    h.spec = (200, CC60, b"0123456789")
+    origin.set(path, fn=h)
+    return h, seen
+
+
+def test_head_miss_fetches_get_and_stores(sluice, origin):
+    """A HEAD miss fills the cache with a GET of its own (nginx's proxy_cache_convert_head)
+    and answers the HEAD from it; the GET and HEAD after it are hits."""
+    h, seen = _methods(origin, "/h")
     sl = cached(sluice, origin)
     r = get(sl, "/h", method="HEAD")
-    assert r.status == 200 and r.header("Content-Length") == "10"
-    assert get(sl, "/h").header("X-Cache") == "MISS"
+    assert (r.status, r.header("Content-Length"), r.body) == (200, "10", b"")
+    assert r.header("X-Cache") == "MISS"
+    assert seen == ["GET"]
+    r = get(sl, "/h")
+    assert (r.body, r.header("X-Cache")) == (b"0123456789", "HIT")
     assert get(sl, "/h", method="HEAD").header("X-Cache") == "HIT"
-    assert origin.n("/h") == 2
+    assert seen == ["GET"]
+    assert metric(sl, "sluice_cache_requests_total", zone="z", result="miss") == 1 \
+        if sl.admin_path else True
+
+
+def test_head_miss_not_shareable_goes_to_origin_as_head(sluice, origin):
+    """The GET a HEAD started comes back private: nothing is stored, and the HEAD goes to
+    the origin itself, as HEAD; nobody gets the private body."""
+    h, seen = _methods(origin, "/hp")
+    h.spec = (200, [("Cache-Control", "private, max-age=60")], b"secret")
+    sl = cached(sluice, origin)
+    r = get(sl, "/hp", method="HEAD")
+    assert (r.status, r.header("Content-Length"), r.body) == (200, "6", b"")
+    assert seen == ["GET", "HEAD"]
+    assert get(sl, "/hp").header("X-Cache") == "MISS"
+    assert seen == ["GET", "HEAD", "GET"]
+
+
+def test_head_miss_failing_origin_one_get_per_head(sluice, origin):
+    """The origin fails the GET a HEAD started: the HEAD goes to the origin as HEAD once,
+    it does not start GET after GET."""
+    h, seen = _methods(origin, "/hf")
+    h.spec = (500, [], b"boom")
+    sl = cached(sluice, origin)
+    r = get(sl, "/hf", method="HEAD")
+    assert r.status == 500 and r.body == b""
+    assert seen == ["GET", "HEAD"]
+
+
+def test_head_miss_client_gone_fill_goes_on(sluice, origin):
+    """The HEAD's client leaves while its GET is on the way: the object is still stored."""
+    hold = threading.Event()
+    origin.set("/hg", headers=CC60, body=b"kept", hold=hold)
+    sl = cached(sluice, origin)
+    c = HTTPClient(sl.port)
+    c.send(b"HEAD /hg HTTP/1.1\r\nHost: sluice.test\r\n\r\n")
+    assert wait_for(lambda: origin.n("/hg") == 1, TIMEOUT)
+    c.close()
+    hold.set()
+    assert wait_for(lambda: get(sl, "/hg").header("X-Cache") == "HIT", TIMEOUT)
+    assert origin.n("/hg") == 1
+
+
+def test_head_and_get_stampede_one_origin_fetch(sluice, origin):
+    """HEADs and GETs at once on a cold key, two workers: one origin request (a GET),
+    every GET gets the body, every HEAD the length and no body."""
+    body = pattern(5000)
+    origin.set("/hs", headers=CC60, body=body, delay=0.2)
+    sl = cached(sluice, origin, workers=2, route_cache={"lock": {"timeout": "30s",
+                                                                 "age": "30s"}})
+    n = 200
+    out = [None] * n
+
+    async def one(i):
+        method = b"HEAD" if i % 2 else b"GET"
+        r, w = await asyncio.open_connection("127.0.0.1", sl.port)
+        w.write(b"%s /hs HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % method)
+        await w.drain()
+        out[i] = await r.read()
+        w.close()
+
+    async def run():
+        await asyncio.wait_for(asyncio.gather(*[one(i) for i in range(n)]), 30 * SCALE)
+
+    asyncio.run(run())
+    assert origin.n("/hs") == 1
+    for i, raw in enumerate(out):
+        head, b = body_of(raw)
+        assert head.startswith(b"HTTP/1.1 200"), raw[:200]
+        assert b == (b"" if i % 2 else body)
+        assert b"Content-Length: 5000" in head
 
 
 def test_client_conditional_on_miss_still_fills(sluice, origin):

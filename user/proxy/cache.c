@@ -182,6 +182,7 @@ struct sl_creq {
 	uint8_t chunked; /* framed here: length unknown, HTTP/1.1 client */
 	uint8_t final_sent;
 	uint8_t done;
+	uint8_t head_fill; /* a HEAD miss waiting for the GET it started */
 	struct sl_clock_ticket tk;
 	struct sl_xwaiter xw;
 	struct event timer;
@@ -693,10 +694,24 @@ static void restore_client_headers(struct sl_session *s, struct sl_creq *cq)
 }
 
 static void bg_refresh(struct sl_session *s, struct sl_creq *cq);
+static int head_fill(struct sl_session *s, struct sl_creq *cq);
+static void lock_timeout(evutil_socket_t fd, short what, void *arg);
+
+/* Wait behind the key's writer, at most lock.timeout. */
+static void park(struct sl_session *s, struct sl_creq *cq)
+{
+	const struct sl_conf_route_cache *cc = cq->cc;
+	cq->mode = CQ_WAIT;
+	evtimer_assign(&cq->timer, s->w->base, lock_timeout, cq);
+	struct timeval tv = {cc->lock_timeout / 1000, (cc->lock_timeout % 1000) * 1000};
+	evtimer_add(&cq->timer, &tv);
+	cq->timer_on = 1;
+}
 
 /* The request holds the key's lock: a last look in the store (the previous writer may
  * have inserted between our lookup and the lock), then to the origin. Returns 2 if
- * answered from the store, 0 to go to the origin. */
+ * answered from the store, 1 if it waits (a HEAD behind the GET it started), 0 to go to
+ * the origin. */
 static int become_writer(struct sl_session *s, struct sl_creq *cq)
 {
 	struct sl_cobj *o = sl_cache_lookup(cq->pz->z, cq->hash, cq->key, cq->klen, vary_fn, s);
@@ -709,6 +724,23 @@ static int become_writer(struct sl_session *s, struct sl_creq *cq)
 		}
 	} else if (o) {
 		sl_cobj_put(o);
+	}
+	if (s->r->is_head_req) {
+		set_label(s, cq, "MISS");
+		if (cq->head_fill) {
+			/* its GET failed and the role came back: one fetch per HEAD, so a
+			 * failing origin does not see a GET after GET; the role goes on */
+			sl_clock_fail(&cq->pz->lock, &cq->tk, sl_mono_ns());
+		} else {
+			atomic_fetch_add(&cq->pz->misses, 1);
+			if (head_fill(s, cq)) {
+				cq->head_fill = 1;
+				park(s, cq);
+				return 1;
+			}
+		}
+		cq->mode = CQ_PASS; /* to the origin as HEAD, uncached */
+		return 0;
 	}
 	cq->mode = CQ_WRITER;
 	set_label(s, cq, "MISS");
@@ -726,8 +758,10 @@ static void lock_wake(struct sl_xwaiter *xw)
 	if (xw->result == SL_CLOCK_OBJ) {
 		struct sl_cobj *o = xw->arg;
 		xw->arg = NULL;
-		if (!serve(s, cq, o, "COALESCED")) {
-			atomic_fetch_add(&cq->pz->coalesced, 1);
+		/* a HEAD whose own GET fetched the object was a miss, counted then */
+		if (!serve(s, cq, o, cq->head_fill ? "MISS" : "COALESCED")) {
+			if (!cq->head_fill)
+				atomic_fetch_add(&cq->pz->coalesced, 1);
 			how = SL_PCACHE_FLUSH;
 		} else {
 			cq->mode = CQ_PASS;
@@ -735,7 +769,10 @@ static void lock_wake(struct sl_xwaiter *xw)
 		}
 	} else if (xw->result == SL_CLOCK_WRITER) {
 		cq->tk = sl_clock_ticket_of(xw);
-		if (become_writer(s, cq) == 2)
+		int rc = become_writer(s, cq);
+		if (rc == 1)
+			return; /* a HEAD parked again, behind the GET it started */
+		if (rc == 2)
 			how = SL_PCACHE_FLUSH;
 	} else {
 		cq->mode = CQ_PASS;
@@ -782,7 +819,9 @@ int sl_pcache_request(struct sl_session *s)
 	cq->cc = cc;
 	cq->req_wall = (int64_t)time(NULL);
 	r->cache = cq;
-	const char *mname = unsafe ? "GET" : llhttp_method_name(method);
+	/* a HEAD is answered from the GET's object and fills it with a GET: its key is the
+	 * GET's ($method reads GET), as for nginx's proxy_cache_convert_head */
+	const char *mname = unsafe || method == HTTP_HEAD ? "GET" : llhttp_method_name(method);
 	if (render_key(s, cq, mname, strlen(mname)) < 0) {
 		sl_log(SL_LOG_DEBUG, "msg=\"cache key too long: not cached\" client=%s",
 		       sl_session_client_str(s));
@@ -818,7 +857,8 @@ int sl_pcache_request(struct sl_session *s)
 		else if (o)
 			sl_cobj_put(o);
 	}
-	if (method == HTTP_HEAD) { /* answered from GETs only: a HEAD miss goes through */
+	if (sl_cache_request_class(&r->req, s->in.data) == SL_CREQ_NOLOCK && method == HTTP_HEAD) {
+		/* fetching for such a request does not take the lock: a HEAD just goes */
 		cq->mode = CQ_PASS;
 		set_label(s, cq, "MISS");
 		atomic_fetch_add(&pz->misses, 1);
@@ -843,11 +883,7 @@ int sl_pcache_request(struct sl_session *s)
 	if (rc == SL_CLOCK_WRITER)
 		return become_writer(s, cq);
 	if (rc == SL_CLOCK_WAIT) {
-		cq->mode = CQ_WAIT;
-		evtimer_assign(&cq->timer, s->w->base, lock_timeout, cq);
-		struct timeval tv = {cc->lock_timeout / 1000, (cc->lock_timeout % 1000) * 1000};
-		evtimer_add(&cq->timer, &tv);
-		cq->timer_on = 1;
+		park(s, cq);
 		return 1;
 	}
 	cq->mode = CQ_PASS;
@@ -1325,6 +1361,8 @@ static int bg_head(struct bgf *g)
 		return -1;
 	int st = g->head.status;
 	if (st == 304) {
+		if (!g->stale)
+			return -1; /* no validators were sent: an origin that answers 304 anyway */
 		struct sl_cobj *n = refresh(&f, g->stale, &g->head, g->in);
 		if (!n)
 			return -1;
@@ -1340,8 +1378,10 @@ static int bg_head(struct bgf *g)
 	if (!o) {
 		/* an error keeps the stale copy (stale-if-error decides later); anything else
 		 * the origin says is no longer cacheable removes it */
-		if (st < 500)
+		if (st < 500 && g->stale)
 			sl_cache_remove_obj(g->pz->z, g->hash, g->key, g->klen, g->stale);
+		if (!shareable)
+			sl_clock_pass(&g->pz->lock, &g->tk); /* waiters go to the origin themselves */
 		return st < 500 ? 0 : -1;
 	}
 	sl_clock_done(&g->pz->lock, &g->tk, o);
@@ -1360,7 +1400,8 @@ static void bg_done_ok(struct bgf *g)
 		if (b->expect == UINT64_MAX || atomic_load(&b->len) == b->expect)
 			sl_cbody_finish(b);
 	}
-	atomic_fetch_add(&g->pz->bg_refreshes, 1);
+	if (g->stale)
+		atomic_fetch_add(&g->pz->bg_refreshes, 1);
 	bg_free(g);
 }
 
@@ -1476,12 +1517,12 @@ static int bg_request(struct bgf *g, struct sl_session *s)
 		sl_out_str(&o, "\r\n");
 	}
 	const struct sl_cobj *st = g->stale;
-	if (st->etag_len) {
+	if (st && st->etag_len) {
 		sl_out_str(&o, "If-None-Match: ");
 		sl_out_put(&o, st->head + st->etag_off, st->etag_len);
 		sl_out_str(&o, "\r\n");
 	}
-	if (st->lm_len) {
+	if (st && st->lm_len) {
 		sl_out_str(&o, "If-Modified-Since: ");
 		sl_out_put(&o, st->head + st->lm_off, st->lm_len);
 		sl_out_str(&o, "\r\n");
@@ -1502,36 +1543,32 @@ static int bg_request(struct bgf *g, struct sl_session *s)
 	return 0;
 }
 
-static void bg_refresh(struct sl_session *s, struct sl_creq *cq)
+/* Start a background GET for cq's key holding tk (taken over: the fetch fails, passes or
+ * completes it, or it is failed here). 0 once the request is on its way, -1 if it could
+ * not start (the ticket has been failed: the role passed on). */
+static int bg_start(struct sl_session *s, struct sl_creq *cq, struct sl_clock_ticket tk)
 {
 	struct sl_request *r = s->r;
-	struct sl_clock_ticket tk;
-	struct sl_xwaiter probe = {.mbox = mbox_of(s->w), .wake = NULL};
 	uint64_t now = sl_mono_ns();
-	if (!probe.mbox)
-		return;
-	int rc = sl_clock_acquire(&cq->pz->lock, cq->hash, cq->key, cq->klen, now,
-				  (uint64_t)cq->cc->lock_age * 1000000ull, &probe, &tk);
-	if (rc == SL_CLOCK_WAIT) {
-		sl_clock_leave(&cq->pz->lock, &probe, now); /* someone refreshes it already */
-		return;
-	}
-	if (rc != SL_CLOCK_WRITER)
-		return;
 	struct sl_peer peer;
 	memset(&peer, 0, sizeof(peer));
 	const struct sl_proxy_ops *ops = s->w->d->ops;
 	struct bgf *g = calloc(1, sizeof(*g));
-	if (!g || ops->upstream_peer(s, r->ctx, &peer) || peer.tls) {
+	int bad = !g || ops->upstream_peer(s, r->ctx, &peer) || peer.tls;
+	/* that pick was for the fetch: the request's own (a HEAD whose fetch fails goes to
+	 * the origin itself) starts afresh, with nothing counted as tried or in flight */
+	sl_lb_req_end(&r->lb);
+	if (bad) {
+		/* TLS upstreams: the background request speaks plain TCP only */
 		free(g);
 		sl_clock_fail(&cq->pz->lock, &tk, now);
-		return;
+		return -1;
 	}
 	g->fd = -1;
 	g->pz = cq->pz;
 	g->w = s->w;
 	g->tk = tk;
-	g->stale = sl_cobj_ref(cq->stale);
+	g->stale = cq->stale ? sl_cobj_ref(cq->stale) : NULL;
 	g->swr = cq->cc->swr / 1000;
 	g->sie = cq->cc->sie / 1000;
 	g->status_header = cq->cc->status_header ? strdup(cq->cc->status_header) : NULL;
@@ -1560,9 +1597,50 @@ static void bg_refresh(struct sl_session *s, struct sl_creq *cq)
 	unsigned int ms = cq->cc->lock_age < 1000 ? 1000 : cq->cc->lock_age;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(&g->tev, &tv);
-	return;
+	return 0;
 fail:
 	bg_free(g);
+	return -1;
+}
+
+static void bg_refresh(struct sl_session *s, struct sl_creq *cq)
+{
+	struct sl_clock_ticket tk;
+	struct sl_xwaiter probe = {.mbox = mbox_of(s->w), .wake = NULL};
+	uint64_t now = sl_mono_ns();
+	if (!probe.mbox)
+		return;
+	int rc = sl_clock_acquire(&cq->pz->lock, cq->hash, cq->key, cq->klen, now,
+				  (uint64_t)cq->cc->lock_age * 1000000ull, &probe, &tk);
+	if (rc == SL_CLOCK_WAIT) {
+		sl_clock_leave(&cq->pz->lock, &probe, now); /* someone refreshes it already */
+		return;
+	}
+	if (rc != SL_CLOCK_WRITER)
+		return;
+	bg_start(s, cq, tk);
+}
+
+/* A HEAD that holds the key's lock (acquired, or promoted after a failed writer): the
+ * object is fetched with a GET of the cache's own and stored, as nginx's
+ * proxy_cache_convert_head does, and the HEAD waits for it like any waiter. Returns 1
+ * if it now waits, 0 if it goes to the origin as HEAD, uncached (the fetch could not
+ * start: a TLS upstream, no memory; the lock has passed on). */
+static int head_fill(struct sl_session *s, struct sl_creq *cq)
+{
+	struct sl_clock_ticket tk = cq->tk;
+	cq->tk.e = NULL;
+	if (bg_start(s, cq, tk) < 0)
+		return 0;
+	/* the fetch holds the key now and runs on this thread, so it cannot have ended:
+	 * this request queues behind it */
+	int rc = sl_clock_acquire(&cq->pz->lock, cq->hash, cq->key, cq->klen, sl_mono_ns(),
+				  (uint64_t)cq->cc->lock_age * 1000000ull, &cq->xw, &cq->tk);
+	if (rc == SL_CLOCK_WAIT)
+		return 1;
+	if (rc == SL_CLOCK_WRITER)
+		sl_clock_fail(&cq->pz->lock, &cq->tk, sl_mono_ns());
+	return 0;
 }
 
 static void bg_free_all(void)
