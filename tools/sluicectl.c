@@ -527,8 +527,244 @@ static int count_deny(const struct sl_xdp_cidr *c, __u64 hits, void *arg)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- JSON output */
+
+#define JSET(o, k, v) json_object_set_new((o), (k), (v))
+#define JU(v) json_integer((json_int_t)(v))
+
+/* Every field of struct sl_worker_stats by its C name, so --json carries all of them
+ * (selftests compare this list with common/sluice_common.h). */
+#define WS(f)                                                                                      \
+	{                                                                                          \
+#f, offsetof(struct sl_worker_stats, f)                                            \
+	}
+static const struct {
+	const char *name;
+	size_t off;
+} ws_fields[] = {
+    WS(accepted),
+    WS(active),
+    WS(requests),
+    WS(resp_1xx),
+    WS(resp_2xx),
+    WS(resp_3xx),
+    WS(resp_4xx),
+    WS(resp_5xx),
+    WS(bytes_in),
+    WS(bytes_out),
+    WS(up_new),
+    WS(up_reused),
+    WS(pool_local),
+    WS(pool_shared),
+    WS(err_client),
+    WS(err_upstream),
+    WS(pool_evicted),
+    WS(pool_idle_closed),
+    WS(pool_fd_mismatch),
+    WS(pool_stale_retries),
+    WS(queue_waits),
+    WS(queue_timeouts),
+    WS(rescued),
+    WS(trailers_dropped),
+    WS(header_timeouts),
+    WS(send_timeouts),
+    WS(up_tls_handshakes),
+    WS(up_tls_resumed),
+    WS(up_tls_handshake_failed),
+    WS(up_tls_verify_failed),
+    WS(up_proxy_refused),
+    WS(tls_full),
+    WS(tls_resumed),
+    WS(tls_fail_timeout),
+    WS(tls_fail_closed),
+    WS(tls_fail_http),
+    WS(tls_fail_cert),
+    WS(tls_fail_protocol),
+};
+#undef WS
+/* every field is a __u64 and the table ends at the last one */
+_Static_assert(sizeof(ws_fields) / sizeof(ws_fields[0]) * sizeof(__u64) ==
+		   offsetof(struct sl_worker_stats, tls_fail_protocol) + sizeof(__u64),
+	       "a worker_stats field is missing from ws_fields");
+
+static json_t *worker_counters_json(const struct sl_worker_stats *s)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; i < sizeof(ws_fields) / sizeof(ws_fields[0]); i++)
+		JSET(o, ws_fields[i].name,
+		     JU(*(const __u64 *)((const char *)s + ws_fields[i].off)));
+	return o;
+}
+
+/* --json among a read command's arguments: taken out of argv; 1 when it was there */
+static int take_json(int *argc, char **argv)
+{
+	int found = 0, k = 1;
+	for (int i = 1; i < *argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			found = 1;
+		else
+			argv[k++] = argv[i];
+	}
+	*argc = k;
+	argv[k] = NULL;
+	return found;
+}
+
+/* One JSON document on stdout; rc passes through (1 when it could not be written). */
+static int put_json(json_t *o, int rc)
+{
+	char *t = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+	json_decref(o);
+	if (!t) {
+		err_msg("out of memory");
+		return 1;
+	}
+	puts(t);
+	free(t);
+	return rc;
+}
+
+static json_t *syn_guard_json(const struct sl_xdp_config *cfg)
+{
+	if (!cfg->syn_rate)
+		return json_pack("{s:b}", "on", 0);
+	return json_pack("{s:b,s:I,s:I}", "on", 1, "rate", (json_int_t)cfg->syn_rate, "burst",
+			 (json_int_t)(cfg->syn_burst ? cfg->syn_burst : cfg->syn_rate));
+}
+
+static json_t *daemon_json(const struct node *n)
+{
+	char line[512];
+	describe_daemon(n, line, sizeof(line));
+	return json_pack("{s:b,s:o,s:I,s:s}", "running", n->alive, "pid",
+			 n->pid ? JU(n->pid) : json_null(), "workers", (json_int_t)n->n_slots,
+			 "summary", line);
+}
+
+static json_t *steering_json(const struct node *n)
+{
+	char line[512];
+	describe_steering(n, line, sizeof(line));
+	__u64 now = now_mono_ns();
+	unsigned int ready = 0;
+	for (unsigned int i = 0; i < n->n_slots; i++)
+		ready += !strcmp(worker_state(n, i, now), "ready");
+	int holds =
+	    n->alive && n->steer_prog_id ? pid_holds_prog((int)n->pid, n->steer_prog_id) : -1;
+	return json_pack("{s:b,s:o,s:o,s:I,s:I,s:s}", "on", !strncmp(line, "on", 2), "prog_id",
+			 n->steer_prog_id ? JU(n->steer_prog_id) : json_null(), "held_by_daemon",
+			 holds < 0 ? json_null() : json_boolean(holds), "workers_ready",
+			 (json_int_t)ready, "workers", (json_int_t)n->n_slots, "summary", line);
+}
+
+static int status_json(void)
+{
+	int rc = 0;
+	json_t *root = json_object(), *x = json_object(), *atts = json_array();
+	JSET(root, "pin_path", json_string(pin_dir));
+	JSET(root, "bpffs_mounted", json_boolean(bpffs_mounted()));
+	struct sl_xdp_attachment att[64];
+	int natt = sl_xdp_list(pin_dir, att, 64);
+	if (natt < 0) {
+		JSET(x, "error", json_string(strerror(-natt)));
+		rc = 1;
+		natt = 0;
+	}
+	struct sl_xdp_maps m;
+	char why[512];
+	int merr = sl_xdp_maps_open(pin_dir, &m, why, sizeof(why));
+	int prog_fd = sl_pin_open(pin_dir, SL_XDP_PROG_PIN);
+	struct bpf_prog_info pi;
+	__u32 pilen = sizeof(pi);
+	memset(&pi, 0, sizeof(pi));
+	if (prog_fd >= 0) {
+		bpf_obj_get_info_by_fd(prog_fd, &pi, &pilen);
+		close(prog_fd);
+	}
+	JSET(x, "loaded", json_boolean(prog_fd >= 0));
+	JSET(x, "prog_id", prog_fd >= 0 ? JU(pi.id) : json_null());
+	for (int i = 0; i < natt && i < 64; i++)
+		json_array_append_new(
+		    atts, json_pack("{s:s,s:b,s:o,s:I,s:I,s:b}", "dev", att[i].ifname, "attached",
+				    att[i].ifindex != 0, "mode",
+				    att[i].ifindex && !att[i].other_netns
+					? json_string(sl_xdp_mode_name(att[i].mode))
+					: json_null(),
+				    "prog_id", (json_int_t)att[i].prog_id, "link_id",
+				    (json_int_t)att[i].link_id, "other_netns", att[i].other_netns));
+	JSET(x, "attachments", atts);
+	if (!merr) {
+		struct deny_count d = {0, 0};
+		struct sl_xdp_config cfg = {0};
+		sl_xdp_deny_foreach(&m, count_deny, &d);
+		sl_xdp_get_config(&m, &cfg);
+		JSET(x, "deny_v4", JU(d.v4));
+		JSET(x, "deny_v6", JU(d.v6));
+		JSET(x, "syn_guard", syn_guard_json(&cfg));
+		sl_xdp_maps_close(&m);
+	} else if (merr != -ENOENT) {
+		JSET(x, "maps_error", json_string(why));
+		rc = 1;
+	}
+	JSET(root, "xdp", x);
+	struct node *n = malloc(sizeof(*n));
+	if (!n) {
+		json_decref(root);
+		err_msg("out of memory");
+		return 1;
+	}
+	read_node(n);
+	JSET(root, "daemon", daemon_json(n));
+	JSET(root, "steering", steering_json(n));
+	JSET(root, "problem", n->bad[0] ? json_string(n->bad) : json_null());
+	if (n->bad[0])
+		rc = 1;
+	free(n);
+	return put_json(root, rc);
+}
+
+static int workers_json(void)
+{
+	struct node *n = malloc(sizeof(*n));
+	if (!n) {
+		err_msg("out of memory");
+		return 1;
+	}
+	read_node(n);
+	json_t *root = json_object(), *ws = json_array();
+	JSET(root, "pin_path", json_string(pin_dir));
+	JSET(root, "daemon", daemon_json(n));
+	__u64 now = now_mono_ns();
+	for (unsigned int i = 0; n->have_workers && i < n->n_slots; i++) {
+		const struct sl_worker_state *w = &n->ws[i];
+		json_t *o = json_object();
+		JSET(o, "worker", JU(i));
+		JSET(o, "cpu", JU(w->cpu));
+		JSET(o, "state", json_string(worker_state(n, i, now)));
+		JSET(o, "active", JU(w->active));
+		JSET(o, "max_conns", w->max_conns ? JU(w->max_conns) : json_null());
+		JSET(o, "heartbeat_age_ms",
+		     w->heartbeat_ns && now >= w->heartbeat_ns
+			 ? JU((now - w->heartbeat_ns) / 1000000)
+			 : json_null());
+		JSET(o, "counters", n->have_stats ? worker_counters_json(&n->st[i]) : json_null());
+		json_array_append_new(ws, o);
+	}
+	JSET(root, "workers", ws);
+	JSET(root, "problem", n->bad[0] ? json_string(n->bad) : json_null());
+	int rc = n->bad[0] ? 1 : 0;
+	free(n);
+	return put_json(root, rc);
+}
+
 static int cmd_status(int argc, char **argv)
 {
+	if (take_json(&argc, argv)) {
+		if (argc != 1)
+			return 2;
+		return status_json();
+	}
 	if (argc != 1)
 		return 2;
 	int rc = 0;
@@ -619,8 +855,11 @@ static int cmd_status(int argc, char **argv)
 
 static int cmd_workers(int argc, char **argv)
 {
+	int json = take_json(&argc, argv);
 	if (argc != 1)
 		return 2;
+	if (json)
+		return workers_json();
 	struct node *n = malloc(sizeof(*n));
 	if (!n) {
 		err_msg("out of memory");
@@ -823,9 +1062,6 @@ static void print_stats_human(const struct sample *cur, const struct sample *pre
 	}
 }
 
-#define JSET(o, k, v) json_object_set_new((o), (k), (v))
-#define JU(v) json_integer((json_int_t)(v))
-
 static json_t *stats_json(const struct sample *cur, const struct sample *prev, double dt)
 {
 	const struct node *n = &cur->node;
@@ -870,6 +1106,7 @@ static json_t *stats_json(const struct sample *cur, const struct sample *prev, d
 		JSET(w, "pool_shared", JU(s->pool_shared));
 		JSET(w, "errors_client", JU(s->err_client));
 		JSET(w, "errors_upstream", JU(s->err_upstream));
+		JSET(w, "counters", worker_counters_json(s)); /* every field, by its C name */
 		json_array_append_new(ws, w);
 	}
 	JSET(root, "workers", ws);
@@ -1030,7 +1267,7 @@ static int cidr_cmp(const struct sl_xdp_cidr *a, const struct sl_xdp_cidr *b)
 	return (pa > pb) - (pa < pb);
 }
 
-static int deny_list(const struct sl_xdp_maps *m)
+static int deny_list(const struct sl_xdp_maps *m, int json)
 {
 	struct deny_list l = {0};
 	int err = sl_xdp_deny_foreach(m, collect_deny, &l);
@@ -1051,6 +1288,18 @@ static int deny_list(const struct sl_xdp_maps *m)
 			l.hits[j - 1] = h;
 		}
 	}
+	if (json) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < l.n; i++) {
+			char b[SL_XDP_CIDR_STRLEN];
+			sl_xdp_cidr_format(&l.v[i], b, sizeof(b));
+			json_array_append_new(a, json_pack("{s:s,s:I}", "prefix", b, "dropped",
+							   (json_int_t)l.hits[i]));
+		}
+		free(l.v);
+		free(l.hits);
+		return put_json(json_pack("{s:s,s:o}", "pin_path", pin_dir, "deny", a), 0);
+	}
 	if (!l.n) {
 		printf("deny list is empty\n");
 	} else {
@@ -1070,8 +1319,15 @@ static int cmd_deny(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
+	int json = take_json(&argc, argv);
+	if (argc < 2)
+		return 2;
 	const char *op = argv[1];
 	int add = !strcmp(op, "add"), del = !strcmp(op, "del"), list = !strcmp(op, "list");
+	if (json && !list) {
+		err_msg("deny: --json goes with list");
+		return 2;
+	}
 	if (!add && !del && !list) {
 		err_msg("deny: unknown operation '%s' (add, del or list)", op);
 		return 2;
@@ -1096,7 +1352,7 @@ static int cmd_deny(int argc, char **argv)
 	}
 	int rc = 0;
 	if (list)
-		rc = deny_list(&m);
+		rc = deny_list(&m, json);
 	for (int i = 2; i < argc; i++) {
 		char b[SL_XDP_CIDR_STRLEN];
 		sl_xdp_cidr_format(&cs[i], b, sizeof(b));
@@ -1139,6 +1395,7 @@ static int syn_guard_tracked(const struct sl_xdp_maps *m)
 static int cmd_syn_guard(int argc, char **argv)
 {
 	struct sl_xdp_config cfg = {0};
+	int json = take_json(&argc, argv);
 	const char *op = argc > 1 ? argv[1] : "show";
 	if (!strcmp(op, "set")) {
 		if (argc < 3 || argc > 4 || parse_u32(argv[2], 1, 10000000, &cfg.syn_rate) ||
@@ -1164,6 +1421,12 @@ static int cmd_syn_guard(int argc, char **argv)
 		err_msg("syn-guard: %s", strerror(-err));
 		sl_xdp_maps_close(&m);
 		return 1;
+	}
+	if (json) {
+		json_t *o = syn_guard_json(&cfg);
+		JSET(o, "tracked_prefixes", JU(syn_guard_tracked(&m)));
+		sl_xdp_maps_close(&m);
+		return put_json(o, 0);
 	}
 	print_syn_guard("syn guard: ", &cfg);
 	if (!strcmp(op, "show"))
@@ -1536,16 +1799,18 @@ static const struct cmd cmds[] = {
      "detach the XDP guard from IFACE (default: every device); with the last one, unpin "
      "the program and its maps",
      cmd_unload},
-    {"status", "", "what is pinned and attached, daemon alive or not, steering on or off and why",
-     cmd_status},
+    {"status", "[--json]",
+     "what is pinned and attached, daemon alive or not, steering on or off and why", cmd_status},
     {"stats", "[--watch SECONDS [--count K]] [--json]",
      "per-worker connections, requests/s, status classes, bytes, upstream reuse; steering "
      "reasons; XDP counters (--json: one object per round)",
      cmd_stats},
-    {"workers", "", "worker slots: CPU, state, connections, cap, heartbeat age", cmd_workers},
-    {"deny", "add|del CIDR... | list",
+    {"workers", "[--json]",
+     "worker slots: CPU, state, connections, cap, heartbeat age (--json: with every counter)",
+     cmd_workers},
+    {"deny", "add|del CIDR... | list [--json]",
      "source prefixes the XDP guard drops (a bare address is a /32 or /128)", cmd_deny},
-    {"syn-guard", "[show | set RATE [BURST] | off]",
+    {"syn-guard", "[show | set RATE [BURST] | off] [--json]",
      "SYN rate limit per source /24 (IPv4) or /64 (IPv6); BURST defaults to RATE", cmd_syn_guard},
     {"reload", "[--pid PID]",
      "reload the daemon's config through its admin socket and report the outcome (exit 1 "

@@ -454,3 +454,98 @@ def test_status_stats_workers_with_daemon(pin, sluice, backend):
     assert re.search(r"^steering\s+off \(daemon not running", status, re.M), status
     assert not re.search(r"^daemon\s+running: pid %d " % sl.pid, status, re.M), status
     assert len(ctl.stats()["workers"]) == 2, "the last counters stay readable after exit"
+
+
+# ---------------------------------------------------------------- --json on read commands
+
+def worker_stats_fields():
+    """Field names of struct sl_worker_stats, read from the header BPF and sluicectl share."""
+    text = open(os.path.join(ROOT, "common", "sluice_common.h")).read()
+    body = text[text.index("struct sl_worker_stats {"):]
+    body = body[:body.index("}")]
+    names = []
+    for ln in body.splitlines()[1:]:
+        ln = ln.split("/*")[0].strip()
+        if ln.startswith("__u64"):
+            names += [n.strip() for n in ln[len("__u64"):].rstrip(";").split(",")]
+    return names
+
+
+def one_json(out):
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1, "expected one JSON document, got %r" % out
+    return json.loads(lines[0])
+
+
+def test_json_status_workers_with_daemon(pin, sluice, backend):
+    sl = sluice.proxy(backend("a"), workers=2, bpf={"pin_path": pin})
+    ctl = Ctl(pin)
+    for _ in range(5):
+        with HTTPClient(sl.port) as c:
+            assert c.request("GET", "/x").status == 200
+    st = one_json(ctl.ok("status", "--json"))
+    assert st["pin_path"] == pin and st["problem"] is None
+    assert st["daemon"]["running"] is True and st["daemon"]["pid"] == sl.pid, st
+    assert st["daemon"]["workers"] == 2
+    s = st["steering"]
+    assert s["on"] is True and s["workers_ready"] == 2 and s["held_by_daemon"] is True, s
+    assert isinstance(s["prog_id"], int) and s["prog_id"] > 0
+    assert st["xdp"]["loaded"] is False and st["xdp"]["attachments"] == []
+
+    fields = worker_stats_fields()
+    assert len(fields) > 30 and "tls_fail_protocol" in fields  # the parse found them
+    ws = one_json(ctl.ok("workers", "--json"))
+    assert [w["worker"] for w in ws["workers"]] == [0, 1]
+    for w in ws["workers"]:
+        assert w["state"] == "ready" and isinstance(w["heartbeat_age_ms"], int), w
+        assert sorted(w["counters"]) == sorted(fields), \
+            "workers --json misses %s" % (set(fields) - set(w["counters"]))
+    assert sum(w["counters"]["requests"] for w in ws["workers"]) >= 5
+    for w in one_json(ctl.ok("stats", "--json"))["workers"]:
+        assert sorted(w["counters"]) == sorted(fields)
+    # the text output is unchanged without the flag
+    assert not ctl.ok("status").lstrip().startswith("{")
+    for p in sl.stop():
+        pytest.fail(p)
+    st = one_json(ctl.ok("status", "--json"))
+    assert st["daemon"]["running"] is False and st["steering"]["on"] is False, st
+
+
+def test_json_nothing_pinned(pin):
+    ctl = Ctl(pin)
+    rc, out, err = ctl("status", "--json")
+    assert rc == 0, err
+    st = one_json(out)
+    assert st["daemon"]["running"] is False and st["steering"]["on"] is False
+    assert "no pinned maps" in st["steering"]["summary"]
+    ws = one_json(ctl.ok("workers", "--json"))
+    assert ws["workers"] == []
+    rc, out, err = ctl("deny", "list", "--json")
+    assert rc == 1 and out == "" and "not loaded" in err, (rc, out, err)
+    assert not os.path.exists(pin)
+
+
+@pytest.mark.parametrize("args", [("deny", "add", "10.0.0.1", "--json"),
+                                  ("status", "--json", "extra"), ("workers", "--json", "x")])
+def test_json_usage_errors(pin, args):
+    rc, out, err = Ctl(pin)(*args)
+    assert rc == 2, (args, rc, out, err)
+
+
+def test_json_deny_list_and_syn_guard(pin, net):
+    ctl = Ctl(pin, net.srv)
+    ctl.ok("load", "--dev", net.vsrv, "--mode", "generic", "--syn-rate", "50")
+    ctl.ok("deny", "add", "10.99.0.3", "fd00:5c::3/128", "192.0.2.0/24")
+    d = one_json(ctl.ok("deny", "list", "--json"))
+    assert sorted(x["prefix"] for x in d["deny"]) == ["10.99.0.3/32", "192.0.2.0/24",
+                                                      "fd00:5c::3/128"], d
+    assert all(x["dropped"] == 0 for x in d["deny"])
+    g = one_json(ctl.ok("syn-guard", "--json"))
+    assert g == {"on": True, "rate": 50, "burst": 50, "tracked_prefixes": 0}, g
+    g = one_json(ctl.ok("syn-guard", "off", "--json"))
+    assert g["on"] is False
+    st = one_json(ctl.ok("status", "--json"))
+    x = st["xdp"]
+    assert x["loaded"] is True and x["deny_v4"] == 2 and x["deny_v6"] == 1, x
+    (a,) = x["attachments"]
+    assert a["dev"] == net.vsrv and a["attached"] is True and a["prog_id"] > 0, a
