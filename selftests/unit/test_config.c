@@ -393,6 +393,60 @@ static void test_defaults(void **state)
 	sl_conf_put(c);
 }
 
+/* user/group/keep_capabilities: resolved at load (nobody and nogroup exist on Debian) */
+static void test_process(void **state)
+{
+	static const char L[] = "listeners: [ { address: \":1\" } ]\n";
+	char y[512];
+	struct sl_conf *c;
+
+	c = parse_ok(L);
+	assert_null(c->proc.user);
+	assert_int_equal(c->proc.keep_caps, 0);
+	sl_conf_put(c);
+
+	snprintf(y, sizeof(y), "user: nobody\n%s", L);
+	c = parse_ok(y);
+	assert_string_equal(c->proc.user, "nobody");
+	assert_int_equal(c->proc.uid, 65534);
+	assert_int_equal(c->proc.gid, 65534); /* nobody's primary group */
+	assert_int_equal(c->proc.named, 1);
+	assert_null(c->proc.group);
+	sl_conf_put(c);
+
+	snprintf(y, sizeof(y),
+		 "user: nobody\ngroup: \"4242\"\nkeep_capabilities: [net_bind_service, CAP_BPF, "
+		 "Net_Admin]\n%s",
+		 L);
+	c = parse_ok(y);
+	assert_int_equal(c->proc.gid, 4242);
+	assert_int_equal(c->proc.keep_caps, (1ull << 10) | (1ull << 39) | (1ull << 12));
+	assert_string_equal(sl_conf_cap_name(39), "bpf");
+	assert_null(sl_conf_cap_name(21)); /* CAP_SYS_ADMIN is never kept */
+	sl_conf_put(c);
+
+	/* a bare uid without a passwd entry needs its group */
+	snprintf(y, sizeof(y), "user: \"3999999\"\ngroup: \"3999999\"\n%s", L);
+	c = parse_ok(y);
+	assert_int_equal(c->proc.uid, 3999999);
+	assert_int_equal(c->proc.named, 0);
+	sl_conf_put(c);
+
+	snprintf(y, sizeof(y), "user: nosuchuser-x\n%s", L);
+	expect_err(y, "t.yaml:1:7: user 'nosuchuser-x' does not exist (no such entry in the "
+		      "passwd database)");
+	snprintf(y, sizeof(y), "user: \"0\"\n%s", L);
+	expect_err(y, "t.yaml:1:7: user '0' is root: leave user out to run as root");
+	snprintf(y, sizeof(y), "user: \"99999999999\"\ngroup: \"1\"\n%s", L);
+	expect_err(y, "t.yaml:1:7: user 99999999999 is out of range");
+	snprintf(y, sizeof(y), "user: [nobody]\n%s", L);
+	expect_err(y, "t.yaml:1:7: user must be a string");
+	snprintf(y, sizeof(y), "user: nobody\ngroup: \"0\"\n%s", L);
+	expect_err(y, "t.yaml:2:8: group '0' is root's group: name an unprivileged group");
+	snprintf(y, sizeof(y), "user: nobody\nkeep_capabilities: [bpf, [x]]\n%s", L);
+	expect_err(y, "t.yaml:2:26: keep_capabilities.entry must be a string");
+}
+
 static void test_log_keywords(void **state)
 {
 	struct sl_conf *c;
@@ -1507,6 +1561,7 @@ int main(void)
 	    cmocka_unit_test(test_err_unknown_keys),
 	    cmocka_unit_test(test_err_types),
 	    cmocka_unit_test(test_cache),
+	    cmocka_unit_test(test_process),
 	    cmocka_unit_test(test_err_ranges),
 	    cmocka_unit_test(test_err_routes),
 	    cmocka_unit_test(test_err_respond_headers),

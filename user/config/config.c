@@ -2252,7 +2252,7 @@ const char *sl_conf_cap_name(int cap)
 
 static int all_digits(const char *s)
 {
-	return *s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 10;
+	return *s && strspn(s, "0123456789") == strlen(s);
 }
 
 static int parse_user(struct parse *p, yaml_node_t *v, int *named)
@@ -2267,8 +2267,8 @@ static int parse_user(struct parse *p, yaml_node_t *v, int *named)
 	if (!pr->user[0])
 		return fail(p, v, "user must not be empty");
 	if (all_digits(pr->user)) {
-		unsigned long u = strtoul(pr->user, NULL, 10);
-		if (u >= 0xffffffffUL)
+		unsigned long long u = strtoull(pr->user, NULL, 10);
+		if (strlen(pr->user) > 10 || u >= 0xffffffffULL)
 			return fail(p, v, "user %s is out of range", pr->user);
 		pr->uid = (unsigned int)u;
 		*named = 0;
@@ -2301,8 +2301,8 @@ static int parse_group(struct parse *p, yaml_node_t *v)
 	if (ret)
 		return ret;
 	if (all_digits(pr->group)) {
-		unsigned long g = strtoul(pr->group, NULL, 10);
-		if (g >= 0xffffffffUL)
+		unsigned long long g = strtoull(pr->group, NULL, 10);
+		if (strlen(pr->group) > 10 || g >= 0xffffffffULL)
 			return fail(p, v, "group %s is out of range", pr->group);
 		pr->gid = (unsigned int)g;
 	} else {
