@@ -1466,8 +1466,8 @@ static const char *find_admin_socket(void)
 
 /* One request on the admin socket. Returns the HTTP status (body parsed into *json, or
  * NULL when not JSON), or -errno with a reason in why. */
-static int admin_call(const char *path, const char *method, const char *target, json_t **json,
-		      char *why, size_t whylen)
+static int admin_call_body(const char *path, const char *method, const char *target,
+			   const char *content, json_t **json, char *why, size_t whylen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	*json = NULL;
@@ -1490,11 +1490,18 @@ static int admin_call(const char *path, const char *method, const char *target, 
 		close(fd);
 		return err;
 	}
-	char req[512];
+	char req[PATH_MAX + 1024];
+	size_t cl = content ? strlen(content) : 0;
 	int n = snprintf(req, sizeof(req),
-			 "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
-			 "Connection: close\r\n\r\n",
-			 method, target);
+			 "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\n%s"
+			 "Connection: close\r\n\r\n%s",
+			 method, target, cl, cl ? "Content-Type: application/json\r\n" : "",
+			 cl ? content : "");
+	if (n < 0 || (size_t)n >= sizeof(req)) {
+		snprintf(why, whylen, "request too large");
+		close(fd);
+		return -E2BIG;
+	}
 	if (write(fd, req, (size_t)n) != n) {
 		int err = errno ? -errno : -EIO;
 		snprintf(why, whylen, "%s: write: %s", path, strerror(-err));
@@ -1546,6 +1553,12 @@ static int admin_call(const char *path, const char *method, const char *target, 
 	*json = json_loads(body + 4, 0, NULL);
 	free(buf);
 	return status;
+}
+
+static int admin_call(const char *path, const char *method, const char *target, json_t **json,
+		      char *why, size_t whylen)
+{
+	return admin_call_body(path, method, target, NULL, json, why, whylen);
 }
 
 /* ---------------------------------------------------------------- cache (admin API) */
@@ -1766,6 +1779,98 @@ static int cmd_reopen_logs(int argc, char **argv)
 	return daemon_op(argc, argv, "/reopen-logs", SIGUSR1, "log files reopened");
 }
 
+/* The status of the daemon serving sock: its pid and its last upgrade's state and error
+ * (copied into err). -errno when it does not answer. */
+static int upgrade_poll(const char *sock, char *state, size_t slen, int *succ, char *err,
+			size_t elen)
+{
+	json_t *j;
+	char why[256];
+	int st = admin_call(sock, "GET", "/status", &j, why, sizeof(why));
+	if (st != 200) {
+		json_decref(j);
+		return st < 0 ? st : -EPROTO;
+	}
+	json_t *u = json_object_get(j, "upgrade");
+	int pid = (int)json_integer_value(json_object_get(j, "pid"));
+	snprintf(state, slen, "%s", json_string_value(json_object_get(u, "state")) ?: "");
+	snprintf(err, elen, "%s", json_string_value(json_object_get(u, "error")) ?: "");
+	*succ = (int)json_integer_value(json_object_get(u, "successor_pid"));
+	json_decref(j);
+	return pid;
+}
+
+/* POST /upgrade, then follow it: done once the admin socket is served by the successor
+ * (it takes the path over when the old daemon hands over), failed when the old one says
+ * so. */
+static int cmd_upgrade(int argc, char **argv)
+{
+	const char *binary = NULL;
+	if (argc == 3 && !strcmp(argv[1], "--binary"))
+		binary = argv[2];
+	else if (argc != 1) {
+		err_msg("%s: %s", argv[0],
+			argc == 2 && !strcmp(argv[1], "--binary") ? "--binary needs a path"
+								  : "unexpected argument");
+		return 2;
+	}
+	char why[512], body[PATH_MAX + 32] = "";
+	if (binary) {
+		json_t *b = json_pack("{s:s}", "binary", binary);
+		char *t = b ? json_dumps(b, JSON_COMPACT) : NULL;
+		json_decref(b);
+		if (!t || strlen(t) >= sizeof(body)) {
+			free(t);
+			err_msg("%s: binary path too long", argv[0]);
+			return 2;
+		}
+		snprintf(body, sizeof(body), "%s", t);
+		free(t);
+	}
+	const char *sock = find_admin_socket();
+	if (!sock) {
+		err_msg("no admin socket to reach the daemon (--socket PATH, --config FILE, or "
+			"admin.socket at " SL_ADMIN_SOCKET_DEFAULT ")");
+		return 1;
+	}
+	int old = admin_pid(sock, why, sizeof(why));
+	if (old < 0) {
+		err_msg("%s", why);
+		return 1;
+	}
+	json_t *j;
+	int st = admin_call_body(sock, "POST", "/upgrade", binary ? body : NULL, &j, why,
+				 sizeof(why));
+	if (st < 0) {
+		err_msg("%s", why);
+		return 1;
+	}
+	const char *e = json_string_value(json_object_get(j, "error"));
+	int succ = (int)json_integer_value(json_object_get(j, "successor_pid"));
+	if (st != 202) {
+		err_msg("upgrade refused (pid %d): %s", old, e ? e : "no reason given");
+		json_decref(j);
+		return 1;
+	}
+	json_decref(j);
+	/* a little beyond the daemon's own deadline for a successor (30 s) */
+	for (int i = 0; i < 400; i++) {
+		char state[32], err[512];
+		int s2, pid = upgrade_poll(sock, state, sizeof(state), &s2, err, sizeof(err));
+		if (pid == succ) {
+			printf("upgraded: pid %d -> pid %d\n", old, succ);
+			return 0;
+		}
+		if (pid == old && !strcmp(state, "failed") && s2 == succ) {
+			err_msg("upgrade failed, pid %d keeps serving: %s", old, err);
+			return 1;
+		}
+		usleep(100000);
+	}
+	err_msg("upgrade of pid %d to pid %d: no outcome within 40 s", old, succ);
+	return 1;
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	if (argc != 2)
@@ -1817,6 +1922,12 @@ static const struct cmd cmds[] = {
      "with the FILE:LINE:COL reason when rejected); without a socket, SIGHUP to PID once it "
      "is verified to be a sluiced",
      cmd_reload},
+    {"upgrade", "[--binary PATH]",
+     "zero-downtime binary upgrade through the admin socket: the daemon starts PATH (default: "
+     "its own binary's path) with its arguments, hands it the listening sockets, and drains "
+     "once the new one is ready; exit 0 with both pids, or 1 with the reason the old one "
+     "keeps serving",
+     cmd_upgrade},
     {"reopen-logs", "[--pid PID]",
      "reopen the error and access log files (after rotation), through the admin socket or "
      "SIGUSR1 to a verified PID",

@@ -67,6 +67,26 @@ void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out)
 	out->workers = 2;
 	out->reloads = 0;
 	out->reload_err = d->reload_err;
+	out->upgrade_state = 0;
+	out->upgrade_pid = 0;
+	out->upgrade_err = "";
+}
+
+/* never starts anything: the fuzzer reaches the parsing and the refusals */
+int sl_ctl_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t len)
+{
+	snprintf(why, len, "fuzz: upgrade refused (%s)", binary ? binary : "own binary");
+	return binary ? -EINVAL : -EBUSY;
+}
+
+int sl_ctl_admin_takeover(const struct sl_daemon *d)
+{
+	return 0;
+}
+
+int sl_ctl_handed_over(const struct sl_daemon *d)
+{
+	return 0;
 }
 
 int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out)

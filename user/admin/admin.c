@@ -53,6 +53,7 @@ struct admin {
 	struct sl_daemon *d;
 	struct admin_srv unix_srv, tcp_srv;
 	char *sock_path; /* the file we bound; removed at stop if it is still ours */
+	char *pending;	 /* upgrade successor: bound under this name, renamed at take-over */
 	dev_t sock_dev;
 	ino_t sock_ino;
 	struct timespec started;
@@ -188,6 +189,12 @@ static void get_readyz(struct admin *a, struct evhttp_request *req)
 		send_json(req, 200, json_pack("{s:s}", "status", "ready"));
 }
 
+static const char *upgrade_state_name(int s)
+{
+	static const char *const names[] = {"none", "in_progress", "done", "failed"};
+	return s >= 0 && s < 4 ? names[s] : "?";
+}
+
 static void get_status(struct admin *a, struct evhttp_request *req)
 {
 	struct sl_ctl_status st;
@@ -202,11 +209,59 @@ static void get_status(struct admin *a, struct evhttp_request *req)
 		json_array_append_new(svcs, json_pack("{s:s,s:b}", "name", name, "running", running));
 	}
 	send_json(req, 200,
-		  json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:b,s:o*}", "version", SL_VERSION, "pid",
-			    (json_int_t)getpid(), "uptime_seconds", up, "config", st.conf_path,
-			    "workers", (json_int_t)st.workers, "reloads", (json_int_t)st.reloads,
-			    "last_reload_error", st.reload_err, "stopping", sl_ctl_stopping(a->d),
-			    "services", svcs));
+		  json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:b,s:o*,s:{s:s,s:I,s:s}}", "version",
+			    SL_VERSION, "pid", (json_int_t)getpid(), "uptime_seconds", up, "config",
+			    st.conf_path, "workers", (json_int_t)st.workers, "reloads",
+			    (json_int_t)st.reloads, "last_reload_error", st.reload_err, "stopping",
+			    sl_ctl_stopping(a->d), "services", svcs, "upgrade", "state",
+			    upgrade_state_name(st.upgrade_state), "successor_pid",
+			    (json_int_t)st.upgrade_pid, "error", st.upgrade_err));
+}
+
+/* The transport of the request being handled: a binary path is taken only over the
+ * Unix socket (0600, local), never over TCP, however authorized. */
+static int cur_tcp;
+
+static void post_upgrade(struct admin *a, struct evhttp_request *req)
+{
+	if (sl_ctl_stopping(a->d)) {
+		send_error(req, 503, "stopping");
+		return;
+	}
+	struct evbuffer *b = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(b);
+	const char *binary = NULL;
+	json_t *j = NULL;
+	char why[512];
+	if (len) {
+		const char *data = (const char *)evbuffer_pullup(b, -1);
+		json_error_t e;
+		j = data ? json_loadb(data, len, JSON_REJECT_DUPLICATES, &e) : NULL;
+		json_t *v = j ? json_object_get(j, "binary") : NULL;
+		if (!j || !json_is_object(j) || (v && !json_is_string(v)) ||
+		    json_object_size(j) != (v ? 1u : 0u)) {
+			send_error(req, 400, "the body is {\"binary\": \"/absolute/path\"} or empty");
+			json_decref(j);
+			return;
+		}
+		if (v && cur_tcp) {
+			send_error(req, 403, "binary is accepted over the admin socket only");
+			json_decref(j);
+			return;
+		}
+		binary = v ? json_string_value(v) : NULL;
+	}
+	int err = sl_ctl_upgrade(a->d, binary, why, sizeof(why));
+	json_decref(j);
+	if (err) {
+		send_error(req, err == -EBUSY ? 409 : 400, why);
+		return;
+	}
+	struct sl_ctl_status st;
+	sl_ctl_status(a->d, &st);
+	send_json(req, 202,
+		  json_pack("{s:s,s:I}", "upgrade", "started", "successor_pid",
+			    (json_int_t)st.upgrade_pid));
 }
 
 #define OFF(f) offsetof(struct sl_worker_stats, f)
@@ -568,6 +623,7 @@ static const struct admin_route routes[] = {
     {"/status", M_GET, "GET, HEAD", 0, get_status},
     {"/workers", M_GET, "GET, HEAD", 0, get_workers},
     {"/reload", M_POST, "POST", 0, post_reload},
+    {"/upgrade", M_POST, "POST", 0, post_upgrade},
     {"/reopen-logs", M_POST, "POST", 0, post_reopen_logs},
     {"/tls/rotate-tickets", M_POST, "POST", 0, post_tls_rotate},
     {"/metrics", M_GET, "GET, HEAD", 0, get_metrics},
@@ -609,6 +665,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 			send_error(req, 405, "method not allowed");
 			return;
 		}
+		cur_tcp = srv->tcp;
 		r->fn(a, req);
 		return;
 	}
@@ -704,8 +761,11 @@ static int unix_listen(struct admin *a, const char *path)
 	memcpy(sa.sun_path, tmp, (size_t)tl + 1);
 	if (strcmp(tmp, path) && lstat(tmp, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(tmp); /* left by a run that died between bind and rename */
-	/* A socket file left by a previous run is stale; anything else is not ours. */
-	if (lstat(path, &st) == 0) {
+	/* A socket file left by a previous run is stale; anything else is not ours. An
+	 * upgrade's successor replaces its predecessor's by the rename below (the
+	 * predecessor leaves its file in place when it hands over). */
+	int takeover = sl_ctl_admin_takeover(a->d);
+	if (!takeover && lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			sl_log(SL_LOG_ERROR,
 			       "msg=\"admin socket path exists and is not a socket\" path=%s",
@@ -752,8 +812,9 @@ static int unix_listen(struct admin *a, const char *path)
 		       strerror(-err));
 		goto fail;
 	}
-	if (chmod(tmp, 0600) || listen(fd, 64) || (strcmp(tmp, path) && rename(tmp, path)) ||
-	    stat(path, &st)) {
+	if (chmod(tmp, 0600) || listen(fd, 64) ||
+	    (!takeover && strcmp(tmp, path) && rename(tmp, path)) ||
+	    stat(takeover ? tmp : path, &st) || (takeover && !(a->pending = strdup(tmp)))) {
 		err = -errno;
 		sl_log(SL_LOG_ERROR, "msg=\"cannot listen on admin socket\" path=%s err=\"%s\"",
 		       path, strerror(-err));
@@ -848,6 +909,24 @@ int sl_admin_start(struct sl_daemon *d)
 	return err;
 }
 
+int sl_admin_takeover_commit(struct sl_daemon *d)
+{
+	struct admin *a = *sl_ctl_admin_slot(d);
+	if (!a || !a->pending)
+		return 0;
+	int err = rename(a->pending, a->sock_path) ? -errno : 0;
+	if (err)
+		sl_log(SL_LOG_ERROR, "msg=\"cannot take the admin socket over\" path=%s err=\"%s\"",
+		       a->sock_path, strerror(-err));
+	else
+		sl_log(SL_LOG_INFO, "msg=\"admin API listening\" socket=%s", a->sock_path);
+	if (err)
+		unlink(a->pending);
+	free(a->pending);
+	a->pending = NULL;
+	return err;
+}
+
 void sl_admin_stop(struct sl_daemon *d)
 {
 	struct admin *a = *sl_ctl_admin_slot(d);
@@ -866,8 +945,15 @@ void sl_admin_stop(struct sl_daemon *d)
 			event_free(srv->resume);
 		err_srvs[i] = NULL;
 	}
-	/* Another process may have taken the path since: remove only our own file. */
-	if (a->sock_path && lstat(a->sock_path, &st) == 0 && st.st_dev == a->sock_dev &&
+	/* Another process may have taken the path since: remove only our own file, and not
+	 * after an upgrade's hand-over (the successor renames its socket over it). A
+	 * successor that never took over removes only its temporary name. */
+	if (a->pending) {
+		unlink(a->pending);
+		free(a->pending);
+		a->pending = NULL;
+	} else if (a->sock_path && !sl_ctl_handed_over(d) && lstat(a->sock_path, &st) == 0 &&
+	    st.st_dev == a->sock_dev &&
 	    st.st_ino == a->sock_ino)
 		unlink(a->sock_path);
 	free(a->sock_path);

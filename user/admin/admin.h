@@ -9,5 +9,8 @@ struct sl_daemon;
  * 0, or -errno (logged). */
 int sl_admin_start(struct sl_daemon *d);
 void sl_admin_stop(struct sl_daemon *d);
+/* Upgrade successor, handed over: its admin socket (bound and listening under a
+ * temporary name since start) replaces the predecessor's at the configured path. */
+int sl_admin_takeover_commit(struct sl_daemon *d);
 
 #endif

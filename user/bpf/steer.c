@@ -35,6 +35,8 @@ struct steer {
 	size_t stats_len;
 	unsigned int n_workers;
 	int migrate_saved; /* old sysctl value, -1 = untouched */
+	int handed_over;   /* a successor restores the sysctl */
+	char dir[256];
 };
 
 static struct steer steer = {.migrate_saved = -1};
@@ -136,6 +138,23 @@ static void detach(const struct sl_steer_setup *s, unsigned int n)
 	}
 }
 
+/* The pin only lets bpftool and sluicectl find the program; steering works without it,
+ * so a failure is worth a warning, not refusing to steer. */
+static void pin_prog(struct steer_bpf *skel)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/steer_prog", steer.dir);
+	if (unlink(path) && errno != ENOENT)
+		sl_log(SL_LOG_WARN,
+		       "msg=\"cannot replace the pinned steering program\" path=%s "
+		       "err=\"%s\"",
+		       path, strerror(errno));
+	int err = bpf_program__pin(skel->progs.steer, path);
+	if (err)
+		sl_log(SL_LOG_WARN, "msg=\"cannot pin the steering program\" path=%s err=\"%s\"",
+		       path, strerror(-err));
+}
+
 int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **states,
 		  struct sl_worker_stats **stats, char *why, size_t whylen)
 {
@@ -161,13 +180,15 @@ int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **state
 				 strerror(-err));
 			return err;
 		}
-		err = set_pins(skel, dir);
+		err = s->fresh ? 0 : set_pins(skel, dir);
 		if (!err)
 			err = steer_bpf__load(skel);
 		if (!err)
 			break;
-		/* pinned maps of an older layout: replace them once */
-		unpin_stale(dir, skel);
+		/* pinned maps of an older layout: replace them once (never a predecessor's:
+		 * it still serves from them) */
+		if (!s->fresh)
+			unpin_stale(dir, skel);
 		steer_bpf__destroy(skel);
 		skel = NULL;
 	}
@@ -197,6 +218,20 @@ int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **state
 				 strerror(-err));
 			goto fail;
 		}
+	}
+
+	/* A socket sits in one socket array at a time: the predecessor's sockets this
+	 * daemon takes over leave the predecessor's array first. Its program then finds no
+	 * socket in those slots and lets the kernel's hash place the connection (on a
+	 * socket both daemons accept from) until ours is attached below. */
+	if (s->n_release) {
+		char lp[512];
+		snprintf(lp, sizeof(lp), "%s/listeners", dir);
+		int pfd = bpf_obj_get(lp);
+		for (unsigned int k = 0; pfd >= 0 && k < s->n_release; k++)
+			bpf_map_delete_elem(pfd, &s->release_keys[k]);
+		if (pfd >= 0)
+			close(pfd);
 	}
 
 	uint64_t now = sl_mono_ns();
@@ -271,24 +306,15 @@ int sl_steer_init(const struct sl_steer_setup *s, struct sl_worker_state **state
 			goto fail;
 		}
 	}
-	char path[512];
-	snprintf(path, sizeof(path), "%s/steer_prog", dir);
-	/* The pin only lets bpftool and sluicectl find the program; steering works without
-	 * it, so a failure is worth a warning, not refusing to steer. */
-	if (unlink(path) && errno != ENOENT)
-		sl_log(SL_LOG_WARN,
-		       "msg=\"cannot replace the pinned steering program\" path=%s "
-		       "err=\"%s\"",
-		       path, strerror(errno));
-	err = bpf_program__pin(skel->progs.steer, path);
-	if (err)
-		sl_log(SL_LOG_WARN, "msg=\"cannot pin the steering program\" path=%s err=\"%s\"",
-		       path, strerror(-err));
+	snprintf(steer.dir, sizeof(steer.dir), "%s", dir);
+	if (!s->fresh)
+		pin_prog(skel);
 	err = 0;
 
 	/* A network-namespace sysctl: in a pod on the host network, or under systemd's
 	 * ProtectKernelTunables, /proc/sys is read-only and the node sets it (sysctl.d, an
-	 * init container). Say so once; restore at exit only what this daemon changed. */
+	 * init container). Say so once; restore at exit only what this daemon changed (a
+	 * successor finds it set by its predecessor and takes the duty over from it). */
 	int was = read_int_file(MIGRATE_SYSCTL), werr = 0;
 	steer.migrate_saved = -1;
 	if (was != 1 && (werr = write_int_file(MIGRATE_SYSCTL, 1)))
@@ -353,7 +379,7 @@ void sl_steer_fini(void)
 		steer.states[i].state = SL_WORKER_EMPTY;
 		steer.states[i].active = 0;
 	}
-	if (steer.migrate_saved >= 0)
+	if (!steer.handed_over && steer.migrate_saved >= 0)
 		write_int_file(MIGRATE_SYSCTL, steer.migrate_saved);
 	munmap(steer.states, steer.states_len);
 	munmap(steer.stats, steer.stats_len);
@@ -411,4 +437,81 @@ void sl_steer_listener_del(unsigned int slot, const int *fds, unsigned int n)
 		if (fds[i] >= 0 && !socket_cookie(fds[i], &cookie))
 			bpf_map_delete_elem(bpf_map__fd(steer.skel->maps.listener_ids), &cookie);
 	}
+}
+
+int sl_steer_reattach(const unsigned int *slots, unsigned int n_slots, const int *fds)
+{
+	if (!steer.skel)
+		return 0;
+	int prog_fd = bpf_program__fd(steer.skel->progs.steer), err = 0;
+	unsigned int nw = steer.n_workers;
+	/* our program first: the successor's goes, and its socket array with it (freed
+	 * by the kernel a little later: until then our sockets are busy in it) */
+	for (unsigned int i = 0; i < n_slots; i++)
+		if (setsockopt(fds[i * nw], SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd,
+			       sizeof(prog_fd)) &&
+		    !err)
+			err = -errno;
+	for (unsigned int i = 0; i < n_slots; i++)
+		for (unsigned int w = 0; w < nw; w++) {
+			__u32 key = slots[i] * SL_MAX_WORKERS + w;
+			__u64 fd = (__u64)fds[i * nw + w], have, cookie;
+			/* still in its place (the successor never took it out) */
+			if (!bpf_map_lookup_elem(bpf_map__fd(steer.skel->maps.listeners), &key,
+						 &have) &&
+			    !socket_cookie(fds[i * nw + w], &cookie) && have == cookie)
+				continue;
+			int r = -EBUSY;
+			for (int t = 0; t < 2000 && r == -EBUSY; t++) {
+				r = bpf_map_update_elem(bpf_map__fd(steer.skel->maps.listeners),
+							&key, &fd, BPF_ANY)
+					? -errno
+					: 0;
+				if (r == -EBUSY)
+					usleep(1000);
+			}
+			if (r && !err)
+				err = r;
+		}
+	int perr = sl_steer_pin(); /* the pins too: a successor may have replaced them */
+	return err ? err : perr;
+}
+
+int sl_steer_migrate_saved(void)
+{
+	return steer.skel ? steer.migrate_saved : -1;
+}
+
+void sl_steer_handed_over(void)
+{
+	steer.handed_over = 1;
+}
+
+void sl_steer_adopt_migrate(int saved)
+{
+	steer.migrate_saved = saved;
+}
+
+int sl_steer_pin(void)
+{
+	if (!steer.skel)
+		return 0;
+	struct bpf_map *m;
+	char path[512];
+	int err = 0;
+	bpf_object__for_each_map(m, steer.skel->obj)
+	{
+		if (bpf_map__is_internal(m))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", steer.dir, bpf_map__name(m));
+		/* the predecessor's map goes from the directory, not from the kernel: it keeps
+		 * its own reference while it drains */
+		if (unlink(path) && errno != ENOENT && !err)
+			err = -errno;
+		int fd = bpf_map__fd(m);
+		if (bpf_obj_pin(fd, path) && !err)
+			err = -errno;
+	}
+	pin_prog(steer.skel);
+	return err;
 }

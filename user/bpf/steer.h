@@ -24,6 +24,13 @@ struct sl_steer_setup {
 	unsigned int locality;	  /* 1: prefer the SYN's CPU's worker (bpf.locality) */
 	unsigned int load_margin; /* percent: "clearly busier" (bpf.load_margin) */
 	unsigned int load_signal; /* SL_STEER_LOAD_* (bpf.load_signal) */
+	/* An upgrade's successor: fresh maps, nothing pinned until sl_steer_pin() (the
+	 * pinned ones are its predecessor's, still serving). */
+	int fresh;
+	/* keys of the predecessor's pinned socket array holding sockets this daemon takes
+	 * over: deleted from it before they go into ours (a socket is in one array only) */
+	const __u32 *release_keys;
+	unsigned int n_release;
 };
 
 /* Load steer.bpf.o, pin its maps under s->pin_path, fill the socket array and attach
@@ -41,6 +48,19 @@ int sl_steer_listener_add(unsigned int slot, const int *fds, unsigned int n, con
 			  char *why, size_t whylen);
 /* A reload removed listener slot (its sockets still open): forget them. */
 void sl_steer_listener_del(unsigned int slot, const int *fds, unsigned int n);
+/* A successor failed: attach this daemon's program again to the groups of its slots
+ * (fds[i * n_workers + w] = worker w's socket of slots[i]) and put the sockets back in
+ * its socket array (the successor may have taken them out). 0 or -errno. */
+int sl_steer_reattach(const unsigned int *slots, unsigned int n_slots, const int *fds);
+/* Upgrade hand-over: the tcp_migrate_req value to restore, passed to the successor,
+ * which restores it instead of this daemon (sl_steer_fini() leaves it alone from now). */
+int sl_steer_migrate_saved(void);
+void sl_steer_handed_over(void);
+/* Successor, once handed over: restore tcp_migrate_req to saved at the end (-1 none). */
+void sl_steer_adopt_migrate(int saved);
+/* Successor (fresh): pin the maps and the program under the pin path in place of the
+ * predecessor's, so that sluicectl and bpftool see the daemon that serves. 0 or -errno. */
+int sl_steer_pin(void);
 /* Mark every slot empty, restore net.ipv4.tcp_migrate_req, unmap, unload: the slot
  * pointers handed out are dangling afterwards (copy what should outlive it first).
  * The pinned maps stay for sluicectl and bpftool. No-op when steering is not loaded. */

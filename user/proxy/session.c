@@ -667,6 +667,9 @@ static void sl_session_expire_idle(struct sl_worker *w, uint64_t now_ns)
 	for (int i = 0; i < 2; i++) {
 		struct sl_session *s;
 		uint64_t t = sl_tv_ns(i == IDLE_HEADER ? &w->tv_header : &w->tv_keepalive);
+		if (w->draining && atomic_load_explicit(&w->soft_drain, memory_order_relaxed) &&
+		    t > SL_SOFT_DRAIN_IDLE_NS)
+			t = SL_SOFT_DRAIN_IDLE_NS;
 		while ((s = sl_list_entry(w->idle[i].head, struct sl_session, idle_link)) &&
 		       s->idle_since <= now_ns &&
 		       now_ns - s->idle_since >= t) {
@@ -2346,11 +2349,15 @@ static void sl_session_accept(struct sl_worker *w, struct sl_listen *l, int fd,
  * response. */
 static void http1_drain(struct sl_worker *w)
 {
+	/* handed over to a successor: an idle connection may be carrying a request to us
+	 * right now; it gets its answer (with Connection: close) and only a connection
+	 * that stays quiet is closed, by the tick (sl_session_expire_idle) */
+	int soft = atomic_load_explicit(&w->soft_drain, memory_order_relaxed);
 	struct sl_link *l = w->sessions.head;
 	while (l) {
 		struct sl_link *next = l->next;
 		struct sl_session *s = sl_container_of(l, struct sl_session, link);
-		if (s->state == SS_IDLE && s->in.wr == 0)
+		if (s->state == SS_IDLE && s->in.wr == 0 && !soft)
 			session_close(s);
 		else if (s->r)
 			s->r->keepalive = 0;

@@ -4,6 +4,7 @@
 
 #include "bpf/steer.h"
 #include "server/control.h"
+#include "server/upgrade.h"
 #include "server/worker.h"
 
 struct event_base *sl_ctl_base(struct sl_daemon *d)
@@ -27,6 +28,22 @@ void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out)
 	out->workers = d->n_workers;
 	out->reloads = d->reloads;
 	out->reload_err = d->reload_err;
+	sl_upgrade_status(d, &out->upgrade_state, &out->upgrade_pid, &out->upgrade_err);
+}
+
+int sl_ctl_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t len)
+{
+	return sl_daemon_upgrade(d, binary, why, len);
+}
+
+int sl_ctl_admin_takeover(const struct sl_daemon *d)
+{
+	return d->admin_takeover;
+}
+
+int sl_ctl_handed_over(const struct sl_daemon *d)
+{
+	return d->handed_over;
 }
 
 int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out)

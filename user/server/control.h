@@ -4,6 +4,7 @@
 #ifndef SL_CONTROL_H
 #define SL_CONTROL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* How long accepting stays off after running out of fds or memory (workers and the
@@ -31,6 +32,9 @@ struct sl_ctl_status {
 	unsigned int workers;
 	unsigned int reloads;	/* applied since start */
 	const char *reload_err; /* the last rejected reload's reason, "" when none */
+	int upgrade_state;	/* SL_UPGRADE_* (server/upgrade.h) */
+	int upgrade_pid;	/* the last successor started, 0 = none */
+	const char *upgrade_err; /* why the last upgrade failed, "" */
 };
 void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out);
 
@@ -50,6 +54,16 @@ int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worke
 /* Re-read the config file and publish it. 0, or -errno with the reason in
  * sl_ctl_status().reload_err (the old config keeps serving). */
 int sl_ctl_reload(struct sl_daemon *d);
+
+/* Start a binary upgrade (SIGUSR2); binary NULL = the daemon's own path. 0 once the
+ * new binary runs (sl_ctl_status() follows it), -EBUSY while one is in progress, or
+ * -errno; why says what. */
+int sl_ctl_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t len);
+/* Nonzero in an upgrade's successor: the admin socket file is its predecessor's, to be
+ * replaced rather than left to a live daemon. */
+int sl_ctl_admin_takeover(const struct sl_daemon *d);
+/* Nonzero once this daemon handed over to a successor. */
+int sl_ctl_handed_over(const struct sl_daemon *d);
 
 /* Reopen the error and access log files (SIGUSR1). 0, or -errno with the reason in
  * *why (the old files stay in use). */

@@ -28,6 +28,7 @@
 #include "upstream/shared_pool.h"
 #include "server/service.h"
 #include "proxy/cache.h"
+#include "server/upgrade.h"
 #include "server/worker.h"
 #include "tls/server.h"
 #include "tls/tickets.h"
@@ -43,7 +44,7 @@ static void usage(FILE *f, const char *prog)
 		"  -V, --version      print the version and exit\n"
 		"  -h, --help         this help\n"
 		"signals: TERM graceful stop, INT fast stop, HUP reload the configuration,\n"
-		"         USR1 reopen the log files\n",
+		"         USR1 reopen the log files, USR2 upgrade to a new binary\n",
 		prog);
 }
 
@@ -296,6 +297,14 @@ static int reload_conf(struct sl_daemon *d)
 {
 	const char *path = d->conf_path;
 	char err[SL_CONF_ERR_MAX];
+	if (sl_upgrade_busy(d)) {
+		snprintf(d->reload_err, sizeof(d->reload_err),
+			 "a binary upgrade is in progress; reload after it");
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"reload rejected, old config keeps serving\" reason=\"%s\"",
+		       d->reload_err);
+		return -EBUSY;
+	}
 	struct sl_conf *n = sl_conf_load(path, err, sizeof(err));
 	if (!n) {
 		sl_log(SL_LOG_ERROR,
@@ -421,6 +430,34 @@ static void poke_all(struct sl_daemon *d)
 		sl_worker_poke(&d->workers[i]);
 }
 
+static void graceful_stop(struct sl_daemon *d)
+{
+	struct sl_conf *c = atomic_load(&d->conf);
+	d->deadline_ms = (sl_mono_ns() / 1000000) + c->shutdown_grace;
+	atomic_store(&d->stop, 1);
+	poke_all(d);
+}
+
+void sl_daemon_handed_over(struct sl_daemon *d)
+{
+	/* the successor serves the groups and the admin socket from now on; this daemon's
+	 * listening sockets stay open in it, so closing ours loses no queued connection */
+	d->handed_over = 1;
+	sl_steer_handed_over();
+	sl_admin_stop(d);
+	for (unsigned int i = 0; i < d->n_workers; i++)
+		atomic_store(&d->workers[i].soft_drain, 1);
+	graceful_stop(d);
+}
+
+int sl_daemon_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t len)
+{
+	int err = sl_upgrade_start(d, binary, why, len);
+	if (err)
+		sl_log(SL_LOG_ERROR, "msg=\"upgrade not started\" reason=\"%s\"", why);
+	return err;
+}
+
 /* Steering is optional unless the config says required: one log line either way. */
 static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 {
@@ -433,7 +470,13 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 	const char *dir = conf->bpf.pin_path ? conf->bpf.pin_path : SL_PIN_PATH_DEFAULT;
 	struct sl_claim_owner o;
 	int err = sl_pin_prepare(dir);
-	if (!err) {
+	int fresh = 0;
+	if (!err && d->inherit && d->inherit->lock_fd >= 0) {
+		/* the predecessor's lock (one open file, shared): the set is ours together */
+		d->pin_lock_fd = d->inherit->lock_fd;
+		d->inherit->lock_fd = -1;
+		fresh = 1;
+	} else if (!err) {
 		err = sl_claim_lock_dir(dir, &o);
 		if (err >= 0) {
 			d->pin_lock_fd = err;
@@ -450,6 +493,17 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 		snprintf(why, sizeof(why), "cannot prepare pin dir %s: %s", dir, strerror(-err));
 	}
 	unsigned int nw = d->n_workers, nl = d->workers[0].n_lsn;
+	/* the predecessor's socket-array keys of the sockets taken over */
+	__u32 *release = NULL;
+	unsigned int n_release = 0;
+	if (fresh) {
+		release = calloc((size_t)d->inherit->n * SL_MAX_WORKERS, sizeof(*release));
+		for (unsigned int i = 0; release && i < d->inherit->n; i++)
+			for (unsigned int k = 0; k < d->inherit->l[i].n_fds; k++)
+				if (d->inherit->l[i].taken[k])
+					release[n_release++] =
+					    d->inherit->l[i].pred_slot * SL_MAX_WORKERS + k;
+	}
 	int *cpus = calloc(nw, sizeof(*cpus));
 	int *fds = calloc((size_t)nw * (nl ? nl : 1), sizeof(*fds));
 	__u32 *active = calloc(nw, sizeof(*active));
@@ -483,6 +537,9 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 		    .locality = (unsigned int)conf->bpf.locality,
 		    .load_margin = conf->bpf.load_margin,
 		    .load_signal = steer_signal(conf),
+		    .fresh = fresh,
+		    .release_keys = release,
+		    .n_release = n_release,
 		};
 		err = sl_steer_init(&s, states, stats, why, sizeof(why));
 		if (!err)
@@ -491,6 +548,7 @@ static int start_steering(struct sl_daemon *d, const struct sl_conf *conf)
 				d->workers[i].st = stats[i];
 			}
 	}
+	free(release);
 	free(cpus);
 	free(fds);
 	free(active);
@@ -540,11 +598,15 @@ static void stop_steering(struct sl_daemon *d)
 
 /* One daemon per listener set (server/claim.h): no listener of c may be an address
  * another process listens on. 0, or -EADDRINUSE / -errno with the reason in why. */
-static int claim_listeners(const struct sl_conf *c, char *why, size_t len)
+static int claim_listeners(struct sl_daemon *d, const struct sl_conf *c, char *why, size_t len)
 {
 	for (unsigned int i = 0; i < c->n_listeners; i++) {
 		const struct sl_conf_listener *l = &c->listeners[i];
 		struct sl_claim_owner o;
+		/* the predecessor's groups: its successor is let in */
+		if (d->inherit &&
+		    sl_upgrade_find(d->inherit, (const struct sockaddr *)&l->addr, l->addrlen))
+			continue;
 		int err = sl_claim_probe((const struct sockaddr *)&l->addr, l->addrlen, &o);
 		if (err == -EADDRINUSE) {
 			char who[96];
@@ -583,7 +645,7 @@ static int check_groups_of(const struct sl_conf_listener *l, const int *fds, siz
 
 static int check_groups(const struct sl_daemon *d, const struct sl_conf *c, char *why, size_t len)
 {
-	int *fds = calloc(d->n_workers ? d->n_workers : 1, sizeof(*fds));
+	int *fds = calloc(d->n_workers + SL_MAX_WORKERS, sizeof(*fds));
 	if (!fds)
 		return -ENOMEM;
 	int err = 0;
@@ -592,10 +654,79 @@ static int check_groups(const struct sl_daemon *d, const struct sl_conf *c, char
 		for (unsigned int k = 0; k < d->n_workers; k++)
 			if (i < d->workers[k].n_lsn && d->workers[k].lsn[i].fd >= 0)
 				fds[n++] = d->workers[k].lsn[i].fd;
+		/* the predecessor's sockets this daemon does not use are the same sockets */
+		const struct sl_conf_listener *l = &c->listeners[i];
+		struct sl_inherited_listener *h =
+		    d->inherit ? sl_upgrade_find(d->inherit, (const struct sockaddr *)&l->addr,
+						 l->addrlen)
+			       : NULL;
+		for (unsigned int k = 0; h && k < h->n_fds; k++)
+			if (h->fds[k] >= 0)
+				fds[n++] = h->fds[k];
 		err = check_groups_of(&c->listeners[i], fds, n, why, len);
 	}
 	free(fds);
 	return err;
+}
+
+/* Successor: worker k serves on the predecessor's socket k of each listener both have
+ * (the same sockets, so nothing queued on them is lost when the predecessor closes its
+ * copies); workers beyond the predecessor's count open their own and join the group. */
+static void take_inherited(struct sl_daemon *d, const struct sl_conf *c)
+{
+	for (unsigned int i = 0; d->inherit && i < c->n_listeners; i++) {
+		const struct sl_conf_listener *l = &c->listeners[i];
+		struct sl_inherited_listener *h =
+		    sl_upgrade_find(d->inherit, (const struct sockaddr *)&l->addr, l->addrlen);
+		for (unsigned int k = 0; h && k < d->n_workers && k < h->n_fds; k++) {
+			if (h->fds[k] < 0)
+				continue;
+			sl_listen_set(&d->workers[k], i, h->fds[k]);
+			h->fds[k] = -1;
+			h->taken[k] = 1;
+		}
+	}
+}
+
+/* Successor, workers running and steering attached: tell the predecessor, which drains
+ * once it answers; then the pins and the admin socket become this daemon's. */
+static int take_over(struct sl_daemon *d, char *why, size_t len)
+{
+	uint64_t until = sl_mono_ns() + 5000000000ull;
+	for (unsigned int i = 0; i < d->n_workers; i++)
+		while (__atomic_load_n(&d->workers[i].state->state, __ATOMIC_RELAXED) !=
+		       SL_WORKER_READY) {
+			if (sl_mono_ns() > until) {
+				snprintf(why, len, "worker %u did not start", i);
+				return -ETIMEDOUT;
+			}
+			usleep(1000);
+		}
+	int err = sl_upgrade_ready(d->inherit, why, len);
+	if (err)
+		return err;
+	if (d->steering) {
+		sl_steer_adopt_migrate(d->inherit->migrate_saved);
+		err = sl_steer_pin();
+		if (err)
+			sl_log(SL_LOG_WARN,
+			       "msg=\"cannot pin the steering maps in place of the predecessor's\" "
+			       "err=\"%s\"",
+			       strerror(-err));
+	} else {
+		/* the predecessor's program must not outlive it on groups we serve */
+		const struct sl_conf *c = atomic_load(&d->conf);
+		for (unsigned int i = 0; i < c->n_listeners; i++) {
+			int unused = 0;
+			if (d->workers[0].lsn[i].fd >= 0)
+				setsockopt(d->workers[0].lsn[i].fd, SOL_SOCKET, 68 /* DETACH_BPF */,
+					   &unused, sizeof(unused));
+		}
+	}
+	sl_admin_takeover_commit(d);
+	sl_notify_mainpid();
+	sl_log(SL_LOG_INFO, "msg=\"upgrade: took over\" predecessor=%d", (int)d->inherit->pred);
+	return 0;
 }
 
 /* The main thread's loop: signals (through a signalfd), the grace-period deadline,
@@ -608,18 +739,23 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 		int sig = (int)si.ssi_signo;
 		if (sig == SIGHUP && !atomic_load(&d->stop)) {
 			sl_daemon_reload(d);
+		} else if (sig == SIGUSR2) {
+			char why[256];
+			sl_daemon_upgrade(d, NULL, why, sizeof(why));
+		} else if (sig == SIGCHLD) {
+			sl_upgrade_reap(d);
 		} else if (sig == SIGUSR1) {
 			sl_daemon_reopen_logs(d);
 		} else if (sig == SIGTERM && !atomic_load(&d->stop)) {
 			struct sl_conf *c = atomic_load(&d->conf);
 			sl_log(SL_LOG_INFO, "msg=\"graceful stop\" grace_ms=%u", c->shutdown_grace);
 			sl_notify_stopping("stopping: in-flight requests finish");
-			d->deadline_ms = (sl_mono_ns() / 1000000) + c->shutdown_grace;
-			atomic_store(&d->stop, 1);
-			poke_all(d);
+			sl_upgrade_abort(d);
+			graceful_stop(d);
 		} else if (sig == SIGINT || (sig == SIGTERM && atomic_load(&d->stop))) {
 			sl_log(SL_LOG_INFO, "msg=\"fast stop\"");
 			sl_notify_stopping("stopping now");
+			sl_upgrade_abort(d);
 			atomic_store(&d->stop, 2);
 			poke_all(d);
 		}
@@ -629,6 +765,7 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_daemon *d = arg;
+	sl_upgrade_tick(d);
 	if (d->deadline_ms && (sl_mono_ns() / 1000000) > d->deadline_ms &&
 	    atomic_load(&d->stop) == 1) {
 		sl_log(SL_LOG_WARN, "msg=\"grace period over, closing remaining connections\"");
@@ -723,9 +860,16 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	}
 
 	char err[SL_CONF_ERR_MAX];
+	/* started by a running daemon to take over from it (server/upgrade.h) */
+	static struct sl_inherit in;
+	if (!test && sl_upgrade_inherit(&in, err, sizeof(err))) {
+		fprintf(stderr, "%s: upgrade: %s\n", argv[0], err);
+		return 1;
+	}
 	struct sl_conf *conf = sl_conf_load(path, err, sizeof(err));
 	if (!conf) {
 		fprintf(stderr, "%s\n", err);
+		sl_upgrade_fail(&in, err);
 		return 1;
 	}
 	if (test && sl_tls_attach(conf, err, sizeof(err))) {
@@ -742,6 +886,9 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	if (rc) {
 		fprintf(stderr, "%s: cannot open error log %s: %s\n", path, conf->log.error_log,
 			strerror(-rc));
+		snprintf(err, sizeof(err), "cannot open error log %s: %s", conf->log.error_log,
+			 strerror(-rc));
+		sl_upgrade_fail(&in, err);
 		sl_conf_put(conf);
 		return 1;
 	}
@@ -752,6 +899,9 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	d.handler = &sl_http1_handler;
 	d.conf_path = path;
 	d.pin_lock_fd = -1;
+	d.inherit = in.conn >= 0 ? &in : NULL;
+	d.admin_takeover = d.inherit != NULL;
+	sl_upgrade_set_origin(&d, argc, argv);
 	/* workers: auto = the CPUs this process may run on, capped by its cgroup's quota */
 	struct sl_cpu_budget cpus;
 	sl_cpu_budget_read(&cpus, "", NULL);
@@ -773,6 +923,9 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	if (conf->log.access_log && d.alog_fd < 0) {
 		fprintf(stderr, "%s: cannot open access log %s: %s\n", path, conf->log.access_log,
 			strerror(-d.alog_fd));
+		snprintf(err, sizeof(err), "cannot open access log %s: %s", conf->log.access_log,
+			 strerror(-d.alog_fd));
+		sl_upgrade_fail(&in, err);
 		sl_conf_put(conf);
 		return 1;
 	}
@@ -784,6 +937,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	if (sl_lb_attach(conf, d.n_workers, err, sizeof(err)) ||
 	    sl_tls_attach(conf, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", path, err);
+		sl_upgrade_fail(&in, err);
 		sl_conf_put(conf);
 		return 1;
 	}
@@ -798,6 +952,8 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGCHLD);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* read through a signalfd by the main loop */
 	signal(SIGPIPE, SIG_IGN);
 
@@ -828,7 +984,9 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		sl_worker_publish(&d.workers[i], conf);
 	char why[SL_CONF_ERR_MAX + 128];
 	why[0] = 0;
-	rc = claim_listeners(conf, why, sizeof(why));
+	rc = claim_listeners(&d, conf, why, sizeof(why));
+	if (!rc)
+		take_inherited(&d, conf);
 	for (unsigned int i = 0; i < d.n_workers && !rc; i++)
 		rc = sl_worker_listen(&d.workers[i], conf);
 	if (!rc)
@@ -868,21 +1026,26 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		if (!rc)
 			started++;
 	}
+	if (!rc && d.inherit)
+		rc = take_over(&d, why, sizeof(why));
 	if (rc) {
-		if (why[0]) {
-			if (conf->log.error_log) /* stderr gets it below */
-				sl_log(SL_LOG_ERROR, "msg=\"cannot start\" reason=\"%s\"", why);
-			fprintf(stderr, "%s: cannot start: %s\n", argv[0], why);
-		} else {
-			fprintf(stderr, "%s: cannot start: %s\n", argv[0], strerror(-rc));
-		}
-		atomic_store(&d.stop, 2);
+		if (!why[0])
+			snprintf(why, sizeof(why), "%s", strerror(-rc));
+		if (conf->log.error_log) /* stderr gets it below */
+			sl_log(SL_LOG_ERROR, "msg=\"cannot start\" reason=\"%s\"", why);
+		fprintf(stderr, "%s: cannot start: %s\n", argv[0], why);
+		sl_upgrade_fail(&in, why);
+		/* a successor whose workers ran may hold connections from the shared
+		 * sockets: those finish */
+		atomic_store(&d.stop, started == (int)d.n_workers && d.inherit ? 1 : 2);
 		poke_all(&d);
 	} else {
 		sl_log(SL_LOG_INFO, "msg=\"sluiced started\" version=%s workers=%u config=%s",
 		       SL_VERSION, d.n_workers, path);
 		sl_notify_ready(d.n_workers);
 	}
+	sl_upgrade_release(&in); /* sockets of the predecessor not taken: it closes its own */
+	d.inherit = NULL;
 
 	if (!rc) {
 		rc = main_loop(&d, &set);

@@ -3,6 +3,7 @@
  * `systemctl status`. */
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -38,4 +39,9 @@ void sl_notify_reloaded(int ok, const char *reason)
 void sl_notify_stopping(const char *how)
 {
 	sd_notifyf(0, "STOPPING=1\nSTATUS=%s", how);
+}
+
+void sl_notify_mainpid(void)
+{
+	sd_notifyf(0, "MAINPID=%d\nSTATUS=serving, upgraded", (int)getpid());
 }

@@ -8,5 +8,8 @@ void sl_notify_reloading(void);
 /* after a reload: ok or the reason it was rejected, and READY=1 again either way */
 void sl_notify_reloaded(int ok, const char *reason);
 void sl_notify_stopping(const char *how);
+/* an upgrade's successor took over: it is the service's main process from now on (the
+ * unit needs NotifyAccess=all for systemd to take this from a process it did not start) */
+void sl_notify_mainpid(void);
 
 #endif

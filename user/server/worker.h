@@ -115,7 +115,12 @@ struct sl_worker {
 	int schedstat_fd;		  /* /proc/thread-self/schedstat of the loop thread, or -1 */
 	uint64_t load_ns, run_ns, wait_ns; /* at the last publication */
 	unsigned int busy_pm;		  /* smoothed, what the slot holds */
+	/* draining after an upgrade's hand-over: idle connections are closed only once
+	 * quiet for SL_SOFT_DRAIN_IDLE_NS (set by the main thread before it pokes) */
+	atomic_int soft_drain;
 };
+
+#define SL_SOFT_DRAIN_IDLE_NS 1000000000ull
 
 enum {
 	SL_ACCEPT_FULL = 1,    /* at max_conns */
@@ -146,6 +151,9 @@ struct sl_daemon {
 	uint64_t nofile;	     /* RLIMIT_NOFILE soft limit the daemon runs with */
 	unsigned int auto_max_conns; /* limits.max_connections when the config has none */
 	int pin_lock_fd;	     /* flock on the pin directory while steering, or -1 */
+	struct sl_inherit *inherit;  /* start-up of an upgrade's successor, else NULL */
+	int admin_takeover;	     /* the admin socket path is the predecessor's: replace it */
+	int handed_over;	     /* a successor serves: this daemon drains */
 };
 
 int sl_worker_start(struct sl_worker *w);
@@ -155,6 +163,11 @@ int sl_daemon_reload(struct sl_daemon *d);
 /* Main thread: reopen the error and access log files at their paths (SIGUSR1). 0, or
  * -errno with the reason in d->reopen_err (the old files stay in use). */
 int sl_daemon_reopen_logs(struct sl_daemon *d);
+/* Main thread: start a binary upgrade (SIGUSR2, POST /upgrade); binary NULL = this
+ * daemon's own path. 0 once the successor runs, or -errno with why (logged). */
+int sl_daemon_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t len);
+/* Main thread: the successor is ready; stop serving and drain (server/upgrade.c). */
+void sl_daemon_handed_over(struct sl_daemon *d);
 /* Free what the worker owns once its thread has been joined. */
 void sl_worker_destroy(struct sl_worker *w);
 /* Ask a worker to look at d->stop and its pending config again (any thread). */
