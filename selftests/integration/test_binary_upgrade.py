@@ -250,12 +250,14 @@ def test_successor_killed_midway_old_keeps_serving_and_steering(sluice, tmp_path
     os.kill(pid, signal.SIGKILL)
     line = sl.wait_log(lambda ln: "upgrade failed" in ln and "successor=%d" % pid in ln)
     assert line and "killed by signal 9 before it was ready" in line, sl.stderr()[-2000:]
-    n = 1
-    for delay_ms in (2, 10, 25, 60):
-        n += 1
+    # then at points along its start-up: at once, and once it holds the sockets (it
+    # may have taken them out of our socket array by then)
+    for n, point in ((2, "spawned"), (3, "sockets received")):
         sl.send_signal(signal.SIGUSR2)
         pid = successor_of(sl, n)
-        time.sleep(delay_ms / 1000.0)
+        if point != "spawned":
+            wait_for(lambda: sl.stderr().count('msg="upgrade: sockets received"') >= n - 1,
+                     10 * SCALE, interval=0.001)
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -264,9 +266,8 @@ def test_successor_killed_midway_old_keeps_serving_and_steering(sluice, tmp_path
                                               "successor ready" in ln) and
                            "successor=%d" % p in ln, 10 * SCALE)
         assert line, sl.stderr()[-3000:]
-        if "successor ready" in line:  # it made it all the way before the kill
-            pytest.fail("successor pid %d was ready within %d ms; the kill came too late "
-                        "to test a failure" % (pid, delay_ms))
+        assert "upgrade failed" in line, \
+            "successor pid %d was ready before the kill (%s): %s" % (pid, point, line)
         for _ in range(20):
             r = HTTPClient(sl.port).request("GET", "/", headers=[("Connection", "close")])
             assert r.status == 200 and r.body == b"v1\n", r
