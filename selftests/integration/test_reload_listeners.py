@@ -64,7 +64,7 @@ def config(sluice, sl, listeners, workers=2, **kw):
 
 def reload_ok(sl, n):
     """Wait for the n-th "config reloaded" line."""
-    assert wait_for(lambda: sl.stderr().count('msg="config reloaded"') >= n, 5 * SCALE), \
+    assert wait_for(lambda: sl.stderr().count('msg="config reloaded"') >= n, 10 * SCALE), \
         sl.stderr()[-3000:]
 
 

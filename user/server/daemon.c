@@ -313,19 +313,6 @@ static int reload_conf(struct sl_daemon *d)
 		return -EINVAL;
 	}
 	struct sl_conf *old = atomic_load(&d->conf);
-	struct lsn_plan plan;
-	char lwhy[SL_CONF_ERR_MAX];
-	if (plan_listeners(d, old, n, &plan, lwhy, sizeof(lwhy))) {
-		sl_log(SL_LOG_ERROR,
-		       "msg=\"reload rejected, old config keeps serving\" reason=\"%s: %s\"", path,
-		       lwhy);
-		int k = snprintf(d->reload_err, sizeof(d->reload_err), "%s: ", path);
-		if (k > 0 && (size_t)k < sizeof(d->reload_err))
-			snprintf(d->reload_err + k, sizeof(d->reload_err) - (size_t)k, "%.*s",
-				 (int)(sizeof(d->reload_err) - (size_t)k - 1), lwhy);
-		sl_conf_put(n);
-		return -EINVAL;
-	}
 	if (!same_process(old, n)) {
 		sl_log(SL_LOG_ERROR,
 		       "msg=\"reload rejected, old config keeps serving\" "
@@ -336,6 +323,19 @@ static int reload_conf(struct sl_daemon *d)
 		    d->reload_err, sizeof(d->reload_err),
 		    "%s: user, group or keep_capabilities changed; a restart is needed for that",
 		    path);
+		sl_conf_put(n);
+		return -EINVAL;
+	}
+	struct lsn_plan plan;
+	char lwhy[SL_CONF_ERR_MAX];
+	if (plan_listeners(d, old, n, &plan, lwhy, sizeof(lwhy))) {
+		sl_log(SL_LOG_ERROR,
+		       "msg=\"reload rejected, old config keeps serving\" reason=\"%s: %s\"", path,
+		       lwhy);
+		int k = snprintf(d->reload_err, sizeof(d->reload_err), "%s: ", path);
+		if (k > 0 && (size_t)k < sizeof(d->reload_err))
+			snprintf(d->reload_err + k, sizeof(d->reload_err) - (size_t)k, "%.*s",
+				 (int)(sizeof(d->reload_err) - (size_t)k - 1), lwhy);
 		sl_conf_put(n);
 		return -EINVAL;
 	}
