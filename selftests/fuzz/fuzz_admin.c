@@ -89,6 +89,11 @@ int sl_ctl_handed_over(const struct sl_daemon *d)
 	return 0;
 }
 
+int sl_ctl_take_admin_fd(struct sl_daemon *d, const struct sockaddr *addr, socklen_t len)
+{
+	return -1;
+}
+
 int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out)
 {
 	if (i >= 2)

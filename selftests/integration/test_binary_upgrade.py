@@ -560,3 +560,52 @@ def test_upgrade_with_a_new_listener_set(sluice):
     finally:
         s.close()
     stop_pid(successor_of(sl))
+
+
+def test_admin_tcp_port_is_handed_over(sluice):
+    """admin.listen (probes and /metrics in a pod) is the old daemon's socket, handed
+    over like the listeners: a probe polling it through the upgrade never fails, and it
+    answers with the new pid afterwards."""
+    aport = free_port()
+    auth = [("Authorization", "Bearer s3cret")]
+    sl = start(sluice, admin={"listen": "127.0.0.1:%d" % aport, "token": "s3cret"})
+    assert wait_for(lambda: port_answers(aport), 5 * SCALE)
+    stop = threading.Event()
+    bad = []
+
+    def probe():
+        while not stop.is_set():
+            try:
+                with HTTPClient(aport, timeout=5 * SCALE) as c:
+                    r = c.request("GET", "/healthz", headers=auth + [("Connection", "close")],
+                                  host="localhost")
+                    if r.status != 200:
+                        bad.append(r.status)
+            except Exception as e:  # noqa: BLE001
+                bad.append(repr(e))
+    t = threading.Thread(target=probe)
+    t.start()
+    try:
+        time.sleep(0.2)
+        sl.send_signal(signal.SIGUSR2)
+        took_over(sl)
+        assert sl.wait_exit(15 * SCALE) == 0, sl.stderr()[-3000:]
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        t.join(10)
+    new = successor_of(sl)
+    assert bad == [], bad[:5]
+    assert "cannot bind admin listener" not in sl.stderr()
+    with HTTPClient(aport) as c:
+        st = c.request("GET", "/status", headers=auth, host="localhost").json()
+    assert st["pid"] == new, st
+    stop_pid(new)
+
+
+def port_answers(port):
+    s = socket.socket()
+    try:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+    finally:
+        s.close()

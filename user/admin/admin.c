@@ -844,7 +844,13 @@ fail:
 static int tcp_listen(struct admin *a, const struct sl_conf_admin *ca)
 {
 	int one = 1, err;
-	int fd = socket(ca->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* an upgrade's successor serves on its predecessor's socket (both accept on it until
+	 * the hand-over): a probe on the admin port never sees it closed */
+	int fd = sl_ctl_take_admin_fd(a->d, (const struct sockaddr *)&ca->listen_addr,
+				      ca->listen_addrlen);
+	if (fd >= 0)
+		goto serve;
+	fd = socket(ca->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		err = -errno;
 		sl_log(SL_LOG_ERROR, "msg=\"cannot create admin listener\" err=\"%s\"",
@@ -860,6 +866,7 @@ static int tcp_listen(struct admin *a, const struct sl_conf_admin *ca)
 		close(fd);
 		return err;
 	}
+serve:;
 	struct evhttp_bound_socket *bs = NULL;
 	if (!new_http(a, &a->tcp_srv, 1) ||
 	    !(bs = evhttp_accept_socket_with_handle(a->tcp_srv.http, fd))) {
@@ -907,6 +914,12 @@ int sl_admin_start(struct sl_daemon *d)
 		err = err ? err : r;
 	}
 	return err;
+}
+
+int sl_admin_tcp_fd(struct sl_daemon *d)
+{
+	struct admin *a = *sl_ctl_admin_slot(d);
+	return a && a->tcp_srv.lev ? evconnlistener_get_fd(a->tcp_srv.lev) : -1;
 }
 
 int sl_admin_takeover_commit(struct sl_daemon *d)

@@ -12,5 +12,7 @@ void sl_admin_stop(struct sl_daemon *d);
 /* Upgrade successor, handed over: its admin socket (bound and listening under a
  * temporary name since start) replaces the predecessor's at the configured path. */
 int sl_admin_takeover_commit(struct sl_daemon *d);
+/* The admin API's listening TCP socket (admin.listen), or -1: handed to a successor. */
+int sl_admin_tcp_fd(struct sl_daemon *d);
 
 #endif

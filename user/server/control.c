@@ -1,6 +1,7 @@
 /* server/control.h over struct sl_daemon. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "bpf/steer.h"
 #include "server/control.h"
@@ -44,6 +45,20 @@ int sl_ctl_admin_takeover(const struct sl_daemon *d)
 int sl_ctl_handed_over(const struct sl_daemon *d)
 {
 	return d->handed_over;
+}
+
+int sl_ctl_take_admin_fd(struct sl_daemon *d, const struct sockaddr *addr, socklen_t len)
+{
+	if (!d->inherit || d->inherit->admin_fd < 0)
+		return -1;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(d->inherit->admin_fd, (struct sockaddr *)&ss, &sl) || sl != len ||
+	    memcmp(&ss, addr, len))
+		return -1; /* admin.listen changed: the file's address wins */
+	int fd = d->inherit->admin_fd;
+	d->inherit->admin_fd = -1;
+	return fd;
 }
 
 int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out)

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* How long accepting stays off after running out of fds or memory (workers and the
  * admin API alike), unless one of the worker's connections closes first. nginx waits
@@ -64,6 +65,9 @@ int sl_ctl_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t le
 int sl_ctl_admin_takeover(const struct sl_daemon *d);
 /* Nonzero once this daemon handed over to a successor. */
 int sl_ctl_handed_over(const struct sl_daemon *d);
+/* Upgrade successor: the predecessor's admin TCP socket when it listens on addr (then it
+ * is the caller's), else -1. */
+int sl_ctl_take_admin_fd(struct sl_daemon *d, const struct sockaddr *addr, socklen_t len);
 
 /* Reopen the error and access log files (SIGUSR1). 0, or -errno with the reason in
  * *why (the old files stay in use). */

@@ -450,6 +450,11 @@ void sl_daemon_handed_over(struct sl_daemon *d)
 	graceful_stop(d);
 }
 
+int sl_daemon_admin_fd(struct sl_daemon *d)
+{
+	return sl_admin_tcp_fd(d);
+}
+
 int sl_daemon_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t len)
 {
 	int err = sl_upgrade_start(d, binary, why, len);

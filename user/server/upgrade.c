@@ -33,6 +33,7 @@ enum {
 	MSG_HELLO = 1, /* successor: its pid; predecessor answers with the rest */
 	MSG_LISTENER,  /* fds [first, first + count) of one listener's total */
 	MSG_LOCK,      /* the pin-directory lock (one fd) and the saved sysctl */
+	MSG_ADMIN,     /* the admin API's TCP listening socket (one fd) */
 	MSG_END,       /* n listeners sent */
 	MSG_READY,     /* successor: workers run, steering attached */
 	MSG_ERR,       /* successor: gives up, text says why */
@@ -290,6 +291,13 @@ static int send_all(struct sl_daemon *d, int fd)
 	int lock = d->pin_lock_fd;
 	if (send_msg(fd, &m, &lock, lock >= 0 ? 1 : 0) < 0)
 		return -errno;
+	int afd = sl_daemon_admin_fd(d);
+	if (afd >= 0) {
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_ADMIN;
+		if (send_msg(fd, &m, &afd, 1) < 0)
+			return -errno;
+	}
 	memset(&m, 0, sizeof(m));
 	m.type = MSG_END;
 	m.count = sent;
@@ -596,6 +604,12 @@ static int inherit_recv(struct sl_inherit *in, char *why, size_t len)
 		}
 		if (m.type == MSG_END)
 			return 0;
+		if (m.type == MSG_ADMIN) {
+			if (nfds != 1 || in->admin_fd >= 0)
+				goto bad;
+			in->admin_fd = fds[0];
+			continue;
+		}
 		if (m.type == MSG_LOCK) {
 			if (nfds > 1)
 				goto bad;
@@ -651,6 +665,7 @@ int sl_upgrade_inherit(struct sl_inherit *in, char *why, size_t len)
 	memset(in, 0, sizeof(*in));
 	in->conn = -1;
 	in->lock_fd = -1;
+	in->admin_fd = -1;
 	in->migrate_saved = -1;
 	const char *name = getenv(SL_UPGRADE_ENV);
 	if (!name)
@@ -766,6 +781,9 @@ void sl_upgrade_release(struct sl_inherit *in)
 	if (in->lock_fd >= 0) /* not steering: the lock is not ours to keep */
 		close(in->lock_fd);
 	in->lock_fd = -1;
+	if (in->admin_fd >= 0) /* no admin.listen (or another one) in our file */
+		close(in->admin_fd);
+	in->admin_fd = -1;
 	free(in->l);
 	in->l = NULL;
 	in->n = 0;

@@ -66,6 +66,7 @@ struct sl_inherit {
 	unsigned int n;
 	struct sl_inherited_listener *l; /* [n] */
 	int lock_fd;	   /* the predecessor's flock on the pin directory, or -1 */
+	int admin_fd;	   /* its admin API's TCP listening socket, or -1 */
 	int migrate_saved; /* tcp_migrate_req before any sluiced set it, -1 = untouched */
 	int ready;	   /* the predecessor acknowledged: it drains */
 };

@@ -168,6 +168,8 @@ int sl_daemon_reopen_logs(struct sl_daemon *d);
 int sl_daemon_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t len);
 /* Main thread: the successor is ready; stop serving and drain (server/upgrade.c). */
 void sl_daemon_handed_over(struct sl_daemon *d);
+/* The admin API's TCP listening socket, or -1 (for the hand-over). */
+int sl_daemon_admin_fd(struct sl_daemon *d);
 /* Free what the worker owns once its thread has been joined. */
 void sl_worker_destroy(struct sl_worker *w);
 /* Ask a worker to look at d->stop and its pending config again (any thread). */
