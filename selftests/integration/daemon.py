@@ -140,6 +140,7 @@ class Sluice:
         self.config = None
         self.pin_path = None
         self.binary = SLUICED  # or another program built on libsluice (examples/)
+        self.notify = None  # our NOTIFY_SOCKET while waiting for READY=1
 
     # -- config ---------------------------------------------------------------------
     def write_config(self, config):
@@ -179,6 +180,15 @@ class Sluice:
         if not os.path.exists(self.binary):
             raise AssertionError("not built: %s does not exist" % self.binary)
         env = dict(os.environ)
+        self._notify_close()
+        if "NOTIFY_SOCKET" not in env:
+            # Readiness is the daemon's own READY=1 (sd_notify), not an open port: the
+            # kernel accepts into the backlog before the workers run, and loading BPF
+            # under a busy CI machine has taken seconds.
+            self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            name = "\0sluice-test-notify-%d-%s" % (os.getpid(), uuid.uuid4().hex[:12])
+            self.notify.bind(name)
+            env["NOTIFY_SOCKET"] = "@" + name[1:]
         if ASAN:
             env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
@@ -199,9 +209,37 @@ class Sluice:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, timeout=5 * SCALE):
-        """Poll-connect every listener until it accepts."""
+    def _notify_close(self):
+        if getattr(self, "notify", None) is not None:
+            self.notify.close()
+        self.notify = None
+
+    def _wait_notify_ready(self, deadline, timeout):
+        """Until the daemon says READY=1 on our notification socket (then it is closed:
+        later notifications fail in the daemon, which ignores them)."""
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError("sluiced exited with %s before it was ready; stderr:\n%s"
+                                     % (self.proc.returncode, self.stderr()))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("sluiced did not notify READY=1 within %ss; stderr:\n%s"
+                                     % (timeout, self.stderr()))
+            self.notify.settimeout(min(left, 0.1))
+            try:
+                msg = self.notify.recv(4096)
+            except socket.timeout:
+                continue
+            if b"READY=1" in msg.split(b"\n"):
+                self._notify_close()
+                return
+
+    def wait_ready(self, timeout=15 * SCALE):
+        """Until the daemon notifies READY=1 (when the harness owns NOTIFY_SOCKET) and
+        every listener accepts."""
         deadline = time.monotonic() + timeout
+        if getattr(self, "notify", None) is not None:
+            self._wait_notify_ready(deadline, timeout)
         pending = list(self.listen)
         while pending:
             if self.proc.poll() is not None:
@@ -255,6 +293,7 @@ class Sluice:
             self.returncode = self.proc.returncode
             problems.append("sluiced exited by itself during the test with status %d"
                             % self.returncode)
+        self._notify_close()
         for f in (self.err_f, self.out_f):
             f.close()
         if self.pin_path:
