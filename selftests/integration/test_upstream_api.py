@@ -394,12 +394,25 @@ def test_retry_on_status(ups, backend):
             assert r.status == 200 and r.header("X-Backend") == "good", r
     # first attempts alternate (a retry does not move the shared cursor)
     assert len(bad.requests) == 3
-    # a POST is not retried: the 503 reaches the client when bad gets it
-    statuses = []
-    for _ in range(4):
+    # a POST whose body is whole in the buffer is retried too: good gets each body once
+    n_bad, n_good = len(bad.requests), len(good.requests)
+    for i in range(4):
         with HTTPClient(sl.port) as c:
-            statuses.append(c.request("POST", "/", body=b"x").status)
-    assert sorted(statuses) == [200, 200, 503, 503]
+            r = c.request("POST", "/", body=b"post-%d" % i)
+            assert r.status == 200 and r.header("X-Backend") == "good", r
+    got = [q.body for q in good.requests[n_good:]]
+    assert sorted(got) == [b"post-%d" % i for i in range(4)], got
+    assert len(bad.requests) - n_bad == 2  # first attempts still alternate
+    # a body too big to stay in the buffer has been streamed away: the 503 goes through,
+    # the body was sent once
+    big = b"B" * (2 << 20)
+    statuses = []
+    n_good = len(good.requests)
+    for _ in range(2):
+        with HTTPClient(sl.port) as c:
+            statuses.append(c.request("POST", "/big", body=big).status)
+    assert sorted(statuses) == [200, 503], statuses
+    assert len(good.requests) - n_good == 1
 
 
 def test_no_retry_on_status_by_default(ups, backend):

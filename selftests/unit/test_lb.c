@@ -524,6 +524,40 @@ static void test_outlier_ejection(void **state)
 	assert_int_equal(atomic_load(&f.set->srv[2].s->ejections), 0);
 	fx_fini(&f);
 
+	/* three servers at 50%: one out is 33%, a second would be 67%: only one goes, however
+	 * all three fail (the share was tested before the ejection: two went) */
+	p.outlier.max_ejection_percent = 50;
+	p.outlier.consecutive_connect_failures = 1;
+	fx_init(&f, mkset_from(&p, 20, 3, NULL, 1, NULL));
+	for (int k = 0; k < 30; k++) {
+		struct sl_lb_req q;
+		req_init(&f, &q);
+		int i = sl_lb_pick(&q, 0, now);
+		assert_true(i >= 0);
+		sl_lb_attempt_end(&q, SL_LB_CONNECT_FAIL, 0, 0, now);
+	}
+	unsigned int out = 0;
+	for (unsigned int i = 0; i < 3; i++)
+		out += !sl_server_usable(f.set->srv[i].s, now);
+	assert_int_equal(out, 1);
+	fx_fini(&f);
+
+	/* ten servers at 10%: exactly one (10%) may be out */
+	p.outlier.max_ejection_percent = 10;
+	fx_init(&f, mkset_from(&p, 30, 10, NULL, 1, NULL));
+	for (int k = 0; k < 100; k++) {
+		struct sl_lb_req q;
+		req_init(&f, &q);
+		int i = sl_lb_pick(&q, 0, now);
+		assert_true(i >= 0);
+		sl_lb_attempt_end(&q, SL_LB_CONNECT_FAIL, 0, 0, now);
+	}
+	out = 0;
+	for (unsigned int i = 0; i < 10; i++)
+		out += !sl_server_usable(f.set->srv[i].s, now);
+	assert_int_equal(out, 1);
+	fx_fini(&f);
+
 	/* two servers, 100%: the last usable one is never ejected */
 	p.outlier.max_ejection_percent = 100;
 	fx_init(&f, mkset_from(&p, 10, 2, NULL, 1, NULL));

@@ -530,9 +530,12 @@ static void eject(struct sl_lb_req *q, const struct sl_upset *set, uint32_t i, u
 		else if (sl_server_usable(x, now))
 			usable++;
 	}
-	/* as Envoy: allowed while the share already ejected is under the cap */
+	/* never past the cap once this one is out, except that one server may always be
+	 * ejected (as Envoy: a 10% cap on a small upstream would otherwise turn ejection
+	 * off); testing the share before the ejection let 3 servers at 50% lose 2 */
 	int allowed = atomic_load(&s->ejected_until) <= now &&
-		      (uint64_t)ejected * 100 < (uint64_t)o->max_ejection_percent * set->n &&
+		      (!ejected ||
+		       (uint64_t)(ejected + 1) * 100 <= (uint64_t)o->max_ejection_percent * set->n) &&
 		      usable > 1;
 	uint64_t t = 0;
 	unsigned int times = 0;

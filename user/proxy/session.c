@@ -1317,13 +1317,14 @@ static void queue_wait(struct sl_session *s)
 }
 
 /* retry_on: a 5xx head, nothing of it sent to the client, a request that can be sent
- * again (idempotent, its body still whole in the buffer): another server gets it. */
+ * again whole (no body, or all of it still in the buffer): another server gets it. Not
+ * only idempotent methods: a status in retry_on is the operator saying that answer means
+ * "not done here", and a POST whose body is whole can be sent again as it came. */
 static int status_retry(struct sl_session *s)
 {
 	struct sl_request *r = s->r;
 	int body_gone = r->has_body && (!r->req_done || r->body_discarded);
-	if (r->resp_started || !r->idempotent || body_gone ||
-	    !sl_upstream_retry_status(s, r->status))
+	if (r->resp_started || body_gone || !sl_upstream_retry_status(s, r->status))
 		return 0;
 	sl_log(SL_LOG_INFO, "msg=\"retrying on another server\" peer=%s status=%d try=%u",
 	       r->peer.name, r->status, r->tries);
