@@ -477,13 +477,16 @@ def test_remote_listen_needs_allow_remote(sluice, backend, tmp_path):
     cfg["admin"]["allow_remote"] = True
     sl.start(cfg)
     assert wait_for(lambda: _tcp_status(port, "Bearer t0ken") == 200, 5 * SCALE)
+    # /healthz and /readyz answer probes without the token; everything else wants it
     assert _tcp_status(port, None) == 401
+    assert _tcp_status(port, None, "/upstreams/u") == 401
+    assert _tcp_status(port, None, "/healthz") == 200
 
 
-def _tcp_status(port, auth):
+def _tcp_status(port, auth, target="/status"):
     try:
         with HTTPClient(port) as c:
             h = {"Authorization": auth} if auth else {}
-            return c.request("GET", "/healthz", headers=h, host="localhost").status
+            return c.request("GET", target, headers=h, host="localhost").status
     except OSError:
         return None

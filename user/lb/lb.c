@@ -558,7 +558,13 @@ static void eject(struct sl_lb_req *q, const struct sl_upset *set, uint32_t i, u
 	}
 	atomic_store(&s->consec_5xx, 0);
 	atomic_store(&s->consec_connect, 0);
+	/* refusals repeat with every failure of a server kept in: one line a second */
+	int say = allowed || !q->u->noeject_logged || now - q->u->noeject_logged >= 1000000000ull;
+	if (!allowed && say)
+		q->u->noeject_logged = now;
 	pthread_mutex_unlock(&q->u->lock);
+	if (!say)
+		return;
 	if (allowed)
 		sl_log(SL_LOG_WARN,
 		       "msg=\"server ejected\" upstream=%s server=%s reason=%s times=%u "

@@ -107,6 +107,7 @@ struct sl_upstream {
 	unsigned int n_workers;
 	atomic_uint inflight; /* all servers, for bounded load */
 	_Atomic uint64_t nousable_logged;
+	uint64_t noeject_logged; /* under lock: "server not ejected", once a second */
 	_Atomic uint64_t nousable; /* requests that found no usable server */
 	struct sl_ups_slot w[SL_MAX_WORKERS];
 };
