@@ -109,6 +109,12 @@ BAD_PUTS = [
     (b'{"servers": [{"address": "127.0.0.1:1", "weight": 1001}]}', "weight"),
     (b'{"servers": [{"address": "127.0.0.1:1", "weight": "2"}]}', "weight"),
     (b'{"servers": [{"address": "127.0.0.1:1", "weight": 1.5}]}', "weight"),
+    (b'{"servers": [{"address": "127.0.0.1:1", "weight": -1}]}', "weight"),
+    (b'{"servers": [{"address": "127.0.0.1:1", "weight": 18446744073709551617}]}',
+     "too big integer"),
+    (b'{"servers": [{"address": "127.0.0.1:1", "weight": 4294967297}]}', "weight"),
+    (b'{"servers": [{"address": "127.0.0.1:1", "weight": true}]}', "weight"),
+    (b'{"servers": [{"address": "127.0.0.1:1", "weight": null}]}', "weight"),
     (b'{"servers": [{"address": "127.0.0.1:1", "port": 1}]}', "unknown key"),
     (b'{"servers": [{"address": "127.0.0.1:1"}, {"address": "127.0.0.1:1"}]}', "duplicate"),
     (b'{"servers": [{"address": "127.0.0.1:7"}, {"address": "[::1]:7"},'
@@ -289,7 +295,7 @@ def test_no_usable_server_is_503_logged_once_a_second(ups):
 
 
 def test_10000_servers(sluice, tmp_path):
-    """10,000 distinct addresses (127.x.y.z, all reaching one backend on 0.0.0.0): the PUT
+    """10,001 distinct addresses (127.x.y.z, all reaching one backend on 0.0.0.0): the PUT
     is taken, every request succeeds, the round robin spreads over distinct servers."""
     b = Backend("wide", host="0.0.0.0")
     try:
@@ -297,9 +303,9 @@ def test_10000_servers(sluice, tmp_path):
         sl = sluice.proxy("127.0.0.1:%d" % b.port, workers=2, admin={"socket": path})
         assert admin_up(path)
         addrs = ["127.%d.%d.%d:%d" % (1 + i // 65536, (i // 256) % 256, i % 256 or 1, b.port)
-                 for i in range(10000)]
-        addrs = list(dict.fromkeys(addrs))
-        assert len(addrs) >= 9900
+                 for i in range(10050)]
+        addrs = list(dict.fromkeys(addrs))[:10001]
+        assert len(addrs) == 10001
         st, j, _ = api(path, "PUT", "/upstreams/u",
                        body={"servers": [{"address": x} for x in addrs]}, timeout=30 * SCALE)
         assert st == 200 and len(j["servers"]) == len(addrs)
@@ -312,6 +318,39 @@ def test_10000_servers(sluice, tmp_path):
         assert len(used) >= 250 and max(s["requests"] for s in used) <= 2
     finally:
         b.stop()
+
+
+def test_too_many_servers_changes_nothing(ups):
+    """65,537 servers, one over the limit: a 400 and nothing changed (the body is well
+    under the 4 MiB cap, so it is the count that refuses it)."""
+    sl, _, path = ups()
+    before = servers(path)
+    addrs = ["127.%d.%d.%d:%d" % (1 + i // 65536, (i // 256) % 256, i % 256, 1000 + i % 7)
+             for i in range(65537)]
+    body = json.dumps({"servers": [{"address": x} for x in addrs]}).encode()
+    assert len(body) < 4 << 20
+    st, j, _ = api(path, "PUT", "/upstreams/u", raw=body, timeout=30 * SCALE)
+    assert st == 400 and "too many servers" in j["error"], (st, j)
+    assert servers(path) == before
+
+
+def test_drain_the_last_server(ups, backend):
+    """Draining (or disabling) every server is allowed: requests get the 503 of no usable
+    server, logged once a second, until one is enabled again; nothing else breaks."""
+    a = backend("a")
+    sl, _, path = ups(a, workers=1)
+    st, j, _ = api(path, "POST", "/upstreams/u/servers/%s/drain" % a.address)
+    assert st == 200 and j["state"] == "draining"
+    for _ in range(3):
+        with HTTPClient(sl.port) as c:
+            assert c.request("GET", "/").status == 503
+    sl.wait_log(lambda ln: "no usable server" in ln and "upstream=u" in ln)
+    st, j, _ = api(path, "GET", "/upstreams/u")
+    assert j["no_usable_server"] >= 3, j
+    st, j, _ = api(path, "POST", "/upstreams/u/servers/%s/enable" % a.address)
+    assert st == 200 and j["state"] == "up"
+    with HTTPClient(sl.port) as c:
+        assert c.request("GET", "/").status == 200
 
 
 def test_delete_server_with_request_in_flight(ups):

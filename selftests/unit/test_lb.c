@@ -136,11 +136,29 @@ static void test_smooth_weighted_order(void **state)
 	struct sl_lb_policy p = policy(SL_BAL_ROUND_ROBIN);
 	struct fx f;
 	fx_init(&f, mkset_from(&p, 0, 3, w, 3, NULL));
+	atomic_store(f.set->cursor, 0); /* sets start at a random place of the cycle */
 	const int want[] = {0, 0, 1, 0, 2, 0, 0};
 	for (int round = 0; round < 3; round++)
 		for (unsigned int k = 0; k < 7; k++)
 			assert_int_equal(one(&f, 0, 1), want[k]);
 	fx_fini(&f);
+}
+
+/* Each new set starts its cycle at a random place: with a swap every request, a cursor
+ * at 0 sent every request to the first server of the list. */
+static void test_new_sets_start_anywhere(void **state)
+{
+	struct sl_lb_policy p = policy(SL_BAL_ROUND_ROBIN);
+	unsigned int first[2] = {0, 0};
+	for (int k = 0; k < 64; k++) {
+		struct fx f;
+		fx_init(&f, mkset_from(&p, 0, 2, NULL, 1, NULL));
+		int i = one(&f, 0, 1);
+		assert_true(i == 0 || i == 1);
+		first[i]++;
+		fx_fini(&f);
+	}
+	assert_true(first[0] > 0 && first[1] > 0);
 }
 
 /* n servers of weight 1: n picks in a row hit each server exactly once. */
@@ -708,6 +726,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_smooth_weighted_order),
+	    cmocka_unit_test(test_new_sets_start_anywhere),
 	    cmocka_unit_test(test_every_server_of_10000),
 	    cmocka_unit_test(test_every_server_of_65536),
 	    cmocka_unit_test(test_weights_on_large_upstreams),

@@ -96,7 +96,9 @@ static int build_sched(struct sl_upset *st)
 		st->cursor = NULL;
 	int err = -ENOMEM;
 	if (st->sched && st->cursor) {
-		atomic_init(st->cursor, 0);
+		/* a random start: with swaps every few requests, a cursor at 0 in each new set
+		 * would send the first picks of every set to the same servers */
+		atomic_init(st->cursor, (unsigned int)(sl_lb_mix(sl_mono_ns() ^ (uintptr_t)st) % sum));
 		st->sched_len = sum;
 		err = (uint64_t)sum * n <= SWRR_BUDGET ? swrr(w, n, sum, st->sched)
 						       : spread(w, n, sum, st->sched);
