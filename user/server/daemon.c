@@ -729,7 +729,7 @@ static int take_over(struct sl_daemon *d, char *why, size_t len)
 		}
 	}
 	sl_admin_takeover_commit(d);
-	sl_notify_mainpid();
+	sl_notify_mainpid("serving, upgraded");
 	sl_log(SL_LOG_INFO, "msg=\"upgrade: took over\" predecessor=%d", (int)d->inherit->pred);
 	return 0;
 }

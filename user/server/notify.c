@@ -41,7 +41,13 @@ void sl_notify_stopping(const char *how)
 	sd_notifyf(0, "STOPPING=1\nSTATUS=%s", how);
 }
 
-void sl_notify_mainpid(void)
+void sl_notify_successor(int pid)
 {
-	sd_notifyf(0, "MAINPID=%d\nSTATUS=serving, upgraded", (int)getpid());
+	sd_notifyf(0, "MAINPID=%d\nSTATUS=upgrading: pid %d takes over, this one drains", pid,
+		   pid);
+}
+
+void sl_notify_mainpid(const char *status)
+{
+	sd_notifyf(0, "MAINPID=%d\nSTATUS=%s", (int)getpid(), status);
 }

@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "server/notify.h"
 #include "server/upgrade.h"
 #include "server/worker.h"
 
@@ -337,12 +338,17 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
 			up_failed(d, "successor pid %d: %s", (int)u->child, m.text);
 			return;
 		case MSG_READY: {
+			/* the service manager follows the successor from now on: before the
+			 * answer, so the successor's READY=1 comes from the main pid */
+			sl_notify_successor((int)u->child);
 			struct msg ack;
 			memset(&ack, 0, sizeof(ack));
 			ack.type = MSG_ACK;
 			ack.pid = (int32_t)getpid();
 			if (send_msg(fd, &ack, NULL, 0) < 0) {
-				up_failed(d, "cannot answer the successor: %s", strerror(errno));
+				int e = errno;
+				sl_notify_mainpid("serving, upgrade failed");
+				up_failed(d, "cannot answer the successor: %s", strerror(e));
 				return;
 			}
 			origin.state = SL_UPGRADE_DONE;

@@ -1,0 +1,126 @@
+"""Daemon lifecycle under a hostile eye: a binary upgrade seen by a service manager that,
+like systemd with NotifyAccess=main, only listens to the main pid; an upgrade to fewer
+workers under new-connection load (the sockets the new daemon does not take must lose
+no queued connection); a user whose supplementary groups include root's group."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from daemon import wait_for
+from env import SCALE
+from test_binary_upgrade import Load, alive, start, stop_pid, successor_of, took_over
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left(sluice):
+    import re
+    yield
+    for inst in sluice.instances:
+        for m in re.findall(r'msg="upgrade: successor started" successor=(\d+)',
+                            inst.stderr()):
+            if alive(int(m)):
+                os.kill(int(m), signal.SIGKILL)
+
+
+class NotifyMain:
+    """A notification socket read the way systemd reads it for Type=notify with
+    NotifyAccess=main: a message counts only when its sender (SCM_CREDENTIALS) is the
+    main pid; MAINPID=N from the main pid makes N the main pid."""
+
+    def __init__(self, path):
+        self.rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.rx.bind(path)
+        os.chmod(path, 0o666)
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.rx.settimeout(0.1)
+        self.main = None
+        self.accepted = []  # (pid, {k: v})
+        self.dropped = []
+
+    def pump(self):
+        while True:
+            try:
+                data, anc, _, _ = self.rx.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                return
+            pid = None
+            for lvl, typ, cd in anc:
+                if lvl == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
+                    pid = int.from_bytes(cd[0:4], "little")
+            fields = dict(ln.split("=", 1) for ln in data.decode().splitlines() if "=" in ln)
+            if pid != self.main:
+                self.dropped.append((pid, fields))
+                continue
+            self.accepted.append((pid, fields))
+            if "MAINPID" in fields:
+                self.main = int(fields["MAINPID"])
+
+    def close(self):
+        self.rx.close()
+
+
+def test_upgrade_moves_the_main_pid_for_a_service_manager(sluice, monkeypatch):
+    """systemd (Type=notify, NotifyAccess=main, as deploy/systemd/sluiced.service) takes
+    MAINPID= only from the main pid. If the new daemon has to say it itself, systemd drops
+    it, and when the old daemon exits the service is over and its cgroup, the new daemon
+    included, is killed. The old daemon must name its successor before it exits."""
+    d = tempfile.mkdtemp(prefix="sl-notify-", dir="/tmp")
+    try:
+        nm = NotifyMain(os.path.join(d, "notify.sock"))
+        monkeypatch.setenv("NOTIFY_SOCKET", os.path.join(d, "notify.sock"))
+        sl = start(sluice)
+        nm.main = sl.pid
+        assert wait_for(lambda: (nm.pump(), any(f.get("READY") == "1"
+                                                for _, f in nm.accepted))[1], 10 * SCALE)
+        sl.send_signal(signal.SIGUSR2)
+        took_over(sl)
+        new = successor_of(sl)
+        assert sl.wait_exit(15 * SCALE) == 0, sl.stderr()[-3000:]
+        nm.pump()
+        assert nm.main == new, ("the service manager still follows pid %s (old %d, new %d); "
+                                "dropped: %s" % (nm.main, sl.pid, new, nm.dropped))
+        # and the new main pid's READY=1 reached it after the switch
+        after = [f for p, f in nm.accepted if p == new]
+        assert any(f.get("READY") == "1" for f in after), (nm.accepted, nm.dropped)
+        # a reload of the new daemon is seen: RELOADING=1 then READY=1 from the main pid
+        os.kill(new, signal.SIGHUP)
+        assert wait_for(lambda: (nm.pump(), any(f.get("RELOADING") == "1" for p, f in
+                                                nm.accepted if p == new))[1], 10 * SCALE), \
+            nm.dropped
+        nm.close()
+        stop_pid(new)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("steering", ["required", "off"])
+def test_upgrade_to_fewer_workers_loses_no_connection(sluice, steering):
+    """2 workers -> 1: the old daemon's second socket of each group is not taken by the new
+    one. Connections the kernel queued on it must still be answered, not reset, under a
+    steady stream of new connections."""
+    sl = sluice.new()
+    cfg = sluice.config([{"respond": {"status": 200, "body": "v1\n"}}], sl=sl, workers=2,
+                        bpf={"steering": steering})
+    sl.start(cfg)
+    for rnd in range(3):
+        with Load(sl.port, b"v1\n", keepalive=1, fresh=6) as load:
+            time.sleep(0.3)
+            sl.write_config(dict(cfg, workers=1 if rnd % 2 == 0 else 2))
+            pid = sl.pid if rnd == 0 else successor_of(sl, rnd)
+            os.kill(pid, signal.SIGUSR2)
+            took_over(sl, rnd + 1)
+            if rnd == 0:
+                assert sl.wait_exit(15 * SCALE) == 0, sl.stderr()[-3000:]
+            else:
+                assert wait_for(lambda: not alive(pid), 15 * SCALE)
+            time.sleep(0.3)
+        assert load.failures == [] and load.refused == 0, \
+            (rnd, len(load.failures), load.failures[:5])
+        assert load.ok > 50
+    stop_pid(successor_of(sl, 3))
