@@ -700,7 +700,8 @@ static struct admin_srv *err_srvs[2];
 static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct admin_srv *srv = arg;
-	evconnlistener_enable(srv->lev);
+	if (!(srv->tcp && sl_ctl_handed_over(srv->a->d))) /* the successor's now */
+		evconnlistener_enable(srv->lev);
 }
 
 static void accept_error_cb(struct evconnlistener *lev, void *ptr)
@@ -715,7 +716,7 @@ static void accept_error_cb(struct evconnlistener *lev, void *ptr)
 	struct timeval tv = {0, SL_ACCEPT_BACKOFF_MS * 1000};
 	evconnlistener_disable(lev);
 	if (event_add(srv->resume, &tv))
-		evconnlistener_enable(lev);
+		accept_resume_cb(-1, 0, srv);
 	uint64_t now = sl_mono_ns();
 	if (srv->err_logged_ns && now - srv->err_logged_ns < 1000000000ull) {
 		srv->err_suppressed++;
@@ -914,6 +915,13 @@ int sl_admin_start(struct sl_daemon *d)
 		err = err ? err : r;
 	}
 	return err;
+}
+
+void sl_admin_handover(struct sl_daemon *d)
+{
+	struct admin *a = *sl_ctl_admin_slot(d);
+	if (a && a->tcp_srv.lev)
+		evconnlistener_disable(a->tcp_srv.lev);
 }
 
 int sl_admin_tcp_fd(struct sl_daemon *d)

@@ -14,5 +14,10 @@ void sl_admin_stop(struct sl_daemon *d);
 int sl_admin_takeover_commit(struct sl_daemon *d);
 /* The admin API's listening TCP socket (admin.listen), or -1: handed to a successor. */
 int sl_admin_tcp_fd(struct sl_daemon *d);
+/* Handed over: stop accepting on the TCP socket (the successor accepts on it; a probe
+ * must not get this draining daemon's "stopping"); requests in progress finish, and the
+ * Unix socket serves on until exit for clients that connected before the successor
+ * renamed its own over the path. */
+void sl_admin_handover(struct sl_daemon *d);
 
 #endif

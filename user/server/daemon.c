@@ -444,7 +444,7 @@ void sl_daemon_handed_over(struct sl_daemon *d)
 	 * listening sockets stay open in it, so closing ours loses no queued connection */
 	d->handed_over = 1;
 	sl_steer_handed_over();
-	sl_admin_stop(d);
+	sl_admin_handover(d);
 	for (unsigned int i = 0; i < d->n_workers; i++)
 		atomic_store(&d->workers[i].soft_drain, 1);
 	graceful_stop(d);
