@@ -14,7 +14,7 @@ from client import HTTPClient
 from daemon import wait_for
 from env import SCALE
 from test_upstream_api import admin_up, api, sock_path
-from test_upstream_tls import pki, tls_backend  # noqa: F401  (fixtures)
+from test_upstream_tls import connect_proxy, pki, tls_backend  # noqa: F401  (fixtures)
 
 
 def states(path, name="u"):
@@ -417,3 +417,51 @@ def test_tls_check_of_a_broken_tls_server_is_down(hc, tls_backend, pki, reply):
         assert wait_for(lambda: state_of(path, good.address) == "up", 5 * SCALE)
     finally:
         raw.close()
+
+
+# -- checks through the upstream's CONNECT proxy -------------------------------------------
+def test_checks_go_through_via_proxy(hc, backend, connect_proxy):
+    """Requests to this upstream go through the proxy: so do its checks, with the
+    proxy headers (every check is a CONNECT the proxy saw)."""
+    b = backend("b", handler=health_handler({}))
+    p = connect_proxy("ok")
+    sl, path = hc(b, check=HTTP,
+                  upstream={"via_proxy": {"address": p.address,
+                                          "headers": {"Proxy-Authorization": "Basic dTpw"}}})
+    assert wait_for(lambda: states(path)[b.address]["health"]["checks_ok"] >= 2, 5 * SCALE), \
+        states(path)[b.address]
+    heads = list(p.requests)
+    assert len(heads) >= 2, heads
+    assert all(h.startswith("CONNECT %s HTTP/1.1" % b.address) for h in heads), heads
+    assert all("Proxy-Authorization: Basic dTpw" in h for h in heads), heads
+    assert [r for r in b.requests if r.path == "/hc"]
+
+
+@pytest.mark.parametrize("mode,why", [
+    ("refuse", ("proxy refused CONNECT",)),
+    ("body", ("proxy: 2xx answer announcing a body",)),
+    # the garbage may come with the answer or just after it (then it reads as the server's)
+    ("garbage", ("proxy: bytes after its answer", "not an HTTP/1 response")),
+    ("not-http", ("proxy refused CONNECT",))])
+def test_misbehaving_via_proxy_fails_checks(hc, backend, connect_proxy, mode, why):
+    b = backend("b", handler=health_handler({}))
+    p = connect_proxy(mode)
+    sl, path = hc(b, check=HTTP, upstream={"via_proxy": {"address": p.address}})
+    assert wait_for(lambda: state_of(path, b.address) == "down", 5 * SCALE), states(path)
+    assert states(path)[b.address]["health"]["last_failure"] in why
+    assert not [r for r in b.requests if r.path == "/hc"]
+
+
+def test_tls_check_through_via_proxy(hc, tls_backend, connect_proxy, pki):
+    """TLS through the tunnel, verified as the server's: good is up, rogue is down."""
+    good = tls_backend(pki["cert"], pki["key"])
+    rogue = tls_backend(pki["rogue_cert"], pki["rogue_key"])
+    p = connect_proxy("ok")
+    up = tls_up(pki)
+    up["via_proxy"] = {"address": p.address}
+    sl, path = hc(good.address, rogue.address, check=HTTPS, upstream=up)
+    assert wait_for(lambda: state_of(path, rogue.address) == "down", 5 * SCALE), states(path)
+    assert states(path)[rogue.address]["health"]["last_failure"].startswith(
+        "certificate not verified")
+    assert wait_for(lambda: states(path)[good.address]["health"]["checks_ok"] >= 2, 5 * SCALE)
+    assert any(h.startswith("CONNECT %s " % good.address) for h in p.requests)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +32,8 @@
 
 enum stage {
 	ST_CONNECT,
+	ST_PROXY_SEND, /* via_proxy: CONNECT to the server through the proxy, as requests go */
+	ST_PROXY_READ,
 	ST_HANDSHAKE, /* TLS upstreams: a tcp check is connect + handshake */
 	ST_SEND,
 	ST_READ,
@@ -45,6 +48,14 @@ struct hc_tls {
 	char sni[128];	 /* tls.sni when sni_set ("" = none); else the server's host name */
 	int sni_set;
 	char vname[128]; /* tls.verify_hostname, "" = the sni */
+};
+
+/* upstreams.NAME.via_proxy, copied for the same reason. */
+struct hc_via {
+	int on;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char headers[512];
 };
 
 struct check {
@@ -63,6 +74,8 @@ struct check {
 	uint64_t deadline; /* sl_mono_ns(): the whole check, whatever the peer trickles */
 	char req[2200];
 	size_t req_len, req_off;
+	char preq[1024]; /* the CONNECT request (via_proxy) */
+	size_t preq_len, preq_off;
 	char buf[HC_BUF + 1];
 	size_t len;
 };
@@ -192,6 +205,9 @@ static const char *timeout_why(const struct check *c)
 	switch (c->stage) {
 	case ST_CONNECT:
 		return "connect timed out";
+	case ST_PROXY_SEND:
+	case ST_PROXY_READ:
+		return "proxy CONNECT timed out";
 	case ST_HANDSHAKE:
 		return "TLS handshake timed out";
 	default:
@@ -214,6 +230,34 @@ static void tls_failed(struct check *c)
 	finish(c, 0, why);
 }
 
+static void step(struct check *c);
+
+/* A byte stream to the server is open (direct, or through the proxy's tunnel): TLS
+ * next when the upstream uses it, then the check proper. */
+static void tunnel_ready(struct check *c)
+{
+	if (c->ctx) {
+		int fd = c->io.fd;
+		if (sl_tls_io_init(&c->io, fd, c->ctx, 0)) {
+			check_free(c); /* our memory, not the server's fault: no verdict */
+			return;
+		}
+		if (sl_tls_client_setup(&c->io, c->sni, c->vname[0] ? c->vname : NULL, NULL)) {
+			finish(c, 0, "TLS set-up: bad sni or name");
+			return;
+		}
+		c->stage = ST_HANDSHAKE;
+		step(c);
+		return;
+	}
+	if (c->type == SL_HC_TCP) {
+		finish(c, 1, NULL);
+		return;
+	}
+	c->stage = ST_SEND;
+	step(c);
+}
+
 /* One step of the check; returns after arming the next wait or finishing. */
 static void step(struct check *c)
 {
@@ -226,30 +270,78 @@ static void step(struct check *c)
 		if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
 			err = errno;
 		if (err) {
-			finish(c, 0, "connect failed");
+			finish(c, 0, c->preq_len ? "proxy connect failed" : "connect failed");
 			return;
 		}
-		if (c->ctx) {
-			int fd = c->io.fd;
-			if (sl_tls_io_init(&c->io, fd, c->ctx, 0)) {
-				check_free(c); /* our memory, not the server's fault: no verdict */
-				return;
-			}
-			if (sl_tls_client_setup(&c->io, c->sni, c->vname[0] ? c->vname : NULL,
-						NULL)) {
-				finish(c, 0, "TLS set-up: bad sni or name");
-				return;
-			}
-			c->stage = ST_HANDSHAKE;
+		if (c->preq_len) {
+			c->stage = ST_PROXY_SEND;
 			step(c);
 			return;
 		}
-		if (c->type == SL_HC_TCP) {
-			finish(c, 1, NULL);
+		tunnel_ready(c);
+		return;
+	}
+	case ST_PROXY_SEND: {
+		struct iovec iov = {c->preq + c->preq_off, c->preq_len - c->preq_off};
+		size_t done = 0;
+		int rc = sl_io_send(&c->io, &iov, 1, &done);
+		c->preq_off += done;
+		if (rc < 0) {
+			finish(c, 0, "proxy: send failed");
 			return;
 		}
-		c->stage = ST_SEND;
+		if (c->preq_off < c->preq_len) {
+			want = EV_WRITE;
+			break;
+		}
+		c->stage = ST_PROXY_READ;
 		step(c);
+		return;
+	}
+	case ST_PROXY_READ: {
+		ssize_t n;
+		do
+			n = read(c->io.fd, c->buf + c->len, HC_BUF - c->len);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == EAGAIN) {
+			want = EV_READ;
+			break;
+		}
+		if (n <= 0) {
+			finish(c, 0, "proxy closed before answering");
+			return;
+		}
+		c->len += (size_t)n;
+		c->buf[c->len] = 0;
+		const char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+		if (!end) {
+			if (c->len == HC_BUF || memchr(c->buf, 0, c->len)) {
+				finish(c, 0, "proxy: not an HTTP/1 answer");
+				return;
+			}
+			want = EV_READ;
+			break;
+		}
+		if (memcmp(c->buf, "HTTP/1.", 7) || c->len < 13 || c->buf[8] != ' ' ||
+		    c->buf[9] != '2' || c->buf[10] < '0' || c->buf[10] > '9' || c->buf[11] < '0' ||
+		    c->buf[11] > '9') {
+			finish(c, 0, "proxy refused CONNECT");
+			return;
+		}
+		/* as the connector: a 2xx that announces a body opens no tunnel */
+		for (const char *l = strstr(c->buf, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
+			if (!strncasecmp(l + 2, "content-length:", 15) ||
+			    !strncasecmp(l + 2, "transfer-encoding:", 18)) {
+				finish(c, 0, "proxy: 2xx answer announcing a body");
+				return;
+			}
+		/* the tunnel's far side speaks second: bytes here are not the server's */
+		if ((size_t)(end + 4 - c->buf) != c->len) {
+			finish(c, 0, "proxy: bytes after its answer");
+			return;
+		}
+		c->len = 0;
+		tunnel_ready(c);
 		return;
 	}
 	case ST_HANDSHAKE: {
@@ -367,8 +459,8 @@ static SSL_CTX *tls_ctx_for(const struct hc_tls *t, char *why, size_t len)
 }
 
 static void start_check(struct sl_upstream *u, const struct sl_conf_hc *hc,
-			const struct hc_tls *t, struct sl_server *s, const char *req,
-			size_t req_len)
+			const struct hc_tls *t, const struct hc_via *via, struct sl_server *s,
+			const char *req, size_t req_len)
 {
 	struct check *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -411,7 +503,21 @@ static void start_check(struct sl_upstream *u, const struct sl_conf_hc *hc,
 		if (t->verify)
 			snprintf(c->vname, sizeof(c->vname), "%s", t->vname[0] ? t->vname : c->sni);
 	}
-	int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	const struct sockaddr_storage *to = &s->addr;
+	socklen_t to_len = s->addrlen;
+	if (via->on) {
+		int n = snprintf(c->preq, sizeof(c->preq),
+				 "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", s->address,
+				 s->address, via->headers);
+		if (n < 0 || (size_t)n >= sizeof(c->preq)) {
+			finish(c, 0, "proxy: CONNECT request too long");
+			return;
+		}
+		c->preq_len = (size_t)n;
+		to = &via->addr;
+		to_len = via->addrlen;
+	}
+	int fd = socket(to->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		/* out of fds is our problem, not the server's: no verdict */
 		check_free(c);
@@ -419,8 +525,8 @@ static void start_check(struct sl_upstream *u, const struct sl_conf_hc *hc,
 	}
 	c->io.fd = fd;
 	c->stage = ST_CONNECT;
-	if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) && errno != EINPROGRESS) {
-		finish(c, 0, "connect failed");
+	if (connect(fd, (const struct sockaddr *)to, to_len) && errno != EINPROGRESS) {
+		finish(c, 0, c->preq_len ? "proxy connect failed" : "connect failed");
 		return;
 	}
 	c->ev = event_new(hs.base, fd, EV_WRITE | EV_PERSIST, check_cb, c);
@@ -479,6 +585,15 @@ static void tick_upstream(struct sl_upstream *u, uint64_t now)
 		copy_opt(t.sni, sizeof(t.sni), u->tls.sni, &t.sni_set);
 		copy_opt(t.vname, sizeof(t.vname), u->tls.verify_hostname, &has);
 	}
+	struct hc_via via;
+	memset(&via, 0, sizeof(via));
+	if (u->via.address) {
+		via.on = 1;
+		via.addr = u->via.addr;
+		via.addrlen = u->via.addrlen;
+		memcpy(via.headers, u->via.headers, sizeof(via.headers));
+		via.headers[sizeof(via.headers) - 1] = 0;
+	}
 	struct sl_upset *set = u->cur;
 	if (set)
 		sl_upset_get(set);
@@ -510,7 +625,7 @@ static void tick_upstream(struct sl_upstream *u, uint64_t now)
 		s->hc_next = now + (uint64_t)hc.interval * 1000000ull;
 		char req[2200];
 		size_t len = build_request(&hc, s, req, sizeof(req));
-		start_check(u, &hc, &t, s, req, len);
+		start_check(u, &hc, &t, &via, s, req, len);
 	}
 	sl_upset_put(set);
 }

@@ -102,6 +102,7 @@ struct sl_upstream {
 	struct sl_upset *cur; /* the published set (its reference) */
 	struct sl_conf_hc hc; /* copied from the latest snapshot (strings owned here) */
 	struct sl_conf_up_tls tls; /* the same: health checks speak TLS when requests do */
+	struct sl_conf_via_proxy via; /* and go through the CONNECT proxy requests use */
 	uint64_t file_sig;    /* the file's server list the last load saw */
 	uint64_t version;     /* bumped by each publication */
 	unsigned int n_workers;

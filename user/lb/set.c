@@ -210,6 +210,7 @@ void sl_upstream_put(struct sl_upstream *u)
 	sl_upset_put(u->cur);
 	hc_free(&u->hc);
 	tls_free(&u->tls);
+	free(u->via.address);
 	pthread_mutex_destroy(&u->lock);
 	pthread_mutex_destroy(&u->pub);
 	free(u->name);
@@ -372,11 +373,12 @@ int sl_lb_attach(struct sl_conf *c, unsigned int n_workers, char *err, size_t er
 	struct sl_upset **sets = calloc(n ? n : 1, sizeof(*sets));
 	struct sl_conf_hc *hcs = calloc(n ? n : 1, sizeof(*hcs));
 	struct sl_conf_up_tls *tlss = calloc(n ? n : 1, sizeof(*tlss));
+	struct sl_conf_via_proxy *vias = calloc(n ? n : 1, sizeof(*vias));
 	int *fresh = calloc(n ? n : 1, sizeof(*fresh));
 	uint64_t now = sl_mono_ns();
 	int rc = 0;
 	char why[256];
-	if (!live || !sets || !hcs || !tlss || !fresh) {
+	if (!live || !sets || !hcs || !tlss || !vias || !fresh) {
 		snprintf(err, errlen, "out of memory");
 		rc = -ENOMEM;
 		goto out;
@@ -416,7 +418,10 @@ int sl_lb_attach(struct sl_conf *c, unsigned int n_workers, char *err, size_t er
 					   sizeof(why));
 		}
 		sl_upset_put(prev);
-		if (!sets[i] || hc_copy(&hcs[i], &cu->hc) || tls_copy(&tlss[i], &cu->tls)) {
+		vias[i] = cu->via;
+		vias[i].address = NULL;
+		if (!sets[i] || hc_copy(&hcs[i], &cu->hc) || tls_copy(&tlss[i], &cu->tls) ||
+		    dup_str(&vias[i].address, cu->via.address)) {
 			snprintf(err, errlen, "upstream '%s': %s", cu->name,
 				 sets[i] ? "out of memory" : why);
 			rc = -EINVAL;
@@ -443,6 +448,9 @@ int sl_lb_attach(struct sl_conf *c, unsigned int n_workers, char *err, size_t er
 		tls_free(&u->tls);
 		u->tls = tlss[i];
 		memset(&tlss[i], 0, sizeof(tlss[i]));
+		free(u->via.address);
+		u->via = vias[i];
+		vias[i].address = NULL;
 		u->file_sig = file_sig(cu);
 		pthread_mutex_unlock(&u->lock);
 		pthread_mutex_lock(&u->pub);
@@ -471,11 +479,14 @@ out:
 			hc_free(&hcs[i]);
 		if (tlss)
 			tls_free(&tlss[i]);
+		if (vias)
+			free(vias[i].address);
 	}
 	free(live);
 	free(sets);
 	free(hcs);
 	free(tlss);
+	free(vias);
 	free(fresh);
 	return rc;
 }
