@@ -5,6 +5,7 @@ malformed response from the proxy fails the test instead of being papered over.
 """
 import json
 import socket
+import ssl
 import time
 
 from env import TIMEOUT
@@ -125,7 +126,9 @@ class HTTPClient:
     def send(self, data, ignore_errors=False):
         try:
             self.sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
+            # the peer closed while we were sending (over TLS the same shows as an
+            # SSL EOF): what it answered first is still read after this
             if not ignore_errors:
                 raise
 

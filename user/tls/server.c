@@ -96,10 +96,17 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
 }
 
 /* The names a certificate serves: its DNS subjectAltNames, or its CN without any. */
-static int cert_names(X509 *x, char names[][256], int max)
+static int cert_names(X509 *x, char (**out)[256])
 {
-	int n = 0;
+	int n = 0, max;
 	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	max = gens ? sk_GENERAL_NAME_num(gens) : 0;
+	char (*names)[256] = calloc(max > 0 ? (size_t)max : 1, sizeof(*names));
+	*out = names;
+	if (!names) {
+		GENERAL_NAMES_free(gens);
+		return -1;
+	}
 	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens) && n < max; i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 		if (g->type != GEN_DNS)
@@ -113,7 +120,7 @@ static int cert_names(X509 *x, char names[][256], int max)
 		names[n++][len] = 0;
 	}
 	GENERAL_NAMES_free(gens);
-	if (n || !max)
+	if (n)
 		return n;
 	X509_NAME *subj = X509_get_subject_name(x);
 	int len = X509_NAME_get_text_by_NID(subj, NID_commonName, names[0], 256);
@@ -128,7 +135,7 @@ static int cert_names(X509 *x, char names[][256], int max)
 struct cert_info {
 	int type; /* EVP_PKEY_RSA, EVP_PKEY_EC, ... */
 	int n_names;
-	char names[32][256];
+	char (*names)[256]; /* every DNS name it carries (a multi-domain certificate: many) */
 };
 
 static int load_info(const struct sl_conf_tls_cert *c, struct cert_info *ci, char *err,
@@ -144,8 +151,12 @@ static int load_info(const struct sl_conf_tls_cert *c, struct cert_info *ci, cha
 	}
 	EVP_PKEY *pk = X509_get0_pubkey(x);
 	ci->type = pk ? EVP_PKEY_get_base_id(pk) : 0;
-	ci->n_names = cert_names(x, ci->names, 32);
+	ci->n_names = cert_names(x, &ci->names);
 	X509_free(x);
+	if (ci->n_names < 0) {
+		snprintf(err, len, "out of memory");
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -275,6 +286,13 @@ static SSL_CTX *ctx_for(struct sl_tls_srv *srv, uint64_t *masks, uint64_t mask,
 	return c;
 }
 
+static void ci_free(struct cert_info *ci, unsigned int n)
+{
+	for (unsigned int i = 0; ci && i < n; i++)
+		free(ci[i].names);
+	free(ci);
+}
+
 static struct sl_tls_srv *srv_build(const struct sl_conf_listener *l, unsigned int idx,
 				    char *err, size_t len)
 {
@@ -339,10 +357,10 @@ static struct sl_tls_srv *srv_build(const struct sl_conf_listener *l, unsigned i
 		}
 	}
 	qsort(srv->names, srv->n_names, sizeof(*srv->names), name_cmp);
-	free(ci);
+	ci_free(ci, t->n_certs);
 	return srv;
 fail:
-	free(ci);
+	ci_free(ci, t ? t->n_certs : 0);
 	srv_free(srv);
 	return NULL;
 }
