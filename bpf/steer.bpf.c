@@ -121,15 +121,32 @@ __noinline int worker_conns(__u32 w)
 }
 
 /* The loop's busy ratio, per mille: a worker busy with few connections (a CPU-heavy
- * request, a neighbour on its CPU) is as unable to take more. Published every beat
- * only, so it decides whether the own worker is passed over and breaks ties, but
- * never alone picks among workers (every SYN of a beat would go to the same one). */
+ * request, a neighbour on its CPU) is as unable to take more. */
 __noinline int worker_busy(__u32 w)
 {
 	struct sl_worker_state *ws = bpf_map_lookup_elem(&workers, &w);
 	if (!ws)
-		return 0x7fffffff;
-	return ws->busy_pm & 0x7fffffff;
+		return 1000;
+	return ws->busy_pm > 1000 ? 1000 : ws->busy_pm;
+}
+
+/* The load steering compares, in sixteenths of a connection on an idle worker. both:
+ * (connections + 1) / (1 - busy), busy capped at 90 %: the work a new connection
+ * queues behind, stretched by how much of the CPU the loop gets. The connection count
+ * moves with every placement, so bursts spread although the ratio moves only once per
+ * heartbeat (busy alone herds: every SYN in between sees the same least busy worker).
+ * connections: the count alone; cpu: busy per mille alone. */
+__noinline int worker_score(__u32 w, __u32 signal)
+{
+	if (signal == SL_STEER_LOAD_CPU)
+		return worker_busy(w);
+	__u64 c = (__u32)worker_conns(w);
+	if (signal == SL_STEER_LOAD_CONNECTIONS)
+		return (int)((c * 16) & 0x7fffffff);
+	__u64 b = (__u32)worker_busy(w);
+	if (b > 900)
+		b = 900;
+	return (int)(((c + 1) * 16000 / (1000 - b)) & 0x7fffffff);
 }
 
 /* Place the connection on worker w of listener lid, and count it against w's load
@@ -157,43 +174,30 @@ __noinline int select_worker(struct sk_reuseport_md *md, __u32 lid, __u32 w)
 	return 0;
 }
 
-/* Own worker w (healthy) against the least loaded healthy ones (minc connections,
- * minb busy): 1 keep it, 0 pass it over. Clearly busier = above min + margin% + slack
- * in connections or in busy ratio (those bpf.load_signal looks at); once passed over
- * it stays passed over until back within half of that, so that two workers near the
- * threshold do not swap roles on every connection. */
-__noinline int keep_own(__u32 w, __u32 minc, __u32 minb, __u32 margin, __u32 signal)
+/* Own worker w (healthy) against the least loaded healthy one (score min): 1 keep it,
+ * 0 pass it over. Clearly busier = above min + margin% + slack (2 connections, or 10 %
+ * busy for load_signal cpu); once passed over it stays passed over until back within
+ * half of that, so that two workers near the threshold do not swap roles on every
+ * connection. */
+__noinline int keep_own(__u32 w, __u32 min, __u32 margin, __u32 signal)
 {
-	int use_c = signal != SL_STEER_LOAD_CPU, use_b = signal != SL_STEER_LOAD_CONNECTIONS;
-	__u64 c = use_c ? worker_conns(w) : 0, b = use_b ? worker_busy(w) : 0;
-	__u64 oc = (__u64)minc * margin / 100 + SL_STEER_SLACK_CONNS;
-	__u64 ob = (__u64)minb * margin / 100 + SL_STEER_SLACK_CPU_PM;
+	__u64 l = (__u32)worker_score(w, signal);
+	__u64 over = (__u64)min * margin / 100 +
+		     (signal == SL_STEER_LOAD_CPU ? SL_STEER_SLACK_CPU_PM : SL_STEER_SLACK_CONNS * 16);
 	struct sl_steer_recent *r = bpf_map_lookup_elem(&steer_recent, &w);
 	if (!r)
 		return 0;
 	if (r->away) {
-		if ((use_c && c > minc + oc / 2) || (use_b && b > minb + ob / 2))
+		if (l > min + over / 2)
 			return 0;
 		r->away = 0;
 		return 1;
 	}
-	if ((use_c && c > minc + oc) || (use_b && b > minb + ob)) {
+	if (l > min + over) {
 		r->away = 1;
 		return 0;
 	}
 	return 1;
-}
-
-/* Power of two choices: 1 when worker y is the better of x and y. Fewer connections
- * wins, a tie goes to the less busy (or busy alone with load_signal cpu). */
-__noinline int prefer_y(__u32 x, __u32 y, __u32 signal)
-{
-	if (signal != SL_STEER_LOAD_CPU) {
-		int cx = worker_conns(x), cy = worker_conns(y);
-		if (cx != cy || signal == SL_STEER_LOAD_CONNECTIONS)
-			return cy < cx;
-	}
-	return worker_busy(y) < worker_busy(x);
 }
 
 struct scan_ctx {
@@ -218,7 +222,7 @@ static long scan_one(__u32 i, struct scan_ctx *c)
 
 struct min_ctx {
 	__u64 now, stall_ns;
-	__u32 minc, minb; /* start at ~0: the own worker is healthy, so they move */
+	__u32 signal, min; /* min starts at ~0: the own worker is healthy, so it moves */
 };
 
 static long min_one(__u32 w, struct min_ctx *c)
@@ -227,11 +231,9 @@ static long min_one(__u32 w, struct min_ctx *c)
 		return 0;
 	/* no counter here: a value that grows each turn keeps the verifier from seeing
 	 * the callback's states converge */
-	__u32 l = worker_conns(w), b = worker_busy(w);
-	if (l < c->minc)
-		c->minc = l;
-	if (b < c->minb)
-		c->minb = b;
+	__u32 l = worker_score(w, c->signal);
+	if (l < c->min)
+		c->min = l;
 	return 0;
 }
 
@@ -260,10 +262,10 @@ int steer(struct sk_reuseport_md *md)
 		if (!reason) {
 			struct min_ctx m = {.now = now,
 					    .stall_ns = cfg->stall_ns,
-					    .minc = 0xffffffff,
-					    .minb = 0xffffffff};
+					    .signal = signal,
+					    .min = 0xffffffff};
 			bpf_loop(n, min_one, &m, 0);
-			if (!keep_own(w, m.minc, m.minb, cfg->load_margin, signal)) {
+			if (!keep_own(w, m.min, cfg->load_margin, signal)) {
 				reason = SL_STEER_P2C_LOADED;
 			} else if (select_worker(md, lid, w) == 0) {
 				count(migrating ? SL_STEER_MIGRATED : SL_STEER_OWN_CPU);
@@ -274,21 +276,13 @@ int steer(struct sk_reuseport_md *md)
 		}
 	}
 
-	/* 2. power of two choices on load among healthy workers (two different ones; not
-	 * the own worker just found clearly busier than the least loaded) */
+	/* 2. power of two choices on load among healthy workers (two different ones) */
 	__u32 a = bpf_get_prandom_u32() % n, b = a;
 	if (n > 1)
 		b = (a + 1 + bpf_get_prandom_u32() % (n - 1)) % n;
-	if (reason == SL_STEER_P2C_LOADED && own) {
-		__u32 o = *own;
-		if (a == o)
-			a = b;
-		else if (b == o)
-			b = a;
-	}
 	int ok_a = !worker_unhealthy(a, now, cfg->stall_ns);
 	int ok_b = !worker_unhealthy(b, now, cfg->stall_ns);
-	if (ok_b && (!ok_a || prefer_y(a, b, signal))) {
+	if (ok_b && (!ok_a || worker_score(b, signal) < worker_score(a, signal))) {
 		a = b;
 		ok_a = 1;
 	}

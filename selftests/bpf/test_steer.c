@@ -83,10 +83,10 @@ static void set_cfg(uint32_t locality, uint32_t margin, uint32_t signal)
 	    bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY), 0);
 }
 
-/* the defaults sluiced runs with: locality prefer, margin 25 %, both signals */
+/* the defaults sluiced runs with: locality prefer, margin 10 %, both signals */
 static void default_cfg(void)
 {
-	set_cfg(1, 25, SL_STEER_LOAD_BOTH);
+	set_cfg(1, 10, SL_STEER_LOAD_BOTH);
 }
 
 static uint32_t away(uint32_t w)
@@ -324,6 +324,7 @@ static void test_hysteresis(void **state)
 	if (!two_cpus())
 		return;
 	all_ready();
+	set_cfg(1, 25, SL_STEER_LOAD_BOTH);
 	/* inside the margin, never passed over: stays on its own worker */
 	for (int i = 0; i < 5; i++) {
 		set_load(0, 50, 0);
@@ -354,6 +355,7 @@ static void test_hysteresis(void **state)
 	if (connect_and_find(0, NULL) != 0)
 		fail_msg("load 46 against 40 (within half the margin) not taken back");
 	assert_int_equal(away(0), 0);
+	default_cfg();
 }
 
 /* A burst between two heartbeats: what steer sent counts as load, so the own worker
@@ -449,9 +451,9 @@ static void test_cpu_signal(void **state)
 	default_cfg();
 }
 
-/* Both signals (the default): equal connections, but the own worker's loop is busy
- * (a CPU-heavy request, a neighbour on its CPU): passed over; a tie in connections
- * between two others goes to the less busy. */
+/* Both signals (the default, score (connections + 1) / (1 - busy)): equal connections,
+ * but the own worker's loop is busy (a CPU-heavy request, a neighbour on its CPU):
+ * passed over; equal connections between two others: the less busy wins. */
 static void test_busy_own_loses(void **state)
 {
 	if (!two_cpus())
@@ -467,7 +469,7 @@ static void test_busy_own_loses(void **state)
 				 i);
 	}
 	assert_int_equal(stat_sum(SL_STEER_P2C_LOADED) - before, 10);
-	/* busy inside the margin (100 + 25 % + 100 = 225): kept */
+	/* a little busier (22 % against 10 %): inside the margin, kept */
 	all_ready();
 	for (int i = 0; i < 5; i++) {
 		set_load(0, 1, 220);

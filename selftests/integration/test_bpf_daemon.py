@@ -268,11 +268,11 @@ def test_reload_changes_steering_policy(sluice, backend):
     sl = sluice.new()
     sl.start(sluice.proxy_config(b, sl=sl, workers=2))
     assert sl.wait_log(lambda ln: 'msg="steering on"' in ln and "locality=prefer" in ln
-                       and "load_margin=25" in ln and "load_signal=both" in ln), sl.stderr()
+                       and "load_margin=10" in ln and "load_signal=both" in ln), sl.stderr()
 
     def cfg():
         return dump(sl.pin_path, "steer_config")[0]["value"]
-    assert (cfg()["locality"], cfg()["load_margin"], cfg()["load_signal"]) == (1, 25, 0)
+    assert (cfg()["locality"], cfg()["load_margin"], cfg()["load_signal"]) == (1, 10, 0)
     sl.reload(sluice.proxy_config(b, sl=sl, workers=2,
                                   bpf={"locality": "off", "load_margin": 60,
                                        "load_signal": "connections"}))

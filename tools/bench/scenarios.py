@@ -1072,8 +1072,8 @@ _STEER_POLICY_ROWS = (
             {"sluice_admin": True, "sluice_bpf": {"load_signal": "connections"}}),
     Variant("sluice-cpu", "sluice", "sluice, `load_signal: cpu`",
             {"sluice_admin": True, "sluice_bpf": {"load_signal": "cpu"}}),
-    Variant("sluice-m10", "sluice", "sluice, `load_margin: 10`",
-            {"sluice_admin": True, "sluice_bpf": {"load_margin": 10}}),
+    Variant("sluice-m25", "sluice", "sluice, `load_margin: 25`",
+            {"sluice_admin": True, "sluice_bpf": {"load_margin": 25}}),
     Variant("sluice-strict", "sluice", "sluice, strict locality (`load_margin: 1000`, "
             "`load_signal: connections`)",
             {"sluice_admin": True, "sluice_bpf": {"load_margin": 1000,

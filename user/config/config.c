@@ -2579,7 +2579,7 @@ static void set_defaults(struct sl_conf *c)
 	c->bpf.stall_ms = 200;
 	c->bpf.heartbeat_ms = 10;
 	c->bpf.locality = 1;
-	c->bpf.load_margin = 25;
+	c->bpf.load_margin = 10;
 	c->bpf.load_signal = SL_LOAD_BOTH;
 	c->bpf.workers_pin = 1;
 	c->forwarded.x_forwarded_for = 1;
