@@ -637,6 +637,146 @@ HOTSWAP_COLUMNS = (
 )
 
 
+# ---------------------------------------------------------------- binary upgrade
+
+UPGRADES = 10
+UPGRADE_TIMEOUT_S = 30.0
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _wait(pred, what):
+    deadline = time.monotonic() + UPGRADE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise RunError("upgrade: %s within %.0f s" % (what, UPGRADE_TIMEOUT_S))
+
+
+def _upgrade_once(ctx, state):
+    """One binary upgrade, each proxy its own way, until the old process is gone:
+    sluice SIGUSR2 (sockets handed over by SCM_RIGHTS, the old one drains); HAProxy a
+    new process with -x (fetch the listeners over the stats socket, expose-fd
+    listeners) -sf OLD."""
+    from procs import Child, unix_json
+    old = state["pid"]
+    if ctx.proxy == "sluice":
+        os.kill(old, signal.SIGUSR2)
+        admin = ctx.child.meta["admin"]
+
+        def new_pid():
+            try:
+                j = unix_json(admin, "GET", "/status", timeout=2.0)
+            except (OSError, ValueError, RuntimeError):
+                return 0  # between the two daemons' sockets
+            return j.get("pid") if j.get("pid") != old else 0
+        state["pid"] = _wait(new_pid, "no new sluiced on the admin socket")
+    elif ctx.proxy == "haproxy":
+        conf, sock = ctx.child.meta["haproxy_conf"], ctx.child.meta["haproxy_admin"]
+        n = len(state["extra"]) + 1
+        child = Child("%s-up%d" % (ctx.child.name, n),
+                      [ctx.lab.haproxy, "-db", "-f", conf, "-x", sock, "-sf", str(old)],
+                      ctx.lab.tmp, stop_signal=signal.SIGTERM)
+        state["extra"].append(child)
+        state["pid"] = child.pid
+    else:
+        raise RunError("no binary upgrade for %s" % ctx.proxy)
+    _wait(lambda: _gone(old), "old process %d still there" % old)
+
+
+def measure_upgrade(ctx):
+    """wrk through 2 workers for the run's duration while the proxy's binary is upgraded
+    UPGRADES times, evenly spread; keep-alive or Connection: close by the scenario.
+    Counts non-2xx and socket errors (the bar is none of either) and the upgrades done."""
+    import threading
+    s, sc = ctx.settings, ctx.scenario
+    conns = sc.conns or s.conns
+    cpus = client_cpus(sc.workers)
+    state = {"pid": ctx.child.pid, "extra": [], "done": 0, "error": None,
+             "took": []}
+
+    def upgrader():
+        t0 = time.monotonic()
+        step = s.duration / (UPGRADES + 1)
+        try:
+            for i in range(UPGRADES):
+                _sleep_until(t0 + step * (i + 1))
+                u0 = time.monotonic()
+                _upgrade_once(ctx, state)
+                state["took"].append(time.monotonic() - u0)
+                state["done"] += 1
+        except (RunError, OSError) as e:
+            state["error"] = str(e)
+    try:
+        if s.warmup > 0:
+            run_wrk_split(ctx.lab.wrk, ctx.port, s.warmup, conns, s.threads, sc.headers, cpus)
+        t = threading.Thread(target=upgrader)
+        t.start()
+        wrk, raw = run_wrk_split(ctx.lab.wrk, ctx.port, s.duration, conns, s.threads,
+                                 sc.headers, cpus)
+        t.join(UPGRADE_TIMEOUT_S * 2)
+        if state["error"]:
+            raise RunError(state["error"])
+        if _gone(state["pid"]):
+            raise RunError("no %s process left serving after the upgrades" % ctx.proxy)
+        if not wrk["requests"]:
+            raise RunError("no request completed (wrk: %s)" % raw.strip()[-200:])
+        took = sorted(state["took"])
+        return {
+            "rps": wrk["rps"], "p99_ms": wrk["p99_ms"],
+            "non2xx": wrk["non2xx"], "errors": wrk["errors"],
+            "socket_errors": sum(wrk["errors"].values()),
+            "upgrades": state["done"],
+            "upgrade_s": took[len(took) // 2] if took else None,
+        }
+    finally:
+        for c in state["extra"]:
+            c.stop()
+        if not _gone(state["pid"]) and state["pid"] != ctx.child.pid:
+            try:  # sluice's new processes are in the first one's process group
+                os.killpg(ctx.child.pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+
+UPGRADE_COLUMNS = (
+    Column("rps", "rps", "{:.0f}", "higher"),
+    Column("p99_ms", "p99 ms", "{:.2f}", "lower"),
+    Column("non2xx", "non-2xx", "{:.0f}", "lower"),
+    Column("socket_errors", "socket errors", "{:.0f}", "lower"),
+    Column("upgrades", "upgrades", "{:.0f}", "higher"),
+    Column("upgrade_s", "s per upgrade (median)", "{:.2f}", "lower"),
+)
+
+
+def _upgrade_scenario(name, title, headers, what):
+    return Scenario(
+        name, title, 2,
+        "wrk %s (50 connections, one wrk per CPU) through 2 workers for the run's duration "
+        "while the proxy's binary is upgraded %d times, evenly spread, each until the old "
+        "process is gone: sluice `SIGUSR2` (listening sockets handed over with "
+        "SCM_RIGHTS, the old one drains), HAProxy a new process with `-x STATS_SOCKET "
+        "-sf OLD` (`expose-fd listeners`). nginx is not in it: its `USR2` is ignored "
+        "when its master runs in the foreground under a supervisor, as here (it upgrades "
+        "only once its parent changed, i.e. daemonized). Bar: no non-2xx, no socket "
+        "errors." % (what, UPGRADES),
+        headers=headers, split_clients=True, measure=measure_upgrade,
+        columns=UPGRADE_COLUMNS,
+        variants=(Variant("sluice", "sluice", "sluice (SIGUSR2)", {"sluice_admin": True}),
+                  Variant("haproxy", "haproxy", "HAProxy (-x -sf)",
+                          {"haproxy_admin": True, "haproxy_expose_fd": True})),
+        ratios=(("sluice", "haproxy", "sluice/HAProxy"),),
+        default=False)
+
+
 # ---------------------------------------------------------------- idle memory
 
 IDLE_CONNS = 5000
@@ -1207,6 +1347,11 @@ SCENARIOS = [
                                {"haproxy_admin": True, "haproxy_one_server": True}),
                        Variant("nginx", "nginx", "nginx (rewrite + SIGHUP)", {})),
              default=False),
+    _upgrade_scenario("upgrade-keepalive-2w", "Binary upgrade x%d under keep-alive load, "
+                      "2 workers" % UPGRADES, (), "keep-alive"),
+    _upgrade_scenario("upgrade-close-2w", "Binary upgrade x%d under Connection: close "
+                      "load, 2 workers" % UPGRADES, ("Connection: close",),
+                      "with `Connection: close`"),
     Scenario("tls-keepalive-1w", "TLS: keep-alive HTTPS clients, 1 worker", 1,
              _TLS % "ECDSA P-256" + _KEEPALIVE, options={"tls": "ec", "sluice_admin": True},
              columns=TLS_WRK_COLUMNS, bars=(_tls_bar("cpu_us_per_req", 0.9,

@@ -275,7 +275,9 @@ frontend fe
 backend be
 {servers}
 """.format(workers=workers, maxconn=maxconn, prefix=prefix, port=port, servers=servers,
-           stats="    stats socket %s level admin\n" % admin if admin else "",
+           stats="    stats socket %s level admin%s\n" % (
+               admin, " expose-fd listeners" if opts.get("haproxy_expose_fd") else "")
+           if admin else "",
            ssl=(" ssl crt %s" % tls_files(lab, opts["tls"])[2]) if opts.get("tls") else "")
     conf = os.path.join(prefix, "haproxy.cfg")
     with open(conf, "w") as f:
@@ -287,6 +289,7 @@ backend be
     except OSError as e:
         raise StartError("cannot run %s: %s" % (lab.haproxy, e))
     child.meta["haproxy_admin"] = admin
+    child.meta["haproxy_conf"] = conf
     return child, port
 
 
