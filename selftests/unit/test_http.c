@@ -191,6 +191,33 @@ static void test_set_remove(void **state)
 	assert_string_equal(out, "Host: a\r\nX-A: new\r\n");
 }
 
+/* Identity headers: a gateway (CGI, WSGI, Rack) reads X_Client_Subject as
+ * X-Client-Subject, so every such spelling goes, and only those. */
+static void test_remove_gw_spellings(void **state)
+{
+	struct parsed *p = parse("GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subject: 1\r\n"
+				 "x_client_subject: 2\r\nX-CLIENT_subject: 3\r\n"
+				 "X-Client-Subjects: 4\r\nX-Client.Subject: 5\r\n\r\n",
+				 1, 0, 100);
+	assert_int_equal(sl_head_remove_gw(&p->head, p->buf, "X-Client-Subject", 16), 3);
+	char out[1024];
+	struct sl_out o;
+	sl_out_init(&o, out, sizeof(out));
+	sl_out_headers(&o, &p->head, p->buf);
+	out[o.len] = 0;
+	assert_string_equal(out, "Host: a\r\nX-Client-Subjects: 4\r\nX-Client.Subject: 5\r\n");
+	assert_true(sl_name_same_gw("a-B_c", 5, "A_b-C", 5));
+	assert_false(sl_name_same_gw("a-b", 3, "a-bc", 4));
+	assert_false(sl_name_same_gw("a.b", 3, "a-b", 3));
+	/* and in a trailer section */
+	char tr[] = "X-Sum: 1\r\nx_client_SUBJECT: CN=admin\r\nX-Client-Fingerprint: 00\r\n\r\n";
+	const char *names[] = {"X-Client-Subject", "X-Client-Fingerprint"};
+	unsigned int dropped = 0;
+	size_t n = sl_trailer_filter_names(tr, strlen(tr), &dropped, names, 2);
+	assert_int_equal(dropped, 2);
+	assert_memory_equal(tr, "X-Sum: 1\r\n\r\n", n);
+}
+
 static void test_token_list(void **state)
 {
 	const char *v = " Keep-Alive ,  UPGRADE,close";
@@ -472,6 +499,7 @@ int main(void)
 	    cmocka_unit_test(test_header_limit),
 	    cmocka_unit_test(test_target_limit),
 	    cmocka_unit_test(test_set_remove),
+	    cmocka_unit_test(test_remove_gw_spellings),
 	    cmocka_unit_test(test_token_list),
 	    cmocka_unit_test(test_out_overflow),
 	    cmocka_unit_test(test_pause_positions),

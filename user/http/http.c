@@ -728,7 +728,35 @@ int sl_trailer_forbidden(const char *n, size_t nl)
 	return 0;
 }
 
+int sl_name_same_gw(const char *a, size_t alen, const char *b, size_t blen)
+{
+	if (alen != blen)
+		return 0;
+	for (size_t i = 0; i < alen; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+		x = x == '_' ? '-' : (unsigned char)tolower(x);
+		y = y == '_' ? '-' : (unsigned char)tolower(y);
+		if (x != y)
+			return 0;
+	}
+	return 1;
+}
+
+static int named_any(const char *n, size_t nl, const char *const *names, unsigned int k)
+{
+	for (unsigned int i = 0; i < k; i++)
+		if (sl_name_same_gw(n, nl, names[i], strlen(names[i])))
+			return 1;
+	return 0;
+}
+
 size_t sl_trailer_filter(char *p, size_t len, unsigned int *dropped)
+{
+	return sl_trailer_filter_names(p, len, dropped, NULL, 0);
+}
+
+size_t sl_trailer_filter_names(char *p, size_t len, unsigned int *dropped,
+			       const char *const *names, unsigned int n_names)
 {
 	size_t in = 0, out = 0;
 	while (in < len) {
@@ -747,7 +775,8 @@ size_t sl_trailer_filter(char *p, size_t len, unsigned int *dropped)
 			unsigned char ch = (unsigned char)p[in + k];
 			ctl = (ch < ' ' && ch != '\t') || ch == 0x7f;
 		}
-		if (!colon || ctl || !is_token(p + in, nl) || sl_trailer_forbidden(p + in, nl)) {
+		if (!colon || ctl || !is_token(p + in, nl) || sl_trailer_forbidden(p + in, nl) ||
+		    named_any(p + in, nl, names, n_names)) {
 			(*dropped)++;
 		} else {
 			memmove(p + out, p + in, line); /* CRLF included */
@@ -776,6 +805,20 @@ int sl_head_remove(struct sl_head *h, const char *base, const char *name, size_t
 		if (h->h[i].flags & SL_HDR_REMOVED)
 			continue;
 		if (name_is(sl_hdr_name(h, base, i), h->h[i].name_len, name, name_len)) {
+			h->h[i].flags |= SL_HDR_REMOVED;
+			n++;
+		}
+	}
+	return n;
+}
+
+int sl_head_remove_gw(struct sl_head *h, const char *base, const char *name, size_t name_len)
+{
+	int n = 0;
+	for (unsigned int i = 0; i < h->n; i++) {
+		if (h->h[i].flags & SL_HDR_REMOVED)
+			continue;
+		if (sl_name_same_gw(sl_hdr_name(h, base, i), h->h[i].name_len, name, name_len)) {
 			h->h[i].flags |= SL_HDR_REMOVED;
 			n++;
 		}

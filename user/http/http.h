@@ -151,6 +151,9 @@ int sl_trailer_forbidden(const char *name, size_t len);
  * must then be refused, since rewriting it would have to grow it. */
 #define SL_TRAILER_BAD ((size_t)-1)
 size_t sl_trailer_filter(char *p, size_t len, unsigned int *dropped);
+/* The same, also dropping fields named like any of names[0..n) (sl_name_same_gw). */
+size_t sl_trailer_filter_names(char *p, size_t len, unsigned int *dropped,
+			       const char *const *names, unsigned int n);
 
 static inline const char *sl_hdr_name(const struct sl_head *h, const char *base, unsigned i)
 {
@@ -165,6 +168,12 @@ static inline const char *sl_hdr_value(const struct sl_head *h, const char *base
 int sl_head_find(const struct sl_head *h, const char *base, const char *name, size_t name_len);
 /* Mark every header of that name removed; returns how many. */
 int sl_head_remove(struct sl_head *h, const char *base, const char *name, size_t name_len);
+/* The same name for a gateway that maps header names to variables (CGI, WSGI, Rack,
+ * FastCGI: X-Client-Subject and X_Client_Subject are both HTTP_X_CLIENT_SUBJECT): any
+ * case, '-' and '_' alike. */
+int sl_name_same_gw(const char *a, size_t alen, const char *b, size_t blen);
+/* sl_head_remove by sl_name_same_gw: for names an upstream trusts (identity headers). */
+int sl_head_remove_gw(struct sl_head *h, const char *base, const char *name, size_t name_len);
 /* Replace every header of that name by one with value. 0 or -ENOSPC. */
 int sl_head_set(struct sl_head *h, const char *base, const char *name, const char *value);
 

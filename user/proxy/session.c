@@ -903,13 +903,17 @@ static int is_retryable(const struct sl_session *s)
 /* The message is complete: rewrite its trailer section in place (forbidden fields
  * dropped) and make it forwardable. Returns the new end of forwardable bytes, or
  * UINT32_MAX when the section is malformed. */
-static uint32_t trailers_done(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp)
+static uint32_t trailers_done(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp,
+			      const struct sl_conf_listener_tls *t)
 {
 	unsigned int dropped = 0;
 	if (hp->trailer_off > b->parse || hp->trailer_off < b->fwd)
 		return UINT32_MAX; /* lost track of it: refuse rather than guess */
-	size_t n =
-	    sl_trailer_filter(b->data + hp->trailer_off, b->parse - hp->trailer_off, &dropped);
+	/* a request's trailers must not carry the identity headers either: an upstream
+	 * that merges trailers into headers would take the client's word for them */
+	const char *ids[2] = {t ? t->subject_header : NULL, t ? t->fingerprint_header : NULL};
+	size_t n = sl_trailer_filter_names(b->data + hp->trailer_off, b->parse - hp->trailer_off,
+					   &dropped, ids, t ? 2 : 0);
 	if (n == SL_TRAILER_BAD)
 		return UINT32_MAX;
 	if (dropped) {
@@ -923,12 +927,13 @@ static uint32_t trailers_done(struct sl_worker *w, struct sl_iob *b, struct sl_h
 /* Where forwardable bytes end after a parser run over a raw (not de-chunked) body:
  * everything parsed, except a trailer section, which waits for its end. UINT32_MAX for
  * a malformed trailer section. */
-static uint32_t raw_body_end(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp)
+static uint32_t raw_body_end(struct sl_worker *w, struct sl_iob *b, struct sl_http_parser *hp,
+			     const struct sl_conf_listener_tls *t)
 {
 	if (!hp->in_trailer)
 		return b->parse;
 	if (hp->message_done)
-		return trailers_done(w, b, hp);
+		return trailers_done(w, b, hp, t);
 	return hp->trailer_off;
 }
 
@@ -988,7 +993,7 @@ static void pump_request_body(struct sl_session *s)
 			refuse_request(s, 400, parse_error(&s->r->rp));
 			return;
 		}
-		uint32_t end = raw_body_end(s->w, b, &s->r->rp);
+		uint32_t end = raw_body_end(s->w, b, &s->r->rp, r->listener->tls);
 		if (end == UINT32_MAX) {
 			refuse_request(s, 400, "trailer line without CRLF");
 			return;
@@ -1028,9 +1033,10 @@ static int build_upstream_head(struct sl_session *s)
 	const struct sl_conf_listener_tls *t = r->listener->tls;
 	if (t) {
 		/* the identity headers say what sluice verified, never what the client
-		 * wrote: its copies go first, whatever client_auth is */
-		sl_head_remove(h, base, t->subject_header, strlen(t->subject_header));
-		sl_head_remove(h, base, t->fingerprint_header, strlen(t->fingerprint_header));
+		 * wrote: its copies go first, whatever client_auth is, in any spelling a
+		 * gateway reads as the same name (X_Client_Subject) */
+		sl_head_remove_gw(h, base, t->subject_header, strlen(t->subject_header));
+		sl_head_remove_gw(h, base, t->fingerprint_header, strlen(t->fingerprint_header));
 		if (s->client_id) {
 			const char *subj = s->client_id, *fp = subj + strlen(subj) + 1;
 			if (sl_head_append(h, t->subject_header, strlen(t->subject_header), subj,
@@ -1569,7 +1575,7 @@ static void parse_response(struct sl_session *s)
 				 * data ends before them, and they are never forwarded */
 				b->fwd = (uint32_t)(r->up_p.dechunk_wr - b->data);
 			} else {
-				uint32_t end = raw_body_end(s->w, b, &r->up_p);
+				uint32_t end = raw_body_end(s->w, b, &r->up_p, NULL);
 				if (end == UINT32_MAX) {
 					bad_response(s, "trailer line without CRLF");
 					return;
