@@ -95,6 +95,31 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
 	return rc;
 }
 
+/* A ticket carries the client certificate verified by the full handshake it came from,
+ * and resuming skips the verification: a certificate that has expired since (or is not
+ * valid yet) gets a full handshake instead, which verifies it again and fails. */
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned char *name,
+				       size_t name_len, SSL_TICKET_STATUS status, void *arg)
+{
+	switch (status) {
+	case SSL_TICKET_SUCCESS:
+	case SSL_TICKET_SUCCESS_RENEW:
+		break;
+	case SSL_TICKET_EMPTY:
+	case SSL_TICKET_NO_DECRYPT:
+		return SSL_TICKET_RETURN_IGNORE_RENEW; /* as OpenSSL does without a callback */
+	default:
+		return SSL_TICKET_RETURN_ABORT;
+	}
+	X509 *peer = ss ? SSL_SESSION_get0_peer(ss) : NULL;
+	if (peer && (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0 ||
+		     X509_cmp_current_time(X509_get0_notBefore(peer)) >= 0)) {
+		ERR_clear_error();
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	}
+	return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
 /* The names a certificate serves: its DNS subjectAltNames, or its CN without any. */
 static int cert_names(X509 *x, char (**out)[256])
 {
@@ -204,8 +229,10 @@ static SSL_CTX *build_ctx(struct sl_tls_srv *srv, uint64_t mask, const unsigned 
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, srv);
 	SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
 	SSL_CTX_set_tlsext_servername_arg(ctx, srv);
-	if (t->tickets)
+	if (t->tickets) {
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+		SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_dec_cb, NULL);
+	}
 	SSL_CTX_set_app_data(ctx, srv);
 	/* the same for every context of this listener (SNI may switch between them), and
 	 * different for other client_auth settings: a ticket from a listener without client
@@ -293,6 +320,31 @@ static void ci_free(struct cert_info *ci, unsigned int n)
 	free(ci);
 }
 
+/* SHA-256 over the session id context's text and the client CA file's bytes. */
+static int ca_digest(const struct sl_conf_listener_tls *t, const char *text, unsigned char *md,
+		     unsigned int *mdlen)
+{
+	EVP_MD_CTX *mc = EVP_MD_CTX_new();
+	int ok = mc && EVP_DigestInit_ex(mc, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(mc, text, strlen(text)) == 1;
+	if (ok && t->client_auth != SL_CLIENT_AUTH_NONE && t->client_ca) {
+		FILE *f = fopen(t->client_ca, "re");
+		unsigned char buf[4096];
+		size_t n;
+		ok = f != NULL;
+		while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+			ok = EVP_DigestUpdate(mc, buf, n) == 1;
+		if (f) {
+			ok = ok && !ferror(f);
+			fclose(f);
+		}
+	}
+	ok = ok && EVP_DigestFinal_ex(mc, md, mdlen) == 1;
+	EVP_MD_CTX_free(mc);
+	ERR_clear_error();
+	return ok ? 0 : -EIO;
+}
+
 static struct sl_tls_srv *srv_build(const struct sl_conf_listener *l, unsigned int idx,
 				    char *err, size_t len)
 {
@@ -310,12 +362,14 @@ static struct sl_tls_srv *srv_build(const struct sl_conf_listener *l, unsigned i
 	srv->lsn = idx;
 	srv->conf = t;
 	/* what a resumed session skips: the client certificate check. Not the address:
-	 * nodes sharing a key_file resume each other's tickets */
+	 * nodes sharing a key_file resume each other's tickets. The CA file's content, not
+	 * only its name: a CA replaced under the same path (one compromised, say) must not
+	 * go on admitting its certificates through their tickets */
 	snprintf(sidsrc, sizeof(sidsrc), "sluice|%d|%s|%u", (int)t->client_auth,
 		 t->client_ca ? t->client_ca : "", t->client_depth);
 	unsigned char md[EVP_MAX_MD_SIZE];
-	if (!EVP_Digest(sidsrc, strlen(sidsrc), md, &mdlen, EVP_sha256(), NULL)) {
-		snprintf(err, len, "no SHA-256");
+	if (ca_digest(t, sidsrc, md, &mdlen)) {
+		snprintf(err, len, "cannot read client CA '%s'", t->client_ca);
 		goto fail;
 	}
 	memcpy(sid, md, sizeof(sid));
