@@ -319,11 +319,11 @@ struct sl_conf_admin {
 /* Who the daemon runs as once it has bound its listeners and loaded BPF
  * (server/privdrop.c). Resolved at load, so `sluiced -t` refuses an unknown user. */
 struct sl_conf_process {
-	char *user;		/* NULL = stay as started (no drop) */
-	char *group;		/* NULL = the user's primary group */
-	unsigned int uid, gid;	/* resolved from user / group */
-	int named;		/* the user has a passwd entry (supplementary groups) */
-	uint64_t keep_caps;	/* bit CAP_x: capabilities kept after the drop (default none) */
+	char *user;	       /* NULL = stay as started (no drop) */
+	char *group;	       /* NULL = the user's primary group */
+	unsigned int uid, gid; /* resolved from user / group */
+	int named;	       /* the user has a passwd entry (supplementary groups) */
+	uint64_t keep_caps;    /* bit CAP_x: capabilities kept after the drop (default none) */
 };
 
 struct sl_conf {
