@@ -328,3 +328,39 @@ def test_listener_added_by_reload_after_the_drop(daemons, pubdir):
     # both workers listen on it, as nobody
     for tid, f in tasks(s.pid).items():
         assert f["Uid"][1] == str(NOBODY.pw_uid)
+
+
+def test_reopen_logs_after_the_drop(daemons, pubdir):
+    """Rotation as logrotate does it: renamed, and a new file created for the user. A
+    directory the user cannot write and no new file: reopen fails with its reason and
+    the old file stays in use (no line lost)."""
+    sock = os.path.join(pubdir, "admin.sock")
+    log = os.path.join(pubdir, "access.log")
+    s = start(daemons, pubdir, config(pubdir, user="nobody"))
+    from client import HTTPClient
+
+    def hit(target):
+        with HTTPClient(s.port) as c:
+            assert c.request("GET", target, headers=[("Connection", "close")]).status == 200
+
+    def logged(path, target):
+        return wait_for(lambda: os.path.exists(path) and target in open(path).read(),
+                        5 * SCALE)
+
+    hit("/before")
+    assert logged(log, "/before")
+    os.rename(log, log + ".1")
+    r = ctl("--socket", sock, "reopen-logs")
+    assert r.returncode == 1, r  # root's 0755 directory: nobody cannot create the file
+    assert "Permission denied" in r.stderr, r.stderr
+    hit("/still-old")
+    assert logged(log + ".1", "/still-old")
+    with open(log, "w"):
+        pass
+    os.chown(log, NOBODY.pw_uid, NOBODY.pw_gid)  # logrotate's "create 0640 sluice adm"
+    os.chmod(log, 0o640)
+    r = ctl("--socket", sock, "reopen-logs")
+    assert r.returncode == 0, r
+    hit("/after")
+    assert logged(log, "/after")
+    assert "/after" not in open(log + ".1").read()
