@@ -4,7 +4,8 @@
 #   make test     install missing packages, build, run every suite
 #   make asan     the whole suite against an ASan+UBSan build
 #   make bench    sluice vs nginx vs HAProxy (tools/bench/)
-#   make install  PREFIX=/usr/local DESTDIR= (binaries, library, docs, config, systemd unit)
+#   make install  PREFIX=/usr/local DESTDIR= (binaries, library, docs, config, systemd unit);
+#                 make uninstall removes it all but the config
 #   make image    OCI image archive build/sluice-$(VERSION).oci.tar (mmdebstrap + umoci)
 
 CC      ?= gcc
@@ -48,7 +49,7 @@ PROXY_SRC := $(wildcard selftests/proxies/*.c)
 PROXY_BIN := $(PROXY_SRC:selftests/proxies/%.c=$(B)/selftests/proxies/%)
 
 .PHONY: all deps run test asan bench format lint examples clean unit-tests bpf-tests fuzz \
-	test-proxies fuzz-build fuzz-smoke install image
+	test-proxies fuzz-build fuzz-smoke install uninstall image
 all: $(B)/sluiced $(B)/sluicectl $(B)/libsluice.a $(BPF_OBJ) $(BPF_SKEL)
 
 deps:
@@ -238,6 +239,15 @@ install: all
 	chmod 0644 $(DESTDIR)$(UNITDIR)/sluiced.service
 	$(INSTALL) -m 0644 deploy/systemd/sluice.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf
 	$(INSTALL) -m 0644 deploy/systemd/60-sluice.sysctl $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-sluice.conf
+
+# everything install put there but the config, which may hold the operator's edits
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/sluiced $(DESTDIR)$(BINDIR)/sluicectl \
+		$(DESTDIR)$(LIBDIR)/libsluice.a $(DESTDIR)$(UNITDIR)/sluiced.service \
+		$(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf \
+		$(DESTDIR)$(PREFIX)/lib/sysctl.d/60-sluice.conf
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/sluice $(DESTDIR)$(DOCDIR)
+	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml is left in place"
 
 # OCI image from Debian packages (tools/image/build-image.sh; needs a Debian mirror)
 image: all

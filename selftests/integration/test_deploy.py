@@ -450,3 +450,14 @@ def test_kubernetes_shipped_empty_secret_is_refused(tmp_path):
     p = subprocess.run([SLUICED, "-t", "-c", str(cfg)], capture_output=True, text=True)
     assert p.returncode == 1
     assert "token_file" in p.stderr and "empty" in p.stderr, p.stderr
+
+
+def test_make_uninstall_leaves_only_the_config(tmp_path):
+    dest = tmp_path / "root"
+    assert make_install(tmp_path, DESTDIR=str(dest)).returncode == 0
+    args = ["make", "-s", "--no-print-directory", "-C", ROOT, "B=%s" % BUILD, "uninstall",
+            "DESTDIR=%s" % dest]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    left = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert left == ["etc/sluice/sluice.yaml"], left
