@@ -176,6 +176,19 @@ int sl_req_cache(struct sl_session *s, const struct sl_conf_route_cache *cache)
 	return 0;
 }
 
+const struct sl_conf_route_cache *sl_route_cache(const struct sl_session *s)
+{
+	if (!req_of(s))
+		return NULL;
+	size_t hl = 0, pl = 0;
+	const char *host = sl_req_host(s, &hl);
+	const char *path = sl_req_path(s, &pl);
+	if (!path)
+		return NULL;
+	const struct sl_conf_route *rt = sl_route_match(s->r->listener, host, hl, path, pl);
+	return rt && rt->action != SL_ROUTE_RESPOND ? rt->cache : NULL;
+}
+
 int sl_log_field(struct sl_session *s, const char *key, const char *value)
 {
 	if (!req_of(s) || !key || !value)

@@ -183,6 +183,7 @@ struct sl_creq {
 	uint8_t final_sent;
 	uint8_t done;
 	uint8_t head_fill; /* a HEAD miss waiting for the GET it started */
+	uint8_t refresh;   /* cache_hit_filter said SL_CACHE_REFRESH: no stored answer */
 	struct sl_clock_ticket tk;
 	struct sl_xwaiter xw;
 	struct event timer;
@@ -277,9 +278,54 @@ static int vary_fn(void *ctx, const char *names, size_t nl, char *out, size_t ca
 	return n < 0 ? -1 : n;
 }
 
+/* A cache phase of the program's ops (sluice.h): recorded as the phase, so that
+ * sl_respond() refuses to run in it; nothing it may call ends the request. */
+#define CACHE_PHASE(s, call)                                                                \
+	({                                                                                  \
+		struct sl_request *r_ = (s)->r;                                             \
+		enum sl_phase p_ = r_->phase;                                               \
+		r_->phase = PH_CACHE;                                                       \
+		(s)->in_phase++;                                                            \
+		int rc_ = (call);                                                           \
+		(s)->in_phase--;                                                            \
+		r_->phase = p_;                                                             \
+		rc_;                                                                        \
+	})
+
+static const struct sl_proxy_ops *ops_of(const struct sl_session *s)
+{
+	return s->w->d->ops;
+}
+
+/* A stored object may answer this request: 0 serve it, SL_CACHE_REFRESH, SL_CACHE_BYPASS
+ * (the program's cache_hit_filter; anything else it returns serves). */
+static int hit_filter(struct sl_session *s, struct sl_creq *cq, int fresh)
+{
+	const struct sl_proxy_ops *ops = ops_of(s);
+	if (!ops->cache_hit_filter)
+		return 0;
+	int rc = CACHE_PHASE(s, ops->cache_hit_filter(s, s->r->ctx, fresh));
+	if (rc == SL_CACHE_REFRESH)
+		cq->refresh = 1;
+	return rc == SL_CACHE_REFRESH || rc == SL_CACHE_BYPASS ? rc : 0;
+}
+
 static int render_key(struct sl_session *s, struct sl_creq *cq, const char *method, size_t ml)
 {
 	struct sl_request *r = s->r;
+	const struct sl_proxy_ops *ops = ops_of(s);
+	if (ops->cache_key) {
+		int n = CACHE_PHASE(s, ops->cache_key(s, r->ctx, cq->key, sizeof(cq->key)));
+		if (n < 0)
+			return n;
+		if (n > (int)sizeof(cq->key))
+			return -E2BIG;
+		if (n > 0) {
+			cq->klen = (uint32_t)n;
+			cq->hash = sl_cache_hash(cq->pz->z, cq->key, cq->klen);
+			return 0;
+		}
+	}
 	size_t hl = 0;
 	const char *host = sl_req_host(s, &hl);
 	struct sl_ckey_in in = {
@@ -714,9 +760,11 @@ static void park(struct sl_session *s, struct sl_creq *cq)
  * the origin. */
 static int become_writer(struct sl_session *s, struct sl_creq *cq)
 {
-	struct sl_cobj *o = sl_cache_lookup(cq->pz->z, cq->hash, cq->key, cq->klen, vary_fn, s);
+	struct sl_cobj *o = cq->refresh ? NULL
+					: sl_cache_lookup(cq->pz->z, cq->hash, cq->key, cq->klen,
+							  vary_fn, s);
 	uint32_t sf;
-	if (o && obj_fresh(o, sl_mono_ns(), &sf)) {
+	if (o && obj_fresh(o, sl_mono_ns(), &sf) && !hit_filter(s, cq, 1)) {
 		sl_clock_done(&cq->pz->lock, &cq->tk, o);
 		if (!serve(s, cq, o, "HIT")) {
 			atomic_fetch_add(&cq->pz->hits, 1);
@@ -727,9 +775,12 @@ static int become_writer(struct sl_session *s, struct sl_creq *cq)
 	}
 	if (s->r->is_head_req) {
 		set_label(s, cq, "MISS");
-		if (cq->head_fill) {
+		if (cq->head_fill || ops_of(s)->response_cache_filter) {
 			/* its GET failed and the role came back: one fetch per HEAD, so a
-			 * failing origin does not see a GET after GET; the role goes on */
+			 * failing origin does not see a GET after GET; the role goes on (also
+			 * for a program that vets responses: no background fetch) */
+			if (!cq->head_fill)
+				atomic_fetch_add(&cq->pz->misses, 1);
 			sl_clock_fail(&cq->pz->lock, &cq->tk, sl_mono_ns());
 		} else {
 			atomic_fetch_add(&cq->pz->misses, 1);
@@ -834,16 +885,30 @@ int sl_pcache_request(struct sl_session *s)
 	}
 	uint64_t now = sl_mono_ns();
 	struct sl_cobj *o = sl_cache_lookup(pz->z, cq->hash, cq->key, cq->klen, vary_fn, s);
+	int fresh = 0, hf = 0;
+	uint32_t stale_for = 0;
 	if (o) {
-		uint32_t stale_for = 0;
-		if (obj_fresh(o, now, &stale_for)) {
+		fresh = obj_fresh(o, now, &stale_for);
+		if (fresh || (!(o->flags & SL_COBJ_NO_STALE) && stale_for < o->swr))
+			hf = hit_filter(s, cq, fresh);
+		if (hf == SL_CACHE_BYPASS) {
+			sl_cobj_put(o);
+			cq->mode = CQ_PASS;
+			set_label(s, cq, "PASS");
+			atomic_fetch_add(&pz->passes, 1);
+			return 0;
+		}
+	}
+	if (o && !hf) {
+		if (fresh) {
 			if (!serve(s, cq, o, "HIT")) {
 				atomic_fetch_add(&pz->hits, 1);
 				return 2;
 			}
 			o = NULL;
 		} else if (!(o->flags & SL_COBJ_NO_STALE) && stale_for < o->swr &&
-			   atomic_load(&o->body->state) == SL_CBODY_COMPLETE) {
+			   atomic_load(&o->body->state) == SL_CBODY_COMPLETE &&
+			   !ops_of(s)->response_cache_filter) {
 			cq->stale = sl_cobj_ref(o);
 			bg_refresh(s, cq);
 			if (!serve(s, cq, o, "STALE")) {
@@ -852,11 +917,11 @@ int sl_pcache_request(struct sl_session *s)
 			}
 			o = NULL;
 		}
-		if (o && !cq->stale)
-			cq->stale = o; /* revalidate it, or serve it if the origin fails */
-		else if (o)
-			sl_cobj_put(o);
 	}
+	if (o && !cq->stale)
+		cq->stale = o; /* revalidate it, or serve it if the origin fails */
+	else if (o)
+		sl_cobj_put(o);
 	if (sl_cache_request_class(&r->req, s->in.data) == SL_CREQ_NOLOCK && method == HTTP_HEAD) {
 		/* fetching for such a request does not take the lock: a HEAD just goes */
 		cq->mode = CQ_PASS;
@@ -1164,6 +1229,16 @@ int sl_pcache_response(struct sl_session *s)
 	uint64_t now = sl_mono_ns();
 	struct fctx f;
 	cq_fctx(s, cq, &f);
+	const struct sl_proxy_ops *ops = ops_of(s);
+	int veto = ops->response_cache_filter && !(st >= 500 && cq->stale) &&
+		   CACHE_PHASE(s, ops->response_cache_filter(s, r->ctx)) == SL_CACHE_NO_STORE;
+	if (veto && st == 304 && cq->stale) {
+		/* the refreshed object is not stored: this request gets it once */
+		struct sl_cobj *n = sl_cobj_ref(cq->stale);
+		sl_clock_pass(&cq->pz->lock, &cq->tk);
+		atomic_fetch_add(&cq->pz->not_stored, 1);
+		return serve(s, cq, n, "REVALIDATED") ? 0 : 1;
+	}
 	if (st == 304 && cq->stale) {
 		struct sl_cobj *n = refresh(&f, cq->stale, h, base);
 		if (n) {
@@ -1183,9 +1258,9 @@ int sl_pcache_response(struct sl_session *s)
 		cq->stale = NULL;
 		return serve(s, cq, o, "STALE") ? 0 : 1;
 	}
-	int shareable = 1;
+	int shareable = !veto;
 	struct sl_cobj *o = NULL;
-	if (!r->is_head_req)
+	if (!r->is_head_req && !veto)
 		o = store_response(&f, h, base, r->up_p.p.content_length, h->info.has_cl,
 				   &shareable);
 	if (o) {

@@ -526,6 +526,7 @@ static const char *phase_name(enum sl_phase ph)
 	    [PH_FAIL_TO_CONNECT] = "fail_to_connect",
 	    [PH_ERROR_RESPONSE] = "error_response",
 	    [PH_LOGGING] = "logging",
+	    [PH_CACHE] = "a cache phase",
 	};
 	return names[ph];
 }

@@ -68,6 +68,7 @@ enum sl_phase {
 	PH_FAIL_TO_CONNECT,
 	PH_ERROR_RESPONSE,
 	PH_LOGGING,
+	PH_CACHE, /* cache_key, cache_hit_filter, response_cache_filter */
 };
 
 /* One request and its response: allocated when a request head starts, released as one

@@ -22,6 +22,10 @@
 
 #define SL_DONE 1
 #define SL_RETRY 2
+/* Cache phases' answers (see cache_hit_filter and response_cache_filter). */
+#define SL_CACHE_REFRESH 3  /* treat the stored object as expired: fetch and store anew */
+#define SL_CACHE_BYPASS 4   /* to the origin, uncached; the stored object stays */
+#define SL_CACHE_NO_STORE 5 /* do not store this response, nor share it with waiters */
 
 struct sl_session;
 struct sl_conf_upstream;
@@ -79,6 +83,27 @@ struct sl_proxy_ops {
 	int (*error_response)(struct sl_session *s, void *ctx, int status);
 	/* Request finished (any outcome), before its access log line is written. */
 	void (*logging)(struct sl_session *s, void *ctx, int status);
+	/* Cache phases, for requests that sl_req_cache() marked (all optional; none may
+	 * call sl_respond()). They run on the request's worker like the others.
+	 *
+	 * cache_key: the key of this request: write up to cap bytes into key and return its
+	 * length, 0 for the route's key template, or a negative errno not to cache the
+	 * request at all. Called for POST/PUT/DELETE/PATCH too, to name what they
+	 * invalidate: return the GET's key. Keys are what POST /cache/purge takes. */
+	int (*cache_key)(struct sl_session *s, void *ctx, char *key, size_t cap);
+	/* cache_hit_filter: a stored object can answer (fresh: 1, or stale inside
+	 * stale-while-revalidate: 0). Return 0 to serve it, SL_CACHE_REFRESH to fetch it anew
+	 * (through the cache lock, as a miss; waiters get the new object), or
+	 * SL_CACHE_BYPASS to go to the origin uncached. */
+	int (*cache_hit_filter)(struct sl_session *s, void *ctx, int fresh);
+	/* response_cache_filter: the origin's head is in (sl_resp_* read it) and the cache
+	 * is about to store it if RFC 9111 allows. Return 0 to let the cache decide, or
+	 * SL_CACHE_NO_STORE to keep it from being stored and shared: the request's
+	 * waiters then go to the origin themselves. It cannot store what the RFC forbids.
+	 * A program with this callback gets no background fetches (stale-while-revalidate
+	 * refreshes in the foreground, a HEAD miss goes to the origin as HEAD), since a
+	 * background answer has no request to ask. */
+	int (*response_cache_filter)(struct sl_session *s, void *ctx);
 	/* Opaque pointer for the implementation: sl_proxy_data(). */
 	void *data;
 };
@@ -110,6 +135,9 @@ int sl_resp_header_remove(struct sl_session *s, const char *name);
  * the config-driven proxy does it for routes with a cache: section). */
 struct sl_conf_route_cache;
 int sl_req_cache(struct sl_session *s, const struct sl_conf_route_cache *cache);
+/* The cache: settings of the config file's route that matches this request (host and
+ * path, as the config-driven proxy routes), or NULL: sl_req_cache(s, sl_route_cache(s)). */
+const struct sl_conf_route_cache *sl_route_cache(const struct sl_session *s);
 
 /* Answer the request from the proxy (request_filter or error_response). */
 int sl_respond(struct sl_session *s, int status, const char *content_type, const char *body,
