@@ -26,8 +26,10 @@ Proxy start functions take (lab, tag, workers, backends, opts):
                                  per worker, sluiced's backlog)
               tls                "ec" (ECDSA P-256) or "rsa" (RSA-2048): the proxy's
                                  listener terminates TLS with a certificate made at run
-                                 time, the same file for all three proxies; each one's
-                                 defaults otherwise (session tickets on, TLS 1.2-1.3)
+                                 time, the same file for all three proxies; TLS 1.2
+                                 and 1.3 offered by all (nginx 1.22 needs
+                                 ssl_protocols for 1.3); each one's defaults otherwise
+                                 (session tickets on)
 
 A backend nginx may listen on several ports (Backend.ports); the proxies balance
 round robin over every port of every backend they are given.
@@ -214,7 +216,10 @@ def start_nginx_proxy(lab, tag, workers, backends, opts):
     ssl = ""
     if opts.get("tls"):
         cert, key, _ = tls_files(lab, opts["tls"])
-        ssl = "        ssl_certificate %s;\n        ssl_certificate_key %s;\n" % (cert, key)
+        # nginx 1.22 offers TLS 1.0-1.2 by default (1.3 joined the default in 1.23.4):
+        # the same protocols as sluice and HAProxy, or it is measured on TLS 1.2 alone
+        ssl = ("        ssl_certificate %s;\n        ssl_certificate_key %s;\n"
+               "        ssl_protocols TLSv1.2 TLSv1.3;\n" % (cert, key))
     body = """    upstream backend {
 %s
         keepalive %d;
