@@ -146,8 +146,11 @@ def test_every_thread_runs_as_the_user_with_no_capability(daemons, pubdir):
     text = s.stderr()
     assert text.index('msg="admin API listening"') < text.index('msg="privileges dropped"')
     assert text.index('msg="privileges dropped"') < text.index('msg="sluiced started"')
+    # background services (resolver, health, pool-keeper, ...) start after the workers:
+    # every one of their threads must be the user's too
+    s.wait_log(lambda ln: 'msg="service started" service=pool-keeper' in ln)
     ts = tasks(s.pid)
-    assert len(ts) >= 3, ts  # main and 2 workers at least (+ service threads)
+    assert len(ts) >= 6, ts  # main, 2 workers, resolver, health, pool-keeper
     for tid, f in ts.items():
         assert f["Uid"] == [str(NOBODY.pw_uid)] * 4, (tid, f)
         assert f["Gid"] == [str(NOBODY.pw_gid)] * 4, (tid, f)
