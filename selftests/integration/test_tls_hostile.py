@@ -383,3 +383,171 @@ def test_resumption_refused_after_the_client_ca_changed(sluice, backend, pki, tm
     # a certificate of the new CA gets in
     ctx2 = client_ctx(pki, cert=pki["evil"], maxv=maxv)
     assert _served(sl.port, ctx2, None)[1] == 200
+
+
+# -- ticket key files -----------------------------------------------------------------------
+def _admin_post(path, target):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    s.connect(path)
+    c = HTTPClient(0, sock=s)
+    try:
+        return c.request("POST", target, host="localhost")
+    finally:
+        c.close()
+
+
+def test_key_file_broken_at_rotation_keeps_the_keys(sluice, backend, pki, tmp_path,
+                                                     admin_sock, bpf):  # noqa: F811
+    """A key file cut short (a bad deploy) when it is read again: the rotation fails with
+    the file's name, the keys in use stay, and no key byte reaches a log or an answer."""
+    keys = tmp_path / "ticket.keys"
+    key = os.urandom(80)
+    keys.write_bytes(key)
+    b = backend()
+    sl = tls_proxy(sluice, b, {"certificates": [cert_entry(pki["site_ec"])],
+                               "session_tickets": {"key_file": str(keys)}},
+                   admin=admin_sock, bpf=bpf)
+    ctx = client_ctx(pki, maxv=ssl.TLSVersion.TLSv1_2)
+    sess = _session_of(tls_connect(sl.port, ctx))
+    keys.write_bytes(key[:50])
+    r = _admin_post(admin_sock, "/tls/rotate-tickets")
+    assert r.status == 500, r
+    assert str(keys) in r.body.decode(), r.body
+    ts = tls_connect(sl.port, ctx, session=sess)
+    assert ts.session_reused, "the keys in use were dropped by a failed rotation"
+    ts.close()
+    # a reload with the bad file is refused at load, the keys still serve
+    sl.send_signal(signal.SIGHUP)
+    assert sl.wait_log(lambda ln: "reload rejected" in ln and "ticket.keys" in ln)
+    ts = tls_connect(sl.port, ctx, session=sess)
+    assert ts.session_reused
+    ts.close()
+    text = sl.stderr() + r.body.decode("latin-1")
+    for secret in (key[16:48], key[48:80]):
+        assert secret.hex() not in text.lower()
+        assert secret.hex()[:16] not in text.lower()
+
+
+# -- after the handshake --------------------------------------------------------------------
+def test_bytes_after_close_notify_are_not_requests(site, pki):
+    sl, b = site
+    ts = tls_connect(sl.port, client_ctx(pki, maxv=ssl.TLSVersion.TLSv1_2))
+    c, r = get(ts, target="/first")
+    assert r.status == 200
+    raw = ts.unwrap()  # close_notify both ways
+    try:
+        raw.sendall(b"GET /after HTTP/1.1\r\nHost: site.test\r\n\r\n")
+        raw.settimeout(TIMEOUT)
+        data = raw.recv(4096)
+        while data:
+            assert b"HTTP/1.1" not in data, data
+            data = raw.recv(4096)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    raw.close()
+    time.sleep(0.3)
+    assert [q.path for q in b.requests] == ["/first"]
+    # plaintext in the middle of a TLS connection: the record fails, nothing is served
+    ts = tls_connect(sl.port, client_ctx(pki))
+    c, r = get(ts, target="/second")
+    assert r.status == 200
+    fd = socket.socket(fileno=os.dup(ts.fileno()))
+    fd.sendall(b"GET /plain HTTP/1.1\r\nHost: site.test\r\n\r\n")
+    fd.settimeout(TIMEOUT)
+    try:
+        while fd.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    fd.close()
+    ts.close()
+    time.sleep(0.3)
+    assert [q.path for q in b.requests] == ["/first", "/second"]
+    _still_serves(sl, pki)
+
+
+# -- certificate reload under load ----------------------------------------------------------
+def test_certificate_reload_under_load_drops_nothing(sluice, backend, pki, tmp_path):
+    import shutil
+    import threading
+    crt, key = str(tmp_path / "live.pem"), str(tmp_path / "live.key")
+    shutil.copy(pki["site_ec"][0], crt)
+    shutil.copy(pki["site_ec"][1], key)
+    b = backend()
+    sl = tls_proxy(sluice, b, {"certificates": [{"cert": crt, "key": key}]}, workers=2)
+    stop = threading.Event()
+    errors, done = [], [0]
+
+    def load(keepalive):
+        while not stop.is_set():
+            try:
+                ts = tls_connect(sl.port, client_ctx(pki))
+                c = HTTPClient(0, sock=ts)
+                for _ in range(5 if keepalive else 1):
+                    r = c.request("GET", "/", host="site.test")
+                    assert r.status == 200, r.status
+                    done[0] += 1
+                c.close()
+            except Exception as e:  # noqa: BLE001  (every failure counts)
+                errors.append(repr(e))
+    threads = [threading.Thread(target=load, args=(k,)) for k in (True, False, False)]
+    for t in threads:
+        t.start()
+    try:
+        pairs = [pki["site_rsa"], pki["site_ec"]] * 2
+        for i, (c_src, k_src) in enumerate(pairs):
+            time.sleep(0.4)
+            shutil.copy(c_src, crt + ".tmp")
+            shutil.copy(k_src, key + ".tmp")
+            os.replace(key + ".tmp", key)
+            os.replace(crt + ".tmp", crt)
+            sl.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: len([ln for ln in sl.log_lines()
+                                         if "config reloaded" in ln]) > i, TIMEOUT)
+        time.sleep(0.4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(TIMEOUT)
+    assert not errors, errors[:5]
+    assert done[0] > 20, done
+
+
+# -- SNI and Host ---------------------------------------------------------------------------
+def test_sni_host_mismatch_stays_on_its_listener(sluice, backend, pki):
+    """SNI picks a certificate, never routes: a request is routed by its Host among its
+    own listener's routes, and client_auth is the listener's. A client of the open
+    listener naming the guarded one's host (in SNI, Host or both) reaches the open
+    listener's upstream only; a mismatch on one listener is served by Host."""
+    from backends import free_port
+    from daemon import servers_of
+    guarded, public = backend(), backend()
+    cfg = sluice.proxy_config(guarded)
+    cfg["listeners"][0]["tls"] = {"certificates": [cert_entry(pki["site_ec"])],
+                                  "client_auth": {"mode": "required",
+                                                  "ca": pki["client_ca"]}}
+    port2 = free_port("127.0.0.1")
+    cfg["upstreams"]["pub"] = {"servers": servers_of([public])}
+    cfg["listeners"].append({"address": "127.0.0.1:%d" % port2,
+                             "routes": [{"upstream": "pub"}],
+                             "tls": {"certificates": [cert_entry(pki["other"]),
+                                                      cert_entry(pki["site_ec"])]}})
+    sl = sluice.new()
+    sl.start(cfg)
+    for sni, host in (("site.test", "site.test"), ("other.test", "site.test"),
+                      ("site.test", "other.test")):
+        ts = tls_connect(port2, client_ctx(pki), sni=sni)
+        c, r = get(ts, target="/%s/%s" % (sni, host), host=host)
+        assert r.status == 200
+        c.close()
+    assert guarded.saw_nothing()
+    assert len(public.requests) == 3
+    # the guarded listener still wants its certificate, whatever the names
+    ctx = client_ctx(pki, cert=pki["client"])
+    ctx.check_hostname = False  # other.test is not on this listener: its default answers
+    ts = tls_connect(sl.port, ctx, sni="other.test")
+    c, r = get(ts, host="other.test")
+    assert r.status == 200
+    c.close()
+    assert guarded.wait_requests(1)
