@@ -21,9 +21,9 @@ from client import HTTPClient, encode_chunked
 from daemon import wait_for
 from env import SCALE, TIMEOUT
 from test_pool import admin_sock, bpf, total  # noqa: F401  (fixtures, helpers)
-from test_tls_term import (_client_hello_bytes, _fingerprint, _openssl, _s_client,  # noqa: F401
-                           _session_of, cert_entry, client_ctx, counters, get, pki, site,
-                           tls_connect, tls_proxy)
+from test_tls_term import (_client_hello_bytes, _fingerprint, _leaf, _openssl,  # noqa: F401
+                           _s_client, _session_of, cert_entry, client_ctx, counters, get,
+                           pki, site, tls_connect, tls_proxy)
 
 
 # -- ClientHellos by hand -------------------------------------------------------------------
@@ -551,3 +551,34 @@ def test_sni_host_mismatch_stays_on_its_listener(sluice, backend, pki):
     assert r.status == 200
     c.close()
     assert guarded.wait_requests(1)
+
+
+# -- client certificate chains --------------------------------------------------------------
+def test_client_auth_depth_counts_intermediates(sluice, backend, pki):
+    """depth is the number of intermediate CAs allowed between a client certificate and
+    the CA in client_auth.ca (OpenSSL's verify depth, nginx's ssl_verify_depth)."""
+    d = pki["dir"]
+    _leaf(d, "root", "cinter1", "cinter1", ca_ext=True)
+    _leaf(d, "cinter1", "cinter2", "cinter2", ca_ext=True)
+    one = _leaf(d, "cinter1", "bob", "bob", client=True)
+    two = _leaf(d, "cinter2", "carol", "carol", client=True)
+
+    def bundle(name, pair, *inters):
+        path = os.path.join(d, name + "_bundle.pem")
+        with open(path, "w") as f:
+            f.write(open(pair[0]).read())
+            for i in inters:
+                f.write(open(os.path.join(d, i + ".pem")).read())
+        return path, pair[1]
+    bob = bundle("bob", one, "cinter1")
+    carol = bundle("carol", two, "cinter2", "cinter1")
+    for depth, ok in ((1, {"bob"}), (2, {"bob", "carol"})):
+        b = backend()
+        sl = tls_proxy(sluice, b, {"certificates": [cert_entry(pki["site_ec"])],
+                                   "client_auth": {"mode": "required", "ca": pki["root"],
+                                                   "depth": depth}})
+        for name, cert in (("bob", bob), ("carol", carol)):
+            status = _served(sl.port, client_ctx(pki, cert=cert), None)[1]
+            assert (status == 200) == (name in ok), (depth, name, status)
+        subjects = [q.header("x-client-subject") for q in b.requests]
+        assert subjects == ["CN=" + n for n in sorted(ok)], subjects
