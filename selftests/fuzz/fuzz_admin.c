@@ -94,6 +94,11 @@ int sl_ctl_take_admin_fd(struct sl_daemon *d, const struct sockaddr *addr, sockl
 	return -1;
 }
 
+int sl_ctl_take_admin_unix_fd(struct sl_daemon *d, const char *path)
+{
+	return -1;
+}
+
 int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out)
 {
 	if (i >= 2)

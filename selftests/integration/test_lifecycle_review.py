@@ -124,3 +124,88 @@ def test_upgrade_to_fewer_workers_loses_no_connection(sluice, steering):
             (rnd, len(load.failures), load.failures[:5])
         assert load.ok > 50
     stop_pid(successor_of(sl, 3))
+
+
+@pytest.fixture
+def pubdir():
+    """A root-owned 0755 directory, as /run/sluice is (RuntimeDirectory= of a unit without
+    User=): the dropped user reads in it but cannot create a file there."""
+    d = tempfile.mkdtemp(prefix="sl-life-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_admin_socket_survives_an_upgrade_after_the_drop(sluice, pubdir):
+    """The first daemon creates its admin socket as root in a root-owned directory, then
+    drops to an unprivileged user; its successor starts as that user and cannot bind a
+    socket there. It must serve the same socket (passed over, as the listeners are):
+    `sluicectl upgrade` (and ExecReload=sluicectl reload) go on working through it."""
+    from daemon import Sluice
+    from test_binary_upgrade import ctl_path
+    sock = os.path.join(pubdir, "admin.sock")
+    s = Sluice(pubdir)
+    sluice.instances.append(s)
+    from backends import free_port
+    from daemon import base_config
+    cfg = base_config(free_port(), [{"respond": {"status": 200, "body": "v1\n"}}], workers=2,
+                      user="nobody", admin={"socket": sock},
+                      access_log=os.path.join(pubdir, "access.log"))
+    s.start(cfg)
+    assert wait_for(lambda: os.path.exists(sock), 5 * SCALE), s.stderr()
+    ctl = ctl_path(s)
+    for rnd in range(2):
+        r = subprocess.run([ctl, "--socket", sock, "upgrade"], capture_output=True, text=True,
+                           timeout=60 * SCALE)
+        assert r.returncode == 0, (r.stdout, r.stderr, s.stderr()[-3000:])
+        assert "upgraded: pid" in r.stdout, r.stdout
+        new = successor_of(s, rnd + 1)
+        assert 'cannot bind admin socket' not in s.stderr(), s.stderr()[-3000:]
+        from test_admin import admin
+        r = admin(sock, "GET", "/status")
+        assert r.status == 200 and r.json()["pid"] == new, (r.status, r.body[:300])
+        rl = subprocess.run([ctl, "--socket", sock, "reload"], capture_output=True, text=True,
+                            timeout=20 * SCALE)
+        assert rl.returncode == 0, (rl.stdout, rl.stderr)
+    assert s.wait_exit(15 * SCALE) == 0
+    # the access log is root's file (nobody may open it): the successors write through
+    # the predecessor's open file
+    alog = os.path.join(pubdir, "access.log")
+    before = open(alog).read().count("\n")
+    from client import HTTPClient
+    for _ in range(5):
+        with HTTPClient(s.port) as c:
+            assert c.request("GET", "/", headers=[("Connection", "close")]).body == b"v1\n"
+    assert wait_for(lambda: open(alog).read().count("\n") >= before + 5, 10 * SCALE), \
+        open(alog).read()[-500:]
+    stop_pid(new)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_error_log_file_survives_an_upgrade_after_the_drop(sluice, pubdir):
+    """log.error_log is a file root created before the drop (0644 in a root-owned
+    directory): the successor, started as the user, cannot open it and must not fail the
+    upgrade for that: it logs through the predecessor's open file."""
+    from backends import free_port
+    from daemon import Sluice, base_config
+    elog = os.path.join(pubdir, "error.log")
+    s = Sluice(pubdir)
+    sluice.instances.append(s)
+    cfg = base_config(free_port(), [{"respond": {"status": 200, "body": "v1\n"}}], workers=1,
+                      user="nobody", log={"error_log": elog})
+    s.start(cfg)
+    assert os.stat(elog).st_uid == 0
+    s.send_signal(signal.SIGUSR2)
+    assert s.wait_exit(20 * SCALE) == 0, open(elog).read()[-3000:]
+    text = open(elog).read()
+    assert 'msg="upgrade: took over"' in text, text[-3000:]
+    import re
+    new = int(re.findall(r'msg="upgrade: successor started" successor=(\d+)', text)[-1])
+    from client import HTTPClient
+    with HTTPClient(s.port) as c:
+        assert c.request("GET", "/", headers=[("Connection", "close")]).body == b"v1\n"
+    os.kill(new, signal.SIGUSR1)  # reopening fails (root's file), the fd stays in use
+    assert wait_for(lambda: "cannot reopen the error log" in open(elog).read(), 10 * SCALE)
+    stop_pid(new)
+    assert 'msg="sluiced stopped"' in open(elog).read()[len(text):]

@@ -45,6 +45,7 @@ struct admin_srv {
 	int tcp;
 	struct evconnlistener *lev; /* evhttp's listener, paused after accept errors */
 	struct event *resume;
+	int quiet; /* handed over: never accepts again */
 	uint64_t err_logged_ns;
 	unsigned long err_suppressed;
 };
@@ -54,6 +55,7 @@ struct admin {
 	struct admin_srv unix_srv, tcp_srv;
 	char *sock_path; /* the file we bound; removed at stop if it is still ours */
 	char *pending;	 /* upgrade successor: bound under this name, renamed at take-over */
+	int borrowed;	 /* upgrade successor: serves its predecessor's socket, not ours yet */
 	dev_t sock_dev;
 	ino_t sock_ino;
 	struct timespec started;
@@ -700,7 +702,7 @@ static struct admin_srv *err_srvs[2];
 static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct admin_srv *srv = arg;
-	if (!(srv->tcp && sl_ctl_handed_over(srv->a->d))) /* the successor's now */
+	if (!srv->quiet)
 		evconnlistener_enable(srv->lev);
 }
 
@@ -715,8 +717,8 @@ static void accept_error_cb(struct evconnlistener *lev, void *ptr)
 		return;
 	struct timeval tv = {0, SL_ACCEPT_BACKOFF_MS * 1000};
 	evconnlistener_disable(lev);
-	if (event_add(srv->resume, &tv))
-		accept_resume_cb(-1, 0, srv);
+	if (event_add(srv->resume, &tv) && !srv->quiet)
+		evconnlistener_enable(lev);
 	uint64_t now = sl_mono_ns();
 	if (srv->err_logged_ns && now - srv->err_logged_ns < 1000000000ull) {
 		srv->err_suppressed++;
@@ -756,6 +758,17 @@ static int unix_listen(struct admin *a, const char *path)
 		sl_log(SL_LOG_ERROR, "msg=\"admin socket path too long\" path=%s", path);
 		return -ENAMETOOLONG;
 	}
+	/* an upgrade's successor serves on its predecessor's socket, as on its listeners:
+	 * it may run as a user that cannot bind in that directory (root's /run/sluice),
+	 * and a client queued on it at the hand-over is answered */
+	fd = sl_ctl_take_admin_unix_fd(a->d, path);
+	if (fd >= 0 && stat(path, &st) == 0) {
+		a->borrowed = 1;
+		goto serve;
+	}
+	if (fd >= 0)
+		close(fd);
+	fd = -1;
 	int tl = snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
 	if (tl < 0 || (size_t)tl >= sizeof(tmp))
 		tl = snprintf(tmp, sizeof(tmp), "%s", path); /* no room: bound in place */
@@ -822,6 +835,7 @@ static int unix_listen(struct admin *a, const char *path)
 		unlink(tmp);
 		goto fail;
 	}
+serve:
 	a->sock_dev = st.st_dev;
 	a->sock_ino = st.st_ino;
 	a->sock_path = strdup(path);
@@ -830,7 +844,8 @@ static int unix_listen(struct admin *a, const char *path)
 	    !(bs = evhttp_accept_socket_with_handle(a->unix_srv.http, fd))) {
 		err = -ENOMEM;
 		sl_log(SL_LOG_ERROR, "msg=\"cannot serve admin socket\" path=%s", path);
-		unlink(path);
+		if (!a->borrowed) /* the predecessor's file stays its own */
+			unlink(path);
 		free(a->sock_path);
 		a->sock_path = NULL;
 		goto fail;
@@ -917,22 +932,40 @@ int sl_admin_start(struct sl_daemon *d)
 	return err;
 }
 
-void sl_admin_handover(struct sl_daemon *d)
-{
-	struct admin *a = *sl_ctl_admin_slot(d);
-	if (a && a->tcp_srv.lev)
-		evconnlistener_disable(a->tcp_srv.lev);
-}
-
 int sl_admin_tcp_fd(struct sl_daemon *d)
 {
 	struct admin *a = *sl_ctl_admin_slot(d);
 	return a && a->tcp_srv.lev ? evconnlistener_get_fd(a->tcp_srv.lev) : -1;
 }
 
+int sl_admin_unix_fd(struct sl_daemon *d, char *path, size_t len)
+{
+	struct admin *a = *sl_ctl_admin_slot(d);
+	if (!a || !a->unix_srv.lev || !a->sock_path || a->pending ||
+	    strlen(a->sock_path) >= len)
+		return -1;
+	snprintf(path, len, "%s", a->sock_path);
+	return evconnlistener_get_fd(a->unix_srv.lev);
+}
+
+void sl_admin_handover(struct sl_daemon *d)
+{
+	struct admin *a = *sl_ctl_admin_slot(d);
+	for (unsigned int i = 0; a && i < 2; i++) {
+		struct admin_srv *srv = i ? &a->tcp_srv : &a->unix_srv;
+		srv->quiet = 1;
+		if (srv->resume)
+			event_del(srv->resume);
+		if (srv->lev)
+			evconnlistener_disable(srv->lev);
+	}
+}
+
 int sl_admin_takeover_commit(struct sl_daemon *d)
 {
 	struct admin *a = *sl_ctl_admin_slot(d);
+	if (a)
+		a->borrowed = 0; /* the predecessor drains: the socket file is ours */
 	if (!a || !a->pending)
 		return 0;
 	int err = rename(a->pending, a->sock_path) ? -errno : 0;
@@ -973,7 +1006,8 @@ void sl_admin_stop(struct sl_daemon *d)
 		unlink(a->pending);
 		free(a->pending);
 		a->pending = NULL;
-	} else if (a->sock_path && !sl_ctl_handed_over(d) && lstat(a->sock_path, &st) == 0 &&
+	} else if (a->sock_path && !a->borrowed && !sl_ctl_handed_over(d) &&
+		   lstat(a->sock_path, &st) == 0 &&
 	    st.st_dev == a->sock_dev &&
 	    st.st_ino == a->sock_ino)
 		unlink(a->sock_path);

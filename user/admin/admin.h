@@ -14,10 +14,12 @@ void sl_admin_stop(struct sl_daemon *d);
 int sl_admin_takeover_commit(struct sl_daemon *d);
 /* The admin API's listening TCP socket (admin.listen), or -1: handed to a successor. */
 int sl_admin_tcp_fd(struct sl_daemon *d);
-/* Handed over: stop accepting on the TCP socket (the successor accepts on it; a probe
- * must not get this draining daemon's "stopping"); requests in progress finish, and the
- * Unix socket serves on until exit for clients that connected before the successor
- * renamed its own over the path. */
+/* The admin API's listening Unix socket and its path (into path), or -1: handed to a
+ * successor, which may run as a user that cannot bind in the socket's directory. */
+int sl_admin_unix_fd(struct sl_daemon *d, char *path, size_t len);
+/* Handed over: accept no more connections on either socket (the successor accepts on
+ * the same ones; a probe must not get this draining daemon's "stopping"); requests in
+ * progress finish; sl_admin_stop() frees the rest at exit. */
 void sl_admin_handover(struct sl_daemon *d);
 
 #endif

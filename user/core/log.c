@@ -31,6 +31,23 @@ int sl_log_open(const char *path, enum sl_log_level level)
 	return 0;
 }
 
+void sl_log_adopt(int fd, const char *path, enum sl_log_level level)
+{
+	sl_log_level_cur = level;
+	if (err_fd > 2)
+		close(err_fd);
+	err_fd = fd;
+	snprintf(err_path, sizeof(err_path), "%s", path);
+}
+
+int sl_log_file_fd(const char **path)
+{
+	if (err_fd <= 2 || !err_path[0])
+		return -1;
+	*path = err_path;
+	return err_fd;
+}
+
 /* The new file takes the old one's fd number with dup2(), which swaps them in one step:
  * a thread writing at that moment writes whole lines to one file or the other. */
 int sl_log_reopen_fd(int fd, const char *path)

@@ -30,6 +30,12 @@ void sl_log_emit(enum sl_log_level level, const char *fmt, ...)
 /* Open the error log (NULL = stderr) and set the level. 0 or -errno. */
 int sl_log_open(const char *path, enum sl_log_level level);
 
+/* Write the error log to fd, already open for appending to path (handed over by an
+ * upgrade's predecessor), and set the level. The fd is the log's from now on. */
+void sl_log_adopt(int fd, const char *path, enum sl_log_level level);
+/* The error log's fd when it is a file (its path in *path), else -1. */
+int sl_log_file_fd(const char **path);
+
 /* Reopen the error log file at its path (SIGUSR1, after rotation); stderr stays.
  * 0, or -errno and the old file stays in use. */
 int sl_log_reopen(void);

@@ -61,6 +61,16 @@ int sl_ctl_take_admin_fd(struct sl_daemon *d, const struct sockaddr *addr, sockl
 	return fd;
 }
 
+int sl_ctl_take_admin_unix_fd(struct sl_daemon *d, const char *path)
+{
+	if (!d->inherit || d->inherit->admin_unix_fd < 0 ||
+	    strcmp(d->inherit->admin_unix_path, path))
+		return -1; /* admin.socket changed: the file's path wins */
+	int fd = d->inherit->admin_unix_fd;
+	d->inherit->admin_unix_fd = -1;
+	return fd;
+}
+
 int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out)
 {
 	if (i >= d->n_workers)

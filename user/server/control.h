@@ -68,6 +68,9 @@ int sl_ctl_handed_over(const struct sl_daemon *d);
 /* Upgrade successor: the predecessor's admin TCP socket when it listens on addr (then it
  * is the caller's), else -1. */
 int sl_ctl_take_admin_fd(struct sl_daemon *d, const struct sockaddr *addr, socklen_t len);
+/* Upgrade successor: the predecessor's admin Unix socket when it serves path (then it is
+ * the caller's), else -1. */
+int sl_ctl_take_admin_unix_fd(struct sl_daemon *d, const char *path);
 
 /* Reopen the error and access log files (SIGUSR1). 0, or -errno with the reason in
  * *why (the old files stay in use). */

@@ -444,6 +444,8 @@ void sl_daemon_handed_over(struct sl_daemon *d)
 	 * listening sockets stay open in it, so closing ours loses no queued connection */
 	d->handed_over = 1;
 	sl_steer_handed_over();
+	/* no new admin connection on either socket (the successor accepts on the same
+	 * ones); those accepted already get their answer: closing them reset a probe */
 	sl_admin_handover(d);
 	for (unsigned int i = 0; i < d->n_workers; i++)
 		atomic_store(&d->workers[i].soft_drain, 1);
@@ -453,6 +455,11 @@ void sl_daemon_handed_over(struct sl_daemon *d)
 int sl_daemon_admin_fd(struct sl_daemon *d)
 {
 	return sl_admin_tcp_fd(d);
+}
+
+int sl_daemon_admin_unix_fd(struct sl_daemon *d, char *path, size_t len)
+{
+	return sl_admin_unix_fd(d, path, len);
 }
 
 int sl_daemon_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t len)
@@ -888,6 +895,15 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		return 0;
 	}
 	int rc = sl_log_open(conf->log.error_log, conf->log.level);
+	if (rc == -EACCES || rc == -EPERM) {
+		/* a successor running as the dropped user, the file or its directory root's:
+		 * the predecessor's open file is the same log */
+		int lfd = sl_upgrade_take_log(&in, 0, conf->log.error_log);
+		if (lfd >= 0) {
+			sl_log_adopt(lfd, conf->log.error_log, conf->log.level);
+			rc = 0;
+		}
+	}
 	if (rc) {
 		fprintf(stderr, "%s: cannot open error log %s: %s\n", path, conf->log.error_log,
 			strerror(-rc));
@@ -923,6 +939,11 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	       cpus.quota_milli / 1000, cpus.quota_milli % 1000,
 	       cpus.quota_from[0] ? cpus.quota_from : "-");
 	d.alog_fd = sl_alog_open(conf->log.access_log);
+	if (d.alog_fd == -EACCES || d.alog_fd == -EPERM) { /* as the error log above */
+		int lfd = sl_upgrade_take_log(&in, 1, conf->log.access_log);
+		if (lfd >= 0)
+			d.alog_fd = lfd;
+	}
 	if (conf->log.access_log && strcmp(conf->log.access_log, "stdout"))
 		d.alog_path = strdup(conf->log.access_log); /* reopened from there on SIGUSR1 */
 	if (conf->log.access_log && d.alog_fd < 0) {

@@ -39,6 +39,8 @@ enum {
 	MSG_READY,     /* successor: workers run, steering attached */
 	MSG_ERR,       /* successor: gives up, text says why */
 	MSG_ACK,       /* predecessor: it drains from now on */
+	MSG_ADMIN_UNIX, /* the admin API's Unix listening socket (one fd), text: its path */
+	MSG_LOG,	/* slot 0 the error log, 1 the access log (one fd), text: its path */
 };
 
 struct msg {
@@ -297,6 +299,29 @@ static int send_all(struct sl_daemon *d, int fd)
 		memset(&m, 0, sizeof(m));
 		m.type = MSG_ADMIN;
 		if (send_msg(fd, &m, &afd, 1) < 0)
+			return -errno;
+	}
+	/* the admin socket and the logs were made before the drop, maybe in root's
+	 * directories: a successor running as the user could not make them again */
+	memset(&m, 0, sizeof(m));
+	int ufd = sl_daemon_admin_unix_fd(d, m.text, sizeof(m.text));
+	if (ufd >= 0) {
+		m.type = MSG_ADMIN_UNIX;
+		if (send_msg(fd, &m, &ufd, 1) < 0)
+			return -errno;
+	}
+	for (unsigned int which = 0; which < 2; which++) {
+		const char *path = NULL;
+		int lfd = which ? d->alog_fd : sl_log_file_fd(&path);
+		if (which)
+			path = d->alog_path;
+		if (lfd <= 2 || !path || strlen(path) >= sizeof(m.text))
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_LOG;
+		m.slot = which;
+		snprintf(m.text, sizeof(m.text), "%s", path);
+		if (send_msg(fd, &m, &lfd, 1) < 0)
 			return -errno;
 	}
 	memset(&m, 0, sizeof(m));
@@ -616,6 +641,20 @@ static int inherit_recv(struct sl_inherit *in, char *why, size_t len)
 			in->admin_fd = fds[0];
 			continue;
 		}
+		if (m.type == MSG_ADMIN_UNIX) {
+			if (nfds != 1 || in->admin_unix_fd >= 0 || !m.text[0])
+				goto bad;
+			in->admin_unix_fd = fds[0];
+			snprintf(in->admin_unix_path, sizeof(in->admin_unix_path), "%s", m.text);
+			continue;
+		}
+		if (m.type == MSG_LOG) {
+			if (nfds != 1 || m.slot > 1 || in->log_fd[m.slot] >= 0 || !m.text[0])
+				goto bad;
+			in->log_fd[m.slot] = fds[0];
+			snprintf(in->log_path[m.slot], sizeof(in->log_path[m.slot]), "%s", m.text);
+			continue;
+		}
 		if (m.type == MSG_LOCK) {
 			if (nfds > 1)
 				goto bad;
@@ -672,6 +711,8 @@ int sl_upgrade_inherit(struct sl_inherit *in, char *why, size_t len)
 	in->conn = -1;
 	in->lock_fd = -1;
 	in->admin_fd = -1;
+	in->admin_unix_fd = -1;
+	in->log_fd[0] = in->log_fd[1] = -1;
 	in->migrate_saved = -1;
 	const char *name = getenv(SL_UPGRADE_ENV);
 	if (!name)
@@ -773,6 +814,16 @@ int sl_upgrade_ready(struct sl_inherit *in, char *why, size_t len)
 	return 0;
 }
 
+int sl_upgrade_take_log(struct sl_inherit *in, int which, const char *path)
+{
+	if (!path || which < 0 || which > 1 || in->log_fd[which] < 0 ||
+	    strcmp(in->log_path[which], path))
+		return -1;
+	int fd = in->log_fd[which];
+	in->log_fd[which] = -1;
+	return fd;
+}
+
 void sl_upgrade_release(struct sl_inherit *in)
 {
 	for (unsigned int i = 0; in->l && i < in->n; i++)
@@ -790,6 +841,14 @@ void sl_upgrade_release(struct sl_inherit *in)
 	if (in->admin_fd >= 0) /* no admin.listen (or another one) in our file */
 		close(in->admin_fd);
 	in->admin_fd = -1;
+	if (in->admin_unix_fd >= 0) /* another admin.socket in our file, or none */
+		close(in->admin_unix_fd);
+	in->admin_unix_fd = -1;
+	for (unsigned int i = 0; i < 2; i++) {
+		if (in->log_fd[i] >= 0) /* we could open the file ourselves, or log elsewhere */
+			close(in->log_fd[i]);
+		in->log_fd[i] = -1;
+	}
 	free(in->l);
 	in->l = NULL;
 	in->n = 0;

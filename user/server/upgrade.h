@@ -67,6 +67,13 @@ struct sl_inherit {
 	struct sl_inherited_listener *l; /* [n] */
 	int lock_fd;	   /* the predecessor's flock on the pin directory, or -1 */
 	int admin_fd;	   /* its admin API's TCP listening socket, or -1 */
+	int admin_unix_fd; /* its admin Unix socket (listening), or -1 */
+	char admin_unix_path[512]; /* where that socket is */
+	/* its error (0) and access (1) log files, open for appending, or -1: a successor
+	 * running as the dropped user may be unable to open them (a root-owned file or log
+	 * directory) and writes through these instead */
+	int log_fd[2];
+	char log_path[2][512];
 	int migrate_saved; /* tcp_migrate_req before any sluiced set it, -1 = untouched */
 	int ready;	   /* the predecessor acknowledged: it drains */
 };
@@ -83,6 +90,8 @@ void sl_upgrade_fail(struct sl_inherit *in, const char *why);
 /* Report ready and wait for the predecessor's answer. 0: it drains from now on; -errno
  * with why: it did not take the answer (it gave up on us, or died): stop. */
 int sl_upgrade_ready(struct sl_inherit *in, char *why, size_t len);
+/* The inherited log file for path (0 error log, 1 access log), now the caller's, or -1. */
+int sl_upgrade_take_log(struct sl_inherit *in, int which, const char *path);
 /* Close the connection and every inherited socket not taken. */
 void sl_upgrade_release(struct sl_inherit *in);
 

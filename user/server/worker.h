@@ -170,6 +170,8 @@ int sl_daemon_upgrade(struct sl_daemon *d, const char *binary, char *why, size_t
 void sl_daemon_handed_over(struct sl_daemon *d);
 /* The admin API's TCP listening socket, or -1 (for the hand-over). */
 int sl_daemon_admin_fd(struct sl_daemon *d);
+/* The admin API's Unix listening socket and its path (into path), or -1. */
+int sl_daemon_admin_unix_fd(struct sl_daemon *d, char *path, size_t len);
 /* Free what the worker owns once its thread has been joined. */
 void sl_worker_destroy(struct sl_worker *w);
 /* Ask a worker to look at d->stop and its pending config again (any thread). */
