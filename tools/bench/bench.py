@@ -12,7 +12,9 @@ then sluice/nginx and sluice/HAProxy ratios) and writes docs/benchmarks.md.
 Scenarios live in scenarios.py (keep-alive and `Connection: close` clients, 1 and 2
 workers; upstream pools over 1 and 64 backend ports; sluice's BPF steering on and
 off: balance between workers, a stalled worker; RSS per idle keep-alive client
-connection, 5,000 of them; RSS after 100k and 1M requests); servers.py holds the server
+connection, 5,000 of them; RSS after 100k and 1M requests; HTTP cache hits of 1 KB
+and 100 KB objects and a 1,000-request stampede on one cold key, origin requests counted);
+servers.py holds the server
 configurations. A scenario may have its own rows (variants: e.g. sluice with steering
 on and off) instead of one per proxy; they are interleaved the same way. Everything runs on 127.0.0.1
 from a private temp directory; every process started is stopped at the end, also on
@@ -65,7 +67,7 @@ from procs import StartError, raise_nofile, stop_all  # noqa: E402
 from report import document, machine_info, scenario_section  # noqa: E402
 from scenarios import RunContext, RunError, Settings, select  # noqa: E402
 from servers import (PROXIES, Lab, remove_all_pins, start_backend, start_proxy,  # noqa: E402
-                     stop_proxy)
+                     start_slow_origin, stop_proxy)
 
 ENV_SHOWN = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_REPEAT", "BENCH_CONNS", "BENCH_THREADS",
              "BENCH_WARMUP", "BENCH_SCENARIOS", "BENCH_PROXIES", "SLUICED", "BENCH_SLUICED_BASE",
@@ -131,9 +133,10 @@ def _backends_for(lab, sc, backends):
     `backends` maps (index, ports) to a running Backend."""
     mine = []
     for i in range(sc.backends):
-        key = (i, sc.backend_ports)
+        key = (i, sc.backend_ports) if sc.origin == "nginx" else (i, sc.origin)
         if key not in backends:
-            backends[key] = start_backend(lab, i, sc.backend_ports)
+            backends[key] = (start_backend(lab, i, sc.backend_ports) if sc.origin == "nginx"
+                             else start_slow_origin(lab, i))
         mine.append(backends[key])
     return mine
 

@@ -25,6 +25,7 @@ To add a scenario, append a Scenario to SCENARIOS. Fields:
                 verdict True (met), False (not met) or None (not measured)
   notes         function(result) -> list of extra lines under the table
 """
+import asyncio
 import fnmatch
 import math
 import os
@@ -40,7 +41,7 @@ import connload
 import idleconn
 from loadgen import (listener_queues, run_wrk, run_wrk_split, sluice_workers, spawn_wrk,
                      steer_stats, stop_wrk, stub_counters, STEER_REASONS)
-from procs import cpu_delta_seconds, cpu_ticks, rss_kib, unix_http
+from procs import cpu_delta_seconds, cpu_ticks, http_get, rss_kib, unix_http
 
 
 class RunError(Exception):
@@ -168,11 +169,19 @@ def measure_wrk(ctx):
 
         def load(seconds):
             return run_wrk_split(ctx.lab.wrk, ctx.port, seconds, conns, s.threads, headers,
-                                 cpus, scheme=scheme)
+                                 cpus, path=path, scheme=scheme)
     else:
         def load(seconds):
             return run_wrk(ctx.lab.wrk, ctx.port, seconds, conns, s.threads, headers,
-                           scheme=scheme)
+                           path=path, scheme=scheme)
+    path = ctx.option("path", "/")
+    if ctx.option("cache"):
+        # the object in the proxy's cache before anything is measured (BENCH_WARMUP=0
+        # would otherwise measure one miss among the hits)
+        status, _ = http_get(ctx.port, path)
+        if status != 200:
+            raise RunError("GET %s through the proxy answered %d" % (path, status))
+        time.sleep(0.2)
     if s.warmup > 0:
         load(s.warmup)
 
@@ -958,6 +967,125 @@ def rss_flat_notes(result):
     return out
 
 
+# ---------------------------------------------------------------- cache stampede
+
+STAMPEDE_CLIENTS = 1000
+STAMPEDE_BODY = 20000  # origin.py's body size (servers.start_slow_origin)
+
+
+async def _stampede_one(port, target, out, i):
+    for _ in range(100):
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    else:
+        out[i] = None
+        return
+    w.write(b"GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % target)
+    await w.drain()
+    out[i] = await r.read()
+    w.close()
+
+
+def _stampede(port, target, n, timeout):
+    out = [None] * n
+
+    async def run():
+        await asyncio.wait_for(asyncio.gather(
+            *[_stampede_one(port, target, out, i) for i in range(n)]), timeout)
+
+    asyncio.run(run())
+    return out
+
+
+def _origin_count(origin, path):
+    status, body = http_get(origin.port, "/_count?path=" + path)
+    if status != 200:
+        raise RunError("origin /_count answered %d" % status)
+    return int(body)
+
+
+def measure_stampede(ctx):
+    """STAMPEDE_CLIENTS concurrent first requests (asyncio, one `Connection: close`
+    connection each) for one cold key whose origin takes 200 ms; origin requests for
+    that key counted by the origin itself, and the clients that got the whole body."""
+    _fd_room(ctx, STAMPEDE_CLIENTS)
+    origin = ctx.backends[0]
+    # a key of its own per run: nothing of an earlier run can be in any cache
+    path = "/stampede/%s-%d" % (ctx.variant.key if ctx.variant else ctx.proxy,
+                                time.monotonic_ns())
+    cpu0 = cpu_ticks(ctx.child.pids())
+    t0 = time.monotonic()
+    out = _stampede(ctx.port, path.encode(), STAMPEDE_CLIENTS, 120)
+    took = time.monotonic() - t0
+    time.sleep(0.2)
+    if not ctx.child.alive():
+        raise RunError("%s during the stampede" % ctx.child.exit_reason())
+    cpu1 = cpu_ticks(ctx.child.pids())
+    full = 0
+    for raw in out:
+        if raw and raw.startswith(b"HTTP/1.1 200"):
+            head, _, body = raw.partition(b"\r\n\r\n")
+            full += len(body) == STAMPEDE_BODY
+    return {
+        "requests": STAMPEDE_CLIENTS,
+        "origin_requests": _origin_count(origin, path),
+        "full_bodies": full,
+        "seconds": took,
+        "cpu_ms": cpu_delta_seconds(cpu0, cpu1) * 1e3,
+    }
+
+
+STAMPEDE_COLUMNS = (
+    Column("origin_requests", "origin requests", "{:.0f}", "lower"),
+    Column("full_bodies", "clients with the full body", "{:.0f}", "higher"),
+    Column("seconds", "all answered in s", "{:.2f}", "lower"),
+    Column("cpu_ms", "proxy CPU ms", "{:.0f}", "lower"),
+)
+
+CACHE_HIT_COLUMNS = (
+    Column("rps", "rps", "{:.0f}", "higher"),
+    Column("p50_ms", "p50 ms", "{:.2f}", "lower"),
+    Column("p99_ms", "p99 ms", "{:.2f}", "lower"),
+    Column("cpu_us_per_req", "CPU µs/req", "{:.1f}", "lower"),
+    Column("rss_mib", "RSS MiB", "{:.1f}", "lower"),
+    Column("backend_requests", "origin requests", "{:.0f}", "lower"),
+)
+
+
+def cache_hit_bar(result):
+    """The issue's bar: hit CPU per request at most 0.9x nginx's."""
+    s = median_of(result, "sluice", "cpu_us_per_req")
+    n = median_of(result, "nginx", "cpu_us_per_req")
+    if s is None or n is None:
+        return [("cached-hit CPU per request ≤ 0.9× nginx's", None)]
+    return [("cached-hit CPU per request ≤ 0.9× nginx's: %.1f vs %.1f µs (%.2f×)"
+             % (s, n, s / n), s <= 0.9 * n)]
+
+
+def stampede_bar(result):
+    runs = [r["metrics"]["origin_requests"] for r in result["runs"].get("sluice", [])
+            if r.get("ok")]
+    if not runs:
+        return [("stampede: exactly 1 origin request for sluice", None)]
+    return [("stampede: exactly 1 origin request for sluice: %s (every run)"
+             % ", ".join(str(n) for n in runs), all(n == 1 for n in runs))]
+
+
+def stampede_notes(result):
+    lines = []
+    for v in result["variants"]:
+        got = [r["metrics"] for r in result["runs"][v.key] if r.get("ok")]
+        if got:
+            lines.append("%s: origin requests per run %s; clients with the full body %s of %d"
+                         % (v.label, ", ".join(str(m["origin_requests"]) for m in got),
+                            ", ".join(str(m["full_bodies"]) for m in got),
+                            STAMPEDE_CLIENTS))
+    return lines
+
+
 # ---------------------------------------------------------------- scenarios
 
 @dataclass
@@ -1002,6 +1130,7 @@ class Scenario:
     ratios: tuple = DEFAULT_RATIOS
     bars: tuple = ()
     notes: Optional[Callable] = None
+    origin: str = "nginx"  # the backend: "nginx" (start_backend) or "slow" (origin.py)
 
     def rows(self, proxies):
         """The variants measured, given the proxies of BENCH_PROXIES."""
@@ -1259,6 +1388,13 @@ _TLS = ("The proxy terminates TLS with the same throwaway certificate for all th
         "negotiate 1.3; nginx 1.22 needs `ssl_protocols TLSv1.2 TLSv1.3` for that), each "
         "with its own defaults otherwise (session tickets on); plain HTTP to the backend. ")
 
+_CACHE = ("The proxy caches (sluice `cache:` zone of 64 MiB and a route cache with lock "
+          "5 s; nginx `proxy_cache` with `keys_zone` and the cache files on /dev/shm, "
+          "`proxy_cache_lock on`; HAProxy's `cache` section of 64 MB); the backend nginx "
+          "serves /cache/%s with `Cache-Control: max-age=3600`, fetched once through the "
+          "proxy before the load, so every measured request is a hit (\"origin requests\" "
+          "counts what still reached the backend).")
+
 SCENARIOS = [
     Scenario("keepalive-1w", "Keep-alive clients, 1 worker", 1, _KEEPALIVE),
     # 2 workers: one wrk per CPU, so every proxy's workers all get clients (one
@@ -1409,6 +1545,22 @@ SCENARIOS = [
              % (IDLE_CONNS, IDLE_SETTLE_S, IDLE_SETTLE_S, IDLE_CONNS, IDLE_CONNS),
              conns=IDLE_CONNS, measure=measure_idle, columns=IDLE_COLUMNS,
              bars=(idle_bar,), notes=idle_notes),
+    Scenario("cache-hit-1k", "HTTP cache: hits of a 1 KB object, keep-alive, 1 worker", 1,
+             _KEEPALIVE + " " + _CACHE % "1k", options={"cache": True, "path": "/cache/1k"},
+             columns=CACHE_HIT_COLUMNS, bars=(cache_hit_bar,)),
+    Scenario("cache-hit-100k", "HTTP cache: hits of a 100 KB object, keep-alive, 1 worker", 1,
+             _KEEPALIVE + " " + _CACHE % "100k",
+             options={"cache": True, "path": "/cache/100k"}, columns=CACHE_HIT_COLUMNS,
+             bars=(cache_hit_bar,)),
+    Scenario("cache-stampede", "HTTP cache: a stampede on one cold key, 2 workers", 2,
+             "%d concurrent first requests (asyncio, one `Connection: close` connection "
+             "each) for a key whose origin (tools/bench/origin.py) takes 200 ms to answer "
+             "%d bytes with `Cache-Control: max-age=3600`; the origin counts the requests "
+             "for that key. Every run uses a key of its own. sluice: cache lock {timeout, "
+             "age} 5 s; nginx `proxy_cache_lock on` with the same timeout and age; HAProxy's "
+             "`cache` has no lock." % (STAMPEDE_CLIENTS, STAMPEDE_BODY),
+             options={"cache": True}, measure=measure_stampede, columns=STAMPEDE_COLUMNS,
+             origin="slow", ratios=(), bars=(stampede_bar,), notes=stampede_notes),
     Scenario("rss-flat-1m", "RSS over %s keep-alive requests" % _count(RSS_POINTS[-1]), 1,
              "One wrk (keep-alive, BENCH_CONNS connections) runs until the backend has "
              "served %s requests through the proxy; the proxy's VmRSS at %s and at %s "

@@ -30,9 +30,18 @@ Proxy start functions take (lab, tag, workers, backends, opts):
                                  and 1.3 offered by all (nginx 1.22 needs
                                  ssl_protocols for 1.3); each one's defaults otherwise
                                  (session tickets on)
+              cache              True: every proxy caches what the backend allows, with
+                                 equivalent settings (CACHE_* below): sluice a `cache:`
+                                 zone and route cache with lock {timeout, age}; nginx
+                                 `proxy_cache` with keys_zone on /dev/shm (tmpfs) and
+                                 `proxy_cache_lock on` with the same timeout and age;
+                                 HAProxy its `cache` section (no lock: it has none)
 
 A backend nginx may listen on several ports (Backend.ports); the proxies balance
-round robin over every port of every backend they are given.
+round robin over every port of every backend they are given. It also serves
+/cache/1k and /cache/100k (static files of 1,024 and 102,400 bytes with
+`Cache-Control: max-age=3600`) for the cache scenarios. start_slow_origin() is the
+stampede's origin instead (tools/bench/origin.py: 200 ms per answer, requests counted).
 
 Every sluiced gets a private BPF pin directory (bpf.pin_path) under /sys/fs/bpf, so
 that a run never touches the pins of a sluiced running outside the benchmark (the
@@ -43,6 +52,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 
 from procs import Child, StartError, free_port, http_get, wait_http_ready, wait_unix_ready
@@ -53,6 +63,13 @@ from procs import Child, StartError, free_port, http_get, wait_http_ready, wait_
 # ~200 upstream connections per 1000 requests, which costs it ~50% more CPU/request.
 SLUICE_KEEPALIVE = 128
 NGINX_KEEPALIVE = 128
+
+# The cache scenarios: one zone of this size, objects up to this size, and the cache
+# lock's limits (nginx's proxy_cache_lock_timeout / _age defaults, sluice's too).
+CACHE_ZONE_MB = 64
+CACHE_MAX_OBJECT = 1 << 20
+CACHE_LOCK_S = 5
+CACHE_OBJECTS = (("1k", 1024), ("100k", 102400))
 
 
 @dataclass
@@ -188,14 +205,23 @@ def start_backend(lab, index=0, nports=1):
     ports = tuple(free_port() for _ in range(nports))
     status_port = free_port()
     listens = "\n".join("        listen 127.0.0.1:%d;" % p for p in ports)
+    cache_dir = os.path.join(prefix, "cache")
+    os.makedirs(cache_dir, exist_ok=True)
+    for name, size in CACHE_OBJECTS:
+        with open(os.path.join(cache_dir, name), "wb") as f:
+            f.write(bytes((i * 7 + 3) & 0xFF for i in range(size)))
     body = """    server {
 %s
         location / { return 200 "hello world\\n"; }
+        location /cache/ {
+            alias %s/;
+            add_header Cache-Control "max-age=3600";
+        }
     }
     server {
         listen 127.0.0.1:%d;
         location / { stub_status; }
-    }""" % (listens, status_port)
+    }""" % (listens, cache_dir, status_port)
     child = _start_nginx(lab, tag, _nginx_main(lab, prefix, 1, body), prefix)
     try:
         for p in ports:
@@ -209,6 +235,42 @@ def start_backend(lab, index=0, nports=1):
     return Backend(ports[0], status_port, child, ports)
 
 
+def start_slow_origin(lab, index=0):
+    """The stampede's origin (tools/bench/origin.py): 200 ms per /stampede/ answer,
+    requests counted per path (GET /_count?path=P)."""
+    tag = "origin%d" % index
+    port = free_port()
+    try:
+        child = Child(tag, [sys.executable, os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "origin.py"), str(port), "0.2", "20000"], lab.tmp,
+            stop_signal=signal.SIGTERM)
+    except OSError as e:
+        raise StartError("cannot run the origin: %s" % e)
+    try:
+        wait_http_ready(child, port, lab.start_timeout)
+    except BaseException:
+        child.stop()
+        raise
+    return Backend(port, port, child)
+
+
+def _nginx_cache(tag, opts):
+    """(http-level lines, location lines) of nginx's cache, or ("", "")."""
+    if not opts.get("cache"):
+        return "", ""
+    # tmpfs: nginx's cache is files; in memory as sluice's is
+    path = "/dev/shm/sluice-bench-%d-%s" % (os.getpid(), tag)
+    shutil.rmtree(path, ignore_errors=True)
+    http = ("    proxy_cache_path %s levels=1:2 keys_zone=z:8m max_size=%dm inactive=1h "
+            "use_temp_path=off;" % (path, CACHE_ZONE_MB))
+    loc = """            proxy_cache z;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout %ds;
+            proxy_cache_lock_age %ds;
+            proxy_buffers 16 16k;""" % (CACHE_LOCK_S, CACHE_LOCK_S)
+    return http, loc
+
+
 def start_nginx_proxy(lab, tag, workers, backends, opts):
     prefix = _prefix(lab, tag)
     port = free_port()
@@ -220,7 +282,9 @@ def start_nginx_proxy(lab, tag, workers, backends, opts):
         # the same protocols as sluice and HAProxy, or it is measured on TLS 1.2 alone
         ssl = ("        ssl_certificate %s;\n        ssl_certificate_key %s;\n"
                "        ssl_protocols TLSv1.2 TLSv1.3;\n" % (cert, key))
-    body = """    upstream backend {
+    cache_http, cache_loc = _nginx_cache(tag, opts)
+    body = """%s
+    upstream backend {
 %s
         keepalive %d;
     }
@@ -230,14 +294,18 @@ def start_nginx_proxy(lab, tag, workers, backends, opts):
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+%s
         }
-    }""" % (servers, opts.get("nginx_keepalive", NGINX_KEEPALIVE), port,
+    }""" % (cache_http, servers, opts.get("nginx_keepalive", NGINX_KEEPALIVE), port,
              " ssl" if ssl else "",
              # sluiced's listen backlog; nginx's default 511 would drop SYNs
              # (1 s retransmits) once a stopped worker's queue holds 511
-             " reuseport backlog=4096" if opts.get("nginx_reuseport") else "", ssl)
+             " reuseport backlog=4096" if opts.get("nginx_reuseport") else "", ssl,
+             cache_loc)
     child = _start_nginx(lab, tag, _nginx_main(lab, prefix, workers, body), prefix)
     child.meta["conf"] = os.path.join(prefix, "nginx.conf")  # the hot-swap rewrites it
+    if cache_http:
+        child.meta["cache_dir"] = cache_http.split()[1]
     return child, port
 
 
@@ -278,12 +346,18 @@ frontend fe
     default_backend be
 
 backend be
-{servers}
-""".format(workers=workers, maxconn=maxconn, prefix=prefix, port=port, servers=servers,
-           stats="    stats socket %s level admin%s\n" % (
-               admin, " expose-fd listeners" if opts.get("haproxy_expose_fd") else "")
-           if admin else "",
-           ssl=(" ssl crt %s" % tls_files(lab, opts["tls"])[2]) if opts.get("tls") else "")
+{cache_use}{servers}
+{cache}""".format(workers=workers, maxconn=maxconn, prefix=prefix, port=port, servers=servers,
+                  stats="    stats socket %s level admin%s\n" % (
+                      admin, " expose-fd listeners" if opts.get("haproxy_expose_fd") else "")
+                  if admin else "",
+                  ssl=(" ssl crt %s" % tls_files(lab, opts["tls"])[2]) if opts.get("tls")
+                  else "",
+                  cache_use=("    http-request cache-use c\n"
+                             "    http-response cache-store c\n") if opts.get("cache") else "",
+                  cache=("cache c\n    total-max-size %d\n    max-object-size %d\n"
+                         "    max-age 3600\n" % (CACHE_ZONE_MB, CACHE_MAX_OBJECT))
+                  if opts.get("cache") else "")
     conf = os.path.join(prefix, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(conf_text)
@@ -320,13 +394,19 @@ def sluice_config(workers, port, backends, opts, pin_path=None, admin_socket=Non
         top += "bpf: { %s }\n" % ", ".join(bpf)
     if admin_socket:
         top += "admin: { socket: %s, debug: true }\n" % admin_socket
+    route_cache = ""
+    if opts.get("cache"):
+        top += ("cache: { zones: { z: { max_size: %dm, max_object_size: %dk, shards: 16 } } }\n"
+                % (CACHE_ZONE_MB, CACHE_MAX_OBJECT >> 10))
+        route_cache = ("\n        cache: { zone: z, lock: { timeout: %ds, age: %ds } }"
+                       % (CACHE_LOCK_S, CACHE_LOCK_S))
     return """# generated by tools/bench
 workers: {workers}
 log: {{ level: {level}, access_log: off }}
 {top}listeners:
   - address: "127.0.0.1:{port}"
 {tls}    routes:
-      - upstream: backend
+      - upstream: backend{route_cache}
 upstreams:
   backend:
     servers:
@@ -335,6 +415,7 @@ upstreams:
 {extra}""".format(workers=workers, port=port, servers=servers, pool=pool, top=top,
                   tls=("    tls: { certificates: [ { cert: %s, key: %s } ] }\n" % tls[:2]
                        if tls else ""),
+                  route_cache=route_cache,
                   # info: the "steering on/off" line tells whether steering runs
                   level="info" if opts.get("sluice_steering") else "warn",
                   extra=opts.get("sluice_extra_yaml", ""))
@@ -419,8 +500,10 @@ def start_proxy(lab, name, tag, workers, backends, opts):
 
 
 def stop_proxy(child):
-    """Stop a proxy and remove what it left behind (BPF pins)."""
+    """Stop a proxy and remove what it left behind (BPF pins, nginx's cache files)."""
     try:
         child.stop()
     finally:
         remove_pins(child.meta.get("pin_path"))
+        if child.meta.get("cache_dir"):
+            shutil.rmtree(child.meta["cache_dir"], ignore_errors=True)
