@@ -1,8 +1,11 @@
 """Daemon lifecycle under a hostile eye: a binary upgrade seen by a service manager that,
 like systemd with NotifyAccess=main, only listens to the main pid; an upgrade to fewer
 workers under new-connection load (the sockets the new daemon does not take must lose
-no queued connection); a user whose supplementary groups include root's group."""
+no queued connection); a user whose primary or supplementary groups include root's group;
+the admin socket and the log files, made as root before the drop, through upgrades."""
+import grp
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -13,7 +16,7 @@ import time
 import pytest
 
 from daemon import wait_for
-from env import SCALE
+from env import SCALE, SLUICED
 from test_binary_upgrade import Load, alive, start, stop_pid, successor_of, took_over
 
 
@@ -124,6 +127,65 @@ def test_upgrade_to_fewer_workers_loses_no_connection(sluice, steering):
             (rnd, len(load.failures), load.failures[:5])
         assert load.ok > 50
     stop_pid(successor_of(sl, 3))
+
+
+@pytest.fixture
+def user_in_root_group():
+    """A throwaway system user whose supplementary groups include gid 0."""
+    name = "sltestrootgrp"
+    subprocess.run(["userdel", name], capture_output=True)
+    r = subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
+                        "-G", grp.getgrgid(0).gr_name, name], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip("cannot add a user: %s" % r.stderr)
+    yield name
+    subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_user_with_root_as_supplementary_group_is_refused(sluice, user_in_root_group):
+    """group: root is refused as root's group; the same gid arriving as a supplementary
+    group of the named user must be refused as well (sluiced -t and at start), not kept
+    silently by initgroups."""
+    assert 0 in os.getgrouplist(user_in_root_group, pwd.getpwnam(user_in_root_group).pw_gid)
+    sl = sluice.new()
+    cfg = sluice.config([{"respond": {"status": 200, "body": "x\n"}}], sl=sl, workers=1,
+                        user=user_in_root_group)
+    sl.write_config(cfg)
+    t = subprocess.run([SLUICED, "-t", "-c", sl.config_path], capture_output=True, text=True,
+                       timeout=20 * SCALE)
+    assert t.returncode == 1, (t.stdout, t.stderr)
+    assert "root" in t.stderr and "supplementary" in t.stderr, t.stderr
+    assert sl.config_path + ":" in t.stderr, t.stderr  # FILE:LINE:COL
+
+
+@pytest.fixture
+def user_with_root_primary_group():
+    name = "sltestrootpri"
+    subprocess.run(["userdel", name], capture_output=True)
+    r = subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
+                        "-g", "0", name], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip("cannot add a user: %s" % r.stderr)
+    yield name
+    subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_user_with_root_as_primary_group_needs_a_group(sluice, user_with_root_primary_group):
+    """A user whose passwd entry has gid 0 and no group: would run with root's group."""
+    sl = sluice.new()
+    cfg = sluice.config([{"respond": {"status": 200, "body": "x\n"}}], sl=sl, workers=1,
+                        user=user_with_root_primary_group)
+    sl.write_config(cfg)
+    t = subprocess.run([SLUICED, "-t", "-c", sl.config_path], capture_output=True, text=True,
+                       timeout=20 * SCALE)
+    assert t.returncode == 1 and "root's group (gid 0)" in t.stderr, (t.stdout, t.stderr)
+    # with an unprivileged group: accepted (the user is not in root's group otherwise)
+    sl.write_config(dict(cfg, group="nogroup"))
+    t = subprocess.run([SLUICED, "-t", "-c", sl.config_path], capture_output=True, text=True,
+                       timeout=20 * SCALE)
+    assert t.returncode == 0, (t.stdout, t.stderr)
 
 
 @pytest.fixture

@@ -2291,6 +2291,33 @@ static int parse_user(struct parse *p, yaml_node_t *v, int *named)
 	return 0;
 }
 
+/* 1 when the passwd entry of uid lists gid 0 among the groups initgroups() would give
+ * it with primary group gid (its supplementary groups from the group database), 0 when
+ * not, -errno when they cannot be read. */
+static int in_root_group(unsigned int uid, unsigned int gid)
+{
+	char buf[4096];
+	struct passwd pw, *res = NULL;
+	if (getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &res) || !res)
+		return 0; /* a bare uid gets no supplementary group */
+	int n = 64, r = 0;
+	for (int tries = 0; tries < 8; tries++) {
+		gid_t *g = malloc((size_t)n * sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		int want = n;
+		if (getgrouplist(pw.pw_name, (gid_t)gid, g, &want) >= 0) {
+			for (int i = 0; i < want && !r; i++)
+				r = g[i] == 0;
+			free(g);
+			return r;
+		}
+		free(g);
+		n = want > n ? want : n * 2;
+	}
+	return -E2BIG;
+}
+
 static int parse_group(struct parse *p, yaml_node_t *v)
 {
 	struct sl_conf_process *pr = &p->c->proc;
@@ -2407,6 +2434,24 @@ static int parse_root(struct parse *p)
 			    p->c->proc.user);
 	}
 	p->c->proc.named = named;
+	if (user && !group && p->c->proc.gid == 0)
+		return fail(p, user,
+			    "user '%s' has root's group (gid 0) as its primary group: name an "
+			    "unprivileged group (group:)",
+			    p->c->proc.user);
+	if (user && named) {
+		/* initgroups() would hand the user its supplementary groups: root's among
+		 * them is root's group, refused as group: root is */
+		int r = in_root_group(p->c->proc.uid, p->c->proc.gid);
+		if (r > 0)
+			return fail(p, user,
+				    "user '%s' is a member of root's group (gid 0) as a "
+				    "supplementary group: remove it from that group",
+				    p->c->proc.user);
+		if (r < 0)
+			return fail(p, user, "cannot read the groups of user '%s': %s",
+				    p->c->proc.user, strerror(-r));
+	}
 	if (keep && !user)
 		return fail(p, keep, "keep_capabilities needs user (capabilities are dropped "
 				     "only when switching to it)");

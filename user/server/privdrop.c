@@ -112,6 +112,24 @@ static int verify(const struct sl_conf_process *pr, char *why, size_t len)
 			 ru, eu, su, rg, eg, sg, pr->uid, pr->gid);
 		return -EPERM;
 	}
+	/* nor root's group among the supplementary ones (the config refuses a user in it;
+	 * the group database may have changed since it was read) */
+	int ng = getgroups(0, NULL);
+	gid_t *groups = ng > 0 ? calloc((size_t)ng, sizeof(*groups)) : NULL;
+	if (ng < 0 || (ng > 0 && (!groups || getgroups(ng, groups) != ng))) {
+		snprintf(why, len, "cannot read the supplementary groups back: %s",
+			 strerror(errno ? errno : ENOMEM));
+		free(groups);
+		return -EPERM;
+	}
+	int rootgrp = 0;
+	for (int i = 0; i < ng; i++)
+		rootgrp |= groups[i] == 0;
+	free(groups);
+	if (rootgrp) {
+		snprintf(why, len, "root's group (gid 0) is among the supplementary groups");
+		return -EPERM;
+	}
 	/* uid 0 must be out of reach for good, not just unused */
 	if (setuid(0) == 0 || seteuid(0) == 0) {
 		snprintf(why, len, "the process could switch back to root");
