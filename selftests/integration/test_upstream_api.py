@@ -320,6 +320,47 @@ def test_10000_servers(sluice, tmp_path):
         b.stop()
 
 
+def test_large_put_built_off_the_main_loop(sluice, tmp_path):
+    """A PUT of 10,001 servers on a ketama upstream (a ring of two million points): the
+    set is built on the resolver's thread, so an admin request sent after the whole PUT
+    went out is answered before the PUT is (on the main loop it waited behind the
+    build)."""
+    import select
+    b = Backend("wide", host="0.0.0.0")
+    try:
+        path = sock_path(tmp_path)
+        sl = sluice.proxy("127.0.0.1:%d" % b.port, workers=2, admin={"socket": path},
+                          upstream={"balance": "ketama"})
+        assert admin_up(path)
+        addrs = ["127.%d.%d.%d:%d" % (1 + i // 65536, (i // 256) % 256, i % 256 or 1, b.port)
+                 for i in range(10050)]
+        addrs = list(dict.fromkeys(addrs))[:10001]
+        body = json.dumps({"servers": [{"address": x} for x in addrs]}).encode()
+        put = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        put.settimeout(60 * SCALE)
+        put.connect(path)
+        put.sendall(b"PUT /upstreams/u HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                    b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        # the main loop has parsed the PUT and handed the build over
+        assert sl.wait_log(lambda ln: "upstream change handed to the resolver" in ln and
+                           "servers=10001 names=0" in ln, 30 * SCALE)
+        st, j, _ = api(path, "GET", "/healthz")
+        assert st == 200
+        assert not select.select([put], [], [], 0)[0], "the PUT was done before /healthz"
+        put.settimeout(60 * SCALE)
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            resp += put.recv(65536)
+        assert resp.startswith(b"HTTP/1.1 200"), resp[:200]
+        put.close()
+        st, j, _ = api(path, "GET", "/upstreams/u", timeout=30 * SCALE)
+        assert len(j["servers"]) == 10001
+        with HTTPClient(sl.port) as c:
+            assert c.request("GET", "/").status == 200
+    finally:
+        b.stop()
+
+
 def test_too_many_servers_changes_nothing(ups):
     """65,537 servers, one over the limit: a 400 and nothing changed (the body is well
     under the 4 MiB cap, so it is the count that refuses it)."""

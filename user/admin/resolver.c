@@ -56,12 +56,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 		if (!j)
 			return;
 		for (unsigned int i = 0; i < j->n; i++) {
-			if (atomic_load(&j->cancel)) {
+			if (atomic_load(&j->cancel) == SL_RESOLVE_CANCELLED) {
 				j->rc[i] = -ECANCELED;
 				continue;
 			}
 			j->rc[i] = sl_parse_addr(j->names[i], &j->addr[i], &j->len[i]);
 		}
+		int expect = 0;
+		if (j->work && atomic_compare_exchange_strong(&j->cancel, &expect, SL_RESOLVE_WORKING))
+			j->work(j, j->arg);
 		pthread_mutex_lock(&rs.mu);
 		j->next = NULL;
 		*rs.done_tail = j;

@@ -12,13 +12,22 @@
 
 struct event_base;
 
+#define SL_RESOLVE_CANCELLED 1
+#define SL_RESOLVE_WORKING 2
+
 struct sl_resolve_job {
 	unsigned int n;
 	const char *const *names;      /* "host:port", the submitter's, n of them */
 	struct sockaddr_storage *addr; /* results, n of them (the submitter's) */
 	socklen_t *len;
 	int *rc;	   /* per name: sl_parse_addr()'s 0 or -errno */
-	atomic_int cancel; /* the submitter gave up: the names not resolved yet are skipped */
+	/* 0 running; SL_RESOLVE_CANCELLED: the submitter gave up (names not resolved yet are
+	 * skipped, work is not run); SL_RESOLVE_WORKING: work has begun (no giving up now) */
+	atomic_int cancel;
+	/* Optional, on the resolver thread once every name resolved (also with none): the
+	 * part of the job that may take long (building large balancer tables). Runs only
+	 * after claiming the job (cancel 0 -> SL_RESOLVE_WORKING). */
+	void (*work)(struct sl_resolve_job *j, void *arg);
 	/* On the main loop when the job is through (also cancelled ones): the job is the
 	 * submitter's again. */
 	void (*done)(struct sl_resolve_job *j, void *arg);

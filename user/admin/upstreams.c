@@ -192,6 +192,10 @@ static int server_spec(json_t *j, const char *where, struct sl_conf_server *cs, 
  * answers 504 and changes nothing; the FIFO goes on. */
 #define RESOLVE_TIMEOUT_MS 5000
 #define MAX_WAITING 64
+/* Lists longer than this are built on the resolver's thread too (maglev and ketama
+ * tables of 10,000 servers take the main loop a good part of a second otherwise), with
+ * the same FIFO, so the answer and the order are the same as for a short one. */
+#define BUILD_OFF_MAIN 256
 
 enum change { CH_PUT, CH_POST };
 
@@ -214,6 +218,10 @@ struct waiting {
 	struct sl_resolve_job job;
 	struct event *timer;
 	int answered, in_resolver;
+	/* built and published on the resolver thread (work) */
+	struct sl_upstream *u; /* referenced */
+	int applied, apply_rc;
+	char apply_why[256];
 };
 
 static struct {
@@ -228,6 +236,7 @@ static struct {
 
 static void waiting_free(struct waiting *w)
 {
+	sl_upstream_put(w->u);
 	if (w->timer)
 		event_free(w->timer);
 	json_decref(w->j);
@@ -258,6 +267,27 @@ static struct waiting *wq_pop(void)
 static void replay(void);
 static void apply_change(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req,
 			 enum change kind, struct sl_conf_server *cs, unsigned int n);
+static void answer_change(struct sl_upstream *u, const struct sl_conf *c,
+			  struct evhttp_request *req, enum change kind,
+			  const struct sl_conf_server *cs, unsigned int n, int rc, const char *why);
+static int publish_change(struct sl_upstream *u, enum change kind, struct sl_conf_server *cs,
+			  unsigned int n, char *why, size_t whylen);
+
+/* Resolver thread: every name resolved, build and publish (the main loop answers). */
+static void build_work(struct sl_resolve_job *job, void *arg)
+{
+	struct waiting *w = arg;
+	for (unsigned int k = 0; k < job->n; k++)
+		if (job->rc[k])
+			return; /* the main loop says which name failed */
+	for (unsigned int k = 0; k < job->n; k++) {
+		w->cs[w->idx[k]].addr = job->addr[k];
+		w->cs[w->idx[k]].addrlen = job->len[k];
+	}
+	w->apply_rc = publish_change(w->u, w->kind, w->cs, w->n, w->apply_why,
+				     sizeof(w->apply_why));
+	w->applied = 1;
+}
 
 /* The head's lookup is through: apply its change (or say why not), answer, go on. */
 static void lookup_done(struct sl_resolve_job *job, void *arg)
@@ -271,6 +301,14 @@ static void lookup_done(struct sl_resolve_job *job, void *arg)
 		if (*pp)
 			*pp = w->next;
 		waiting_free(w);
+		return;
+	}
+	if (w->applied) {
+		wq_pop();
+		answer_change(w->u, wq.conf(wq.arg), w->req, w->kind, w->cs, w->n, w->apply_rc,
+			      w->apply_why);
+		waiting_free(w);
+		replay();
 		return;
 	}
 	char why[256];
@@ -317,20 +355,25 @@ static void lookup_done(struct sl_resolve_job *job, void *arg)
 static void lookup_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct waiting *w = arg;
-	atomic_store(&w->job.cancel, 1);
+	int expect = 0;
+	if (!atomic_compare_exchange_strong(&w->job.cancel, &expect, SL_RESOLVE_CANCELLED))
+		return; /* being built and published: the answer comes with it */
 	w->answered = 1;
 	sl_log(SL_LOG_WARN, "msg=\"host names not resolved in time\" upstream=%s timeout_ms=%d",
 	       w->upstream, RESOLVE_TIMEOUT_MS);
 	sl_admin_send_error(w->req, 504,
-			    "resolving the host names took too long: nothing changed");
+			    "resolving the host names (or building the list) took too long: "
+			    "nothing changed");
+	/* the resolver may still publish nothing for it: the claim above makes it skip */
 	wq_pop();
 	w->next = wq.zombies; /* the resolver still has it */
 	wq.zombies = w;
 	replay();
 }
 
-/* Park a change naming hosts at the head of the FIFO and have them resolved. 0, or an
- * answer went out (-errno). Takes j and cs either way. */
+/* Park a change naming hosts (or a long list) at the head of the FIFO; the resolver
+ * thread resolves the names, then builds and publishes the set. 0, or an answer went
+ * out (-errno). Takes j and cs either way. */
 static int lookup_start(struct sl_upstream *u, struct evhttp_request *req, enum change kind,
 			json_t *j, struct sl_conf_server *cs, unsigned int n)
 {
@@ -344,10 +387,11 @@ static int lookup_start(struct sl_upstream *u, struct evhttp_request *req, enum 
 	else if (wq.n >= MAX_WAITING)
 		fail = "too many changes waiting for name resolution";
 	else if (!(w = calloc(1, sizeof(*w))) || !(w->upstream = strdup(u->name)) ||
-		 !(w->idx = calloc(m, sizeof(*w->idx))) ||
-		 !(w->names = calloc(m, sizeof(*w->names))) ||
-		 !(w->addr = calloc(m, sizeof(*w->addr))) ||
-		 !(w->len = calloc(m, sizeof(*w->len))) || !(w->rc = calloc(m, sizeof(*w->rc))) ||
+		 !(w->idx = calloc(m ? m : 1, sizeof(*w->idx))) ||
+		 !(w->names = calloc(m ? m : 1, sizeof(*w->names))) ||
+		 !(w->addr = calloc(m ? m : 1, sizeof(*w->addr))) ||
+		 !(w->len = calloc(m ? m : 1, sizeof(*w->len))) ||
+		 !(w->rc = calloc(m ? m : 1, sizeof(*w->rc))) ||
 		 !(w->timer = evtimer_new(wq.base, lookup_timeout, w)))
 		fail = "out of memory";
 	if (fail) {
@@ -361,6 +405,8 @@ static int lookup_start(struct sl_upstream *u, struct evhttp_request *req, enum 
 	w->req = req;
 	w->resolving = 1;
 	w->kind = kind;
+	sl_upstream_get(u);
+	w->u = u;
 	w->j = j;
 	w->cs = cs;
 	w->n = n;
@@ -375,6 +421,7 @@ static int lookup_start(struct sl_upstream *u, struct evhttp_request *req, enum 
 	w->job.len = w->len;
 	w->job.rc = w->rc;
 	w->job.done = lookup_done;
+	w->job.work = build_work;
 	w->job.arg = w;
 	struct timeval tv = {RESOLVE_TIMEOUT_MS / 1000, (RESOLVE_TIMEOUT_MS % 1000) * 1000};
 	if (evtimer_add(w->timer, &tv) || sl_resolve_submit(&w->job)) {
@@ -384,6 +431,9 @@ static int lookup_start(struct sl_upstream *u, struct evhttp_request *req, enum 
 		return -EAGAIN;
 	}
 	w->in_resolver = 1;
+	sl_log(SL_LOG_INFO,
+	       "msg=\"upstream change handed to the resolver\" upstream=%s servers=%u names=%u",
+	       u->name, n, m);
 	/* at the head: changes already queued behind it run after it */
 	w->next = wq.head;
 	wq.head = w;
@@ -425,7 +475,9 @@ void sl_admin_upstreams_stop(void)
 	sl_resolver_detach();
 	struct waiting *w;
 	while ((w = wq_pop())) {
-		sl_admin_send_error(w->req, 503, "stopping: nothing changed");
+		/* one being published as the resolver stopped may have gone through: the
+		 * daemon is going, and its in-memory lists with it */
+		sl_admin_send_error(w->req, 503, "stopping: the change may not have been applied");
 		waiting_free(w);
 	}
 	while ((w = wq.zombies)) {
@@ -436,13 +488,18 @@ void sl_admin_upstreams_stop(void)
 }
 
 
-/* Publish a parsed (and resolved) change and answer. */
-static void apply_change(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req,
-			 enum change kind, struct sl_conf_server *cs, unsigned int n)
+static int publish_change(struct sl_upstream *u, enum change kind, struct sl_conf_server *cs,
+			  unsigned int n, char *why, size_t whylen)
 {
-	char why[256];
-	int rc = kind == CH_PUT ? sl_upstream_replace(u, cs, n, why, sizeof(why))
-				: sl_upstream_add_server(u, cs, why, sizeof(why));
+	return kind == CH_PUT ? sl_upstream_replace(u, cs, n, why, whylen)
+			      : sl_upstream_add_server(u, cs, why, whylen);
+}
+
+/* The answer to a change published (rc 0) or refused. */
+static void answer_change(struct sl_upstream *u, const struct sl_conf *c,
+			  struct evhttp_request *req, enum change kind,
+			  const struct sl_conf_server *cs, unsigned int n, int rc, const char *why)
+{
 	if (rc) {
 		sl_admin_send_error(req, rc == -EEXIST ? 409 : rc == -ENOMEM ? 500 : 400, why);
 		return;
@@ -455,6 +512,15 @@ static void apply_change(struct sl_upstream *u, const struct sl_conf *c, struct 
 		sl_log(SL_LOG_INFO, "msg=\"upstream server added\" upstream=%s server=%s via=admin",
 		       u->name, cs->address);
 	sl_admin_send_json(req, kind == CH_PUT ? 200 : 201, upstream_json(c, u));
+}
+
+/* Publish a parsed (and resolved) change and answer. */
+static void apply_change(struct sl_upstream *u, const struct sl_conf *c, struct evhttp_request *req,
+			 enum change kind, struct sl_conf_server *cs, unsigned int n)
+{
+	char why[256] = "";
+	int rc = publish_change(u, kind, cs, n, why, sizeof(why));
+	answer_change(u, c, req, kind, cs, n, rc, why);
 }
 
 static int names_hosts(const struct sl_conf_server *cs, unsigned int n)
@@ -506,7 +572,7 @@ static void put_servers(struct sl_upstream *u, const struct sl_conf *c, struct e
 		if (server_spec(json_array_get(arr, i), where, &cs[i], why, sizeof(why)))
 			goto bad;
 	}
-	if (names_hosts(cs, (unsigned int)n)) {
+	if (names_hosts(cs, (unsigned int)n) || (n > BUILD_OFF_MAIN && wq.base)) {
 		lookup_start(u, req, CH_PUT, j, cs, (unsigned int)n); /* answers later */
 		return;
 	}
