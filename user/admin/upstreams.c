@@ -425,9 +425,12 @@ static int lookup_start(struct sl_upstream *u, struct evhttp_request *req, enum 
 	w->job.arg = w;
 	struct timeval tv = {RESOLVE_TIMEOUT_MS / 1000, (RESOLVE_TIMEOUT_MS % 1000) * 1000};
 	if (evtimer_add(w->timer, &tv) || sl_resolve_submit(&w->job)) {
+		if (!m) /* only a long list: build it here rather than refuse it */
+			apply_change(u, wq.conf(wq.arg), req, kind, cs, n);
+		else
+			sl_admin_send_error(req, 503, "the resolver service is not running: use "
+						      "IP addresses");
 		waiting_free(w);
-		sl_admin_send_error(req, 503, "the resolver service is not running: use IP "
-					      "addresses");
 		return -EAGAIN;
 	}
 	w->in_resolver = 1;
