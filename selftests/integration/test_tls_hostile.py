@@ -582,3 +582,32 @@ def test_client_auth_depth_counts_intermediates(sluice, backend, pki):
             assert (status == 200) == (name in ok), (depth, name, status)
         subjects = [q.header("x-client-subject") for q in b.requests]
         assert subjects == ["CN=" + n for n in sorted(ok)], subjects
+
+
+# -- what a custom proxy's filter reads -----------------------------------------------------
+@pytest.mark.parametrize("cert", [True, False])
+def test_filter_reads_the_verified_identity_not_the_forged_one(sluice, backend, pki, cert):
+    """A careless filter authorizing on sl_req_header("X-Client-Subject") runs before the
+    head is built (where the client's copies are stripped): it must read what sluice
+    verified, or nothing."""
+    from daemon import servers_of
+    from test_phase_api import PHASE_PROXY
+    b = backend()
+    s = sluice.new("phase")
+    s.binary = PHASE_PROXY
+    cfg = sluice.config([], {"default": {"servers": servers_of([b])}}, sl=s)
+    cfg["listeners"][0].pop("routes", None)  # a custom proxy does not use routes
+    cfg["listeners"][0]["tls"] = {"certificates": [cert_entry(pki["site_ec"])],
+                                  "client_auth": {"mode": "optional", "ca": pki["client_ca"]}}
+    s.start(cfg)
+    want = {"X-Client-Subject": "CN=alice",
+            "x_client_fingerprint": _fingerprint(pki["client"][0])}
+    for name, verified in want.items():
+        ts = tls_connect(s.port, client_ctx(pki, cert=pki["client"] if cert else None))
+        c, r = get(ts, headers=[("X-Client-Subject", "CN=admin"),
+                                ("X_Client_Fingerprint", "00" * 32), ("X-Echo", name)])
+        assert r.status == 200
+        c.close()
+        assert b.wait_requests(1)
+        req = b.requests.pop()
+        assert req.headers_named("x-echoed") == [verified if cert else "(none)"], req.headers

@@ -20,6 +20,8 @@
  *   X-Twice: 1         call sl_respond() a second time (its code: rc2=)
  *   X-Null: 1          also call sl_respond(NULL, ...) in request_filter (rc_null=)
  *   X-Id: NAME         names the request in the report lines
+ *   X-Echo: NAME       request_filter copies sl_req_header(NAME) into X-Echoed (or
+ *                      "(none)"), for the upstream to see what a filter read
  *
  * Every sl_respond() call is reported on stderr as one line
  *   phase_proxy: id=NAME phase=PHASE rc=N      (rc2= for X-Twice, rc_null= for X-Null)
@@ -251,6 +253,10 @@ static int phase_request_filter(struct sl_session *s, void *ctx)
 		       sl_req_header_set(s, "Transfer-Encoding", "chunked"));
 		report(c, "request_filter", "rc_set_host", sl_req_header_set(s, "Host", "edited"));
 	}
+	char name[64], val[256];
+	if (!header(s, "X-Echo", name, sizeof(name)))
+		sl_req_header_set(s, "X-Echoed",
+				  header(s, name, val, sizeof(val)) ? "(none)" : val);
 	if (c->phase == P_REQUEST_FILTER) {
 		answer(s, c);
 		return c->ret;

@@ -104,10 +104,36 @@ static int framing_header(const char *name)
 	return 0;
 }
 
+/* A TLS listener's identity header names (client_auth.subject_header and
+ * fingerprint_header, in any spelling a gateway reads as the same): 1 subject, 2
+ * fingerprint, 0 neither. */
+static int identity_name(const struct sl_session *s, const char *name)
+{
+	const struct sl_conf_listener_tls *t = s->r->listener ? s->r->listener->tls : NULL;
+	size_t n = strlen(name);
+	if (!t)
+		return 0;
+	if (sl_name_same_gw(name, n, t->subject_header, strlen(t->subject_header)))
+		return 1;
+	if (sl_name_same_gw(name, n, t->fingerprint_header, strlen(t->fingerprint_header)))
+		return 2;
+	return 0;
+}
+
 int sl_req_header(const struct sl_session *s, const char *name, const char **val, size_t *len)
 {
 	if (!req_of(s) || !name)
 		return -EINVAL;
+	/* what sluice verified, never the client's copy (which is stripped when the head
+	 * is built, after the phases): a filter that authorizes on it cannot be fooled */
+	int id = identity_name(s, name);
+	if (id) {
+		if (!s->client_id)
+			return -ENOENT;
+		*val = id == 1 ? s->client_id : s->client_id + strlen(s->client_id) + 1;
+		*len = strlen(*val);
+		return 0;
+	}
 	return head_get(&s->r->req, s->in.data, name, val, len);
 }
 

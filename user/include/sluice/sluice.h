@@ -119,7 +119,9 @@ const char *sl_req_method(const struct sl_session *s, size_t *len);
 const char *sl_req_target(const struct sl_session *s, size_t *len); /* as received */
 const char *sl_req_path(const struct sl_session *s, size_t *len);   /* origin-form */
 const char *sl_req_host(const struct sl_session *s, size_t *len);   /* no port; NULL if none */
-/* First header of that name (any case): 0 with val and len set, or -ENOENT. */
+/* First header of that name (any case): 0 with val and len set, or -ENOENT. On a TLS
+ * listener its identity headers (client_auth.subject_header, fingerprint_header, in any
+ * spelling) give what sluice verified, or -ENOENT: never the client's copy. */
 int sl_req_header(const struct sl_session *s, const char *name, const char **val, size_t *len);
 /* Replace every header of that name by one with this value (adds it if absent). */
 int sl_req_header_set(struct sl_session *s, const char *name, const char *value);
