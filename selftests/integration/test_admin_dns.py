@@ -1,12 +1,13 @@
 """Host names in admin API changes are resolved off the main loop.
 
 The daemon runs in a mount namespace of its own whose /etc/resolv.conf points at a DNS
-server of this test (a UDP socket on a loopback address): one that never answers, or one
+server of this test (a UDP socket on a loopback address of its own, 127.77.x.y:53): one that never answers, or one
 that answers after a delay. While a PUT naming a host waits for its lookup, the admin API
 (/metrics, GET /upstreams), a reload and the health checks go on; changes that came after
 it wait behind it and apply in order; a name that does not resolve changes nothing; a
 client that leaves, or a daemon that stops, while a lookup runs is harmless."""
 import os
+import random
 import shutil
 import socket
 import struct
@@ -20,7 +21,6 @@ from daemon import wait_for
 from env import SCALE, SLUICED
 from test_upstream_api import admin_up, api, servers, sock_path
 
-DNS_IP = "127.77.0.53"
 NAME = "backend.sluice-test"
 
 
@@ -30,9 +30,18 @@ class FakeDNS:
 
     def __init__(self, delay=None):
         self.delay, self.queries, self.stop = delay, [], False
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.s.bind((DNS_IP, 53))
+        # a loopback address of its own (port 53 is fixed by resolv.conf): runs in
+        # parallel never share a server
+        for _ in range(100):
+            self.ip = "127.77.%d.%d" % (random.randrange(256), random.randrange(1, 255))
+            self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                self.s.bind((self.ip, 53))
+                break
+            except OSError:
+                self.s.close()
+        else:
+            raise AssertionError("no free loopback address for the test DNS server")
         self.s.settimeout(0.2)
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
@@ -72,11 +81,11 @@ class FakeDNS:
         self.s.close()
 
 
-def wrapper(tmp_path, timeout_s):
+def wrapper(tmp_path, timeout_s, dns_ip):
     """sluiced in a mount namespace with our resolv.conf (same pid: unshare and sh exec)."""
     conf = os.path.join(str(tmp_path), "resolv.conf")
     with open(conf, "w") as f:
-        f.write("nameserver %s\noptions timeout:%d attempts:1\n" % (DNS_IP, timeout_s))
+        f.write("nameserver %s\noptions timeout:%d attempts:1\n" % (dns_ip, timeout_s))
     script = os.path.join(str(tmp_path), "sluiced-ns")
     with open(script, "w") as f:
         f.write("#!/bin/sh\nexec unshare -m /bin/sh -c 'mount --bind %s /etc/resolv.conf && "
@@ -100,7 +109,7 @@ def ns(sluice, backend, tmp_path):
         if check:
             up["health_check"] = check
         sl = sluice.new()
-        sl.binary = wrapper(tmp_path, timeout_s)
+        sl.binary = wrapper(tmp_path, timeout_s, dns.ip)
         sl.start(sluice.proxy_config(a, upstream=up, sl=sl, workers=2,
                                      admin={"socket": path}))
         assert admin_up(path)
