@@ -83,7 +83,8 @@ static void set_cfg(uint32_t locality, uint32_t margin, uint32_t signal)
 	    bpf_map_update_elem(bpf_map__fd(skel->maps.steer_config), &zero, &cfg, BPF_ANY), 0);
 }
 
-/* the defaults sluiced runs with: locality prefer, margin 10 %, both signals */
+/* the load-aware policy (bpf.load_margin: 10, load_signal: both); sluiced's defaults
+ * (margin 1000, connections) are near-strict locality, test_locality_default below */
 static void default_cfg(void)
 {
 	set_cfg(1, 10, SL_STEER_LOAD_BOTH);
@@ -263,6 +264,10 @@ static void test_own_cpu(void **state)
 	uint64_t before = stat_sum(SL_STEER_OWN_CPU);
 	for (int round = 0; round < 10; round++)
 		for (int cpu = 0; cpu < NW && cpu < ncpu; cpu++) {
+			/* a beat before each: the test accepts and closes, but does not count
+			 * its accepts in worker_stats as a worker does */
+			for (uint32_t w = 0; w < NW; w++)
+				set_load(w, 0, 0);
 			int w = connect_and_find(cpu, NULL);
 			if (w != cpu)
 				fail_msg("connection from cpu %d landed on worker %d, expected %d",
@@ -410,6 +415,27 @@ static void test_accepted_leave_the_queue(void **state)
 				 i, w);
 		bump_accepted((uint32_t)w);
 	}
+}
+
+/* sluiced's defaults (margin 1000, connections): near-strict locality, passed over only
+ * past 11x the least loaded + 2 (each connection set on a fresh heartbeat) */
+static void test_locality_default(void **state)
+{
+	if (!two_cpus())
+		return;
+	all_ready();
+	set_cfg(1, 1000, SL_STEER_LOAD_CONNECTIONS);
+	for (int i = 0; i < 10; i++) {
+		set_load(0, 20, 900);
+		set_load(1, 2, 0);
+		if (connect_and_find(0, NULL) != 0)
+			fail_msg("defaults: 20 connections against 2 (busy ignored) left its own worker");
+	}
+	set_load(0, 100, 0);
+	set_load(1, 2, 0);
+	if (connect_and_find(0, NULL) != 1)
+		fail_msg("defaults: 100 connections against 2 kept its own worker");
+	default_cfg();
 }
 
 static void test_locality_off(void **state)
@@ -612,6 +638,7 @@ int main(void)
 	    cmocka_unit_test(test_hysteresis),
 	    cmocka_unit_test(test_burst_spreads),
 	    cmocka_unit_test(test_accepted_leave_the_queue),
+	    cmocka_unit_test(test_locality_default),
 	    cmocka_unit_test(test_locality_off),
 	    cmocka_unit_test(test_cpu_signal),
 	    cmocka_unit_test(test_busy_own_loses),

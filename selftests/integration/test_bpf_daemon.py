@@ -201,14 +201,16 @@ def test_stalled_worker_is_skipped_and_its_queue_rescued(sluice, backend, tmp_pa
 def test_busy_worker_gets_fewer_new_connections(sluice, backend, tmp_path):
     """Worker 0 burns its CPU (admin debug burn: busy, still serving). Its published busy
     ratio makes steering pass it over, also for SYNs on its own CPU: new connections
-    from both CPUs go to worker 1 (worker_stats.accepted), under the default policy.
+    from both CPUs go to worker 1 (worker_stats.accepted), under the load-aware policy
+    (load_margin 10, load_signal both).
     Once the burn is over worker 0 gets connections again."""
     if NCPU < 2:
         pytest.skip("needs 2 CPUs: one worker per CPU")
     import time
     from test_admin import admin, get_json
     sock = str(tmp_path / "a.sock")
-    sl = sluice.proxy(backend("a"), workers=2, admin={"socket": sock, "debug": True})
+    sl = sluice.proxy(backend("a"), workers=2, admin={"socket": sock, "debug": True},
+                      bpf={"load_margin": 10, "load_signal": "both"})
     assert sl.wait_log(lambda ln: 'msg="steering on"' in ln), sl.stderr()
 
     def accepted():
@@ -268,11 +270,11 @@ def test_reload_changes_steering_policy(sluice, backend):
     sl = sluice.new()
     sl.start(sluice.proxy_config(b, sl=sl, workers=2))
     assert sl.wait_log(lambda ln: 'msg="steering on"' in ln and "locality=prefer" in ln
-                       and "load_margin=10" in ln and "load_signal=both" in ln), sl.stderr()
+                       and "load_margin=1000" in ln and "load_signal=connections" in ln), sl.stderr()
 
     def cfg():
         return dump(sl.pin_path, "steer_config")[0]["value"]
-    assert (cfg()["locality"], cfg()["load_margin"], cfg()["load_signal"]) == (1, 10, 0)
+    assert (cfg()["locality"], cfg()["load_margin"], cfg()["load_signal"]) == (1, 1000, 1)
     sl.reload(sluice.proxy_config(b, sl=sl, workers=2,
                                   bpf={"locality": "off", "load_margin": 60,
                                        "load_signal": "connections"}))

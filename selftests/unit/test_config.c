@@ -1341,8 +1341,8 @@ static void test_bpf_admin_pool(void **state)
 	assert_int_equal(c->bpf.stall_ms, 200);
 	assert_int_equal(c->bpf.heartbeat_ms, 10);
 	assert_int_equal(c->bpf.locality, 1);
-	assert_int_equal(c->bpf.load_margin, 10);
-	assert_int_equal(c->bpf.load_signal, SL_LOAD_BOTH);
+	assert_int_equal(c->bpf.load_margin, 1000);
+	assert_int_equal(c->bpf.load_signal, SL_LOAD_CONNECTIONS);
 	assert_int_equal(c->bpf.workers_pin, 1);
 	assert_null(c->admin.socket);
 	assert_false(c->admin.debug);

@@ -1332,10 +1332,15 @@ _ONE_CLIENT = ("One wrk process (`-t1`, BENCH_CONNS connections), not pinned: th
                "2-worker scenarios, nginx also with `reuseport` (the kernel's hash).")
 _ONE_CLIENT_ROWS = (
     Variant("sluice", "sluice", "sluice", {"sluice_admin": True}),
+    Variant("sluice-aware", "sluice", "sluice, load-aware (`load_margin: 10`, `load_signal: both`)",
+            {"sluice_admin": True, "sluice_bpf": {"load_margin": 10, "load_signal": "both"}}),
     Variant("nginx", "nginx", "nginx", {}),
     Variant("nginx-reuseport", "nginx", "nginx reuseport", {"nginx_reuseport": True}),
     Variant("haproxy", "haproxy", "HAProxy", {}),
 )
+# BENCH_SLUICED_BASE: the baseline build as a row here too (these rows are variants)
+_ONE_CLIENT_ROWS = _ONE_CLIENT_ROWS[:1] + tuple(
+    v for v in (baseline_variant(),) if v is not None) + _ONE_CLIENT_ROWS[1:]
 _ONE_CLIENT_RATIOS = DEFAULT_RATIOS + (("sluice", "nginx-reuseport", "sluice/nginx reuseport"),)
 ONE_CLIENT_COLUMNS = WRK_COLUMNS[:4] + (
     Column("accepted_maxmin", "accepted max/min", "{:.2f}", "lower"),
@@ -1349,8 +1354,8 @@ _STEER_POLICY_ROWS = (
             {"sluice_admin": True, "sluice_bpf": {"load_signal": "connections"}}),
     Variant("sluice-cpu", "sluice", "sluice, `load_signal: cpu`",
             {"sluice_admin": True, "sluice_bpf": {"load_signal": "cpu"}}),
-    Variant("sluice-m25", "sluice", "sluice, `load_margin: 25`",
-            {"sluice_admin": True, "sluice_bpf": {"load_margin": 25}}),
+    Variant("sluice-aware", "sluice", "sluice, load-aware (`load_margin: 10`, `load_signal: both`)",
+            {"sluice_admin": True, "sluice_bpf": {"load_margin": 10, "load_signal": "both"}}),
     Variant("sluice-strict", "sluice", "sluice, strict locality (`load_margin: 1000`, "
             "`load_signal: connections`)",
             {"sluice_admin": True, "sluice_bpf": {"load_margin": 1000,

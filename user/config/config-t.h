@@ -300,8 +300,8 @@ struct sl_conf_bpf {
 	unsigned int heartbeat_ms;	   /* 10 */
 	unsigned int max_conns_per_worker; /* 0 = no cap */
 	int locality;			   /* 1 prefer the SYN's CPU's worker (default), 0 off */
-	unsigned int load_margin;	   /* percent above the least loaded: too busy (10) */
-	enum sl_load_signal load_signal;   /* what "load" is (both) */
+	unsigned int load_margin;	   /* percent above the least loaded: too busy (1000) */
+	enum sl_load_signal load_signal;   /* what "load" is (connections) */
 	int workers_pin;		   /* pin worker i to the i-th CPU (default true) */
 };
 

@@ -2624,8 +2624,9 @@ static void set_defaults(struct sl_conf *c)
 	c->bpf.stall_ms = 200;
 	c->bpf.heartbeat_ms = 10;
 	c->bpf.locality = 1;
-	c->bpf.load_margin = 10;
-	c->bpf.load_signal = SL_LOAD_BOTH;
+	/* near-strict locality: measured better on a shared 2-CPU node (docs/architecture.md) */
+	c->bpf.load_margin = 1000;
+	c->bpf.load_signal = SL_LOAD_CONNECTIONS;
 	c->bpf.workers_pin = 1;
 	c->forwarded.x_forwarded_for = 1;
 	c->forwarded.x_forwarded_proto = 1;
