@@ -271,3 +271,40 @@ def test_error_log_file_survives_an_upgrade_after_the_drop(sluice, pubdir):
     assert wait_for(lambda: "cannot reopen the error log" in open(elog).read(), 10 * SCALE)
     stop_pid(new)
     assert 'msg="sluiced stopped"' in open(elog).read()[len(text):]
+
+
+def test_upgrade_binary_in_a_directory_others_may_write_is_refused(sluice, tmp_path):
+    """The binary itself is root's and 0755, but it sits in a directory anyone may write
+    (no sticky bit): anyone could rename another file over it between the check and the
+    exec, and the daemon would run that with its privileges. Refused, nothing run; a
+    symlink to it is judged by where it points."""
+    from test_admin import sock_path
+    from test_binary_upgrade import post
+    import json
+    path = sock_path(tmp_path)
+    sl = start(sluice, admin={"socket": path})
+    assert wait_for(lambda: os.path.exists(path), 5 * SCALE)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    binary = open_dir / "sluiced"
+    shutil.copy(sl.binary, binary)
+    os.chmod(binary, 0o755)
+    r = post(path, "/upgrade", json.dumps({"binary": str(binary)}))
+    assert r.status in (400, 403), (r.status, r.body)
+    assert str(open_dir) in r.json()["error"], r.body
+    link = tmp_path / "link-sluiced"
+    os.symlink(binary, link)
+    r = post(path, "/upgrade", json.dumps({"binary": str(link)}))
+    assert r.status in (400, 403), (r.status, r.body)
+    assert 'successor started' not in sl.stderr()
+    # the same file from a directory only root writes is run
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    os.chmod(safe, 0o755)
+    shutil.copy(sl.binary, safe / "sluiced")
+    r = post(path, "/upgrade", json.dumps({"binary": str(safe / "sluiced")}))
+    assert r.status == 202, (r.status, r.body)
+    took_over(sl)
+    assert sl.wait_exit(15 * SCALE) == 0, sl.stderr()[-3000:]
+    stop_pid(successor_of(sl))

@@ -1,6 +1,7 @@
 /* Zero-downtime binary upgrade: both ends of the hand-over (see upgrade.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -428,15 +429,49 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Only root or this user may write st (a directory: or it is sticky, so nobody else
+ * can rename or remove what root or this user put in it). */
+static int trusted(const struct stat *st, int dir)
+{
+	if (st->st_uid != 0 && st->st_uid != geteuid())
+		return 0;
+	if (!(st->st_mode & (S_IWGRP | S_IWOTH)))
+		return 1;
+	return dir && (st->st_mode & S_ISVTX);
+}
+
 /* The daemon runs the new binary with its own privileges: it must be a file only root
- * or this user can have written. */
-static int check_binary(const char *exe, char *why, size_t len)
+ * or this user can have written, in directories nobody else can change (else another
+ * file could be renamed over it between this check and the exec). real gets the path
+ * with every symbolic link resolved: that file is the one started. */
+static int check_binary(const char *exe, char *real, char *why, size_t len)
 {
 	struct stat st;
 	if (exe[0] != '/') {
 		snprintf(why, len, "the binary must be an absolute path: %s", exe);
 		return -EINVAL;
 	}
+	if (!realpath(exe, real)) {
+		int err = -errno;
+		snprintf(why, len, "cannot run %s: %s", exe, strerror(-err));
+		return err;
+	}
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", real);
+	for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
+		slash[slash == dir ? 1 : 0] = 0; /* the parent; "/" last */
+		struct stat ds;
+		if (stat(dir, &ds) || !trusted(&ds, 1)) {
+			snprintf(why, len,
+				 "refusing to run %s: directory %s is writable by group or others, "
+				 "or owned by another user",
+				 real, dir);
+			return -EPERM;
+		}
+		if (slash == dir)
+			break;
+	}
+	exe = real;
 	if (stat(exe, &st) || access(exe, X_OK)) {
 		int err = -errno;
 		snprintf(why, len, "cannot run %s: %s", exe, strerror(-err));
@@ -446,7 +481,7 @@ static int check_binary(const char *exe, char *why, size_t len)
 		snprintf(why, len, "cannot run %s: not a regular file", exe);
 		return -EINVAL;
 	}
-	if ((st.st_mode & (S_IWGRP | S_IWOTH)) || (st.st_uid != 0 && st.st_uid != geteuid())) {
+	if (!trusted(&st, 0)) {
 		snprintf(why, len,
 			 "refusing to run %s: writable by group or others, or owned by another "
 			 "user (uid %d)",
@@ -472,7 +507,8 @@ int sl_upgrade_start(struct sl_daemon *d, const char *binary, char *why, size_t 
 		snprintf(why, len, "the path of this daemon's binary is unknown");
 		return -ENOENT;
 	}
-	int err = check_binary(exe, why, len);
+	char real[PATH_MAX];
+	int err = check_binary(exe, real, why, len);
 	if (err) {
 		origin.state = SL_UPGRADE_FAILED;
 		snprintf(origin.err, sizeof(origin.err), "%s", why);
@@ -534,7 +570,7 @@ int sl_upgrade_start(struct sl_daemon *d, const char *binary, char *why, size_t 
 	posix_spawnattr_setsigdefault(&at, &all);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	char *const *argv = origin.argv;
-	int r = posix_spawn(&u->child, exe, NULL, &at, argv, env);
+	int r = posix_spawn(&u->child, real, NULL, &at, argv, env);
 	posix_spawnattr_destroy(&at);
 	free(env);
 	if (r) {
