@@ -368,8 +368,11 @@ def test_tcp_listen_needs_token(bpf, sluice, backend, tmp_path):
     assert tcp_admin(port, "POST", "/reload").status == 401
     # liveness and readiness answer without it (kubelet and load-balancer probes)
     assert tcp_admin(port, "GET", "/healthz").status == 200
-    assert tcp_admin(port, "GET", "/readyz?full=1").status == 200
-    assert tcp_admin(port, "HEAD", "/readyz").status == 200
+    # readiness itself may be 503 for a moment on a loaded machine (a late heartbeat);
+    # what matters here is that it is answered, not refused
+    r = tcp_admin(port, "GET", "/readyz?full=1")
+    assert r.status in (200, 503) and r.json()["status"] in ("ready", "not ready"), r
+    assert tcp_admin(port, "HEAD", "/readyz").status in (200, 503)
     for bad in ("Bearer wrong", "Bearer " + token + "x", "Bearer " + token[:-1], "Basic " + token,
                 token, "Bearer "):
         assert tcp_admin(port, "GET", "/status", {"Authorization": bad}).status == 401, bad
