@@ -179,6 +179,10 @@ def test_10k_mixed_faults_no_fd_leak(sluice, backend, tmp_path):
                       admin={"socket": path},
                       timeouts={"upstream_response_header": "300ms"})
     assert wait_for(lambda: os.path.exists(path), 5 * SCALE)
+    # the admin socket exists before the workers and services start (it is created
+    # before the privilege drop): take the baseline once the main loop answers
+    assert sl.wait_log(lambda ln: 'msg="sluiced started"' in ln), sl.stderr()
+    assert wait_for(lambda: admin(path, "GET", "/readyz").status == 200, 5 * SCALE)
     baseline = wait_for(lambda: sl.fd_count(), 1)
     n_threads, per_thread = 4, 2500
     bad = []
