@@ -63,6 +63,7 @@ int sl_ctl_stopping(const struct sl_daemon *d)
 
 void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out)
 {
+	*out = (struct sl_ctl_status){0};
 	out->conf_path = "fuzz.yaml";
 	out->workers = 2;
 	out->reloads = 0;

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
 import tempfile
 import time
 import uuid
@@ -255,19 +256,89 @@ def parse_metrics(text):
             continue
         if ln.startswith("# TYPE "):
             _, _, name, kind = ln.split()
-            assert kind in ("counter", "gauge"), ln
+            assert kind in ("counter", "gauge", "histogram"), ln
             typed[name] = kind
             continue
         assert not ln.startswith("#"), ln
         m = METRIC_LINE.match(ln)
         assert m, "not a `name{labels} value` line: %r" % ln
         name = m.group(1)
-        assert name in helped and name in typed, "no HELP/TYPE before %r" % ln
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        if typed.get(family) == "histogram":
+            name_ok = family in helped
+        else:
+            name_ok = name in helped and name in typed
+        assert name_ok, "no HELP/TYPE before %r" % ln
         labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"', m.group(3) or ""))
         key = (name, labels)
         assert key not in out, "duplicate sample %r" % ln
         out[key] = float(m.group(5))
     return out, typed
+
+
+def histogram(samples, name):
+    """[(le, cumulative count)], sum, count of one histogram family."""
+    buckets = sorted(((float(dict(lab)["le"]), v) for (nm, lab), v in samples.items()
+                      if nm == name + "_bucket"), key=lambda b: b[0])
+    return buckets, samples[(name + "_sum", frozenset())], samples[(name + "_count", frozenset())]
+
+
+def test_metrics_latency_process_reload_build(adm, tmp_path):
+    """Latency histograms, process_*, reload outcome and build info; promtool lint when
+    it is installed."""
+    sl, _, path = adm(workers=2)
+    n = 7
+    assert request_through(sl, "/m", n) == [200] * n
+
+    def scrape():
+        r = admin(path, "GET", "/metrics")
+        assert r.status == 200
+        return r.body.decode()
+
+    assert wait_for(lambda: histogram(parse_metrics(scrape())[0],
+                                      "sluice_request_duration_seconds")[2] == n, 5 * SCALE)
+    text = scrape()
+    s, typed = parse_metrics(text)
+    for fam in ("sluice_request_duration_seconds", "sluice_upstream_header_duration_seconds"):
+        assert typed[fam] == "histogram"
+        buckets, total, count = histogram(s, fam)
+        assert count == n, (fam, count)
+        assert buckets[-1] == (float("inf"), n), buckets
+        les = [le for le, _ in buckets]
+        assert les == sorted(les) and len(set(les)) == len(les), les
+        counts = [c for _, c in buckets]
+        assert counts == sorted(counts), "buckets must be cumulative: %r" % buckets
+        assert 0 < total < 5 * SCALE * n, total
+    assert s[("sluice_build_info", frozenset({("version", "0.1.0")}))] == 1
+    assert s[("process_resident_memory_bytes", frozenset())] > 1 << 20
+    assert s[("process_open_fds", frozenset())] > 3
+    assert s[("process_max_fds", frozenset())] >= s[("process_open_fds", frozenset())]
+    assert abs(s[("process_start_time_seconds", frozenset())] - time.time()) < 600
+    assert s[("process_cpu_seconds_total", frozenset())] >= 0
+    assert s[("sluice_last_reload_timestamp_seconds", frozenset())] == 0
+    assert s[("sluice_last_reload_success", frozenset())] == 1
+    # a rejected reload is counted and timestamped; the old config keeps serving
+    good = open(sl.config_path).read()
+    with open(sl.config_path, "w") as f:
+        f.write(good + "\nnot: [valid\n")
+    r = admin(path, "POST", "/reload")
+    assert r.status >= 400, r.status
+    s, _ = parse_metrics(scrape())
+    assert s[("sluice_reload_failures_total", frozenset())] == 1
+    assert s[("sluice_last_reload_success", frozenset())] == 0
+    assert abs(s[("sluice_last_reload_timestamp_seconds", frozenset())] - time.time()) < 60
+    with open(sl.config_path, "w") as f:
+        f.write(good)
+    assert admin(path, "POST", "/reload").status == 200
+    s, _ = parse_metrics(scrape())
+    assert s[("sluice_last_reload_success", frozenset())] == 1
+    assert s[("sluice_reload_failures_total", frozenset())] == 1
+    assert request_through(sl, "/m", 1) == [200]
+    promtool = shutil.which("promtool")
+    if promtool:
+        p = subprocess.run([promtool, "check", "metrics"], input=scrape().encode(),
+                           capture_output=True, timeout=30)
+        assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_metrics(adm):

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,6 +25,7 @@
 #include "admin/admin_cache.h"
 #include "bpf/steer.h"
 #include "core/clock.h"
+#include "core/histo.h"
 #include "core/log.h"
 #include "config/config.h"
 #include "server/control.h"
@@ -486,6 +489,92 @@ static const struct metric metrics[] = {
       OFF(tls_fail_protocol)}},
 };
 
+/* One histogram family summed over the workers (a request's latency is the node's,
+ * not a worker's: per-worker series would multiply the bucket count for no use). */
+static void histo_metric(struct evbuffer *b, struct admin *a, const char *name,
+			 const char *help, int upstream)
+{
+	static const uint32_t le_us[SL_HISTO_N - 1] = SL_HISTO_BOUNDS;
+	uint64_t bucket[SL_HISTO_N] = {0}, count = 0, sum_ns = 0;
+	struct sl_ctl_worker w;
+	for (unsigned int i = 0; !sl_ctl_worker(a->d, i, &w); i++) {
+		const struct sl_histo *h = upstream ? w.lat_upstream : w.lat_request;
+		if (!h)
+			continue;
+		for (unsigned int k = 0; k < SL_HISTO_N; k++)
+			bucket[k] += __atomic_load_n(&h->b[k], __ATOMIC_RELAXED);
+		sum_ns += __atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED);
+		count += __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+	}
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	uint64_t cum = 0;
+	for (unsigned int k = 0; k < SL_HISTO_N - 1; k++) {
+		cum += bucket[k];
+		evbuffer_add_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, le_us[k] / 1e6,
+				    (unsigned long long)cum);
+	}
+	cum += bucket[SL_HISTO_N - 1];
+	/* +Inf is the sum of the buckets, so a scrape racing a worker's update stays
+	 * monotonic across buckets; _count is the worker's own count */
+	evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n",
+			    name, (unsigned long long)cum, name, sum_ns / 1e9, name,
+			    (unsigned long long)(count > cum ? cum : count));
+}
+
+/* The process_* series Prometheus client libraries export, from /proc/self. */
+static void process_metrics(struct evbuffer *b, const struct sl_ctl_status *cs)
+{
+	long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	unsigned long long ut = 0, st = 0, vsz = 0;
+	long long rss = 0;
+	char buf[1024];
+	FILE *f = fopen("/proc/self/stat", "re");
+	if (f) {
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = 0;
+		fclose(f);
+		/* fields after the command name, which may hold spaces and parentheses */
+		char *p = strrchr(buf, ')');
+		if (p && sscanf(p + 2,
+				"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d "
+				"%*d %*d %*d %*u %llu %lld",
+				&ut, &st, &vsz, &rss) != 4)
+			ut = st = vsz = 0, rss = 0;
+	}
+	unsigned int fds = 0;
+	DIR *dir = opendir("/proc/self/fd");
+	if (dir) {
+		struct dirent *e;
+		while ((e = readdir(dir)))
+			fds += e->d_name[0] != '.';
+		closedir(dir);
+		fds--; /* the directory's own */
+	}
+	struct rlimit rl = {0};
+	getrlimit(RLIMIT_NOFILE, &rl);
+	evbuffer_add_printf(b,
+			    "# HELP process_cpu_seconds_total User and system CPU time.\n"
+			    "# TYPE process_cpu_seconds_total counter\n"
+			    "process_cpu_seconds_total %.2f\n"
+			    "# HELP process_resident_memory_bytes Resident memory.\n"
+			    "# TYPE process_resident_memory_bytes gauge\n"
+			    "process_resident_memory_bytes %lld\n"
+			    "# HELP process_virtual_memory_bytes Virtual memory.\n"
+			    "# TYPE process_virtual_memory_bytes gauge\n"
+			    "process_virtual_memory_bytes %llu\n"
+			    "# HELP process_open_fds File descriptors open.\n"
+			    "# TYPE process_open_fds gauge\n"
+			    "process_open_fds %u\n"
+			    "# HELP process_max_fds The file descriptor limit.\n"
+			    "# TYPE process_max_fds gauge\n"
+			    "process_max_fds %llu\n"
+			    "# HELP process_start_time_seconds Start time, seconds since the epoch.\n"
+			    "# TYPE process_start_time_seconds gauge\n"
+			    "process_start_time_seconds %lld\n",
+			    tick > 0 ? (double)(ut + st) / (double)tick : 0.0, rss * (long long)page,
+			    vsz, fds, (unsigned long long)rl.rlim_cur, (long long)cs->start_unix);
+}
+
 static void get_metrics(struct admin *a, struct evhttp_request *req)
 {
 	struct sl_ctl_status cs;
@@ -542,11 +631,32 @@ static void get_metrics(struct admin *a, struct evhttp_request *req)
 	}
 	sl_admin_upstream_metrics(b);
 	sl_admin_cache_metrics(b);
+	histo_metric(b, a, "sluice_request_duration_seconds",
+		     "Requests from their first byte to the end of the response.", 0);
+	histo_metric(b, a, "sluice_upstream_header_duration_seconds",
+		     "Proxied requests from the first upstream attempt to the response head.", 1);
 	evbuffer_add_printf(b,
 			    "# HELP sluice_reloads_total Configuration reloads applied.\n"
 			    "# TYPE sluice_reloads_total counter\n"
-			    "sluice_reloads_total %u\n",
-			    cs.reloads);
+			    "sluice_reloads_total %u\n"
+			    "# HELP sluice_reload_failures_total Configuration reloads rejected (the "
+			    "old configuration kept serving).\n"
+			    "# TYPE sluice_reload_failures_total counter\n"
+			    "sluice_reload_failures_total %u\n"
+			    "# HELP sluice_last_reload_timestamp_seconds When the last reload was "
+			    "tried, seconds since the epoch (0: none yet).\n"
+			    "# TYPE sluice_last_reload_timestamp_seconds gauge\n"
+			    "sluice_last_reload_timestamp_seconds %lld\n"
+			    "# HELP sluice_last_reload_success 1 when the last reload was applied (or "
+			    "none was tried), 0 when it was rejected.\n"
+			    "# TYPE sluice_last_reload_success gauge\n"
+			    "sluice_last_reload_success %d\n"
+			    "# HELP sluice_build_info The running build; the value is always 1.\n"
+			    "# TYPE sluice_build_info gauge\n"
+			    "sluice_build_info{version=\"%s\"} 1\n",
+			    cs.reloads, cs.reload_failures, (long long)cs.last_reload_unix,
+			    cs.last_reload_unix ? cs.last_reload_ok : 1, SL_VERSION);
+	process_metrics(b, &cs);
 	send_body(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
 	evbuffer_free(b);
 }

@@ -1953,6 +1953,10 @@ static void log_request(struct sl_session *s)
 	struct sl_worker *w = s->w;
 	struct sl_request *r = s->r;
 	int st = r->status;
+	uint64_t now = sl_mono_ns();
+	sl_histo_add(&w->lat_request, now - r->t_start);
+	if (r->t_up0 && r->t_hdr)
+		sl_histo_add(&w->lat_upstream, r->t_hdr - r->t_up0);
 	switch (st / 100) {
 	case 1:
 		w->st->resp_1xx++;

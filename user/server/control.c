@@ -29,6 +29,10 @@ void sl_ctl_status(const struct sl_daemon *d, struct sl_ctl_status *out)
 	out->workers = d->n_workers;
 	out->reloads = d->reloads;
 	out->reload_err = d->reload_err;
+	out->reload_failures = d->reload_failures;
+	out->last_reload_unix = d->last_reload_unix;
+	out->last_reload_ok = d->last_reload_ok;
+	out->start_unix = d->start_unix;
 	sl_upgrade_status(d, &out->upgrade_state, &out->upgrade_pid, &out->upgrade_err);
 }
 
@@ -83,6 +87,8 @@ int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worke
 			 __atomic_load_n(&w->state->queued, __ATOMIC_RELAXED);
 	out->busy_pm = __atomic_load_n(&w->state->busy_pm, __ATOMIC_RELAXED);
 	out->st = w->st;
+	out->lat_request = &w->lat_request;
+	out->lat_upstream = &w->lat_upstream;
 	return 0;
 }
 

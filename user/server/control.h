@@ -16,6 +16,7 @@
 struct sl_daemon;
 struct sl_conf;
 struct sl_worker_stats;
+struct sl_histo;
 struct event_base;
 
 /* The main thread's event loop (the admin servers run on it). */
@@ -32,6 +33,10 @@ struct sl_ctl_status {
 	const char *conf_path; /* "" when none */
 	unsigned int workers;
 	unsigned int reloads;	/* applied since start */
+	unsigned int reload_failures; /* rejected since start */
+	int64_t last_reload_unix;     /* wall clock of the last reload attempt, 0 = none */
+	int last_reload_ok;	      /* 1 when that attempt was applied */
+	int64_t start_unix;	      /* wall clock when the daemon started */
 	const char *reload_err; /* the last rejected reload's reason, "" when none */
 	int upgrade_state;	/* SL_UPGRADE_* (server/upgrade.h) */
 	int upgrade_pid;	/* the last successor started, 0 = none */
@@ -48,6 +53,7 @@ struct sl_ctl_worker {
 	unsigned int conn_load; /* connections open, plus queued at its last beat */
 	unsigned int busy_pm;	/* loop busy ratio at its last beat, per mille */
 	const struct sl_worker_stats *st;
+	const struct sl_histo *lat_request, *lat_upstream; /* core/histo.h; may be NULL */
 };
 /* 0, or -ENOENT when there is no worker i. */
 int sl_ctl_worker(const struct sl_daemon *d, unsigned int i, struct sl_ctl_worker *out);

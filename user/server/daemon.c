@@ -289,6 +289,10 @@ int sl_daemon_reload(struct sl_daemon *d)
 {
 	sl_notify_reloading();
 	int err = reload_conf(d);
+	d->last_reload_unix = (int64_t)time(NULL);
+	d->last_reload_ok = !err;
+	if (err)
+		d->reload_failures++;
 	sl_notify_reloaded(!err, d->reload_err);
 	return err;
 }
@@ -919,6 +923,7 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 	d.ops = ops;
 	d.handler = &sl_http1_handler;
 	d.conf_path = path;
+	d.start_unix = (int64_t)time(NULL);
 	d.pin_lock_fd = -1;
 	d.inherit = in.conn >= 0 ? &in : NULL;
 	d.admin_takeover = d.inherit != NULL;

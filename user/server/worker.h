@@ -10,6 +10,7 @@
 
 #include "config/config-t.h"
 #include "server/control.h"
+#include "core/histo.h"
 #include "core/list.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -92,6 +93,9 @@ struct sl_worker {
 	 * deadline order (one timeout for all): expired by the tick, no timer event each */
 	struct sl_list idle[2];
 	unsigned int n_sessions;
+	/* request time (first byte to response done) and upstream time (first attempt
+	 * to response head), for /metrics; written by this worker only */
+	struct sl_histo lat_request, lat_upstream;
 	/* Accepting: off while the worker holds max_conns client connections (they wait in
 	 * the kernel's backlog, steering sends new ones elsewhere) and for a short back-off
 	 * after accept4() ran out of fds or memory. */
@@ -143,6 +147,9 @@ struct sl_daemon {
 	struct event_base *base; /* main thread's loop: signals, admin API */
 	uint64_t deadline_ms;	 /* graceful stop: when the grace period ends */
 	unsigned int reloads;
+	unsigned int reload_failures;
+	int64_t last_reload_unix, start_unix;
+	int last_reload_ok;
 	char reload_err[SL_CONF_ERR_MAX];
 	void *admin;		/* admin API state (admin/) */
 	struct sl_spool *spool; /* shared overflow pool of idle upstream connections */
