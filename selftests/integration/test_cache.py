@@ -963,3 +963,56 @@ def test_origin_body_longer_than_content_length(sluice, origin):
     assert (r.status, r.body) == (200, b"other")
     r = get(sl, "/long")
     assert (r.body, r.header("X-Cache")) == (b"hello", "HIT")
+
+
+# ---- the key: one object per scheme ---------------------------------------------------
+
+def test_plain_and_tls_listeners_do_not_share_objects(sluice, origin, tmp_path):
+    """One zone behind a plain listener and a TLS one: the origin sees X-Forwarded-Proto
+    and answers plain requests with a cacheable redirect to https (a common setup). The
+    TLS client must get the https answer, not the stored redirect ($scheme is https)."""
+    import ssl
+    import subprocess
+    d = str(tmp_path)
+    crt, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "2", "-subj", "/CN=site.test", "-addext",
+                    "subjectAltName=DNS:site.test"], check=True, capture_output=True)
+
+    def fn(conn, req, k):
+        if req.header("X-Forwarded-Proto") == "https":
+            respond(conn, 200, headers=CC60, body=b"secure page", close=req.wants_close())
+        else:
+            respond(conn, 301, headers=CC60 + [("Location", "https://site.test/p")],
+                    body=b"", close=req.wants_close())
+    origin.set("/p", fn=fn)
+    rc = {"zone": "z", "status_header": "X-Cache"}
+    s = sluice.new()
+    cfg = sluice.config([{"path": "/", "upstream": "o", "cache": rc}],
+                        {"o": {"servers": [{"address": origin.address}]}}, sl=s,
+                        cache={"zones": {"z": {"max_size": "16m"}}},
+                        bpf={"steering": "off"})
+    tls_port = socket.socket()
+    tls_port.bind(("127.0.0.1", 0))
+    tp = tls_port.getsockname()[1]
+    tls_port.close()
+    cfg["listeners"].append({"address": "127.0.0.1:%d" % tp, "routes": cfg["listeners"][0]["routes"],
+                             "tls": {"certificates": [{"cert": crt, "key": key}]}})
+    s.start(cfg)
+    r = get(s, "/p", headers={"Host": "site.test"})
+    assert (r.status, r.header("X-Cache")) == (301, "MISS")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(crt)
+    for want in ("MISS", "HIT"):
+        raw = socket.create_connection(("127.0.0.1", tp), timeout=TIMEOUT)
+        t = ctx.wrap_socket(raw, server_hostname="site.test")
+        c = HTTPClient(0, sock=t)
+        try:
+            r = c.request("GET", "/p", host="site.test")
+        finally:
+            c.close()
+        assert (r.status, r.body, r.header("X-Cache")) == (200, b"secure page", want)
+    r = get(s, "/p", headers={"Host": "site.test"})
+    assert (r.status, r.header("X-Cache")) == (301, "HIT")
+    assert origin.n("/p") == 2

@@ -328,8 +328,11 @@ static int render_key(struct sl_session *s, struct sl_creq *cq, const char *meth
 	}
 	size_t hl = 0;
 	const char *host = sl_req_host(s, &hl);
+	/* $scheme is the client's: an origin told X-Forwarded-Proto answers plain and TLS
+	 * requests differently (a redirect to https), so one zone behind both listeners
+	 * must keep them apart */
 	struct sl_ckey_in in = {
-	    .scheme = "http",
+	    .scheme = s->io.t != &sl_transport_raw ? "https" : "http",
 	    .host = host,
 	    .host_len = hl,
 	    .target = s->in.data + r->req.path_off,
