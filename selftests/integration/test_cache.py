@@ -1016,3 +1016,19 @@ def test_plain_and_tls_listeners_do_not_share_objects(sluice, origin, tmp_path):
     r = get(s, "/p", headers={"Host": "site.test"})
     assert (r.status, r.header("X-Cache")) == (301, "HIT")
     assert origin.n("/p") == 2
+
+
+def test_conditionals_ignored_on_a_stored_error(sluice, origin):
+    """A stored 404 (or 301, 410) with an ETag: If-None-Match or If-Modified-Since from a
+    client holding an older 200 must not get 304 (RFC 9110 13.2.1: preconditions are
+    ignored when the answer would not be 2xx), or it keeps using a page that is gone."""
+    origin.set("/gone", status=404, headers=CC60 + [
+        ("ETag", '"same"'), ("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT")],
+        body=b"not here")
+    sl = cached(sluice, origin)
+    assert get(sl, "/gone").status == 404
+    r = get(sl, "/gone", {"If-None-Match": '"same"'})
+    assert (r.status, r.body, r.header("X-Cache")) == (404, b"not here", "HIT")
+    r = get(sl, "/gone", {"If-Modified-Since": "Tue, 02 Jan 2024 00:00:00 GMT"})
+    assert (r.status, r.body, r.header("X-Cache")) == (404, b"not here", "HIT")
+    assert origin.n("/gone") == 1

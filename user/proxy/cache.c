@@ -433,7 +433,11 @@ static int serve(struct sl_session *s, struct sl_creq *cq, struct sl_cobj *obj, 
 	const char *lm = obj->lm_len ? obj->head + obj->lm_off : NULL;
 	int status = obj->status;
 	uint64_t first = 0, last = 0;
-	int cond = sl_cache_cond(&r->req, s->in.data, etag, obj->etag_len, lm, obj->lm_len);
+	/* preconditions only for a 2xx (RFC 9110 13.2.1): a 304 for a stored 404 or 301
+	 * would tell a client holding an older 200 to keep using it */
+	int cond = status >= 200 && status < 300
+		       ? sl_cache_cond(&r->req, s->in.data, etag, obj->etag_len, lm, obj->lm_len)
+		       : 0;
 	if (cond == 304)
 		status = 304;
 	else if (status == 200 && len != UINT64_MAX) {
