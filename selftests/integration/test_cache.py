@@ -1032,3 +1032,16 @@ def test_conditionals_ignored_on_a_stored_error(sluice, origin):
     r = get(sl, "/gone", {"If-Modified-Since": "Tue, 02 Jan 2024 00:00:00 GMT"})
     assert (r.status, r.body, r.header("X-Cache")) == (404, b"not here", "HIT")
     assert origin.n("/gone") == 1
+
+
+def test_absolute_form_and_host_header_are_one_host(sluice, origin):
+    """GET http://victim.test/x with Host: evil.test: the key names victim.test, so the
+    origin must be asked for victim.test too (RFC 9112 3.2.2), or a client stores the
+    page of a host of its choosing under another host's key."""
+    origin.set("/x", headers=CC60, body=lambda k, r: r.header("Host").encode())
+    sl = cached(sluice, origin)
+    with HTTPClient(sl.port) as c:
+        r = c.request("GET", "http://victim.test/x", host="evil.test")
+    assert r.status == 200 and r.body == b"victim.test", r.body
+    r = get(sl, "/x", {"Host": "victim.test"})
+    assert (r.status, r.body, r.header("X-Cache")) == (200, b"victim.test", "HIT")
