@@ -1045,3 +1045,17 @@ def test_absolute_form_and_host_header_are_one_host(sluice, origin):
     assert r.status == 200 and r.body == b"victim.test", r.body
     r = get(sl, "/x", {"Host": "victim.test"})
     assert (r.status, r.body, r.header("X-Cache")) == (200, b"victim.test", "HIT")
+
+
+def test_private_after_a_missing_comma_is_still_private(sluice, origin):
+    """A careless origin writes 'max-age=60 private' (no comma): the private must still
+    count (nginx finds it too), or one user's page is stored and served to the next."""
+    for i, cc in enumerate(("max-age=60 private", "max-age=60 no-store",
+                            'max-age="60" private')):
+        origin.set("/u%d" % i, headers=[("Cache-Control", cc)],
+                   body=lambda k, r: b"user %d" % k)
+    sl = cached(sluice, origin)
+    for i in range(3):
+        get(sl, "/u%d" % i)
+        r = get(sl, "/u%d" % i)
+        assert (r.body, r.header("X-Cache")) == (b"user 2", "MISS"), i

@@ -91,8 +91,8 @@ void sl_cc_parse(struct sl_cc *cc, const char *v, size_t n)
 			val = v + vs;
 			vl = i - vs;
 		}
-		while (i < n && v[i] != ',')
-			i++;
+		/* no skipping to the next comma: in "max-age=60 private" (a comma missing)
+		 * the private still counts, as nginx finds it */
 		if (!nl)
 			continue;
 #define IS(s) (nl == sizeof(s) - 1 && !strncasecmp(name, s, nl))
