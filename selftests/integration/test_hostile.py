@@ -12,7 +12,7 @@ import time
 from client import HTTPClient
 from daemon import wait_for
 from env import SCALE
-from test_admin import get_json, sock_path
+from test_admin import admin, get_json, sock_path
 from test_fdleak import fd_listing
 
 N_SLOW = 300
@@ -36,6 +36,11 @@ def start(sluice, tmp_path, b, timeouts):
     sl = sluice.proxy(b, workers=2, admin={"socket": path}, timeouts=timeouts,
                       upstream={"pool": {"idle_timeout": "1s"}})
     assert wait_for(lambda: os.path.exists(path), 5 * SCALE), sl.stderr()[-2000:]
+    # the admin socket answers before every worker thread runs, and a worker opens its
+    # schedstat file as its thread starts: the baseline is taken once all are ready
+    assert sl.wait_log(lambda ln: 'msg="sluiced started"' in ln), sl.stderr()[-2000:]
+    assert wait_for(lambda: admin(path, "GET", "/readyz").status == 200, 5 * SCALE), \
+        sl.stderr()[-2000:]
     # readiness probes have closed: the baseline is a daemon with no client
     assert wait_for(lambda: totals(path)["active"] == 0, 5 * SCALE), totals(path)
     return sl, path
@@ -195,3 +200,40 @@ def test_slow_readers_cut_at_send_timeout(sluice, backend, tmp_path):
     assert wait_for(lambda: all(c.closed for c in b.conns if c.id <= N_READERS), 5 * SCALE)
     assert wait_for(lambda: sl.fd_count() <= baseline, 10 * SCALE), \
         "fd count %d -> %d:\n%s" % (baseline, sl.fd_count(), fd_listing(sl))
+
+
+def test_refused_head_lingers_not_reset(sluice, backend, tmp_path):
+    """A head cut at client_header gets its 408 and a FIN, and what the client still
+    sends after that is read and dropped, never answered with a reset: a close() with
+    client bytes unread resets the connection, and a reset that arrives before the
+    client read the 408 discards it (seen as 'reset' for a few of test_slow_heads')."""
+    b = backend("a")
+    sl, path = start(sluice, tmp_path, b, {"client_header": "1s"})
+    s = socket.create_connection(("127.0.0.1", sl.port))
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: sluice.test\r\nX-Slow: a")
+        s.settimeout(10 * SCALE)
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        assert got.startswith(b"HTTP/1.1 408"), got[:200]
+        # still sending after the answer, as a slow client does: no reset comes back
+        for i in range(20):
+            s.sendall(b"a" * 1000)
+            time.sleep(0.02)
+        time.sleep(0.3)
+        s.sendall(b"a")
+        s.setblocking(False)
+        try:
+            assert s.recv(1) == b""
+        except BlockingIOError:
+            pass
+        assert totals(path)["active"] == 1, totals(path)
+    finally:
+        s.close()
+    # the client's FIN ends the lingering connection
+    assert wait_for(lambda: totals(path)["active"] == 0, 5 * SCALE), totals(path)
+    assert totals(path)["header_timeouts"] == 1, totals(path)

@@ -758,6 +758,7 @@ static void refuse_request(struct sl_session *s, int status, const char *why)
 	       sl_session_client_str(s), status, why ? why : "");
 	s->r->req_done = 1; /* nothing more will be read from this connection */
 	s->r->keepalive = 0;
+	s->linger = 1; /* the client may still be sending what it started */
 	send_error(s, status);
 }
 
@@ -1804,6 +1805,8 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 		session_close(s);
 		return;
 	}
+	if (s->state == SS_LINGER)
+		b->wr = 0; /* lingering: what the client sends is dropped */
 	if (b->wr == b->cap) {
 		if (s->state == SS_IDLE || s->state == SS_HEAD) {
 			if (b->rd == b->wr) {
@@ -1838,7 +1841,7 @@ static void client_read_ev(evutil_socket_t fd, short what, void *arg)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (s->state == SS_IDLE && b->wr > b->parse)
 				goto parse; /* pipelined request left from the previous one */
-			if (s->state == SS_IDLE && !b->wr)
+			if ((s->state == SS_IDLE || s->state == SS_LINGER) && !b->wr)
 				iob_free(s->w,
 					 b); /* nothing yet: a waiting connection holds none */
 			rd_on(s);
@@ -1880,6 +1883,9 @@ parse:
 		b->rd = b->fwd = b->parse = b->wr = 0;
 		break;
 	case SS_HANDSHAKE: /* client_read_cb drives the handshake; never here */
+		break;
+	case SS_LINGER:
+		b->wr = 0;
 		break;
 	}
 }
@@ -1986,6 +1992,25 @@ static void log_request(struct sl_session *s)
 		sl_access_log_write(&w->alog, s);
 }
 
+/* Lingering close (as nginx's lingering_close, RFC 9112 9.6): a connection cut before
+ * its request ended (a 408 at client_header, a refused head) still has the client
+ * sending. A close() with its bytes unread sends a reset, and a reset that reaches the
+ * client before it read the answer discards the answer. So the answer is followed by a
+ * FIN, what the client still sends is read and dropped, and the connection closes at
+ * the client's FIN, an error, or the keep-alive idle timeout (the idle list's tick). */
+static void linger_close(struct sl_session *s)
+{
+	if (sl_io_shutdown_wr(&s->io)) {
+		session_close(s);
+		return;
+	}
+	struct sl_iob *b = &s->in;
+	b->rd = b->fwd = b->parse = b->wr = 0;
+	s->state = SS_LINGER;
+	rd_on(s);
+	idle_arm(s, ST_KEEPALIVE);
+}
+
 static void finish_request(struct sl_session *s)
 {
 	struct sl_worker *w = s->w;
@@ -2005,6 +2030,10 @@ static void finish_request(struct sl_session *s)
 	int keep =
 	    r->keepalive && r->req_done && !s->client_eof && !w->draining && s->state != SS_CLOSING;
 	request_release(s);
+	if (!keep && s->linger && !s->client_eof && !s->closed) {
+		linger_close(s);
+		return;
+	}
 	if (!keep) {
 		session_close(s);
 		return;
@@ -2369,7 +2398,7 @@ static void http1_drain(struct sl_worker *w)
 	while (l) {
 		struct sl_link *next = l->next;
 		struct sl_session *s = sl_container_of(l, struct sl_session, link);
-		if (s->state == SS_IDLE && s->in.wr == 0 && !soft)
+		if (((s->state == SS_IDLE && s->in.wr == 0) || s->state == SS_LINGER) && !soft)
 			session_close(s);
 		else if (s->r)
 			s->r->keepalive = 0;
@@ -2386,7 +2415,7 @@ static void http1_drain_listener(struct sl_worker *w, struct sl_listen *lsn)
 		struct sl_link *next = l->next;
 		struct sl_session *s = sl_container_of(l, struct sl_session, link);
 		if (s->lsn == lsn) {
-			if (s->state == SS_IDLE && s->in.wr == 0)
+			if ((s->state == SS_IDLE && s->in.wr == 0) || s->state == SS_LINGER)
 				session_close(s);
 			else if (s->r)
 				s->r->keepalive = 0;

@@ -34,6 +34,8 @@ enum sl_sess_state {
 	SS_TUNNEL,   /* after 101 Switching Protocols */
 	SS_CLOSING,  /* last bytes of a local response, then close */
 	SS_HANDSHAKE, /* TLS listener: the handshake is not done yet */
+	SS_LINGER,    /* answered and shut for writing: client bytes read and dropped until
+		       * its FIN, so the close does not reset the answer it has not read */
 };
 
 enum sl_timer_kind {
@@ -173,6 +175,7 @@ struct sl_session {
 	uint8_t rd_on;	 /* rev added */
 	uint8_t nodelay; /* TCP_NODELAY set (once kept alive) */
 	uint8_t client_eof;
+	uint8_t linger; /* the request was refused before its end: linger at the close */
 	uint8_t in_phase; /* phase callbacks on the stack (they outlive their request) */
 	short hs_ev;	  /* TLS handshake: events rev is assigned with besides EV_READ */
 	/* TLS handshake: the snapshot whose contexts it runs on (their callbacks read it) */
