@@ -661,7 +661,22 @@ static void get_metrics(struct admin *a, struct evhttp_request *req)
 	evbuffer_free(b);
 }
 
-static void post_debug_stall(struct admin *a, struct evhttp_request *req)
+/* The debug endpoints that hold one worker's loop: /debug/stall sleeps (a stalled
+ * worker), /debug/burn spins in short slices between which it serves (a busy one). */
+struct debug_op {
+	const char *usage, *ms_range, *json_key, *log_msg;
+	unsigned long max_ms;
+	int (*run)(struct sl_daemon *d, unsigned int worker, unsigned int ms);
+};
+
+static const struct debug_op debug_stall = {
+    "usage: /debug/stall?worker=N&ms=M", "ms: 1..10000", "stall_ms", "debug: stalling worker",
+    ADMIN_STALL_MAX_MS, sl_ctl_stall_worker};
+static const struct debug_op debug_burn = {
+    "usage: /debug/burn?worker=N&ms=M", "ms: 1..60000", "burn_ms", "debug: burning CPU on worker",
+    ADMIN_BURN_MAX_MS, sl_ctl_burn_worker};
+
+static void post_debug(struct admin *a, struct evhttp_request *req, const struct debug_op *op)
 {
 	struct sl_ctl_status cs;
 	sl_ctl_status(a->d, &cs);
@@ -669,7 +684,7 @@ static void post_debug_stall(struct admin *a, struct evhttp_request *req)
 	struct evkeyvalq kv = {0}; /* evhttp_parse_query_str initializes it */
 	unsigned long worker, ms;
 	if (!q || evhttp_parse_query_str(q, &kv)) {
-		send_error(req, 400, "usage: /debug/stall?worker=N&ms=M");
+		send_error(req, 400, op->usage);
 		goto out;
 	}
 	if (parse_uint(evhttp_find_header(&kv, "worker"), cs.workers ? cs.workers - 1 : 0,
@@ -678,45 +693,26 @@ static void post_debug_stall(struct admin *a, struct evhttp_request *req)
 		send_error(req, 400, "worker: a worker id (0..workers-1)");
 		goto out;
 	}
-	if (parse_uint(evhttp_find_header(&kv, "ms"), ADMIN_STALL_MAX_MS, &ms) || ms == 0) {
-		send_error(req, 400, "ms: 1..10000");
+	if (parse_uint(evhttp_find_header(&kv, "ms"), op->max_ms, &ms) || ms == 0) {
+		send_error(req, 400, op->ms_range);
 		goto out;
 	}
-	sl_ctl_stall_worker(a->d, (unsigned int)worker, (unsigned int)ms);
-	sl_log(SL_LOG_WARN, "msg=\"debug: stalling worker\" worker=%lu ms=%lu", worker, ms);
+	op->run(a->d, (unsigned int)worker, (unsigned int)ms);
+	sl_log(SL_LOG_WARN, "msg=\"%s\" worker=%lu ms=%lu", op->log_msg, worker, ms);
 	send_json(req, 200,
-		  json_pack("{s:I,s:I}", "worker", (json_int_t)worker, "stall_ms", (json_int_t)ms));
+		  json_pack("{s:I,s:I}", "worker", (json_int_t)worker, op->json_key, (json_int_t)ms));
 out:
 	evhttp_clear_headers(&kv);
 }
 
+static void post_debug_stall(struct admin *a, struct evhttp_request *req)
+{
+	post_debug(a, req, &debug_stall);
+}
+
 static void post_debug_burn(struct admin *a, struct evhttp_request *req)
 {
-	struct sl_ctl_status cs;
-	sl_ctl_status(a->d, &cs);
-	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	struct evkeyvalq kv = {0}; /* evhttp_parse_query_str initializes it */
-	unsigned long worker, ms;
-	if (!q || evhttp_parse_query_str(q, &kv)) {
-		send_error(req, 400, "usage: /debug/burn?worker=N&ms=M");
-		goto out;
-	}
-	if (parse_uint(evhttp_find_header(&kv, "worker"), cs.workers ? cs.workers - 1 : 0,
-		       &worker) ||
-	    worker >= cs.workers) {
-		send_error(req, 400, "worker: a worker id (0..workers-1)");
-		goto out;
-	}
-	if (parse_uint(evhttp_find_header(&kv, "ms"), ADMIN_BURN_MAX_MS, &ms) || ms == 0) {
-		send_error(req, 400, "ms: 1..60000");
-		goto out;
-	}
-	sl_ctl_burn_worker(a->d, (unsigned int)worker, (unsigned int)ms);
-	sl_log(SL_LOG_WARN, "msg=\"debug: burning CPU on worker\" worker=%lu ms=%lu", worker, ms);
-	send_json(req, 200,
-		  json_pack("{s:I,s:I}", "worker", (json_int_t)worker, "burn_ms", (json_int_t)ms));
-out:
-	evhttp_clear_headers(&kv);
+	post_debug(a, req, &debug_burn);
 }
 
 static void get_cache(struct admin *a, struct evhttp_request *req)

@@ -706,7 +706,9 @@ static void take_inherited(struct sl_daemon *d, const struct sl_conf *c)
 
 /* Successor, workers running and steering attached: tell the predecessor, which drains
  * once it answers; then the pins and the admin socket become this daemon's. */
-static int take_over(struct sl_daemon *d, char *why, size_t len)
+/* Until every worker's loop runs (its slot says ready, so steering may pick it):
+ * readiness told to anyone (a service manager, a predecessor) means serving. */
+static int wait_workers_ready(struct sl_daemon *d, char *why, size_t len)
 {
 	uint64_t until = sl_mono_ns() + 5000000000ull;
 	for (unsigned int i = 0; i < d->n_workers; i++)
@@ -718,7 +720,15 @@ static int take_over(struct sl_daemon *d, char *why, size_t len)
 			}
 			usleep(1000);
 		}
-	int err = sl_upgrade_ready(d->inherit, why, len);
+	return 0;
+}
+
+static int take_over(struct sl_daemon *d, char *why, size_t len)
+{
+	int err = wait_workers_ready(d, why, len);
+	if (err)
+		return err;
+	err = sl_upgrade_ready(d->inherit, why, len);
 	if (err)
 		return err;
 	if (d->steering) {
@@ -1071,6 +1081,9 @@ int sl_main(int argc, char **argv, const struct sl_proxy_ops *ops)
 		atomic_store(&d.stop, started == (int)d.n_workers && d.inherit ? 1 : 2);
 		poke_all(&d);
 	} else {
+		char late[64] = "";
+		if (!d.inherit && wait_workers_ready(&d, late, sizeof(late)))
+			sl_log(SL_LOG_WARN, "msg=\"%s within 5 s; serving with the others\"", late);
 		sl_log(SL_LOG_INFO, "msg=\"sluiced started\" version=%s workers=%u config=%s",
 		       SL_VERSION, d.n_workers, path);
 		sl_notify_ready(d.n_workers);
